@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what cloudctl needs to build, test and demo on Debian 12, idempotently:
+# the Debian packages (build libraries and the real components the roles run) and
+# the Go modules. Called by `make test` and `make demo`.
+set -euo pipefail
+
+PKGS=(
+  gcc make pkg-config git
+  libdqlite-dev libraft-dev libsqlite3-dev librados-dev librbd-dev
+  iproute2 nftables procps util-linux tmux
+  mariadb-server mariadb-client galera-4 rsync
+  ceph udev lxd keepalived socat e2fsprogs lvm2 xfsprogs gdisk parted
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "deps: these Debian packages are missing and installing them needs root: ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  # Packages must not start their services here; cloudctl starts its own.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  fi
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
+  export PATH=/usr/local/go/bin:$PATH
+fi
+command -v go >/dev/null || { echo "deps: Go is not installed (expected at /usr/local/go)" >&2; exit 1; }
+
+go mod download
+echo "deps: ok"
