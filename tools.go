@@ -5,9 +5,9 @@ package tools
 
 import (
 	_ "github.com/AlecAivazis/survey/v2"
+	_ "github.com/canonical/lxd/client"
 	_ "github.com/canonical/microcluster/microcluster"
 	_ "github.com/ceph/go-ceph/rados"
 	_ "github.com/go-sql-driver/mysql"
 	_ "github.com/jaypipes/ghw"
-	_ "github.com/canonical/lxd/client"
 )

@@ -1,0 +1,135 @@
+package api
+
+import "time"
+
+// Node is one cluster member as cloudctl shows it. JSON names are stable.
+type Node struct {
+	Name    string   `json:"name"`
+	Address string   `json:"address"`
+	Roles   []string `json:"roles"`
+	Region  string   `json:"region,omitempty"`
+	Zone    string   `json:"zone,omitempty"`
+	// Status is "online", "offline" or "unknown" (the database could not be read).
+	Status string `json:"status"`
+	// Database is this member's dqlite role: "voter", "stand-by", "spare", or "" when unknown.
+	Database string `json:"database"`
+	// Leader is true for the dqlite leader.
+	Leader   bool      `json:"leader"`
+	JoinedAt time.Time `json:"joined_at"`
+}
+
+// HA describes whether a layer survives the loss of one member.
+type HA struct {
+	// Enabled is true when the layer tolerates losing one member.
+	Enabled bool `json:"enabled"`
+	// ControlNodes is the number of nodes with the control role.
+	ControlNodes int `json:"control_nodes"`
+	// Required is the number of control nodes HA needs (3).
+	Required int `json:"required"`
+	// Voters is the number of dqlite voters.
+	Voters int `json:"voters"`
+	// Summary is the one line cloudctl prints, e.g. "HA: no — 2 of 3 control nodes".
+	Summary string `json:"summary"`
+}
+
+// Status is the answer of GET /1.0/status.
+type Status struct {
+	Cluster string `json:"cluster"`
+	// Local is the name of the node that answered.
+	Local   string `json:"local"`
+	Members []Node `json:"members"`
+	HA      HA     `json:"ha"`
+	// Warnings are things a person should look at (offline members, lost voters).
+	Warnings []string `json:"warnings"`
+	Version  string   `json:"version"`
+}
+
+// RolesChange is the body of PATCH /1.0/nodes/{name}/roles.
+type RolesChange struct {
+	Add    []string `json:"add,omitempty"`
+	Remove []string `json:"remove,omitempty"`
+}
+
+// TokenRequest is the body of POST /1.0/tokens: record a join token's metadata.
+type TokenRequest struct {
+	Name string `json:"name"`
+	// TTLSeconds is the token lifetime; 0 means the default (1 h).
+	TTLSeconds int64 `json:"ttl_seconds"`
+	// SecretSHA256 identifies the microcluster secret without storing it twice.
+	SecretSHA256 string `json:"secret_sha256,omitempty"`
+}
+
+// Token states.
+const (
+	TokenPending = "pending"
+	TokenUsed    = "used"
+	TokenRevoked = "revoked"
+	TokenExpired = "expired"
+)
+
+// Token is one join token as listed by `cloudctl cluster tokens list`.
+type Token struct {
+	Name      string    `json:"name"`
+	State     string    `json:"state"`
+	IssuedAt  time.Time `json:"issued_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+	// Token is the string to hand to the joining node; only for pending tokens.
+	Token string `json:"token,omitempty"`
+}
+
+// TokenCheck is the body of POST /1.0/tokens/check, sent by a joining node
+// before it joins, to learn whether its token is still good.
+type TokenCheck struct {
+	Name   string `json:"name"`
+	Secret string `json:"secret"`
+}
+
+// TokenCheckResult is the answer of POST /1.0/tokens/check.
+type TokenCheckResult struct {
+	// Valid is true when the token can be used now.
+	Valid bool `json:"valid"`
+	// Reason is one of: ok, unknown, used, revoked, expired, superseded, wrong-name.
+	Reason    string    `json:"reason"`
+	Cluster   string    `json:"cluster"`
+	ExpiresAt time.Time `json:"expires_at"`
+	// UsedBy names the member that consumed the token.
+	UsedBy string `json:"used_by,omitempty"`
+}
+
+// Plan is the record of how the cluster was set up, kept in the cluster
+// database. The bootstrap package produces it; later issues extend it.
+type Plan struct {
+	Version int    `json:"version"`
+	Cluster string `json:"cluster"`
+	// Bootstrap is the name of the first node.
+	Bootstrap string `json:"bootstrap"`
+	// Settings are site-wide choices (MySQL topology, floating address...).
+	Settings map[string]string `json:"settings,omitempty"`
+}
+
+// NodeInit is what a node records about itself when it bootstraps or joins.
+// It travels in microcluster's init config under InitConfigKey.
+type NodeInit struct {
+	Roles  []string `json:"roles"`
+	Region string   `json:"region,omitempty"`
+	Zone   string   `json:"zone,omitempty"`
+	// Token is the name the join token was issued for (join only).
+	TokenName string `json:"token_name,omitempty"`
+	// Plan is set on bootstrap only.
+	Plan *Plan `json:"plan,omitempty"`
+}
+
+// InitConfigKey is the microcluster init-config key carrying a JSON NodeInit.
+const InitConfigKey = "cloudctl.node"
+
+// DefaultPort is cloudd's cluster port.
+const DefaultPort = 7443
+
+// DefaultTokenTTL is a join token's lifetime when none is given.
+const DefaultTokenTTL = time.Hour
+
+// Labels is the body of PATCH /1.0/nodes/{name}/labels.
+type Labels struct {
+	Region *string `json:"region,omitempty"`
+	Zone   *string `json:"zone,omitempty"`
+}

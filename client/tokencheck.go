@@ -1,0 +1,131 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/canonical/lxd/shared"
+
+	"github.com/cloudctl/cloudctl/api"
+)
+
+// ErrForeignCluster means the server at a join address does not hold the
+// cluster certificate the token pins.
+var ErrForeignCluster = errors.New("certificate mismatch")
+
+// ErrTokenRejected means the cluster answered that the token cannot be used.
+var ErrTokenRejected = errors.New("join token rejected")
+
+// CheckToken asks the issuing cluster, over TLS pinned to the token's
+// certificate fingerprint, whether jt can be used by a node called name. It
+// changes nothing on either side. The error is one sentence for a person.
+func CheckToken(ctx context.Context, jt api.JoinToken, name string, now time.Time) (api.TokenCheckResult, error) {
+	var res api.TokenCheckResult
+	if name != jt.Name {
+		return res, fmt.Errorf("%w: this token was issued for a node named %q, not %q: join with --name %s, or ask for a token for %s with `cloudctl cluster add %s`",
+			ErrTokenRejected, jt.Name, name, jt.Name, name, name)
+	}
+	if !jt.ExpiresAt.IsZero() && !jt.ExpiresAt.After(now) {
+		return res, fmt.Errorf("%w: this token expired at %s: ask for a new one with `cloudctl cluster add %s`", ErrTokenRejected, jt.ExpiresAt.UTC().Format(time.RFC3339), jt.Name)
+	}
+	var unreachable []string
+	for _, addr := range jt.Addresses {
+		r, err := checkAt(ctx, addr, jt, name)
+		if errors.Is(err, ErrForeignCluster) {
+			return res, fmt.Errorf("%w: the server at %s is not the cluster that issued this token (its certificate does not match the one the token pins): the token belongs to another cluster, or the address now points somewhere else", ErrTokenRejected, addr)
+		}
+		if err != nil {
+			unreachable = append(unreachable, fmt.Sprintf("%s (%v)", addr, err))
+			continue
+		}
+		return r, explainCheck(r, jt)
+	}
+	return res, fmt.Errorf("could not reach the cluster that issued this token at %s: check the network between this node and the cluster", strings.Join(unreachable, ", "))
+}
+
+func explainCheck(r api.TokenCheckResult, jt api.JoinToken) error {
+	switch r.Reason {
+	case "ok":
+		return nil
+	case "used":
+		by := ""
+		if r.UsedBy != "" {
+			by = " by " + r.UsedBy
+		}
+		return fmt.Errorf("%w: this token was already used%s; tokens are single-use: ask for a new one with `cloudctl cluster add %s`", ErrTokenRejected, by, jt.Name)
+	case "revoked":
+		return fmt.Errorf("%w: this token was revoked: ask for a new one with `cloudctl cluster add %s`", ErrTokenRejected, jt.Name)
+	case "expired":
+		return fmt.Errorf("%w: this token expired at %s: ask for a new one with `cloudctl cluster add %s`", ErrTokenRejected, r.ExpiresAt.UTC().Format(time.RFC3339), jt.Name)
+	case "superseded":
+		return fmt.Errorf("%w: a newer token was issued for %s after this one: use the newest token", ErrTokenRejected, jt.Name)
+	case "wrong-name":
+		return fmt.Errorf("%w: this token belongs to node %q, not %q", ErrTokenRejected, r.UsedBy, jt.Name)
+	default:
+		return fmt.Errorf("%w: the cluster does not know this token (never issued there, or long expired): ask for a new one with `cloudctl cluster add %s`", ErrTokenRejected, jt.Name)
+	}
+}
+
+func checkAt(ctx context.Context, addr string, jt api.JoinToken, name string) (api.TokenCheckResult, error) {
+	var res api.TokenCheckResult
+	mismatch := false
+	tr := &http.Transport{TLSClientConfig: &tls.Config{
+		InsecureSkipVerify: true, // the certificate is pinned below, by fingerprint
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) == 0 {
+				return fmt.Errorf("no certificate")
+			}
+			cert, err := x509.ParseCertificate(raw[0])
+			if err != nil {
+				return fmt.Errorf("parse certificate: %w", err)
+			}
+			if shared.CertFingerprint(cert) != jt.Fingerprint {
+				mismatch = true
+				return ErrForeignCluster
+			}
+			return nil
+		},
+	}}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	body, err := json.Marshal(api.TokenCheck{Name: name, Secret: jt.Secret})
+	if err != nil {
+		return res, fmt.Errorf("encode token check: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+addr+"/1.0/token-check", bytes.NewReader(body))
+	if err != nil {
+		return res, fmt.Errorf("token check request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := hc.Do(req)
+	if mismatch {
+		return res, ErrForeignCluster
+	}
+	if err != nil {
+		return res, fmt.Errorf("unreachable: %w", err)
+	}
+	defer resp.Body.Close()
+	var env struct {
+		Type     string          `json:"type"`
+		Error    string          `json:"error"`
+		Metadata json.RawMessage `json:"metadata"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&env); err != nil {
+		return res, fmt.Errorf("unreadable answer: %w", err)
+	}
+	if env.Type == "error" {
+		return res, fmt.Errorf("cluster error: %s", env.Error)
+	}
+	if err := json.Unmarshal(env.Metadata, &res); err != nil {
+		return res, fmt.Errorf("unreadable answer: %w", err)
+	}
+	return res, nil
+}

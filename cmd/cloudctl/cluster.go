@@ -1,0 +1,219 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cloudctl/cloudctl/api"
+	"github.com/cloudctl/cloudctl/bootstrap"
+	"github.com/cloudctl/cloudctl/client"
+	"github.com/cloudctl/cloudctl/render"
+	"github.com/cloudctl/cloudctl/roles"
+)
+
+func newClusterCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "cluster",
+		Short: "Add, join, list and remove cluster members; manage join tokens",
+	}
+	cmd.AddCommand(newClusterAddCmd(a), newClusterJoinCmd(a), newClusterListCmd(a), newClusterRemoveCmd(a), newTokensCmd(a))
+	return cmd
+}
+
+func newClusterAddCmd(a *app) *cobra.Command {
+	var ttl time.Duration
+	var quiet bool
+	cmd := &cobra.Command{
+		Use:   "add NAME",
+		Short: "Print a single-use join token for the machine that will be called NAME",
+		Args:  exactArgs(1, "cloudctl cluster add NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.connect()
+			if err != nil {
+				return err
+			}
+			t, err := c.IssueToken(cmd.Context(), args[0], ttl)
+			if err != nil {
+				return err
+			}
+			if quiet {
+				fmt.Fprintln(a.out, t.Token)
+				return nil
+			}
+			return render.Write(a.out, a.format, t, func(w io.Writer) error {
+				fmt.Fprintf(w, "Join token for %s (single use, expires %s, %s):\n\n%s\n\n", t.Name, t.ExpiresAt.UTC().Format(time.RFC3339), ago(t.ExpiresAt, time.Now()), t.Token)
+				fmt.Fprintf(w, "On %s run:\n  sudo cloudctl cluster join %s --role compute   # or control, storage, or several\n", t.Name, t.Token)
+				return nil
+			})
+		},
+	}
+	cmd.Flags().DurationVar(&ttl, "ttl", api.DefaultTokenTTL, "how long the token stays valid")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the token")
+	return cmd
+}
+
+func newClusterJoinCmd(a *app) *cobra.Command {
+	var f nodeFlags
+	cmd := &cobra.Command{
+		Use:   "join TOKEN",
+		Short: "Join this machine to a cloud with a token from `cloudctl cluster add`",
+		Args:  exactArgs(1, "cloudctl cluster join TOKEN --role ROLES"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			jt, err := api.DecodeJoinToken(args[0])
+			if err != nil {
+				return fmt.Errorf("this is not a valid join token (%v): copy the whole token printed by `cloudctl cluster add`", strings.TrimPrefix(err.Error(), api.ErrTokenMalformed.Error()+": "))
+			}
+			if f.name == "" {
+				f.name = jt.Name
+			}
+			p, err := f.plan(a, func() (string, error) { return client.LocalAddressFor(jt.Addresses[0]) })
+			if err != nil {
+				return err
+			}
+			c, err := a.connect()
+			if err != nil {
+				return err
+			}
+			step(a, "Joining cluster %q as %s (%s) with roles %s", jt.Cluster, p.Name, p.Address, roles.Join(p.Roles))
+			ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Minute)
+			defer cancel()
+			res, err := bootstrap.ApplyJoin(ctx, c, p, jt, time.Now)
+			if err != nil {
+				return err
+			}
+			return render.Write(a.out, a.format, res, func(w io.Writer) error {
+				fmt.Fprintf(w, "Joined as %s (%s) with roles %s in %s.\n", res.Name, res.Address, joinOrDash(res.Roles), res.Took.Round(time.Millisecond))
+				fmt.Fprintf(w, "`cloudctl status` shows the whole cluster.\n")
+				return nil
+			})
+		},
+	}
+	f.register(cmd, "")
+	_ = cmd.MarkFlagRequired("role")
+	return cmd
+}
+
+func newClusterListCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List cluster members with their addresses, roles and state",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.connect()
+			if err != nil {
+				return err
+			}
+			st, err := c.Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return render.Write(a.out, a.format, st.Members, func(w io.Writer) error { return membersTable(w, st.Members) })
+		},
+	}
+}
+
+func newClusterRemoveCmd(a *app) *cobra.Command {
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "remove NAME",
+		Short: "Remove a member from the cluster (--force when it is unreachable)",
+		Args:  exactArgs(1, "cloudctl cluster remove NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.connect()
+			if err != nil {
+				return err
+			}
+			st, err := c.Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			var target *api.Node
+			for i := range st.Members {
+				if st.Members[i].Name == args[0] {
+					target = &st.Members[i]
+				}
+			}
+			if target == nil {
+				return fmt.Errorf("there is no member %q in this cluster: `cloudctl cluster list` shows the members", args[0])
+			}
+			if target.Status != "online" && !force {
+				return fmt.Errorf("%s is offline, so it cannot be told to leave: run `cloudctl cluster remove %s --force` to drop it from the cluster anyway", args[0], args[0])
+			}
+			if len(st.Members) == 1 {
+				return fmt.Errorf("%s is the last member: removing it would destroy the cluster; stop cloudd and delete its state directory instead", args[0])
+			}
+			step(a, "Removing %s", args[0])
+			if err := c.Remove(cmd.Context(), args[0], force); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.out, "Removed %s from the cluster.\n", args[0])
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&force, "force", false, "remove even if the member is unreachable")
+	return cmd
+}
+
+func newTokensCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{Use: "tokens", Short: "List and revoke join tokens"}
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List join tokens: pending ones, and recently used, revoked or expired ones",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.connect()
+			if err != nil {
+				return err
+			}
+			ts, err := c.Tokens(cmd.Context())
+			if err != nil {
+				return err
+			}
+			now := time.Now()
+			return render.Write(a.out, a.format, ts, func(w io.Writer) error {
+				if len(ts) == 0 {
+					fmt.Fprintln(w, "No join tokens. Create one with `cloudctl cluster add NAME`.")
+					return nil
+				}
+				t := render.NewTable(w, "NAME", "STATE", "ISSUED", "EXPIRES")
+				for _, tk := range ts {
+					t.Row(tk.Name, tk.State, tk.IssuedAt.UTC().Format(time.RFC3339), ago(tk.ExpiresAt, now))
+				}
+				return t.Flush()
+			})
+		},
+	}
+	revoke := &cobra.Command{
+		Use:   "revoke NAME",
+		Short: "Revoke the pending join token for NAME",
+		Args:  exactArgs(1, "cloudctl cluster tokens revoke NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.connect()
+			if err != nil {
+				return err
+			}
+			if err := c.RevokeToken(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.out, "Revoked the join token for %s.\n", args[0])
+			return nil
+		},
+	}
+	cmd.AddCommand(list, revoke)
+	return cmd
+}
+
+// exactArgs is cobra.ExactArgs with a usage sentence.
+func exactArgs(n int, usage string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return fmt.Errorf("expected %d argument(s), got %d: usage: %s", n, len(args), usage)
+		}
+		return nil
+	}
+}

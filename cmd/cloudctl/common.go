@@ -1,0 +1,71 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	lxdapi "github.com/canonical/lxd/shared/api"
+
+	"github.com/cloudctl/cloudctl/api"
+	"github.com/cloudctl/cloudctl/client"
+	"github.com/cloudctl/cloudctl/roles"
+)
+
+// connect returns a client for the local cloudd.
+func (a *app) connect() (*client.Client, error) {
+	return client.New(a.stateDir())
+}
+
+// roleGroups returns the role groups accepted by --role and `role add`.
+// The manifest defines them; until one is loaded only plain roles are known.
+func (a *app) roleGroups() map[string][]roles.Role { return nil }
+
+// userMessage renders an error as one sentence for a person.
+func userMessage(err error) string {
+	var se lxdapi.StatusError
+	if errors.As(err, &se) {
+		return se.Error()
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "the operation timed out: " + err.Error()
+	}
+	msg := err.Error()
+	if msg != "" {
+		msg = strings.ToUpper(msg[:1]) + msg[1:]
+	}
+	return msg
+}
+
+func ago(t time.Time, now time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	d := t.Sub(now).Round(time.Second)
+	if d >= 0 {
+		return "in " + d.String()
+	}
+	return (-d).String() + " ago"
+}
+
+func dbRole(n api.Node) string {
+	r := n.Database
+	if r == "" {
+		r = "-"
+	}
+	if n.Leader {
+		r += " (leader)"
+	}
+	return r
+}
+
+func joinOrDash(ss []string) string {
+	if len(ss) == 0 {
+		return "-"
+	}
+	return strings.Join(ss, ",")
+}
+
+func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }

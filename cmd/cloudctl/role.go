@@ -1,0 +1,55 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cloudctl/cloudctl/api"
+	"github.com/cloudctl/cloudctl/render"
+	"github.com/cloudctl/cloudctl/roles"
+)
+
+func newRoleCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{Use: "role", Short: "Add or remove roles of a member"}
+	change := func(add bool) *cobra.Command {
+		verb := "remove"
+		if add {
+			verb = "add"
+		}
+		return &cobra.Command{
+			Use:   verb + " NODE ROLE[,ROLE...]",
+			Short: fmt.Sprintf("%s roles (control, compute, storage) %s a member", map[bool]string{true: "Add", false: "Remove"}[add], map[bool]string{true: "to", false: "from"}[add]),
+			Args:  exactArgs(2, "cloudctl role "+verb+" NODE ROLE"),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				rs, err := roles.Parse(args[1], a.roleGroups())
+				if err != nil {
+					return err
+				}
+				c, err := a.connect()
+				if err != nil {
+					return err
+				}
+				ch := api.RolesChange{}
+				for _, r := range rs {
+					if add {
+						ch.Add = append(ch.Add, string(r))
+					} else {
+						ch.Remove = append(ch.Remove, string(r))
+					}
+				}
+				n, err := c.ChangeRoles(cmd.Context(), args[0], ch)
+				if err != nil {
+					return err
+				}
+				return render.Write(a.out, a.format, n, func(w io.Writer) error {
+					fmt.Fprintf(w, "%s now has roles: %s\n", n.Name, joinOrDash(n.Roles))
+					return nil
+				})
+			},
+		}
+	}
+	cmd.AddCommand(change(true), change(false))
+	return cmd
+}

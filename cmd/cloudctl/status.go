@@ -1,0 +1,81 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cloudctl/cloudctl/api"
+	"github.com/cloudctl/cloudctl/render"
+)
+
+func newVersionCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Show the cloudctl version (and the local daemon's, when it runs)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			v := struct {
+				Client string `json:"client"`
+				Daemon string `json:"daemon,omitempty"`
+			}{Client: api.Version}
+			if c, err := a.connect(); err == nil {
+				if st, err := c.Status(cmd.Context()); err == nil {
+					v.Daemon = st.Version
+				}
+			}
+			return render.Write(a.out, a.format, v, func(w io.Writer) error {
+				fmt.Fprintf(w, "cloudctl %s\n", v.Client)
+				if v.Daemon != "" {
+					fmt.Fprintf(w, "cloudd   %s\n", v.Daemon)
+				}
+				return nil
+			})
+		},
+	}
+}
+
+func newStatusCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show members, their roles, and whether each layer is highly available",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.connect()
+			if err != nil {
+				return err
+			}
+			st, err := c.Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return render.Write(a.out, a.format, st, func(w io.Writer) error { return statusTable(w, st) })
+		},
+	}
+}
+
+func statusTable(w io.Writer, st api.Status) error {
+	fmt.Fprintf(w, "Cluster %q, %d member(s), seen from %s\n\n", st.Cluster, len(st.Members), st.Local)
+	if err := membersTable(w, st.Members); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\n%s\n", st.HA.Summary)
+	fmt.Fprintf(w, "Database: %d of %d members are dqlite voters\n", st.HA.Voters, len(st.Members))
+	for _, warn := range st.Warnings {
+		fmt.Fprintf(w, "Warning: %s\n", warn)
+	}
+	return nil
+}
+
+func membersTable(w io.Writer, ms []api.Node) error {
+	t := render.NewTable(w, "NAME", "ADDRESS", "ROLES", "STATUS", "DATABASE", "REGION/ZONE")
+	for _, n := range ms {
+		loc := "-"
+		if n.Region != "" || n.Zone != "" {
+			loc = n.Region + "/" + n.Zone
+		}
+		t.Row(n.Name, n.Address, joinOrDash(n.Roles), n.Status, dbRole(n), loc)
+	}
+	return t.Flush()
+}

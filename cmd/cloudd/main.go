@@ -1,0 +1,50 @@
+// Command cloudd is the cloudctl daemon: one per node, a microcluster member
+// holding the cluster state and converging the node's roles.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/cloudctl/cloudctl/api"
+	"github.com/cloudctl/cloudctl/daemon"
+	"github.com/cloudctl/cloudctl/snap"
+)
+
+func main() {
+	fs := flag.NewFlagSet("cloudd", flag.ContinueOnError)
+	stateDir := fs.String("state-dir", "", "state directory (default $CLOUDCTL_STATE_DIR, $SNAP_COMMON/state in a snap, /var/lib/cloudctl)")
+	verbose := fs.Bool("verbose", false, "log microcluster information messages")
+	debug := fs.Bool("debug", false, "log debug messages")
+	version := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		os.Exit(2)
+	}
+	if *version {
+		fmt.Println(api.Version)
+		return
+	}
+	level := slog.LevelInfo
+	if *debug {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	dir := snap.StateDir(*stateDir, os.Getenv)
+
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	d, err := daemon.New(daemon.Config{StateDir: dir, Log: log, Verbose: *verbose, Debug: *debug})
+	if err != nil {
+		log.Error("cannot start", "error", err)
+		os.Exit(1)
+	}
+	if err := d.Run(ctx); err != nil {
+		log.Error("stopped", "error", err)
+		os.Exit(1)
+	}
+}

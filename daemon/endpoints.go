@@ -1,0 +1,285 @@
+package daemon
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/canonical/lxd/lxd/response"
+	lxdapi "github.com/canonical/lxd/shared/api"
+	"github.com/canonical/microcluster/rest"
+	"github.com/canonical/microcluster/state"
+	"github.com/gorilla/mux"
+
+	"github.com/cloudctl/cloudctl/api"
+	"github.com/cloudctl/cloudctl/roles"
+)
+
+// PathPrefix is where cloudd's own API lives: /1.0/...
+const PathPrefix = "1.0"
+
+const requestTimeout = 30 * time.Second
+
+func (d *Daemon) servers() []rest.Server {
+	return []rest.Server{{
+		CoreAPI:   true,
+		ServeUnix: true,
+		Resources: []rest.Resources{{
+			PathPrefix: PathPrefix,
+			Endpoints: []rest.Endpoint{
+				{Path: "status", Get: rest.EndpointAction{Handler: d.handleStatus}},
+				{Path: "nodes", Get: rest.EndpointAction{Handler: d.handleNodes}},
+				{Path: "nodes/{name}/roles", Patch: rest.EndpointAction{Handler: d.handleRoles}},
+				{Path: "nodes/{name}/labels", Patch: rest.EndpointAction{Handler: d.handleLabels}},
+				{Path: "plan", Get: rest.EndpointAction{Handler: d.handlePlanGet}, Put: rest.EndpointAction{Handler: d.handlePlanPut}},
+				{Path: "tokens", Get: rest.EndpointAction{Handler: d.handleTokensGet}, Post: rest.EndpointAction{Handler: d.handleTokensPost}},
+				{Path: "tokens/{name}", Delete: rest.EndpointAction{Handler: d.handleTokenDelete}},
+				// A joining node is not trusted yet: it proves nothing but the secret,
+				// and the answer reveals only whether that secret is usable.
+				{Path: "token-check", Post: rest.EndpointAction{Handler: d.handleTokenCheck, AllowUntrusted: true}},
+			},
+		}},
+	}}
+}
+
+func reqCtx(s *state.State, r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), requestTimeout)
+}
+
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return lxdapi.StatusErrorf(http.StatusBadRequest, "invalid request body: %v", err)
+	}
+	return nil
+}
+
+func nameVar(r *http.Request) (string, error) {
+	return url.PathUnescape(mux.Vars(r)["name"])
+}
+
+func (d *Daemon) handleStatus(s *state.State, r *http.Request) response.Response {
+	ctx, cancel := reqCtx(s, r)
+	defer cancel()
+	st, err := d.status(ctx, s)
+	if err != nil {
+		return response.SmartError(err)
+	}
+	return response.SyncResponse(true, st)
+}
+
+func (d *Daemon) handleNodes(s *state.State, r *http.Request) response.Response {
+	ctx, cancel := reqCtx(s, r)
+	defer cancel()
+	st, err := d.status(ctx, s)
+	if err != nil {
+		return response.SmartError(err)
+	}
+	return response.SyncResponse(true, st.Members)
+}
+
+func (d *Daemon) handleRoles(s *state.State, r *http.Request) response.Response {
+	ctx, cancel := reqCtx(s, r)
+	defer cancel()
+	name, err := nameVar(r)
+	if err != nil {
+		return response.BadRequest(err)
+	}
+	var ch api.RolesChange
+	if err := decode(r, &ch); err != nil {
+		return response.SmartError(err)
+	}
+	node, err := d.changeRoles(ctx, s, name, ch)
+	if err != nil {
+		return response.SmartError(err)
+	}
+	return response.SyncResponse(true, node)
+}
+
+// changeRoles adds and removes roles of one node.
+func (d *Daemon) changeRoles(ctx context.Context, s *state.State, name string, ch api.RolesChange) (api.Node, error) {
+	for _, r := range append(append([]string{}, ch.Add...), ch.Remove...) {
+		if !roles.Valid(roles.Role(r)) {
+			return api.Node{}, lxdapi.StatusErrorf(http.StatusBadRequest, "unknown role %q: use control, compute or storage", r)
+		}
+	}
+	var out api.Node
+	err := s.Database.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		n, err := getNode(ctx, tx, name)
+		if err != nil {
+			return err
+		}
+		if n == nil {
+			return lxdapi.StatusErrorf(http.StatusNotFound, "there is no node %q in this cluster: `cloudctl cluster list` shows the members", name)
+		}
+		cur := toRoles(n.Roles)
+		for _, r := range ch.Remove {
+			if !roles.Has(cur, roles.Role(r)) {
+				return lxdapi.StatusErrorf(http.StatusBadRequest, "%s does not have the %s role (it has: %s)", name, r, strings.Join(n.Roles, ", "))
+			}
+		}
+		next := []roles.Role{}
+		for _, r := range cur {
+			keep := true
+			for _, rm := range ch.Remove {
+				if roles.Role(rm) == r {
+					keep = false
+				}
+			}
+			if keep {
+				next = append(next, r)
+			}
+		}
+		next = append(next, toRoles(ch.Add)...)
+		next = roles.Normalize(next)
+		if len(next) == 0 {
+			return lxdapi.StatusErrorf(http.StatusBadRequest, "%s would be left with no role: add another role first, or remove the node with `cloudctl cluster remove %s`", name, name)
+		}
+		n.Roles = strings.Split(roles.Join(next), ",")
+		if err := upsertNode(ctx, tx, *n); err != nil {
+			return err
+		}
+		out = api.Node{Name: n.Name, Roles: n.Roles, Region: n.Region, Zone: n.Zone, JoinedAt: n.JoinedAt}
+		return nil
+	})
+	if err != nil {
+		return api.Node{}, err
+	}
+	d.log.Info("roles changed", "node", name, "add", ch.Add, "remove", ch.Remove, "roles", out.Roles)
+	return out, nil
+}
+
+func (d *Daemon) handleLabels(s *state.State, r *http.Request) response.Response {
+	ctx, cancel := reqCtx(s, r)
+	defer cancel()
+	name, err := nameVar(r)
+	if err != nil {
+		return response.BadRequest(err)
+	}
+	var l api.Labels
+	if err := decode(r, &l); err != nil {
+		return response.SmartError(err)
+	}
+	err = s.Database.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		n, err := getNode(ctx, tx, name)
+		if err != nil {
+			return err
+		}
+		if n == nil {
+			return lxdapi.StatusErrorf(http.StatusNotFound, "there is no node %q in this cluster", name)
+		}
+		if l.Region != nil {
+			n.Region = *l.Region
+		}
+		if l.Zone != nil {
+			n.Zone = *l.Zone
+		}
+		return upsertNode(ctx, tx, *n)
+	})
+	if err != nil {
+		return response.SmartError(err)
+	}
+	return response.EmptySyncResponse
+}
+
+func (d *Daemon) handlePlanGet(s *state.State, r *http.Request) response.Response {
+	ctx, cancel := reqCtx(s, r)
+	defer cancel()
+	var raw string
+	err := s.Database.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		var err error
+		raw, err = getConfig(ctx, tx, "plan")
+		return err
+	})
+	if err != nil {
+		return response.SmartError(err)
+	}
+	var p api.Plan
+	if raw != "" {
+		if err := json.Unmarshal([]byte(raw), &p); err != nil {
+			return response.InternalError(fmt.Errorf("stored plan is unreadable: %w", err))
+		}
+	}
+	return response.SyncResponse(true, p)
+}
+
+func (d *Daemon) handlePlanPut(s *state.State, r *http.Request) response.Response {
+	ctx, cancel := reqCtx(s, r)
+	defer cancel()
+	var p api.Plan
+	if err := decode(r, &p); err != nil {
+		return response.SmartError(err)
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		return response.InternalError(err)
+	}
+	err = s.Database.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		return setConfig(ctx, tx, "plan", string(b))
+	})
+	if err != nil {
+		return response.SmartError(err)
+	}
+	return response.EmptySyncResponse
+}
+
+func (d *Daemon) handleTokensGet(s *state.State, r *http.Request) response.Response {
+	ctx, cancel := reqCtx(s, r)
+	defer cancel()
+	ts, err := d.listTokens(ctx, s)
+	if err != nil {
+		return response.SmartError(err)
+	}
+	if ts == nil {
+		ts = []api.Token{}
+	}
+	return response.SyncResponse(true, ts)
+}
+
+func (d *Daemon) handleTokensPost(s *state.State, r *http.Request) response.Response {
+	ctx, cancel := reqCtx(s, r)
+	defer cancel()
+	var req api.TokenRequest
+	if err := decode(r, &req); err != nil {
+		return response.SmartError(err)
+	}
+	t, err := d.issueToken(ctx, s, req)
+	if err != nil {
+		return response.SmartError(err)
+	}
+	return response.SyncResponse(true, t)
+}
+
+func (d *Daemon) handleTokenDelete(s *state.State, r *http.Request) response.Response {
+	ctx, cancel := reqCtx(s, r)
+	defer cancel()
+	name, err := nameVar(r)
+	if err != nil {
+		return response.BadRequest(err)
+	}
+	if err := d.revokeToken(ctx, s, name); err != nil {
+		return response.SmartError(err)
+	}
+	d.log.Info("join token revoked", "name", name)
+	return response.EmptySyncResponse
+}
+
+func (d *Daemon) handleTokenCheck(s *state.State, r *http.Request) response.Response {
+	ctx, cancel := reqCtx(s, r)
+	defer cancel()
+	var req api.TokenCheck
+	if err := decode(r, &req); err != nil {
+		return response.SmartError(err)
+	}
+	res, err := d.checkToken(ctx, s, req)
+	if err != nil {
+		return response.SmartError(err)
+	}
+	return response.SyncResponse(true, res)
+}

@@ -1,0 +1,335 @@
+package daemon
+
+import (
+	"context"
+	"crypto/subtle"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"sort"
+	"time"
+
+	"github.com/canonical/lxd/shared"
+	lxdapi "github.com/canonical/lxd/shared/api"
+	"github.com/canonical/microcluster/cluster"
+	"github.com/canonical/microcluster/state"
+
+	"github.com/cloudctl/cloudctl/api"
+)
+
+// tokenHistory is how long used, revoked and expired tokens are remembered.
+const tokenHistory = 7 * 24 * time.Hour
+
+var nodeNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// ValidNodeName checks a node name: a lowercase DNS label.
+func ValidNodeName(name string) error {
+	if !nodeNameRE.MatchString(name) {
+		return fmt.Errorf("invalid node name %q: use 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit", name)
+	}
+	return nil
+}
+
+// clusterFingerprint is the SHA-256 fingerprint of the cluster certificate,
+// the one a joiner pins.
+func clusterFingerprint(s *state.State) (string, error) {
+	cert, err := s.ClusterCert().PublicKeyX509()
+	if err != nil {
+		return "", fmt.Errorf("read cluster certificate: %w", err)
+	}
+	return shared.CertFingerprint(cert), nil
+}
+
+func clusterName(ctx context.Context, tx *sql.Tx) (string, error) {
+	return getConfig(ctx, tx, "cluster_name")
+}
+
+// issueToken creates microcluster's token record and cloudd's metadata in one
+// transaction, and returns the cloudctl token string.
+func (d *Daemon) issueToken(ctx context.Context, s *state.State, req api.TokenRequest) (api.Token, error) {
+	if err := ValidNodeName(req.Name); err != nil {
+		return api.Token{}, lxdapi.StatusErrorf(http.StatusBadRequest, "%v", err)
+	}
+	ttl := time.Duration(req.TTLSeconds) * time.Second
+	if req.TTLSeconds == 0 {
+		ttl = api.DefaultTokenTTL
+	}
+	if ttl < time.Second || ttl > 30*24*time.Hour {
+		return api.Token{}, lxdapi.StatusErrorf(http.StatusBadRequest, "invalid token lifetime %s: use between 1s and 720h", ttl)
+	}
+	secret, err := shared.RandomCryptoString()
+	if err != nil {
+		return api.Token{}, fmt.Errorf("generate token secret: %w", err)
+	}
+	fp, err := clusterFingerprint(s)
+	if err != nil {
+		return api.Token{}, err
+	}
+	var addrs []string
+	for _, a := range s.Remotes().Addresses() {
+		addrs = append(addrs, a.String())
+	}
+	if len(addrs) == 0 {
+		addrs = []string{s.Address().URL.Host}
+	}
+	sort.Strings(addrs)
+	inner, err := api.EncodeMicroclusterToken(api.MicroclusterToken{Secret: secret, Fingerprint: fp, JoinAddresses: addrs})
+	if err != nil {
+		return api.Token{}, err
+	}
+	now := d.cfg.Now()
+	row := tokenRow{Name: req.Name, SecretSHA256: api.SecretSHA256(secret), State: api.TokenPending, IssuedAt: now, ExpiresAt: now.Add(ttl)}
+	var cname string
+	err = s.Database.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		exists, err := cluster.InternalClusterMemberExists(ctx, tx, req.Name)
+		if err != nil {
+			return fmt.Errorf("check members: %w", err)
+		}
+		if exists {
+			return lxdapi.StatusErrorf(http.StatusConflict, "%q is already a member of this cluster: choose another name, or remove it first with `cloudctl cluster remove %s`", req.Name, req.Name)
+		}
+		old, err := getToken(ctx, tx, req.Name)
+		if err != nil {
+			return err
+		}
+		if old != nil && old.State == api.TokenPending && old.ExpiresAt.After(now) {
+			return lxdapi.StatusErrorf(http.StatusConflict, "a join token for %q is already pending (expires %s): use it, or revoke it first with `cloudctl cluster tokens revoke %s`",
+				req.Name, old.ExpiresAt.UTC().Format(time.RFC3339), req.Name)
+		}
+		// A stale microcluster record under this name would make the insert fail.
+		if err := deleteInternalToken(ctx, tx, req.Name); err != nil {
+			return err
+		}
+		if _, err := cluster.CreateInternalTokenRecord(ctx, tx, cluster.InternalTokenRecord{Name: req.Name, Secret: secret}); err != nil {
+			return fmt.Errorf("record microcluster token: %w", err)
+		}
+		if err := putToken(ctx, tx, row, now); err != nil {
+			return err
+		}
+		cname, err = clusterName(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return api.Token{}, err
+	}
+	jt := api.JoinToken{Name: req.Name, Cluster: cname, Secret: secret, Fingerprint: fp, Addresses: addrs, ExpiresAt: row.ExpiresAt.UTC(), Inner: inner}
+	str, err := jt.Encode()
+	if err != nil {
+		return api.Token{}, err
+	}
+	d.log.Info("join token issued", "name", req.Name, "expires_at", row.ExpiresAt.UTC())
+	t := row.api()
+	t.Token = str
+	return t, nil
+}
+
+// deleteInternalToken removes microcluster's token record for name, if any.
+func deleteInternalToken(ctx context.Context, tx *sql.Tx, name string) error {
+	// The generated mapper has no statement for a name-only filter.
+	recs, err := cluster.GetInternalTokenRecords(ctx, tx)
+	if err != nil {
+		return fmt.Errorf("read microcluster tokens: %w", err)
+	}
+	found := false
+	for _, r := range recs {
+		found = found || r.Name == name
+	}
+	if !found {
+		return nil
+	}
+	if err := cluster.DeleteInternalTokenRecord(ctx, tx, name); err != nil {
+		return fmt.Errorf("delete microcluster token %q: %w", name, err)
+	}
+	return nil
+}
+
+// revokeToken withdraws a pending token.
+func (d *Daemon) revokeToken(ctx context.Context, s *state.State, name string) error {
+	now := d.cfg.Now()
+	return s.Database.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		t, err := getToken(ctx, tx, name)
+		if err != nil {
+			return err
+		}
+		if t == nil || t.State != api.TokenPending {
+			if err := deleteInternalToken(ctx, tx, name); err != nil {
+				return err
+			}
+			if t == nil {
+				return lxdapi.StatusErrorf(http.StatusNotFound, "there is no join token for %q: `cloudctl cluster tokens list` shows the pending ones", name)
+			}
+			return lxdapi.StatusErrorf(http.StatusConflict, "the join token for %q is already %s: nothing to revoke", name, t.State)
+		}
+		if err := deleteInternalToken(ctx, tx, name); err != nil {
+			return err
+		}
+		return setTokenState(ctx, tx, name, api.TokenRevoked, "", now)
+	})
+}
+
+// listTokens returns every remembered token, pending first.
+func (d *Daemon) listTokens(ctx context.Context, s *state.State) ([]api.Token, error) {
+	var out []api.Token
+	now := d.cfg.Now()
+	err := s.Database.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		rows, err := getTokens(ctx, tx)
+		if err != nil {
+			return err
+		}
+		for _, r := range rows {
+			if r.State == api.TokenPending && !r.ExpiresAt.After(now) {
+				r.State = api.TokenExpired
+			}
+			out = append(out, r.api())
+		}
+		return nil
+	})
+	sort.SliceStable(out, func(i, j int) bool {
+		return out[i].State == api.TokenPending && out[j].State != api.TokenPending
+	})
+	return out, err
+}
+
+// checkToken tells a joiner whether its token can be used now. It changes nothing.
+func (d *Daemon) checkToken(ctx context.Context, s *state.State, req api.TokenCheck) (api.TokenCheckResult, error) {
+	res := api.TokenCheckResult{Reason: "unknown"}
+	now := d.cfg.Now()
+	sum := api.SecretSHA256(req.Secret)
+	err := s.Database.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		var err error
+		if res.Cluster, err = clusterName(ctx, tx); err != nil {
+			return err
+		}
+		t, err := getToken(ctx, tx, req.Name)
+		if err != nil {
+			return err
+		}
+		if t == nil || subtle.ConstantTimeCompare([]byte(t.SecretSHA256), []byte(sum)) != 1 {
+			// Is the secret good under another name?
+			rec, err := cluster.GetInternalTokenRecord(ctx, tx, req.Secret)
+			if err == nil && rec != nil {
+				res.Reason = "wrong-name"
+				res.UsedBy = rec.Name
+				return nil
+			}
+			if t != nil {
+				res.Reason = "superseded"
+			}
+			return nil
+		}
+		res.ExpiresAt = t.ExpiresAt
+		switch {
+		case t.State == api.TokenUsed:
+			res.Reason, res.UsedBy = "used", t.UsedBy
+		case t.State == api.TokenRevoked:
+			res.Reason = "revoked"
+		case t.State == api.TokenExpired || !t.ExpiresAt.After(now):
+			res.Reason = "expired"
+		default:
+			ok, err := cluster.InternalTokenRecordExists(ctx, tx, req.Secret)
+			if err != nil {
+				return fmt.Errorf("read microcluster token: %w", err)
+			}
+			if !ok {
+				res.Reason = "used"
+				return nil
+			}
+			res.Valid, res.Reason = true, "ok"
+		}
+		return nil
+	})
+	return res, err
+}
+
+// sweepLoop revokes expired tokens and records used ones, on the dqlite leader only.
+func (d *Daemon) sweepLoop(ctx context.Context) {
+	t := time.NewTicker(d.cfg.TokenSweep)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s := d.getState()
+		if s == nil || s.Database == nil || s.Database.IsOpen(ctx) != nil {
+			continue
+		}
+		leader, err := d.isLeader(ctx, s)
+		if err != nil || !leader {
+			continue
+		}
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if err := d.reconcileTokens(sctx, s); err != nil && !errors.Is(err, context.Canceled) {
+			d.log.Warn("token sweep failed", "error", err)
+		}
+		cancel()
+	}
+}
+
+// isLeader reports whether this member is the dqlite leader.
+func (d *Daemon) isLeader(ctx context.Context, s *state.State) (bool, error) {
+	lctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	c, err := s.Database.Leader(lctx)
+	if err != nil {
+		return false, fmt.Errorf("find dqlite leader: %w", err)
+	}
+	defer c.Close()
+	info, err := c.Leader(lctx)
+	if err != nil {
+		return false, fmt.Errorf("find dqlite leader: %w", err)
+	}
+	return info != nil && info.Address == s.Address().URL.Host, nil
+}
+
+// reconcileTokens expires pending tokens past their time (revoking
+// microcluster's record), marks consumed ones used, and prunes old history.
+func (d *Daemon) reconcileTokens(ctx context.Context, s *state.State) error {
+	now := d.cfg.Now()
+	return s.Database.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		rows, err := getTokens(ctx, tx)
+		if err != nil {
+			return err
+		}
+		recs, err := cluster.GetInternalTokenRecords(ctx, tx)
+		if err != nil {
+			return fmt.Errorf("read microcluster tokens: %w", err)
+		}
+		live := map[string]bool{}
+		for _, r := range recs {
+			live[r.Name] = true
+		}
+		for _, r := range rows {
+			if r.State != api.TokenPending {
+				continue
+			}
+			switch {
+			case !live[r.Name]:
+				// microcluster deletes its record when the token is used.
+				member, err := cluster.InternalClusterMemberExists(ctx, tx, r.Name)
+				if err != nil {
+					return fmt.Errorf("check members: %w", err)
+				}
+				state, usedBy := api.TokenRevoked, ""
+				if member {
+					state, usedBy = api.TokenUsed, r.Name
+				}
+				if err := setTokenState(ctx, tx, r.Name, state, usedBy, now); err != nil {
+					return err
+				}
+			case !r.ExpiresAt.After(now):
+				if err := deleteInternalToken(ctx, tx, r.Name); err != nil {
+					return err
+				}
+				if err := setTokenState(ctx, tx, r.Name, api.TokenExpired, "", now); err != nil {
+					return err
+				}
+				d.log.Info("join token expired", "name", r.Name)
+			}
+		}
+		return pruneTokens(ctx, tx, now, tokenHistory)
+	})
+}
