@@ -126,10 +126,7 @@ func (c *Client) query(ctx context.Context, method, path string, in, out any) er
 	if err != nil {
 		return err
 	}
-	u := lxdapi.NewURL()
-	for _, p := range strings.Split(path, "/") {
-		u = u.Path(p)
-	}
+	u := lxdapi.NewURL().Path(strings.Split(path, "/")...)
 	if err := lc.Query(ctx, method, "1.0", u, in, out); err != nil {
 		return c.explain(err)
 	}

@@ -182,7 +182,11 @@ func newTokensCmd(a *app) *cobra.Command {
 				}
 				t := render.NewTable(w, "NAME", "STATE", "ISSUED", "EXPIRES")
 				for _, tk := range ts {
-					t.Row(tk.Name, tk.State, tk.IssuedAt.UTC().Format(time.RFC3339), ago(tk.ExpiresAt, now))
+					exp := "-"
+					if tk.State == api.TokenPending {
+						exp = ago(tk.ExpiresAt, now)
+					}
+					t.Row(tk.Name, tk.State, tk.IssuedAt.UTC().Format(time.RFC3339), exp)
 				}
 				return t.Flush()
 			})

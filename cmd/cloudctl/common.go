@@ -32,11 +32,7 @@ func userMessage(err error) string {
 	if errors.Is(err, context.DeadlineExceeded) {
 		return "the operation timed out: " + err.Error()
 	}
-	msg := err.Error()
-	if msg != "" {
-		msg = strings.ToUpper(msg[:1]) + msg[1:]
-	}
-	return msg
+	return err.Error()
 }
 
 func ago(t time.Time, now time.Time) string {

@@ -1,0 +1,174 @@
+package tests
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cloudctl/cloudctl/tests/harness"
+)
+
+// TestBootstrapJoinHA forms a 3-node cluster and checks voters and the HA line.
+func TestBootstrapJoinHA(t *testing.T) {
+	c := harness.New(t, 3)
+	n1, n2, n3 := c.Node(1), c.Node(2), c.Node(3)
+
+	boot := bootstrap(t, n1, "control,compute,storage")
+	st := mustStatus(t, n1)
+	if len(st.Members) != 1 || st.HA.Enabled || st.HA.Summary != "HA: no — 1 of 3 control nodes" {
+		t.Fatalf("after bootstrap: %+v", st)
+	}
+
+	again := n1.Run("bootstrap", "--name", "node1", "--address", n1.IP)
+	oneSentence(t, again, "already bootstrapped")
+
+	j2 := join(t, n1, n2, "control")
+	st = mustStatus(t, n1)
+	if st.HA.Summary != "HA: no — 2 of 3 control nodes" {
+		t.Fatalf("after 2 control nodes: %q", st.HA.Summary)
+	}
+	table := n1.MustRun(t, "status")
+	if !strings.Contains(table, "HA: no — 2 of 3 control nodes") {
+		t.Fatalf("status table lacks HA line:\n%s", table)
+	}
+
+	start := time.Now()
+	j3 := join(t, n1, n3, "control,compute")
+	harness.Eventually(t, 30*time.Second, "3 dqlite voters", func() error {
+		st, err := status(t, n2)
+		if err != nil {
+			return err
+		}
+		if v := voters(st); v != 3 {
+			return fmt.Errorf("%d voters", v)
+		}
+		return nil
+	})
+	to3 := time.Since(start)
+	st = mustStatus(t, n3)
+	if !st.HA.Enabled || st.HA.Summary != "HA: yes" {
+		t.Fatalf("after 3 control nodes: %+v", st.HA)
+	}
+	for _, m := range st.Members {
+		if m.Status != "online" {
+			t.Fatalf("%s is %s", m.Name, m.Status)
+		}
+	}
+	if got := member(st, "node3").Roles; strings.Join(got, ",") != "control,compute" {
+		t.Fatalf("node3 roles = %v", got)
+	}
+	t.Logf("bootstrap %s, join node2 %s, join node3 %s, from third join to 3 voters %s", boot, j2, j3, to3)
+}
+
+// TestNodeLoss kills one of three nodes: the others still accept a change,
+// and the killed node comes back online when restarted.
+func TestNodeLoss(t *testing.T) {
+	c := harness.New(t, 3)
+	n1, n2, n3 := c.Node(1), c.Node(2), c.Node(3)
+	bootstrap(t, n1, "control,compute,storage")
+	join(t, n1, n2, "control")
+	join(t, n1, n3, "control")
+	harness.Eventually(t, 30*time.Second, "3 voters", func() error {
+		st, err := status(t, n1)
+		if err != nil {
+			return err
+		}
+		if voters(st) != 3 {
+			return fmt.Errorf("%d voters", voters(st))
+		}
+		return nil
+	})
+
+	// Kill the dqlite leader: the hardest case.
+	leader := n1
+	for _, m := range mustStatus(t, n1).Members {
+		if m.Leader {
+			for _, nd := range c.Nodes {
+				if nd.Name == m.Name {
+					leader = nd
+				}
+			}
+		}
+	}
+	var survivor *harness.Node
+	for _, nd := range c.Nodes {
+		if nd != leader {
+			survivor = nd
+			break
+		}
+	}
+	leader.Kill(t)
+	took := harness.Eventually(t, 60*time.Second, "role change with one node down", func() error {
+		r := survivor.Run("role", "add", survivor.Name, "storage")
+		if r.Code != 0 {
+			return fmt.Errorf("%s", strings.TrimSpace(r.Stderr))
+		}
+		return nil
+	})
+	t.Logf("first write after SIGKILL of leader %s: %s", leader.Name, took)
+	st := mustStatus(t, survivor)
+	if m := member(st, leader.Name); m == nil || m.Status != "offline" {
+		t.Fatalf("killed node should be offline: %+v", m)
+	}
+	if !strings.Contains(st.HA.Summary, "degraded") {
+		t.Fatalf("HA line should say degraded: %q", st.HA.Summary)
+	}
+
+	leader.Start(t)
+	harness.Eventually(t, 60*time.Second, "restarted node back online and up to date", func() error {
+		st, err := status(t, leader)
+		if err != nil {
+			return err
+		}
+		for _, m := range st.Members {
+			if m.Status != "online" {
+				return fmt.Errorf("%s is %s", m.Name, m.Status)
+			}
+		}
+		if m := member(st, survivor.Name); m == nil || !strings.Contains(strings.Join(m.Roles, ","), "storage") {
+			return fmt.Errorf("restarted node does not see the role change: %+v", m)
+		}
+		return nil
+	})
+}
+
+// TestPartition cuts one node off and heals it.
+func TestPartition(t *testing.T) {
+	c := harness.New(t, 3)
+	n1, n2, n3 := c.Node(1), c.Node(2), c.Node(3)
+	bootstrap(t, n1, "control")
+	join(t, n1, n2, "control")
+	join(t, n1, n3, "control")
+	n3.Partition(t)
+	harness.Eventually(t, 30*time.Second, "partitioned node seen offline", func() error {
+		st, err := status(t, n1)
+		if err != nil {
+			return err
+		}
+		if m := member(st, "node3"); m == nil || m.Status != "offline" {
+			return fmt.Errorf("node3: %+v", m)
+		}
+		return nil
+	})
+	harness.Eventually(t, 60*time.Second, "majority side accepts a change", func() error {
+		if r := n1.Run("role", "add", "node2", "compute"); r.Code != 0 {
+			return fmt.Errorf("%s", r.Stderr)
+		}
+		return nil
+	})
+	n3.Heal(t)
+	harness.Eventually(t, 60*time.Second, "healed node online and caught up", func() error {
+		st, err := status(t, n3)
+		if err != nil {
+			return err
+		}
+		if m := member(st, "node3"); m == nil || m.Status != "online" {
+			return fmt.Errorf("node3: %+v", m)
+		}
+		if m := member(st, "node2"); m == nil || strings.Join(m.Roles, ",") != "control,compute" {
+			return fmt.Errorf("node2 roles not replicated: %+v", m)
+		}
+		return nil
+	})
+}

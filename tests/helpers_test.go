@@ -1,0 +1,96 @@
+package tests
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cloudctl/cloudctl/api"
+	"github.com/cloudctl/cloudctl/tests/harness"
+)
+
+func status(t testing.TB, nd *harness.Node) (api.Status, error) {
+	t.Helper()
+	r := nd.Run("status", "--format", "json")
+	if r.Code != 0 {
+		return api.Status{}, fmt.Errorf("status on %s: exit %d: %s", nd.Name, r.Code, r.Stderr)
+	}
+	var st api.Status
+	if err := json.Unmarshal([]byte(r.Stdout), &st); err != nil {
+		return st, fmt.Errorf("status json: %v: %s", err, r.Stdout)
+	}
+	return st, nil
+}
+
+func mustStatus(t testing.TB, nd *harness.Node) api.Status {
+	t.Helper()
+	st, err := status(t, nd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func member(st api.Status, name string) *api.Node {
+	for i := range st.Members {
+		if st.Members[i].Name == name {
+			return &st.Members[i]
+		}
+	}
+	return nil
+}
+
+func voters(st api.Status) int {
+	n := 0
+	for _, m := range st.Members {
+		if m.Database == "voter" {
+			n++
+		}
+	}
+	return n
+}
+
+// token asks nd for a join token for name.
+func token(t testing.TB, nd *harness.Node, name string, extra ...string) string {
+	t.Helper()
+	out := nd.MustRun(t, append([]string{"cluster", "add", name, "--quiet"}, extra...)...)
+	return strings.TrimSpace(out)
+}
+
+// bootstrap bootstraps node1 with all roles.
+func bootstrap(t testing.TB, nd *harness.Node, roles string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	nd.MustRun(t, "bootstrap", "--name", nd.Name, "--address", nd.IP, "--role", roles)
+	return time.Since(start)
+}
+
+func join(t testing.TB, boot, nd *harness.Node, roles string) time.Duration {
+	t.Helper()
+	tok := token(t, boot, nd.Name)
+	start := time.Now()
+	nd.MustRun(t, "cluster", "join", tok, "--role", roles, "--address", nd.IP)
+	return time.Since(start)
+}
+
+// oneSentence checks that a failure printed exactly one error line containing want.
+func oneSentence(t testing.TB, r harness.Result, want string) {
+	t.Helper()
+	if r.Code == 0 {
+		t.Fatalf("expected failure containing %q, got success: %s", want, r.Stdout)
+	}
+	var errLines []string
+	for _, l := range strings.Split(strings.TrimSpace(r.Stderr), "\n") {
+		if strings.HasPrefix(l, "Error: ") {
+			errLines = append(errLines, l)
+		}
+	}
+	if len(errLines) != 1 {
+		t.Fatalf("expected one error line, got %d: %q", len(errLines), r.Stderr)
+	}
+	if !strings.Contains(errLines[0], want) {
+		t.Fatalf("error %q does not contain %q", errLines[0], want)
+	}
+}
