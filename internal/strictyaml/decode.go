@@ -59,11 +59,8 @@ func got(n *yaml.Node) string {
 	case yaml.AliasNode:
 		return "an alias"
 	}
-	if n.ShortTag() == "!!null" {
-		if n.Value == "" {
-			return "nothing"
-		}
-		return strconv.Quote(n.Value)
+	if isNullNode(n) {
+		return "nothing"
 	}
 	return strconv.Quote(n.Value)
 }
@@ -99,7 +96,7 @@ func (dec decoder) value(n *yaml.Node, v reflect.Value, path string) {
 		return // reported by Parse
 	}
 	t := v.Type()
-	isNull := n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
+	isNull := isNullNode(n)
 
 	if t.Kind() == reflect.Pointer {
 		if isNull {
@@ -171,6 +168,9 @@ func (dec decoder) value(n *yaml.Node, v reflect.Value, path string) {
 			k, val := n.Content[i], n.Content[i+1]
 			if k.Kind != yaml.ScalarNode || k.ShortTag() == "!!merge" {
 				continue // reported by Parse
+			}
+			if dec.doc.AllowNull && isNullNode(val) {
+				continue
 			}
 			elem := reflect.New(t.Elem()).Elem()
 			before := len(*dec.errs)
@@ -343,6 +343,9 @@ func (dec decoder) structure(n *yaml.Node, v reflect.Value, path string) {
 			dec.fail(k, kp, "%s", unknownKey(k.Value, names))
 			continue
 		}
+		if dec.doc.AllowNull && isNullNode(val) {
+			continue
+		}
 		dec.value(val, v.FieldByIndex(f.index), kp)
 	}
 }
@@ -404,4 +407,8 @@ func levenshtein(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(rb)]
+}
+
+func isNullNode(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
 }

@@ -19,6 +19,11 @@ type Document struct {
 	// Root is the top-level value (a mapping for configuration files); the
 	// yaml.DocumentNode wrapper is removed.
 	Root *yaml.Node
+	// AllowNull makes Decode accept a key with an empty value (`key:` or
+	// `key: null`) and leave the Go value as it was, as if the key were
+	// absent (the key itself must still be known). Without it an empty value
+	// is an error wherever a scalar or a list is expected.
+	AllowNull bool
 }
 
 // Parse reads one YAML document. It reports syntax errors, an empty document,

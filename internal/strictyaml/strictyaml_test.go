@@ -324,6 +324,35 @@ func TestFindAndErrorf(t *testing.T) {
 	}
 }
 
+func TestAllowNull(t *testing.T) {
+	src := "name:\nport: ~\nlimits:\n  cpu:\n  ram: 2\nbogus:\n"
+	d, err := Parse("f.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := config{Name: "keep", Port: 7, Limits: map[string]int{"cpu": 1}}
+	err = d.Decode(&c)
+	want := []string{
+		`f.yaml:1:6: name: expected text, got nothing; write the text, in quotes if it starts with a special character`,
+		`f.yaml:2:7: port: expected a whole number, got nothing; write digits only, without quotes, such as 32`,
+		`f.yaml:4:7: limits.cpu: expected a whole number, got nothing; write digits only, without quotes, such as 32`,
+		`f.yaml:6:1: bogus: unknown key "bogus"; remove it or use one of: enabled, extra, items, json_only, labels, level, limits, name, nested, owner, port, ptr, ratio, size, small, tags, timeout`,
+	}
+	if err == nil || err.Error() != strings.Join(want, "\n") {
+		t.Fatalf("without AllowNull got\n%v\nwant\n%s", err, strings.Join(want, "\n"))
+	}
+	d.AllowNull = true
+	c = config{Name: "keep", Port: 7, Limits: map[string]int{"cpu": 1}}
+	err = d.Decode(&c)
+	var errs Errors
+	if !errors.As(err, &errs) || len(errs) != 1 || errs[0].Path != "bogus" {
+		t.Fatalf("with AllowNull an unknown key must still be reported, got %v", err)
+	}
+	if c.Name != "keep" || c.Port != 7 || c.Limits["cpu"] != 1 || c.Limits["ram"] != 2 {
+		t.Errorf("AllowNull changed values: %+v", c)
+	}
+}
+
 func TestDecodeNeedsPointer(t *testing.T) {
 	d, err := Parse("f.yaml", []byte("a: 1\n"))
 	if err != nil {
