@@ -94,3 +94,5 @@ func oneSentence(t testing.TB, r harness.Result, want string) {
 		t.Fatalf("error %q does not contain %q", errLines[0], want)
 	}
 }
+
+func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }

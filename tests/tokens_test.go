@@ -1,0 +1,135 @@
+package tests
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cloudctl/cloudctl/api"
+	"github.com/cloudctl/cloudctl/tests/harness"
+)
+
+// unchanged checks that a failed join left both sides as they were.
+func unchanged(t *testing.T, boot *harness.Node, members int, joiner *harness.Node) {
+	t.Helper()
+	st := mustStatus(t, boot)
+	if len(st.Members) != members {
+		t.Fatalf("cluster changed: %d members, want %d", len(st.Members), members)
+	}
+	r := joiner.Run("status")
+	if r.Code == 0 || !strings.Contains(r.Stderr, "not part of a cluster yet") {
+		t.Fatalf("joiner changed: status exit %d: %s%s", r.Code, r.Stdout, r.Stderr)
+	}
+}
+
+func TestBadTokens(t *testing.T) {
+	c := harness.New(t, 3)
+	n1, n2, n3 := c.Node(1), c.Node(2), c.Node(3)
+	bootstrap(t, n1, "control,compute,storage")
+	joinArgs := func(tok string, extra ...string) []string {
+		return append([]string{"cluster", "join", tok, "--role", "compute", "--address", n2.IP}, extra...)
+	}
+
+	t.Run("invalid", func(t *testing.T) {
+		oneSentence(t, n2.Run(joinArgs("hello-world")...), "not a valid join token")
+		unchanged(t, n1, 1, n2)
+	})
+	t.Run("truncated", func(t *testing.T) {
+		tok := token(t, n1, "node2")
+		defer n1.MustRun(t, "cluster", "tokens", "revoke", "node2")
+		for _, cut := range []int{len(tok) - 1, len(tok) - 9, len(tok) / 2, 12} {
+			oneSentence(t, n2.Run(joinArgs(tok[:cut])...), "not a valid join token")
+		}
+		unchanged(t, n1, 1, n2)
+	})
+	t.Run("wrong name", func(t *testing.T) {
+		tok := token(t, n1, "node2")
+		defer n1.MustRun(t, "cluster", "tokens", "revoke", "node2")
+		oneSentence(t, n2.Run(joinArgs(tok, "--name", "node7")...), `issued for a node named "node2"`)
+		unchanged(t, n1, 1, n2)
+	})
+	t.Run("expired", func(t *testing.T) {
+		tok := token(t, n1, "node2", "--ttl", "1s")
+		time.Sleep(1500 * time.Millisecond)
+		oneSentence(t, n2.Run(joinArgs(tok)...), "expired")
+		unchanged(t, n1, 1, n2)
+		// The daemon revokes it in the background: the listing says so.
+		harness.Eventually(t, 20*time.Second, "token listed as expired", func() error {
+			out := n1.MustRun(t, "cluster", "tokens", "list")
+			if !strings.Contains(out, "expired") {
+				return errorf("listing: %s", out)
+			}
+			return nil
+		})
+	})
+	t.Run("revoked", func(t *testing.T) {
+		tok := token(t, n1, "node2")
+		n1.MustRun(t, "cluster", "tokens", "revoke", "node2")
+		oneSentence(t, n2.Run(joinArgs(tok)...), "revoked")
+		unchanged(t, n1, 1, n2)
+		oneSentence(t, n1.Run("cluster", "tokens", "revoke", "node2"), "already revoked")
+	})
+	t.Run("superseded", func(t *testing.T) {
+		old := token(t, n1, "node2")
+		n1.MustRun(t, "cluster", "tokens", "revoke", "node2")
+		token(t, n1, "node2")
+		defer n1.MustRun(t, "cluster", "tokens", "revoke", "node2")
+		oneSentence(t, n2.Run(joinArgs(old)...), "newer token")
+		unchanged(t, n1, 1, n2)
+	})
+	t.Run("pending twice", func(t *testing.T) {
+		token(t, n1, "node2")
+		defer n1.MustRun(t, "cluster", "tokens", "revoke", "node2")
+		oneSentence(t, n1.Run("cluster", "add", "node2"), "already pending")
+	})
+	t.Run("other cluster", func(t *testing.T) {
+		// n3 bootstraps a second, separate cluster. Its token, pointed at the
+		// first cluster's address, must be refused by certificate pinning.
+		bootstrap(t, n3, "control")
+		tok := token(t, n3, "node2")
+		jt, err := api.DecodeJoinToken(tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		jt.Addresses = []string{n1.IP + ":7443"}
+		forged, err := jt.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		oneSentence(t, n2.Run(joinArgs(forged)...), "not the cluster that issued this token")
+		unchanged(t, n1, 1, n2)
+		// A token for one cluster presented by a member of another.
+		tok1 := token(t, n1, "node3")
+		defer n1.MustRun(t, "cluster", "tokens", "revoke", "node3")
+		oneSentence(t, n3.Run("cluster", "join", tok1, "--role", "compute", "--address", n3.IP), "already a member")
+		if st := mustStatus(t, n3); len(st.Members) != 1 || st.Members[0].Name != "node3" {
+			t.Fatalf("second cluster changed: %+v", st.Members)
+		}
+	})
+	t.Run("reused", func(t *testing.T) {
+		tok := token(t, n1, "node2")
+		n2.MustRun(t, joinArgs(tok)...)
+		if st := mustStatus(t, n1); len(st.Members) != 2 {
+			t.Fatalf("join failed: %+v", st.Members)
+		}
+		// The same token again, from a fresh machine that calls itself node2.
+		n4 := c.AddNode(t)
+		r := n4.Run("cluster", "join", tok, "--role", "compute", "--address", n4.IP)
+		oneSentence(t, r, "already used by node2")
+		unchanged(t, n1, 2, n4)
+		out := n1.MustRun(t, "cluster", "tokens", "list", "--format", "json")
+		if !strings.Contains(out, `"state": "used"`) {
+			t.Fatalf("token not listed as used: %s", out)
+		}
+	})
+	t.Run("member name", func(t *testing.T) {
+		oneSentence(t, n1.Run("cluster", "add", "node2"), "already a member")
+		oneSentence(t, n1.Run("cluster", "add", "Bad_Name"), "invalid node name")
+	})
+}
+
+func errorf(format string, args ...any) error { return &strErr{s: sprintf(format, args...)} }
+
+type strErr struct{ s string }
+
+func (e *strErr) Error() string { return e.s }
