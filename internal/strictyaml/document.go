@@ -311,6 +311,15 @@ func syntaxError(file string, data []byte, err error) *Error {
 	}
 	var why string
 	switch {
+	case strings.Contains(msg, "tab character"):
+		// yaml.v3 names the line before the tab; find the tab.
+		for l := line; l <= line+1; l++ {
+			if i := strings.IndexByte(lineText(data, l), '\t'); i >= 0 {
+				line, col = l, i+1
+				break
+			}
+		}
+		why = "a tab is used for indentation; indent with spaces"
 	case strings.Contains(msg, "found character that cannot start any token"):
 		if i := strings.IndexByte(text, '\t'); i >= 0 {
 			col = i + 1
