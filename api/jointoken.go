@@ -16,8 +16,9 @@ import (
 const JoinTokenPrefix = "cloudctl1-"
 
 // JoinToken is what `cloudctl cluster add` prints and `cloudctl cluster join`
-// takes. It carries microcluster's own token (secret, cluster certificate
-// fingerprint, join addresses) plus the node name it is bound to and its expiry.
+// takes. It carries what microcluster's own token holds (secret, cluster
+// certificate fingerprint, join addresses) plus the node name it is bound to
+// and its expiry.
 // A checksum catches a token cut short by a copy and paste.
 type JoinToken struct {
 	Name        string    `json:"n"`
@@ -26,8 +27,12 @@ type JoinToken struct {
 	Fingerprint string    `json:"f"`
 	Addresses   []string  `json:"a"`
 	ExpiresAt   time.Time `json:"e"`
-	// Inner is microcluster's token string, passed to JoinCluster unchanged.
-	Inner string `json:"m"`
+}
+
+// Microcluster rebuilds the token string microcluster's JoinCluster takes
+// from the same secret, fingerprint and addresses.
+func (t JoinToken) Microcluster() (string, error) {
+	return EncodeMicroclusterToken(MicroclusterToken{Secret: t.Secret, Fingerprint: t.Fingerprint, JoinAddresses: t.Addresses})
 }
 
 // ErrTokenMalformed means the string is not a whole cloudctl join token.
@@ -70,7 +75,7 @@ func DecodeJoinToken(s string) (JoinToken, error) {
 	if err := json.Unmarshal(raw, &t); err != nil {
 		return t, fmt.Errorf("%w: %v", ErrTokenMalformed, err)
 	}
-	if t.Name == "" || t.Secret == "" || t.Fingerprint == "" || len(t.Addresses) == 0 || t.Inner == "" {
+	if t.Name == "" || t.Secret == "" || t.Fingerprint == "" || len(t.Addresses) == 0 {
 		return t, fmt.Errorf("%w: a field is missing", ErrTokenMalformed)
 	}
 	return t, nil

@@ -26,7 +26,12 @@ type Plan struct {
 	Roles   []roles.Role `json:"roles" yaml:"roles"`
 	Region  string       `json:"region,omitempty" yaml:"region,omitempty"`
 	Zone    string       `json:"zone,omitempty" yaml:"zone,omitempty"`
+	// Cluster names a new cluster (bootstrap only; default "cloud").
+	Cluster string `json:"cluster,omitempty" yaml:"cluster,omitempty"`
 }
+
+// DefaultClusterName names a cluster when the bootstrap does not.
+const DefaultClusterName = "cloud"
 
 // Validate checks the plan on its own: one sentence per problem.
 func (p Plan) Validate() error {
@@ -105,7 +110,14 @@ func Apply(ctx context.Context, d Daemon, p Plan, now func() time.Time) (Result,
 	}
 	start := now()
 	ni := p.nodeInit()
-	ni.Plan = &api.Plan{Version: 1, Cluster: p.Name, Bootstrap: p.Name}
+	cluster := p.Cluster
+	if cluster == "" {
+		cluster = DefaultClusterName
+	}
+	if err := validName(cluster); err != nil {
+		return Result{}, fmt.Errorf("invalid cluster name %q: use lowercase letters, digits or '-' (set it with --cluster-name)", cluster)
+	}
+	ni.Plan = &api.Plan{Version: 1, Cluster: cluster, Bootstrap: p.Name}
 	if err := d.Bootstrap(ctx, p.Name, p.Address, ni); err != nil {
 		return Result{}, err
 	}

@@ -89,7 +89,7 @@ func TestApplyInvalidPlanTouchesNothing(t *testing.T) {
 
 func TestApplyJoinRefusesWithoutContactingCluster(t *testing.T) {
 	f := &fakeDaemon{}
-	jt := api.JoinToken{Name: "node2", Secret: "s", Fingerprint: "f", Addresses: []string{"10.0.0.1:7443"}, Inner: "x", ExpiresAt: time.Now().Add(time.Hour)}
+	jt := api.JoinToken{Name: "node2", Secret: "s", Fingerprint: "f", Addresses: []string{"10.0.0.1:7443"}, ExpiresAt: time.Now().Add(time.Hour)}
 	p := good()
 	p.Name = "node3"
 	_, err := ApplyJoin(context.Background(), f, p, jt, time.Now)

@@ -206,7 +206,11 @@ func (c *Client) Join(ctx context.Context, name, address string, jt api.JoinToke
 	if err != nil {
 		return err
 	}
-	if err := c.m.JoinCluster(ctx, name, address, jt.Inner, cfg); err != nil {
+	inner, err := jt.Microcluster()
+	if err != nil {
+		return err
+	}
+	if err := c.m.JoinCluster(ctx, name, address, inner, cfg); err != nil {
 		return c.explain(fmt.Errorf("join: %w", err))
 	}
 	return nil

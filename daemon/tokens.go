@@ -75,10 +75,6 @@ func (d *Daemon) issueToken(ctx context.Context, s *state.State, req api.TokenRe
 		addrs = []string{s.Address().URL.Host}
 	}
 	sort.Strings(addrs)
-	inner, err := api.EncodeMicroclusterToken(api.MicroclusterToken{Secret: secret, Fingerprint: fp, JoinAddresses: addrs})
-	if err != nil {
-		return api.Token{}, err
-	}
 	now := d.cfg.Now()
 	row := tokenRow{Name: req.Name, SecretSHA256: api.SecretSHA256(secret), State: api.TokenPending, IssuedAt: now, ExpiresAt: now.Add(ttl)}
 	var cname string
@@ -114,7 +110,7 @@ func (d *Daemon) issueToken(ctx context.Context, s *state.State, req api.TokenRe
 	if err != nil {
 		return api.Token{}, err
 	}
-	jt := api.JoinToken{Name: req.Name, Cluster: cname, Secret: secret, Fingerprint: fp, Addresses: addrs, ExpiresAt: row.ExpiresAt.UTC(), Inner: inner}
+	jt := api.JoinToken{Name: req.Name, Cluster: cname, Secret: secret, Fingerprint: fp, Addresses: addrs, ExpiresAt: row.ExpiresAt.UTC()}
 	str, err := jt.Encode()
 	if err != nil {
 		return api.Token{}, err

@@ -52,6 +52,7 @@ func (f *nodeFlags) plan(a *app, defaultAddr func() (string, error)) (bootstrap.
 
 func newBootstrapCmd(a *app) *cobra.Command {
 	var f nodeFlags
+	var clusterName string
 	cmd := &cobra.Command{
 		Use:   "bootstrap",
 		Short: "Make this machine the first node of a new cloud",
@@ -66,6 +67,7 @@ Add more machines afterwards with 'cloudctl cluster add NAME' here and
 			if err != nil {
 				return err
 			}
+			p.Cluster = clusterName
 			if err := p.Validate(); err != nil {
 				return err
 			}
@@ -88,6 +90,7 @@ Add more machines afterwards with 'cloudctl cluster add NAME' here and
 		},
 	}
 	f.register(cmd, "control,compute,storage")
+	cmd.Flags().StringVar(&clusterName, "cluster-name", bootstrap.DefaultClusterName, "name of the new cluster")
 	return cmd
 }
 
