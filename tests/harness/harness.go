@@ -374,3 +374,13 @@ func (c *Cluster) cleanup() {
 	_ = run(ctx, "ip", "netns", "del", c.brNS)
 	_ = run(ctx, "ip", "route", "del", "unreachable", c.Subnet+".0/24")
 }
+
+// Pid is the process id of the node's running cloudd, or 0.
+func (nd *Node) Pid() int {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	if nd.proc == nil || nd.proc.Process == nil {
+		return 0
+	}
+	return nd.proc.Process.Pid
+}
