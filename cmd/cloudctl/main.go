@@ -55,6 +55,7 @@ func newRootCmd(a *app) *cobra.Command {
 		newRoleCmd(a),
 		newStatusCmd(a),
 		newManifestCmd(a),
+		newProbeCmd(a),
 	)
 	return root
 }

@@ -1,0 +1,311 @@
+package hwprobe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/jaypipes/ghw"
+	"github.com/jaypipes/ghw/pkg/block"
+)
+
+// diskEnv is what every disk's facts are read against: the block device
+// index, the mount table and the OSDs the machine already runs.
+type diskEnv struct {
+	src    Source
+	fsys   fs.FS
+	host   Host
+	sb     *sysBlock
+	mounts mountTable
+	// osdByDevice maps a kernel device name to the OSD whose data dir links to it.
+	osdByDevice map[string]string
+}
+
+func newDiskEnv(src Source) *diskEnv {
+	fsys := src.FS()
+	sb := readSysBlock(fsys)
+	e := &diskEnv{src: src, fsys: fsys, host: src.Host(), sb: sb, osdByDevice: map[string]string{}}
+	e.mounts = readMountTable(fsys, sb)
+	e.readOSDDirs()
+	return e
+}
+
+// readOSDDirs follows /var/lib/ceph/osd/<cluster>-<id>/block{,.db,.wal}
+// to the devices that OSDs on this machine use.
+func (e *diskEnv) readOSDDirs() {
+	ents, err := fs.ReadDir(e.fsys, "var/lib/ceph/osd")
+	if err != nil {
+		return
+	}
+	for _, d := range ents {
+		id := d.Name()
+		if i := strings.LastIndexByte(id, '-'); i >= 0 {
+			id = id[i+1:]
+		}
+		for _, l := range []string{"block", "block.db", "block.wal"} {
+			p := "var/lib/ceph/osd/" + d.Name() + "/" + l
+			r, err := resolve(e.fsys, p)
+			if err != nil {
+				continue
+			}
+			name, ok := "", false
+			if strings.HasPrefix(r, "dev/") {
+				if _, in := e.sb.byName[path.Base(r)]; in {
+					name, ok = path.Base(r), true
+				}
+			}
+			if !ok {
+				name, ok = e.sb.rdevName(r)
+			}
+			if ok {
+				e.osdByDevice[name] = "osd." + id
+			}
+		}
+	}
+}
+
+// readDisks lists every block device with ghw and completes what ghw does
+// not see. Devices excluded by type are not opened.
+func (e *diskEnv) readDisks(ctx context.Context) ([]Disk, error) {
+	info, err := ghw.Block(ctx, ghw.WithChroot(e.src.Root()), ghw.WithDisableTools(), ghw.WithDisableWarnings())
+	if err != nil {
+		return nil, fmt.Errorf("block devices: %w", err)
+	}
+	disks := make([]Disk, 0, len(info.Disks))
+	for _, gd := range info.Disks {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		d := e.fromGHW(gd)
+		e.complete(ctx, &d, d.Kind == KindDisk)
+		disks = append(disks, d)
+	}
+	sort.Slice(disks, func(i, j int) bool { return naturalLess(disks[i].Name, disks[j].Name) })
+	e.crossCheck(disks)
+	return disks, nil
+}
+
+func (e *diskEnv) fromGHW(gd *block.Disk) Disk {
+	d := Disk{
+		Name:      gd.Name,
+		Path:      "/dev/" + gd.Name,
+		SizeBytes: gd.SizeBytes,
+		Type:      strings.ToLower(gd.DriveType.String()),
+		Kind:      kindOf(gd.Name),
+		Removable: gd.IsRemovable,
+		Vendor:    known(gd.Vendor),
+		Model:     known(gd.Model),
+	}
+	dir := "sys/block/" + gd.Name
+	if d.Vendor == "" {
+		d.Vendor, _ = readString(e.fsys, dir+"/device/vendor")
+	}
+	if d.Model == "" {
+		d.Model, _ = readString(e.fsys, dir+"/device/model")
+	}
+	if d.Model == "" {
+		// NVMe namespaces: the model is on the controller.
+		d.Model, _ = readString(e.fsys, dir+"/device/device/model")
+	}
+	d.Partitions = []string{}
+	for _, p := range gd.Partitions {
+		d.Partitions = append(d.Partitions, p.Name)
+	}
+	sort.Slice(d.Partitions, func(i, j int) bool { return naturalLess(d.Partitions[i], d.Partitions[j]) })
+	return d
+}
+
+// known maps ghw's "unknown" to empty.
+func known(s string) string {
+	if s == "unknown" {
+		return ""
+	}
+	return strings.TrimSpace(s)
+}
+
+// complete fills in holders, mounts, signatures and OSD use of one disk.
+// openDevice says whether the device's bytes may be read.
+func (e *diskEnv) complete(ctx context.Context, d *Disk, openDevice bool) {
+	d.Unknown = map[string]string{}
+	d.SCSIAddress = e.sb.scsiAddress(d.Name)
+	d.WWID = e.sb.wwid(d.Name)
+
+	direct, stack, holdersKnown := e.sb.stackOf(d.Name, d.Partitions)
+	d.stack = stack
+	if holdersKnown {
+		d.Holders = direct
+		if d.Holders == nil {
+			d.Holders = []Holder{}
+		}
+	} else {
+		d.Unknown[CheckHolders] = "no holders data in sysfs (" + e.src.Describe() + ")"
+	}
+
+	if e.mounts.Known {
+		d.Mounts = []Mount{}
+		for _, s := range stack {
+			d.Mounts = append(d.Mounts, e.mounts.ByDevice[s.Name]...)
+		}
+		if len(e.mounts.Unresolved) > 0 {
+			var srcs []string
+			for _, u := range e.mounts.Unresolved {
+				srcs = append(srcs, u.Source+" ("+u.Mountpoint+")")
+			}
+			d.Unknown[CheckMounts] = "mounted devices cannot be traced to their disks: " + strings.Join(srcs, ", ")
+		}
+	} else {
+		d.Unknown[CheckMounts] = e.mounts.Why
+	}
+
+	for _, s := range stack {
+		if osd, ok := e.osdByDevice[s.Name]; ok {
+			d.OSD = osd
+			break
+		}
+	}
+
+	if !openDevice {
+		return // signatures and the bluestore label stay skipped
+	}
+	if e.host == nil {
+		d.Unknown[CheckSignatures] = "a snapshot has no /dev: the disk's first bytes (signatures, bluestore label) cannot be read"
+		if d.OSD == "" {
+			d.Unknown[CheckOSD] = d.Unknown[CheckSignatures]
+		}
+		return
+	}
+	if err := ctx.Err(); err != nil {
+		d.Unknown[CheckSignatures] = err.Error()
+		d.Unknown[CheckOSD] = err.Error()
+		return
+	}
+	ds, err := readDeviceSignatures(e.host, d.Name)
+	if err != nil {
+		why := fmt.Sprintf("cannot read %s: %v", d.Path, err)
+		switch {
+		case errors.Is(err, syscall.EACCES) && os.Geteuid() != 0:
+			why += " (run as root)"
+		case errors.Is(err, fs.ErrPermission):
+			why += " (refused by the system even to root: a device cgroup or security module)"
+		}
+		d.Unknown[CheckSignatures] = why
+		if d.OSD == "" {
+			d.Unknown[CheckOSD] = why
+		}
+		return
+	}
+	d.Signatures = ds.Signatures
+	if d.Signatures == nil {
+		d.Signatures = []string{}
+	}
+	if d.OSD == "" && ds.OSD != "" {
+		d.OSD = ds.OSD
+	}
+	if d.OSD == "" && containsStr(ds.Signatures, SigBluestore) {
+		d.OSD = "bluestore OSD " + ds.OSDUUID
+	}
+}
+
+func readDeviceSignatures(h Host, name string) (DeviceSignatures, error) {
+	f, err := h.OpenBlock(name)
+	if err != nil {
+		return DeviceSignatures{}, err // a *fs.PathError: "open /dev/sdb: permission denied"
+	}
+	defer f.Close()
+	size, err := f.Size()
+	if err != nil {
+		return DeviceSignatures{}, fmt.Errorf("size: %w", err)
+	}
+	ds, err := ReadSignatures(f, size)
+	if err != nil {
+		return DeviceSignatures{}, fmt.Errorf("signatures: %w", err)
+	}
+	return ds, nil
+}
+
+// crossCheck looks at disks together: two disks with the same WWID are
+// paths to one device (multipath); in a snapshot, which has no WWIDs or
+// holders, the same SCSI LUN of the same size behind several
+// host:target pairs is noted as a likely multipath path.
+func (e *diskEnv) crossCheck(disks []Disk) {
+	byWWID := map[string][]int{}
+	for i, d := range disks {
+		if d.Kind == KindDisk && d.WWID != "" {
+			byWWID[d.WWID] = append(byWWID[d.WWID], i)
+		}
+	}
+	for _, idx := range byWWID {
+		if len(idx) < 2 {
+			continue
+		}
+		for _, i := range idx {
+			if hasHolderKind(disks[i].Holders, "multipath") {
+				continue // the multipath map itself says it
+			}
+			for _, j := range idx {
+				if i != j {
+					disks[i].Holders = append(disks[i].Holders, Holder{Name: disks[j].Name, Of: disks[i].Name, Kind: "multipath-peer"})
+				}
+			}
+			delete(disks[i].Unknown, CheckHolders)
+		}
+	}
+
+	type lunKey struct {
+		lun  string
+		size uint64
+	}
+	groups := map[lunKey][]int{}
+	for i, d := range disks {
+		if d.Kind != KindDisk || d.SCSIAddress == "" || d.Holders != nil {
+			continue
+		}
+		f := strings.Split(d.SCSIAddress, ":")
+		if f[3] == "0" {
+			continue // local disks are LUN 0 behind each target
+		}
+		k := lunKey{f[3], d.SizeBytes}
+		groups[k] = append(groups[k], i)
+	}
+	for k, idx := range groups {
+		paths := map[string]bool{}
+		var names []string
+		for _, i := range idx {
+			f := strings.Split(disks[i].SCSIAddress, ":")
+			paths[f[0]+":"+f[2]] = true
+			names = append(names, disks[i].Name)
+		}
+		if len(paths) < 2 {
+			continue
+		}
+		sort.Slice(names, func(i, j int) bool { return naturalLess(names[i], names[j]) })
+		for _, i := range idx {
+			disks[i].Unknown[CheckHolders] += fmt.Sprintf("; likely a multipath path: SCSI LUN %s of the same size (%s) is reached through %d paths (%s)",
+				k.lun, humanBytes(k.size), len(idx), strings.Join(names, ", "))
+		}
+	}
+}
+
+func containsStr(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func hasHolderKind(hs []Holder, kind string) bool {
+	for _, h := range hs {
+		if h.Kind == kind {
+			return true
+		}
+	}
+	return false
+}

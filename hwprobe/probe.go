@@ -1,0 +1,86 @@
+package hwprobe
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jaypipes/ghw"
+
+	"github.com/cloudctl/cloudctl/roles"
+)
+
+// Probe reads the facts of a source, evaluates its disks against the
+// policy, and takes the decisions and findings for the given roles (all
+// roles when empty).
+func Probe(ctx context.Context, src Source, p Policy, rs []roles.Role) (*Facts, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	f := &Facts{Source: "live"}
+	if src.Host() == nil {
+		f.Source = "snapshot"
+	}
+	if sp, ok := src.(interface{ Path() string }); ok {
+		f.SourcePath = sp.Path()
+	}
+
+	var err error
+	if f.Memory, err = readMemory(ctx, src); err != nil {
+		return nil, err
+	}
+	if f.CPU, err = readCPU(ctx, src); err != nil {
+		return nil, err
+	}
+	f.KVM = kvmVerdict(f.CPU.Arch, f.CPU.VirtFlags, probeKVMDevice(src), kvmModules(src.FS()))
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if f.Disks, err = newDiskEnv(src).readDisks(ctx); err != nil {
+		return nil, err
+	}
+	if f.NICs, err = readNICs(ctx, src); err != nil {
+		return nil, err
+	}
+	f.Decide(p, rs)
+	return f, nil
+}
+
+// InspectDevice checks one block device of this machine, named by any path
+// that leads to it (/dev/sdb, /dev/disk/by-id/..., /dev/loop3), against the
+// OSD eligibility rules. Unlike Probe it always reads the device, whatever
+// its type, so that the signature, mount and holder checks can be run on
+// any device (a loop device still fails the type check).
+func InspectDevice(ctx context.Context, path string, p Policy) (*Disk, error) {
+	m, err := OpenMachine()
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	return Inspect(ctx, m, path, p)
+}
+
+// Inspect is InspectDevice on any source; path is a /dev path inside it.
+func Inspect(ctx context.Context, src Source, path string, p Policy) (*Disk, error) {
+	env := newDiskEnv(src)
+	name, ok := env.sb.resolveDevice(path)
+	if !ok {
+		return nil, fmt.Errorf("inspect %s: not a block device listed in /sys/block", path)
+	}
+	if parent := env.sb.byName[name].Parent; parent != "" {
+		return nil, fmt.Errorf("inspect %s: %s is a partition of %s; OSDs take whole disks", path, name, parent)
+	}
+	info, err := ghw.Block(ghwOpts(ctx, src)...)
+	if err != nil {
+		return nil, fmt.Errorf("inspect %s: block devices: %w", path, err)
+	}
+	for _, gd := range info.Disks {
+		if gd.Name != name {
+			continue
+		}
+		d := env.fromGHW(gd)
+		env.complete(ctx, &d, true)
+		Evaluate(&d, p)
+		return &d, nil
+	}
+	return nil, fmt.Errorf("inspect %s: %s is not listed as a disk (size 0?)", path, name)
+}
