@@ -103,8 +103,21 @@ type Plan struct {
 	Cluster string `json:"cluster"`
 	// Bootstrap is the name of the first node.
 	Bootstrap string `json:"bootstrap"`
-	// Settings are site-wide choices (MySQL topology, floating address...).
+	// MySQLTopology is "single" or "multi"; fixed at bootstrap.
+	MySQLTopology string `json:"mysql_topology,omitempty"`
+	// MySQLTopologyReason is the fact behind the choice, e.g. "64 GiB installed".
+	MySQLTopologyReason string `json:"mysql_topology_reason,omitempty"`
+	// FloatingAddress is the optional VRRP address in front of the control endpoints.
+	FloatingAddress string `json:"floating_address,omitempty"`
+	// Settings are other site-wide choices.
 	Settings map[string]string `json:"settings,omitempty"`
+}
+
+// DiskChoice is one disk a node gives to storage.
+type DiskChoice struct {
+	Path string `json:"path"`
+	// Wipe is the explicit consent to erase a signature found on the disk.
+	Wipe bool `json:"wipe,omitempty"`
 }
 
 // NodeInit is what a node records about itself when it bootstraps or joins.
@@ -115,6 +128,8 @@ type NodeInit struct {
 	Zone   string   `json:"zone,omitempty"`
 	// Token is the name the join token was issued for (join only).
 	TokenName string `json:"token_name,omitempty"`
+	// Disks are this node's OSD disks (storage role).
+	Disks []DiskChoice `json:"disks,omitempty"`
 	// Plan is set on bootstrap only.
 	Plan *Plan `json:"plan,omitempty"`
 }

@@ -221,6 +221,22 @@ func (d *Daemon) handlePlanPut(s *state.State, r *http.Request) response.Respons
 		return response.InternalError(err)
 	}
 	err = s.Database.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		raw, err := getConfig(ctx, tx, "plan")
+		if err != nil {
+			return err
+		}
+		var cur api.Plan
+		if raw != "" {
+			if err := json.Unmarshal([]byte(raw), &cur); err != nil {
+				return fmt.Errorf("stored plan is unreadable: %w", err)
+			}
+		}
+		if cur.MySQLTopology != "" && p.MySQLTopology != cur.MySQLTopology {
+			return lxdapi.StatusErrorf(http.StatusConflict, "the MySQL topology was fixed at bootstrap (%s) and cannot be changed to %q afterwards", cur.MySQLTopology, p.MySQLTopology)
+		}
+		if cur.Cluster != "" && p.Cluster != cur.Cluster {
+			return lxdapi.StatusErrorf(http.StatusConflict, "the cluster name %q cannot be changed", cur.Cluster)
+		}
 		return setConfig(ctx, tx, "plan", string(b))
 	})
 	if err != nil {

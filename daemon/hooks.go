@@ -38,7 +38,7 @@ func (d *Daemon) postBootstrap(s *state.State, initConfig map[string]string) err
 	defer cancel()
 	now := d.cfg.Now()
 	err = s.Database.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		if err := upsertNode(ctx, tx, nodeRow{Name: s.Name(), Roles: ni.Roles, Region: ni.Region, Zone: ni.Zone, JoinedAt: now}); err != nil {
+		if err := upsertNode(ctx, tx, nodeRow{Name: s.Name(), Roles: ni.Roles, Region: ni.Region, Zone: ni.Zone, JoinedAt: now, Plan: nodePlan{Disks: ni.Disks}}); err != nil {
 			return err
 		}
 		plan := api.Plan{Version: 1, Cluster: s.Name(), Bootstrap: s.Name()}
@@ -75,7 +75,7 @@ func (d *Daemon) postJoin(s *state.State, initConfig map[string]string) error {
 	defer cancel()
 	now := d.cfg.Now()
 	err = s.Database.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		if err := upsertNode(ctx, tx, nodeRow{Name: s.Name(), Roles: ni.Roles, Region: ni.Region, Zone: ni.Zone, JoinedAt: now}); err != nil {
+		if err := upsertNode(ctx, tx, nodeRow{Name: s.Name(), Roles: ni.Roles, Region: ni.Region, Zone: ni.Zone, JoinedAt: now, Plan: nodePlan{Disks: ni.Disks}}); err != nil {
 			return err
 		}
 		name := ni.TokenName

@@ -11,7 +11,15 @@ import (
 // schemaUpdates are cloudd's tables, applied by microcluster after its own.
 // Append new updates; never edit a released one.
 func schemaUpdates() []schema.Update {
-	return []schema.Update{schemaV1}
+	return []schema.Update{schemaV1, schemaV2}
+}
+
+// schemaV2 keeps each node's own plan (disks, and what later drivers need).
+func schemaV2(ctx context.Context, tx *sql.Tx) error {
+	if _, err := tx.ExecContext(ctx, `ALTER TABLE cloud_nodes ADD COLUMN node_plan TEXT NOT NULL DEFAULT '{}'`); err != nil {
+		return fmt.Errorf("add node plan column: %w", err)
+	}
+	return nil
 }
 
 func schemaV1(ctx context.Context, tx *sql.Tx) error {

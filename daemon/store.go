@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -18,6 +19,13 @@ type nodeRow struct {
 	Region   string
 	Zone     string
 	JoinedAt time.Time
+	// Plan is the node's own plan (disks...), stored as JSON.
+	Plan nodePlan
+}
+
+// nodePlan is the per-node part of the plan.
+type nodePlan struct {
+	Disks []api.DiskChoice `json:"disks,omitempty"`
 }
 
 func splitRoles(s string) []string {
@@ -28,7 +36,7 @@ func splitRoles(s string) []string {
 }
 
 func getNodes(ctx context.Context, tx *sql.Tx) (map[string]nodeRow, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT name, roles, region, zone, joined_at FROM cloud_nodes`)
+	rows, err := tx.QueryContext(ctx, `SELECT name, roles, region, zone, joined_at, node_plan FROM cloud_nodes`)
 	if err != nil {
 		return nil, fmt.Errorf("read nodes: %w", err)
 	}
@@ -36,11 +44,14 @@ func getNodes(ctx context.Context, tx *sql.Tx) (map[string]nodeRow, error) {
 	out := map[string]nodeRow{}
 	for rows.Next() {
 		var n nodeRow
-		var roles string
-		if err := rows.Scan(&n.Name, &roles, &n.Region, &n.Zone, &n.JoinedAt); err != nil {
+		var roles, plan string
+		if err := rows.Scan(&n.Name, &roles, &n.Region, &n.Zone, &n.JoinedAt, &plan); err != nil {
 			return nil, fmt.Errorf("read node: %w", err)
 		}
 		n.Roles = splitRoles(roles)
+		if err := json.Unmarshal([]byte(plan), &n.Plan); err != nil {
+			return nil, fmt.Errorf("read plan of node %q: %w", n.Name, err)
+		}
 		out[n.Name] = n
 	}
 	if err := rows.Err(); err != nil {
@@ -51,9 +62,9 @@ func getNodes(ctx context.Context, tx *sql.Tx) (map[string]nodeRow, error) {
 
 func getNode(ctx context.Context, tx *sql.Tx, name string) (*nodeRow, error) {
 	var n nodeRow
-	var roles string
-	err := tx.QueryRowContext(ctx, `SELECT name, roles, region, zone, joined_at FROM cloud_nodes WHERE name = ?`, name).
-		Scan(&n.Name, &roles, &n.Region, &n.Zone, &n.JoinedAt)
+	var roles, plan string
+	err := tx.QueryRowContext(ctx, `SELECT name, roles, region, zone, joined_at, node_plan FROM cloud_nodes WHERE name = ?`, name).
+		Scan(&n.Name, &roles, &n.Region, &n.Zone, &n.JoinedAt, &plan)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -61,13 +72,20 @@ func getNode(ctx context.Context, tx *sql.Tx, name string) (*nodeRow, error) {
 		return nil, fmt.Errorf("read node %q: %w", name, err)
 	}
 	n.Roles = splitRoles(roles)
+	if err := json.Unmarshal([]byte(plan), &n.Plan); err != nil {
+		return nil, fmt.Errorf("read plan of node %q: %w", name, err)
+	}
 	return &n, nil
 }
 
 func upsertNode(ctx context.Context, tx *sql.Tx, n nodeRow) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO cloud_nodes (name, roles, region, zone, joined_at) VALUES (?, ?, ?, ?, ?)
-ON CONFLICT(name) DO UPDATE SET roles = excluded.roles, region = excluded.region, zone = excluded.zone`,
-		n.Name, strings.Join(n.Roles, ","), n.Region, n.Zone, n.JoinedAt.UTC())
+	plan, err := json.Marshal(n.Plan)
+	if err != nil {
+		return fmt.Errorf("encode plan of node %q: %w", n.Name, err)
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO cloud_nodes (name, roles, region, zone, joined_at, node_plan) VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT(name) DO UPDATE SET roles = excluded.roles, region = excluded.region, zone = excluded.zone, node_plan = excluded.node_plan`,
+		n.Name, strings.Join(n.Roles, ","), n.Region, n.Zone, n.JoinedAt.UTC(), string(plan))
 	if err != nil {
 		return fmt.Errorf("record node %q: %w", n.Name, err)
 	}
