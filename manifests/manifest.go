@@ -439,9 +439,9 @@ func (m *Manifest) errorf(path, format string, args ...any) *strictyaml.Error {
 	return &strictyaml.Error{File: "manifest", Path: path, Message: fmt.Sprintf(format, args...)}
 }
 
-// RoleGroups returns the role groups for roles.Parse. Groups are validated by
-// Validate; a name in a group that is not a role is passed through as is
-// (and then rejected by roles.Parse's callers' validation).
+// RoleGroups returns the role groups, in the form roles.Parse takes. Use a
+// validated manifest: roles.Parse does not check a group's contents, and
+// Validate rejects groups that name something other than a role.
 func (m *Manifest) RoleGroups() map[string][]roles.Role {
 	out := make(map[string][]roles.Role, len(m.RoleGroupDefs))
 	for name, rs := range m.RoleGroupDefs {

@@ -115,7 +115,7 @@ func (dec decoder) value(n *yaml.Node, v reflect.Value, path string) {
 	}
 	if reflect.PointerTo(t).Implements(textUnmarshalerType) {
 		if n.Kind != yaml.ScalarNode || isNull {
-			dec.wrongType(n, path, t)
+			dec.fail(n, path, "expected a single value, got %s; write the value after the key, on the same line", got(n))
 			return
 		}
 		if err := v.Addr().Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(n.Value)); err != nil {
