@@ -240,9 +240,6 @@ func Default() (*Manifest, error) {
 	return m, nil
 }
 
-// DefaultYAML returns the embedded default manifest, comments included.
-func DefaultYAML() []byte { return []byte(defaultYAML) }
-
 // Load reads and parses a manifest file (see Parse).
 func Load(path string) (*Manifest, error) {
 	data, err := os.ReadFile(path)
