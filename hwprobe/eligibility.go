@@ -19,6 +19,7 @@ var kindReason = map[string]string{
 	KindMD:           "md RAID array, not a whole disk",
 	KindNBD:          "network block device, not a whole disk",
 	KindRBD:          "Ceph RBD image, not a whole disk",
+	KindBcache:       "bcache device, not a whole disk",
 }
 
 // Evaluate sets the checks, reasons and verdicts of a disk from its facts

@@ -75,6 +75,7 @@ const (
 	KindMD           = "md"
 	KindNBD          = "nbd"
 	KindRBD          = "rbd"
+	KindBcache       = "bcache"
 )
 
 // Check names, in the order reasons are listed.

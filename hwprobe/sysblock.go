@@ -259,7 +259,7 @@ func (sb *sysBlock) wwid(name string) string {
 func kindOf(name string) string {
 	prefixes := []struct{ pre, kind string }{
 		{"loop", KindLoop}, {"zram", KindZRAM}, {"ram", KindRAM}, {"sr", KindOptical},
-		{"fd", KindFloppy}, {"dm-", KindDeviceMapper}, {"md", KindMD}, {"nbd", KindNBD}, {"rbd", KindRBD},
+		{"fd", KindFloppy}, {"dm-", KindDeviceMapper}, {"md", KindMD}, {"nbd", KindNBD}, {"rbd", KindRBD}, {"bcache", KindBcache},
 	}
 	for _, p := range prefixes {
 		if strings.HasPrefix(name, p.pre) {
