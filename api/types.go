@@ -39,6 +39,8 @@ type Status struct {
 	Local   string `json:"local"`
 	Members []Node `json:"members"`
 	HA      HA     `json:"ha"`
+	// Databases are the control layer's MariaDB instances (empty without a control node).
+	Databases []DBInstance `json:"databases"`
 	// Warnings are things a person should look at (offline members, lost voters).
 	Warnings []string `json:"warnings"`
 	Version  string   `json:"version"`
@@ -128,6 +130,9 @@ type NodeInit struct {
 	Zone   string   `json:"zone,omitempty"`
 	// Token is the name the join token was issued for (join only).
 	TokenName string `json:"token_name,omitempty"`
+	// Manifest is a manifest overlay (YAML) applied over the default on
+	// bootstrap; the effective manifest is kept in the cluster database.
+	Manifest string `json:"manifest,omitempty"`
 	// Disks are this node's OSD disks (storage role).
 	Disks []DiskChoice `json:"disks,omitempty"`
 	// Plan is set on bootstrap only.
@@ -147,4 +152,64 @@ const DefaultTokenTTL = time.Hour
 type Labels struct {
 	Region *string `json:"region,omitempty"`
 	Zone   *string `json:"zone,omitempty"`
+}
+
+// DBMember is one node's copy of a MariaDB instance.
+type DBMember struct {
+	Node string `json:"node"`
+	// State: stopped, starting, running, waiting, recovering, failed, stale (no recent report).
+	State string `json:"state"`
+	// WsrepStatus is "Primary", "non-Primary", "Disconnected", or "" when standalone.
+	WsrepStatus string    `json:"wsrep_status"`
+	Size        int       `json:"size"`
+	Provisioned bool      `json:"provisioned"`
+	Comment     string    `json:"comment,omitempty"`
+	UpdatedAt   time.Time `json:"updated_at"`
+}
+
+// DBInstance is one MariaDB instance across the control nodes.
+type DBInstance struct {
+	Name     string   `json:"name"`
+	Services []string `json:"services"`
+	Port     int      `json:"port"`
+	// Replication is "standalone" or "galera".
+	Replication string `json:"replication"`
+	// Expected is how many members it should have; Size is how many are in the Primary component.
+	Expected int        `json:"expected"`
+	Size     int        `json:"size"`
+	Primary  bool       `json:"primary"`
+	Members  []DBMember `json:"members"`
+	// Degraded says what is wrong, or is empty.
+	Degraded string `json:"degraded,omitempty"`
+}
+
+// DBService is one control-plane service's database.
+type DBService struct {
+	Service  string `json:"service"`
+	Instance string `json:"instance"`
+	Database string `json:"database"`
+	User     string `json:"user"`
+	// Endpoints are the ip:port addresses serving it.
+	Endpoints   []string `json:"endpoints"`
+	Replication string   `json:"replication"`
+}
+
+// Databases is the answer of GET /1.0/databases.
+type Databases struct {
+	Topology  string       `json:"topology"`
+	Reason    string       `json:"reason,omitempty"`
+	Host      string       `json:"host,omitempty"`
+	Instances []DBInstance `json:"instances"`
+	Services  []DBService  `json:"services"`
+}
+
+// DBCredentials is the answer of GET /1.0/databases/{service}/credentials (local socket only).
+type DBCredentials struct {
+	Service   string   `json:"service"`
+	Database  string   `json:"database"`
+	User      string   `json:"user"`
+	Password  string   `json:"password"`
+	Endpoints []string `json:"endpoints"`
+	// DSN is a go-sql-driver/mysql data source name for the first endpoint.
+	DSN string `json:"dsn"`
 }

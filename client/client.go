@@ -242,3 +242,17 @@ func LocalAddressFor(target string) (string, error) {
 	}
 	return host, nil
 }
+
+// Databases returns the control layer's instances and service databases.
+func (c *Client) Databases(ctx context.Context) (api.Databases, error) {
+	var d api.Databases
+	err := c.query(ctx, "GET", "databases", nil, &d)
+	return d, err
+}
+
+// Credentials returns one service's database credentials (root, local socket only).
+func (c *Client) Credentials(ctx context.Context, service string) (api.DBCredentials, error) {
+	var cr api.DBCredentials
+	err := c.query(ctx, "GET", "databases/"+service+"/credentials", nil, &cr)
+	return cr, err
+}

@@ -16,6 +16,8 @@ import (
 	"github.com/canonical/microcluster/state"
 
 	"github.com/cloudctl/cloudctl/api"
+	"github.com/cloudctl/cloudctl/roles/control"
+	"github.com/cloudctl/cloudctl/services"
 )
 
 // Config is how cloudd is started.
@@ -30,6 +32,11 @@ type Config struct {
 	TokenSweep time.Duration
 	// Now is the clock (default time.Now); tests move it.
 	Now func() time.Time
+	// ControlInterval is how often the control role converges (default 2 s).
+	ControlInterval time.Duration
+	// ManifestOverlay is a manifest file overlaid on the default when this
+	// node bootstraps a cluster and the bootstrap request carries none.
+	ManifestOverlay string
 }
 
 // Daemon is one running cloudd.
@@ -39,6 +46,10 @@ type Daemon struct {
 
 	mu    sync.Mutex
 	state *state.State
+
+	sup     *services.Supervisor
+	control *control.Driver
+	kick    chan struct{}
 }
 
 // New prepares a daemon; Run starts it.
@@ -55,13 +66,21 @@ func New(cfg Config) (*Daemon, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Daemon{cfg: cfg, log: cfg.Log}, nil
+	if cfg.ControlInterval <= 0 {
+		cfg.ControlInterval = 2 * time.Second
+	}
+	return &Daemon{cfg: cfg, log: cfg.Log, sup: services.New(nil, cfg.Log), kick: make(chan struct{}, 1)}, nil
 }
 
 // Run starts the daemon and blocks until ctx ends or the daemon stops.
 func (d *Daemon) Run(ctx context.Context) error {
-	if err := os.MkdirAll(d.cfg.StateDir, 0o700); err != nil {
+	if err := os.MkdirAll(d.cfg.StateDir, 0o711); err != nil {
 		return fmt.Errorf("create state directory %s: %w", d.cfg.StateDir, err)
+	}
+	// Role services (mariadbd runs as the mysql user) must be able to reach
+	// their own directories below the state directory: traverse, not read.
+	if err := os.Chmod(d.cfg.StateDir, 0o711); err != nil {
+		return fmt.Errorf("state directory %s: %w", d.cfg.StateDir, err)
 	}
 	m, err := microcluster.App(microcluster.Args{StateDir: d.cfg.StateDir, Verbose: d.cfg.Verbose, Debug: d.cfg.Debug})
 	if err != nil {
@@ -72,6 +91,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go d.sweepLoop(ctx)
+	controlDone := make(chan struct{})
+	go func() { d.controlLoop(ctx); close(controlDone) }()
+	defer func() { cancel(); <-controlDone; d.sup.StopAll(time.Minute) }()
 
 	d.log.Info("cloudd starting", "state_dir", d.cfg.StateDir, "version", api.Version)
 	if err := m.Start(ctx, schemaUpdates(), apiExtensions(), d.hooks()); err != nil {
@@ -108,6 +130,9 @@ func (d *Daemon) hooks() *config.Hooks {
 		OnNewMember:   d.onNewMember,
 		PreRemove: func(s *state.State, force bool) error {
 			d.log.Info("this node is being removed from the cluster", "node", s.Name(), "force", force)
+			if d.control != nil {
+				d.control.StopAll()
+			}
 			return nil
 		},
 		PostRemove: d.postRemove,

@@ -11,6 +11,8 @@ import (
 	"github.com/canonical/microcluster/state"
 
 	"github.com/cloudctl/cloudctl/api"
+	"github.com/cloudctl/cloudctl/manifests"
+	"github.com/cloudctl/cloudctl/roles/control"
 )
 
 const hookTimeout = 30 * time.Second
@@ -34,6 +36,14 @@ func (d *Daemon) postBootstrap(s *state.State, initConfig map[string]string) err
 	if err != nil {
 		return err
 	}
+	m, err := d.effectiveManifest(ni.Manifest)
+	if err != nil {
+		return err
+	}
+	manifestYAML, err := m.Marshal()
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(s.Context, hookTimeout)
 	defer cancel()
 	now := d.cfg.Now()
@@ -44,6 +54,16 @@ func (d *Daemon) postBootstrap(s *state.State, initConfig map[string]string) err
 		plan := api.Plan{Version: 1, Cluster: s.Name(), Bootstrap: s.Name()}
 		if ni.Plan != nil {
 			plan = *ni.Plan
+		}
+		if plan.MySQLTopology == "" {
+			// Decided here when the bootstrap did not: from this node's RAM.
+			plan.MySQLTopology, plan.MySQLTopologyReason = control.DecideTopology(installedGiB(), m)
+		}
+		if plan.MySQLTopology != control.Single && plan.MySQLTopology != control.Multi {
+			return fmt.Errorf("invalid MySQL topology %q: use single or multi", plan.MySQLTopology)
+		}
+		if err := setConfig(ctx, tx, "manifest", string(manifestYAML)); err != nil {
+			return err
 		}
 		b, err := json.Marshal(plan)
 		if err != nil {
@@ -61,7 +81,36 @@ func (d *Daemon) postBootstrap(s *state.State, initConfig map[string]string) err
 		return fmt.Errorf("record bootstrap: %w", err)
 	}
 	d.log.Info("bootstrapped", "node", s.Name(), "roles", ni.Roles)
+	d.kickControl()
 	return nil
+}
+
+// effectiveManifest is the default manifest with the bootstrap's overlay (or
+// cloudd's --manifest file) applied and validated.
+func (d *Daemon) effectiveManifest(overlay string) (*manifests.Manifest, error) {
+	m, err := manifests.Default()
+	if err != nil {
+		return nil, err
+	}
+	var o *manifests.Manifest
+	switch {
+	case overlay != "":
+		o, err = manifests.Parse("bootstrap manifest", []byte(overlay))
+	case d.cfg.ManifestOverlay != "":
+		o, err = manifests.Load(d.cfg.ManifestOverlay)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if o != nil {
+		if m, err = manifests.Overlay(m, o); err != nil {
+			return nil, err
+		}
+	}
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 // postJoin records the joining node and marks its token used.
@@ -88,6 +137,7 @@ func (d *Daemon) postJoin(s *state.State, initConfig map[string]string) error {
 		return fmt.Errorf("record join: %w", err)
 	}
 	d.log.Info("joined", "node", s.Name(), "roles", ni.Roles)
+	d.kickControl()
 	return nil
 }
 
@@ -98,6 +148,7 @@ func (d *Daemon) onNewMember(s *state.State) error {
 	if err := d.reconcileTokens(ctx, s); err != nil {
 		d.log.Warn("token reconcile after join failed", "error", err)
 	}
+	d.kickControl()
 	return nil
 }
 

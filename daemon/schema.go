@@ -11,7 +11,7 @@ import (
 // schemaUpdates are cloudd's tables, applied by microcluster after its own.
 // Append new updates; never edit a released one.
 func schemaUpdates() []schema.Update {
-	return []schema.Update{schemaV1, schemaV2}
+	return []schema.Update{schemaV1, schemaV2, schemaV3}
 }
 
 // schemaV2 keeps each node's own plan (disks, and what later drivers need).

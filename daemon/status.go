@@ -76,6 +76,15 @@ func (d *Daemon) status(ctx context.Context, s *state.State) (api.Status, error)
 	if dq.err != nil {
 		st.Warnings = append(st.Warnings, "database roles unknown: "+dq.err.Error())
 	}
+	st.Databases = []api.DBInstance{}
+	dctx, dcancel := context.WithTimeout(ctx, 5*time.Second)
+	dbs, _, err := d.databases(dctx, s)
+	dcancel()
+	if err != nil {
+		st.Warnings = append(st.Warnings, "control databases unknown: "+err.Error())
+	} else {
+		st.Databases = dbs.Instances
+	}
 	return st, nil
 }
 

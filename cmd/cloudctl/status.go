@@ -60,6 +60,9 @@ func statusTable(w io.Writer, st api.Status) error {
 	if err := membersTable(w, st.Members); err != nil {
 		return err
 	}
+	if err := databasesTable(w, st.Databases); err != nil {
+		return err
+	}
 	fmt.Fprintf(w, "\n%s\n", st.HA.Summary)
 	fmt.Fprintf(w, "Database: %d of %d members are dqlite voters\n", st.HA.Voters, len(st.Members))
 	for _, warn := range st.Warnings {

@@ -22,6 +22,7 @@ func main() {
 	verbose := fs.Bool("verbose", false, "log microcluster information messages")
 	debug := fs.Bool("debug", false, "log debug messages")
 	version := fs.Bool("version", false, "print the version and exit")
+	manifest := fs.String("manifest", "", "manifest overlay applied when this node bootstraps a cluster (a bootstrap's own --manifest wins)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		os.Exit(2)
 	}
@@ -38,7 +39,7 @@ func main() {
 
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
-	d, err := daemon.New(daemon.Config{StateDir: dir, Log: log, Verbose: *verbose, Debug: *debug})
+	d, err := daemon.New(daemon.Config{StateDir: dir, Log: log, Verbose: *verbose, Debug: *debug, ManifestOverlay: *manifest})
 	if err != nil {
 		log.Error("cannot start", "error", err)
 		os.Exit(1)

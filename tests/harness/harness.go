@@ -92,6 +92,7 @@ type Cluster struct {
 	brNS   string
 	Nodes  []*Node
 	dir    string
+	opts   Options
 }
 
 // Node is one machine of the test cloud.
@@ -119,16 +120,35 @@ func run(ctx context.Context, name string, args ...string) error {
 	return nil
 }
 
+// Options change how New builds the cluster.
+type Options struct {
+	// DaemonArgs are extra cloudd arguments for every node (e.g. --manifest FILE).
+	DaemonArgs []string
+}
+
 // New creates n nodes (named node1..nodeN) with cloudd running on each.
 func New(t testing.TB, n int) *Cluster {
+	t.Helper()
+	return NewWithOptions(t, n, Options{})
+}
+
+// NewWithOptions is New with options.
+func NewWithOptions(t testing.TB, n int, opts Options) *Cluster {
 	t.Helper()
 	Require(t)
 	bins := Build(t)
 	seq := clusterSeq.Add(1)
 	id := fmt.Sprintf("c%d%d", os.Getpid()%10000, seq)
 	subnet := fmt.Sprintf("10.251.%d", (os.Getpid()+int(seq)*37)%250+1)
-	c := &Cluster{t: t, Bins: bins, id: id, Subnet: subnet, brNS: id + "-br", dir: t.TempDir()}
+	c := &Cluster{t: t, Bins: bins, id: id, Subnet: subnet, brNS: id + "-br", dir: t.TempDir(), opts: opts}
 	t.Cleanup(c.cleanup)
+	// Role services run as unprivileged users (mariadbd as mysql): let them
+	// traverse to their directories below the test's temporary directory.
+	for _, d := range []string{c.dir, filepath.Dir(c.dir)} {
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatalf("harness: %v", err)
+		}
+	}
 	ctx := context.Background()
 	must := func(err error) {
 		if err != nil {
@@ -203,7 +223,8 @@ func (nd *Node) Start(t testing.TB) {
 		nd.mu.Unlock()
 		t.Fatalf("harness: %v", err)
 	}
-	cmd := exec.Command("ip", "netns", "exec", nd.NS, nd.c.Bins.Cloudd, "--state-dir", nd.StateDir)
+	args := append([]string{"netns", "exec", nd.NS, nd.c.Bins.Cloudd, "--state-dir", nd.StateDir}, nd.c.opts.DaemonArgs...)
+	cmd := exec.Command("ip", args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -327,6 +348,9 @@ func (nd *Node) MustRun(t testing.TB, args ...string) string {
 	}
 	return r.Stdout
 }
+
+// Dir is the cluster's scratch directory (removed after the test).
+func (c *Cluster) Dir() string { return c.dir }
 
 // Exec runs any command inside the node's namespace.
 func (nd *Node) Exec(ctx context.Context, name string, args ...string) ([]byte, error) {

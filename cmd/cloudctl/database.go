@@ -1,0 +1,167 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cloudctl/cloudctl/api"
+	"github.com/cloudctl/cloudctl/render"
+	"github.com/cloudctl/cloudctl/roles/control"
+)
+
+func newDatabaseCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{Use: "database", Short: "Control-plane databases: list, credentials, check"}
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "Show each service's database: endpoint, user, topology and replication state",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.connect()
+			if err != nil {
+				return err
+			}
+			dbs, err := c.Databases(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return render.Write(a.out, a.format, dbs, func(w io.Writer) error {
+				if dbs.Topology == "" {
+					fmt.Fprintln(w, "No control databases: no node has the control role yet.")
+					return nil
+				}
+				fmt.Fprintf(w, "MySQL topology: %s", dbs.Topology)
+				if dbs.Reason != "" {
+					fmt.Fprintf(w, " (%s)", dbs.Reason)
+				}
+				fmt.Fprintln(w)
+				fmt.Fprintln(w)
+				t := render.NewTable(w, "SERVICE", "DATABASE", "USER", "INSTANCE", "ENDPOINTS", "REPLICATION")
+				state := map[string]string{}
+				for _, in := range dbs.Instances {
+					state[in.Name] = instanceState(in)
+				}
+				for _, s := range dbs.Services {
+					t.Row(s.Service, s.Database, s.User, s.Instance, joinOrDash(s.Endpoints), state[s.Instance])
+				}
+				return t.Flush()
+			})
+		},
+	}
+	creds := &cobra.Command{
+		Use:   "credentials SERVICE",
+		Short: "Print a service's database DSN (root only, on a cluster member)",
+		Args:  exactArgs(1, "cloudctl database credentials SERVICE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.connect()
+			if err != nil {
+				return err
+			}
+			cr, err := c.Credentials(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return render.Write(a.out, a.format, cr, func(w io.Writer) error {
+				fmt.Fprintln(w, cr.DSN)
+				return nil
+			})
+		},
+	}
+	check := &cobra.Command{
+		Use:   "check [SERVICE...]",
+		Short: "Connect as each service (or the ones named) and write and read a row",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.connect()
+			if err != nil {
+				return err
+			}
+			dbs, err := c.Databases(cmd.Context())
+			if err != nil {
+				return err
+			}
+			want := map[string]bool{}
+			for _, s := range args {
+				want[s] = true
+			}
+			var results []control.CheckResult
+			var failed []string
+			for _, s := range dbs.Services {
+				if len(want) > 0 && !want[s.Service] {
+					continue
+				}
+				delete(want, s.Service)
+				cr, err := c.Credentials(cmd.Context(), s.Service)
+				if err != nil {
+					return err
+				}
+				for _, ep := range cr.Endpoints {
+					r, err := control.CheckService(cmd.Context(), s.Service, cr.User, cr.Password, ep, cr.Database)
+					if err != nil {
+						failed = append(failed, err.Error())
+						continue
+					}
+					results = append(results, r)
+				}
+			}
+			for s := range want {
+				return fmt.Errorf("there is no service %q: `cloudctl database list` shows them", s)
+			}
+			if err := render.Write(a.out, a.format, results, func(w io.Writer) error {
+				t := render.NewTable(w, "SERVICE", "ENDPOINT", "ROWS", "TOOK")
+				for _, r := range results {
+					t.Row(r.Service, r.Endpoint, fmt.Sprint(r.Rows), r.Took.Round(time.Millisecond).String())
+				}
+				return t.Flush()
+			}); err != nil {
+				return err
+			}
+			if len(failed) > 0 {
+				return fmt.Errorf("%d check(s) failed: %s", len(failed), strings.Join(failed, "; "))
+			}
+			return nil
+		},
+	}
+	cmd.AddCommand(list, creds, check)
+	return cmd
+}
+
+func instanceState(in api.DBInstance) string {
+	s := in.Replication
+	if in.Replication == "galera" {
+		s = fmt.Sprintf("galera %d/%d", in.Size, in.Expected)
+	}
+	if !in.Primary {
+		return s + ", DOWN"
+	}
+	if in.Degraded != "" && in.Replication == "galera" {
+		return s + ", degraded"
+	}
+	return s
+}
+
+func databasesTable(w io.Writer, ins []api.DBInstance) error {
+	if len(ins) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w)
+	t := render.NewTable(w, "INSTANCE", "PORT", "REPLICATION", "MEMBERS", "PRIMARY", "SIZE", "DEGRADED")
+	for _, in := range ins {
+		var ms []string
+		for _, m := range in.Members {
+			st := m.State
+			if m.WsrepStatus != "" && m.State == "running" {
+				st = m.WsrepStatus
+			}
+			ms = append(ms, m.Node+":"+st)
+		}
+		deg := in.Degraded
+		if deg == "" {
+			deg = "-"
+		}
+		t.Row(in.Name, fmt.Sprint(in.Port), in.Replication, joinOrDash(ms), fmt.Sprint(in.Primary), fmt.Sprintf("%d/%d", in.Size, in.Expected), deg)
+	}
+	return t.Flush()
+}

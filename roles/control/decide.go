@@ -1,0 +1,160 @@
+package control
+
+import (
+	"sort"
+	"time"
+
+	"github.com/cloudctl/cloudctl/manifests"
+)
+
+// NodeView is one member as the control decision sees it.
+type NodeView struct {
+	Name     string
+	IP       string
+	Control  bool
+	JoinedAt time.Time
+}
+
+// StatusRow is one member's last report about one instance.
+type StatusRow struct {
+	Node, Instance string
+	WsrepStatus    string
+	State          string
+	Size           int
+	Comment        string
+	Provisioned    bool
+	UpdatedAt      time.Time
+}
+
+// ClusterView is the cluster state the control decision reads.
+type ClusterView struct {
+	Topology      string
+	Manifest      *manifests.Manifest
+	InstalledGiB  int
+	Nodes         []NodeView
+	DBHost        string
+	Members       []string
+	Formed        map[string]bool
+	Statuses      []StatusRow
+	Recovery      map[string][]Position
+	AdminPassword string
+	Credentials   map[string]Credential
+	Now           time.Time
+}
+
+// statusFresh is how recent a member's report must be to count.
+const statusFresh = 10 * time.Second
+
+// GaleraPeers returns the Galera members: the recorded ones still holding the
+// control role, topped up with the oldest other control nodes, the database
+// host first. Fewer than three before formation means standalone.
+func GaleraPeers(v ClusterView) []string {
+	control := []NodeView{}
+	for _, n := range v.Nodes {
+		if n.Control {
+			control = append(control, n)
+		}
+	}
+	sort.SliceStable(control, func(i, j int) bool {
+		if !control[i].JoinedAt.Equal(control[j].JoinedAt) {
+			return control[i].JoinedAt.Before(control[j].JoinedAt)
+		}
+		return control[i].Name < control[j].Name
+	})
+	isControl := map[string]bool{}
+	for _, n := range control {
+		isControl[n.Name] = true
+	}
+	var out []string
+	seen := map[string]bool{}
+	add := func(n string) {
+		if isControl[n] && !seen[n] && len(out) < GaleraMembers {
+			out = append(out, n)
+			seen[n] = true
+		}
+	}
+	for _, m := range v.Members {
+		add(m)
+	}
+	add(v.DBHost)
+	for _, n := range control {
+		add(n.Name)
+	}
+	return out
+}
+
+// anyFormed reports whether any instance's Galera cluster has formed.
+func anyFormed(v ClusterView) bool {
+	for _, f := range v.Formed {
+		if f {
+			return true
+		}
+	}
+	return false
+}
+
+// DBHost returns the node that hosts the databases before they replicate:
+// the recorded one, else the oldest control node.
+func DBHost(v ClusterView) string {
+	if v.DBHost != "" {
+		return v.DBHost
+	}
+	if ps := GaleraPeers(v); len(ps) > 0 {
+		return ps[0]
+	}
+	return ""
+}
+
+// Decide computes what node should run.
+func Decide(v ClusterView, node string) (Desired, error) {
+	des := Desired{Topology: v.Topology, AdminPassword: v.AdminPassword, Credentials: v.Credentials, Formed: v.Formed,
+		PrimaryElsewhere: map[string]bool{}, Recovery: v.Recovery}
+	if v.Topology == "" || v.Manifest == nil {
+		return des, nil
+	}
+	insts, err := Layout(v.Topology, v.Manifest, v.InstalledGiB)
+	if err != nil {
+		return des, err
+	}
+	des.Instances = insts
+	if v.DBHost == "" {
+		if ps := GaleraPeers(v); len(ps) > 0 {
+			v.DBHost = ps[0]
+		}
+	}
+	peers := GaleraPeers(v)
+	replicated := len(peers) >= GaleraMembers || anyFormed(v) && len(peers) > 0
+	ip := map[string]string{}
+	for _, n := range v.Nodes {
+		ip[n.Name] = n.IP
+	}
+	if !replicated {
+		des.Host = v.DBHost == node && len(peers) > 0 && peers[0] == node
+		return des, nil
+	}
+	for _, p := range peers {
+		if p == node {
+			des.Host = true
+		}
+		des.Peers = append(des.Peers, Peer{Name: p, IP: ip[p]})
+	}
+	des.Seed = v.DBHost
+	if !contains(peers, des.Seed) {
+		des.Seed = peers[0]
+	}
+	for _, s := range v.Statuses {
+		if s.Node != node && contains(peers, s.Node) && s.WsrepStatus == "Primary" && v.Now.Sub(s.UpdatedAt) < statusFresh {
+			des.PrimaryElsewhere[s.Instance] = true
+		}
+	}
+	return des, nil
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

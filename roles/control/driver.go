@@ -1,0 +1,607 @@
+package control
+
+import (
+	"bufio"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/cloudctl/cloudctl/manifests"
+	"github.com/cloudctl/cloudctl/services"
+)
+
+// AdminUser is the MariaDB account cloudd provisions with (localhost only).
+const AdminUser = "cloudd"
+
+// Credential is one service's database account.
+type Credential struct {
+	Service  string `json:"service"`
+	User     string `json:"user"`
+	Password string `json:"-"`
+}
+
+// Desired is what this node should run, decided by cloudd from the cluster state.
+type Desired struct {
+	// Host is false when this node runs no MariaDB (not a control node, or a
+	// control node beyond the Galera members).
+	Host          bool
+	Topology      string
+	Instances     []Instance
+	AdminPassword string
+	Credentials   map[string]Credential
+	// Peers are the Galera members (this node among them); nil when standalone.
+	Peers []Peer
+	// Seed is the node whose data seeds a new Galera cluster.
+	Seed string
+	// Formed tells, per instance, whether its Galera cluster has formed.
+	Formed map[string]bool
+	// PrimaryElsewhere tells, per instance, whether another member reports a Primary component now.
+	PrimaryElsewhere map[string]bool
+	// Recovery holds, per instance, the positions members reported after a full outage.
+	Recovery map[string][]Position
+}
+
+// Position is a Galera member's last committed position.
+type Position struct {
+	Node  string `json:"node"`
+	UUID  string `json:"uuid"`
+	Seqno int64  `json:"seqno"`
+}
+
+// InstanceStatus is what the driver observed about one instance.
+type InstanceStatus struct {
+	Instance string `json:"instance"`
+	// State: stopped, starting, running, waiting (for Galera to form or a Primary), recovering, failed.
+	State string `json:"state"`
+	// WsrepStatus is "Primary", "non-Primary", "Disconnected", or "" standalone.
+	WsrepStatus string `json:"wsrep_status"`
+	Size        int    `json:"size"`
+	Comment     string `json:"comment,omitempty"`
+	// Formed is set when this node just formed the Galera cluster of the instance.
+	Formed bool `json:"-"`
+	// Report is this node's position, when it waits for a full-outage recovery.
+	Report *Position `json:"-"`
+	// Provisioned is true once every service database and user exist on it.
+	Provisioned bool `json:"provisioned"`
+}
+
+// Commands runs one-off programs (mariadb-install-db, mariadbd --wsrep-recover).
+type Commands interface {
+	Run(ctx context.Context, name string, args ...string) ([]byte, error)
+}
+
+// ExecCommands is the real Commands.
+type ExecCommands struct{}
+
+// Run implements Commands.
+func (ExecCommands) Run(ctx context.Context, name string, args ...string) ([]byte, error) {
+	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	if err != nil {
+		return out, fmt.Errorf("%s: %w: %s", filepath.Base(name), err, lastLines(out, 5))
+	}
+	return out, nil
+}
+
+func lastLines(b []byte, n int) string {
+	ls := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(ls) > n {
+		ls = ls[len(ls)-n:]
+	}
+	return strings.Join(ls, " | ")
+}
+
+// Driver converges this node's MariaDB instances.
+type Driver struct {
+	Dir      string // <state-dir>/control
+	Node     string
+	IP       string
+	Manifest *manifests.Manifest
+	Sup      *services.Supervisor
+	Cmd      Commands
+	Log      *slog.Logger
+
+	mu          sync.Mutex
+	provisioned map[string]bool
+	lastStart   map[string]time.Time
+	failures    map[string]int
+	started     map[string]startMode
+}
+
+type startMode int
+
+const (
+	modeStandalone startMode = iota + 1
+	modeNewCluster
+	modeJoin
+)
+
+// NewDriver prepares a driver; nothing starts until Converge.
+func NewDriver(dir, node, ip string, m *manifests.Manifest, sup *services.Supervisor, log *slog.Logger) *Driver {
+	return &Driver{Dir: dir, Node: node, IP: ip, Manifest: m, Sup: sup, Cmd: ExecCommands{}, Log: log,
+		provisioned: map[string]bool{}, lastStart: map[string]time.Time{}, failures: map[string]int{}, started: map[string]startMode{}}
+}
+
+func svcName(in Instance) string { return "mariadb-" + strings.TrimPrefix(in.Name, "mysql-") }
+
+func (d *Driver) bin(name string) string {
+	if p, err := d.Manifest.Binary("mariadb", name); err == nil {
+		return p
+	}
+	return name
+}
+
+// Converge brings every instance towards des and reports what it saw.
+func (d *Driver) Converge(ctx context.Context, des Desired) []InstanceStatus {
+	if !des.Host {
+		d.StopAll()
+		return nil
+	}
+	want := map[string]bool{}
+	var out []InstanceStatus
+	for _, in := range des.Instances {
+		want[svcName(in)] = true
+		st, err := d.convergeInstance(ctx, des, in)
+		if err != nil {
+			d.Log.Warn("control: instance not converged", "instance", in.Name, "error", err)
+			st.State, st.Comment = "failed", err.Error()
+		}
+		st.Instance = in.Name
+		out = append(out, st)
+	}
+	for _, n := range d.Sup.Names() {
+		if strings.HasPrefix(n, "mariadb-") && !want[n] {
+			_ = d.Sup.Stop(n, time.Minute)
+		}
+	}
+	return out
+}
+
+// StopAll stops every MariaDB instance this driver started.
+func (d *Driver) StopAll() {
+	for _, n := range d.Sup.Names() {
+		if strings.HasPrefix(n, "mariadb-") {
+			_ = d.Sup.Stop(n, time.Minute)
+		}
+	}
+	d.mu.Lock()
+	d.provisioned = map[string]bool{}
+	d.started = map[string]startMode{}
+	d.mu.Unlock()
+}
+
+func (d *Driver) convergeInstance(ctx context.Context, des Desired, in Instance) (InstanceStatus, error) {
+	st := InstanceStatus{State: "stopped"}
+	p := instancePaths(d.Dir, in)
+	fresh, err := d.ensureData(ctx, p)
+	if err != nil {
+		return st, err
+	}
+	provider, _ := d.Manifest.File("galera", "provider")
+	cfg := renderConfig(configInput{Inst: in, Paths: p, NodeName: d.Node, IP: d.IP, Peers: des.Peers, Provider: provider, MaxConnections: d.Manifest.MySQL.MaxConnections})
+	changed, err := writeIfChanged(p.cnf, cfg)
+	if err != nil {
+		return st, err
+	}
+	name := svcName(in)
+	_, running := d.Sup.Status(name)
+	d.mu.Lock()
+	mode := d.started[name]
+	d.mu.Unlock()
+	galera := len(des.Peers) > 0
+
+	if !galera {
+		if running && (changed || mode != modeStandalone) {
+			_ = d.Sup.Stop(name, time.Minute)
+			running = false
+		}
+		if !running {
+			if err := d.start(in, p, modeStandalone, fresh, des.AdminPassword); err != nil {
+				return st, err
+			}
+		}
+		return d.observe(ctx, des, in, p, st)
+	}
+
+	formed := des.Formed[in.Name]
+	switch {
+	case !formed && des.Seed == d.Node:
+		// This node's data seeds the new Galera cluster.
+		if running && mode != modeNewCluster {
+			_ = d.Sup.Stop(name, time.Minute)
+			running = false
+		}
+		if !running {
+			if err := setSafeToBootstrap(p.grastate); err != nil {
+				return st, err
+			}
+			if err := d.start(in, p, modeNewCluster, fresh, des.AdminPassword); err != nil {
+				return st, err
+			}
+		}
+		st, err = d.observe(ctx, des, in, p, st)
+		if err == nil && st.WsrepStatus == "Primary" {
+			st.Formed = true
+		}
+		return st, err
+	case !formed:
+		if running {
+			_ = d.Sup.Stop(name, time.Minute)
+		}
+		st.State, st.Comment = "waiting", "waiting for "+des.Seed+" to form the Galera cluster"
+		return st, nil
+	}
+
+	// Formed: keep running, or rejoin, or recover from a full outage.
+	if running {
+		return d.observe(ctx, des, in, p, st)
+	}
+	if des.PrimaryElsewhere[in.Name] {
+		if !d.backoffOver(name) {
+			st.State, st.Comment = "starting", "waiting before the next start attempt"
+			return st, nil
+		}
+		if err := d.start(in, p, modeJoin, false, ""); err != nil {
+			return st, err
+		}
+		st.State, st.Comment = "starting", "joining the Galera cluster"
+		return st, nil
+	}
+	// No member is Primary: every member reports its position and the one
+	// with the most recent state bootstraps.
+	pos, err := d.recoverPosition(ctx, in, p)
+	if err != nil {
+		return st, err
+	}
+	st.Report = &pos
+	st.State, st.Comment = "recovering", fmt.Sprintf("no Primary component: reported seqno %d, waiting for the other members", pos.Seqno)
+	if w, ok := RecoveryWinner(des.Recovery[in.Name], len(des.Peers)); ok && w.Node == d.Node {
+		if err := setSafeToBootstrap(p.grastate); err != nil {
+			return st, err
+		}
+		if err := d.start(in, p, modeNewCluster, false, ""); err != nil {
+			return st, err
+		}
+		st.State, st.Comment = "starting", fmt.Sprintf("bootstrapping the Galera cluster from this node (seqno %d, the most recent)", pos.Seqno)
+	}
+	return st, nil
+}
+
+// RecoveryWinner picks the member that bootstraps after a full outage: the
+// highest seqno, ties broken by name. It waits until all members reported.
+func RecoveryWinner(reports []Position, members int) (Position, bool) {
+	if members == 0 || len(reports) < members {
+		return Position{}, false
+	}
+	best := reports[0]
+	for _, r := range reports[1:] {
+		if r.Seqno > best.Seqno || r.Seqno == best.Seqno && r.Node < best.Node {
+			best = r
+		}
+	}
+	return best, true
+}
+
+func (d *Driver) backoffOver(name string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	wait := time.Duration(1<<min(d.failures[name], 5)) * time.Second
+	return time.Since(d.lastStart[name]) >= wait
+}
+
+// start launches mariadbd. modeNewCluster bootstraps a Galera cluster.
+func (d *Driver) start(in Instance, p paths, mode startMode, fresh bool, adminPassword string) error {
+	name := svcName(in)
+	args := []string{"--defaults-file=" + p.cnf}
+	if fresh && adminPassword != "" {
+		if err := os.WriteFile(p.initSQL, []byte(adminSQL(adminPassword)), 0o600); err != nil {
+			return fmt.Errorf("write init file: %w", err)
+		}
+		if err := chownMySQL(p.initSQL); err != nil {
+			return err
+		}
+		args = append(args, "--init-file="+p.initSQL)
+	}
+	if mode == modeNewCluster {
+		args = append(args, "--wsrep-new-cluster")
+	}
+	d.mu.Lock()
+	if time.Since(d.lastStart[name]) < 2*time.Minute {
+		d.failures[name]++
+	} else {
+		d.failures[name] = 0
+	}
+	d.lastStart[name] = time.Now()
+	d.started[name] = mode
+	delete(d.provisioned, name)
+	d.mu.Unlock()
+	spec := services.Spec{Name: name, Path: d.bin("mariadbd"), Args: args, LogPath: filepath.Join(p.dir, "mariadbd.out"), OneShot: mode != modeStandalone}
+	d.Log.Info("control: starting MariaDB", "instance", in.Name, "port", in.Port, "mode", map[startMode]string{modeStandalone: "standalone", modeNewCluster: "new Galera cluster", modeJoin: "join Galera"}[mode])
+	if err := d.Sup.Start(spec); err != nil {
+		return fmt.Errorf("start %s: %w", in.Name, err)
+	}
+	return nil
+}
+
+func adminSQL(pw string) string {
+	return fmt.Sprintf("CREATE USER IF NOT EXISTS '%s'@'localhost' IDENTIFIED BY '%s';\nALTER USER '%s'@'localhost' IDENTIFIED BY '%s';\nGRANT ALL PRIVILEGES ON *.* TO '%s'@'localhost' WITH GRANT OPTION;\n",
+		AdminUser, pw, AdminUser, pw, AdminUser)
+}
+
+// observe connects as the admin user, reads wsrep status, and provisions.
+func (d *Driver) observe(ctx context.Context, des Desired, in Instance, p paths, st InstanceStatus) (InstanceStatus, error) {
+	name := svcName(in)
+	db, err := openAdmin(p.sock, des.AdminPassword)
+	if err != nil {
+		return st, err
+	}
+	defer db.Close()
+	// A freshly started server takes a moment (and a Galera joiner a state transfer).
+	var pingErr error
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		pingErr = db.PingContext(pctx)
+		cancel()
+		if pingErr == nil || time.Now().After(deadline) {
+			break
+		}
+		if _, running := d.Sup.Status(name); !running {
+			return st, fmt.Errorf("mariadbd exited: %s", tail(p.errlog, 3))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if pingErr != nil {
+		st.State, st.Comment = "starting", "not answering yet"
+		return st, nil
+	}
+	st.State = "running"
+	ws, err := wsrepStatus(ctx, db)
+	if err != nil {
+		return st, err
+	}
+	if len(des.Peers) > 0 {
+		st.WsrepStatus, st.Size, st.Comment = ws.status, ws.size, ws.comment
+		if ws.status != "Primary" || ws.comment != "Synced" {
+			return st, nil
+		}
+	}
+	_ = os.Remove(p.initSQL)
+	d.mu.Lock()
+	done := d.provisioned[name]
+	d.mu.Unlock()
+	if !done {
+		if err := provision(ctx, db, in, des.Credentials); err != nil {
+			return st, err
+		}
+		d.mu.Lock()
+		d.provisioned[name] = true
+		d.mu.Unlock()
+	}
+	st.Provisioned = true
+	return st, nil
+}
+
+func openAdmin(sock, pw string) (*sql.DB, error) {
+	cfg := mysql.NewConfig()
+	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr = AdminUser, pw, "unix", sock
+	cfg.Timeout, cfg.ReadTimeout, cfg.WriteTimeout = 2*time.Second, 10*time.Second, 10*time.Second
+	cfg.InterpolateParams = true
+	conn, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("mysql connector: %w", err)
+	}
+	db := sql.OpenDB(conn)
+	db.SetMaxOpenConns(2)
+	return db, nil
+}
+
+type wsrep struct {
+	status, comment string
+	size            int
+}
+
+func wsrepStatus(ctx context.Context, db *sql.DB) (wsrep, error) {
+	var w wsrep
+	rows, err := db.QueryContext(ctx, "SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_cluster_status','wsrep_cluster_size','wsrep_local_state_comment')")
+	if err != nil {
+		return w, fmt.Errorf("read wsrep status: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k, v string
+		if err := rows.Scan(&k, &v); err != nil {
+			return w, fmt.Errorf("read wsrep status: %w", err)
+		}
+		switch k {
+		case "wsrep_cluster_status":
+			w.status = v
+		case "wsrep_cluster_size":
+			w.size, _ = strconv.Atoi(v)
+		case "wsrep_local_state_comment":
+			w.comment = v
+		}
+	}
+	return w, rows.Err()
+}
+
+var identRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
+
+// provision creates each service's database and account; it is idempotent.
+func provision(ctx context.Context, db *sql.DB, in Instance, creds map[string]Credential) error {
+	for _, svc := range in.Services {
+		c, ok := creds[svc]
+		if !ok {
+			return fmt.Errorf("no credentials for service %q yet", svc)
+		}
+		if !identRE.MatchString(svc) || !identRE.MatchString(c.User) {
+			return fmt.Errorf("service %q: not a valid MySQL identifier", svc)
+		}
+		stmts := []struct {
+			q    string
+			args []any
+		}{
+			{"CREATE DATABASE IF NOT EXISTS `" + svc + "`", nil},
+			{"CREATE USER IF NOT EXISTS '" + c.User + "'@'%' IDENTIFIED BY ?", []any{c.Password}},
+			{"ALTER USER '" + c.User + "'@'%' IDENTIFIED BY ?", []any{c.Password}},
+			{"GRANT ALL PRIVILEGES ON `" + svc + "`.* TO '" + c.User + "'@'%'", nil},
+		}
+		for _, s := range stmts {
+			if _, err := db.ExecContext(ctx, s.q, s.args...); err != nil {
+				return fmt.Errorf("provision %s: %w", svc, err)
+			}
+		}
+	}
+	return nil
+}
+
+// ensureData creates the instance directory and, on first use, its datadir.
+func (d *Driver) ensureData(ctx context.Context, p paths) (bool, error) {
+	// The mysql user must traverse the driver's directory to reach its own.
+	if err := os.MkdirAll(d.Dir, 0o711); err != nil {
+		return false, fmt.Errorf("create %s: %w", d.Dir, err)
+	}
+	if err := os.Chmod(d.Dir, 0o711); err != nil {
+		return false, fmt.Errorf("chmod %s: %w", d.Dir, err)
+	}
+	if err := os.MkdirAll(p.dir, 0o750); err != nil {
+		return false, fmt.Errorf("create %s: %w", p.dir, err)
+	}
+	if err := chownMySQL(p.dir); err != nil {
+		return false, err
+	}
+	if _, err := os.Stat(filepath.Join(p.data, "mysql")); err == nil {
+		return false, nil
+	}
+	if err := os.RemoveAll(p.data); err != nil {
+		return false, fmt.Errorf("clear half-made datadir: %w", err)
+	}
+	// A minimal defaults-file for the installer; the real one is written next.
+	boot := fmt.Sprintf("[mysqld]\nuser=mysql\ndatadir=%s\n", p.data)
+	tmp := filepath.Join(p.dir, "install.cnf")
+	if err := os.WriteFile(tmp, []byte(boot), 0o644); err != nil {
+		return false, fmt.Errorf("write installer config: %w", err)
+	}
+	defer os.Remove(tmp)
+	ictx, cancel := context.WithTimeout(ctx, d.Manifest.Timeouts.Step("mysql_init"))
+	defer cancel()
+	start := time.Now()
+	if _, err := d.Cmd.Run(ictx, d.bin("mariadb-install-db"), "--defaults-file="+tmp, "--auth-root-authentication-method=socket", "--skip-test-db"); err != nil {
+		_ = os.RemoveAll(p.data)
+		return false, fmt.Errorf("initialise datadir: %w", err)
+	}
+	d.Log.Info("control: initialised datadir", "dir", p.data, "took", time.Since(start).Round(time.Millisecond))
+	return true, nil
+}
+
+// recoverPosition reads the last committed position from grastate.dat, or
+// asks mariadbd --wsrep-recover when the shutdown was not clean.
+func (d *Driver) recoverPosition(ctx context.Context, in Instance, p paths) (Position, error) {
+	pos := Position{Node: d.Node}
+	uuid, seqno, err := readGrastate(p.grastate)
+	if err == nil && seqno >= 0 {
+		pos.UUID, pos.Seqno = uuid, seqno
+		return pos, nil
+	}
+	logf := filepath.Join(p.dir, "wsrep-recover.log")
+	_ = os.Remove(logf)
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if _, err := d.Cmd.Run(rctx, d.bin("mariadbd"), "--defaults-file="+p.cnf, "--wsrep-recover", "--log-error="+logf); err != nil {
+		return pos, fmt.Errorf("wsrep-recover %s: %w", in.Name, err)
+	}
+	b, err := os.ReadFile(logf)
+	if err != nil {
+		return pos, fmt.Errorf("read wsrep-recover log: %w", err)
+	}
+	m := regexp.MustCompile(`Recovered position: ([0-9a-f-]+):(-?\d+)`).FindAllStringSubmatch(string(b), -1)
+	if len(m) == 0 {
+		return pos, fmt.Errorf("wsrep-recover %s printed no position: %s", in.Name, lastLines(b, 3))
+	}
+	pos.UUID = m[len(m)-1][1]
+	pos.Seqno, _ = strconv.ParseInt(m[len(m)-1][2], 10, 64)
+	return pos, nil
+}
+
+func readGrastate(path string) (string, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", -1, err
+	}
+	defer f.Close()
+	var uuid string
+	seqno := int64(-1)
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		switch strings.TrimSpace(k) {
+		case "uuid":
+			uuid = strings.TrimSpace(v)
+		case "seqno":
+			seqno, _ = strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		}
+	}
+	return uuid, seqno, sc.Err()
+}
+
+// setSafeToBootstrap marks grastate.dat so mariadbd accepts --wsrep-new-cluster.
+func setSafeToBootstrap(path string) error {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read grastate: %w", err)
+	}
+	s := regexp.MustCompile(`(?m)^safe_to_bootstrap:\s*0`).ReplaceAllString(string(b), "safe_to_bootstrap: 1")
+	if err := os.WriteFile(path, []byte(s), 0o660); err != nil {
+		return fmt.Errorf("write grastate: %w", err)
+	}
+	return chownMySQL(path)
+}
+
+func writeIfChanged(path, content string) (bool, error) {
+	if b, err := os.ReadFile(path); err == nil && string(b) == content {
+		return false, nil
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		return false, fmt.Errorf("write %s: %w", path, err)
+	}
+	return true, nil
+}
+
+func chownMySQL(path string) error {
+	u, err := user.Lookup("mysql")
+	if err != nil {
+		return fmt.Errorf("the mysql system user is missing (install mariadb-server): %w", err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	if err := os.Chown(path, uid, gid); err != nil {
+		return fmt.Errorf("chown %s to mysql: %w", path, err)
+	}
+	return nil
+}
+
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "(no error log)"
+	}
+	return lastLines(b, n)
+}

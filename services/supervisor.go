@@ -1,0 +1,278 @@
+// Package services supervises the child processes cloudd runs for a node's
+// roles (mariadbd today; ceph and lxd daemons later): it starts them, restarts
+// them with backoff when they exit, stops them, and reports their state.
+package services
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Spec describes one supervised process. Configuration belongs in files the
+// process reads (e.g. a defaults-file), never secrets on the command line.
+type Spec struct {
+	// Name is unique within a supervisor, e.g. "mariadb-identity".
+	Name string
+	Path string
+	Args []string
+	Env  []string
+	// LogPath receives stdout and stderr (appended).
+	LogPath string
+	// OneShot processes are not restarted: when one exits it leaves the
+	// supervisor, and its owner decides what to start next (Galera members
+	// must not blindly restart with the arguments that bootstrapped them).
+	OneShot bool
+}
+
+// Process is a started child.
+type Process interface {
+	Pid() int
+	Wait() error
+	Signal(sig os.Signal) error
+}
+
+// Runner starts processes; ExecRunner is the real one. Tests of restart
+// logic pass their own.
+type Runner interface {
+	Start(spec Spec) (Process, error)
+}
+
+// ExecRunner starts real processes in their own process group. They get
+// SIGTERM if cloudd dies, so a restarted cloudd never finds a stray instance
+// holding its ports and files.
+type ExecRunner struct{}
+
+type execProc struct{ cmd *exec.Cmd }
+
+func (p execProc) Pid() int                   { return p.cmd.Process.Pid }
+func (p execProc) Wait() error                { return p.cmd.Wait() }
+func (p execProc) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
+
+// Start implements Runner.
+func (ExecRunner) Start(spec Spec) (Process, error) {
+	cmd := exec.Command(spec.Path, spec.Args...)
+	cmd.Env = append(os.Environ(), spec.Env...)
+	if spec.LogPath != "" {
+		f, err := os.OpenFile(spec.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+		if err != nil {
+			return nil, fmt.Errorf("open log of %s: %w", spec.Name, err)
+		}
+		defer f.Close()
+		cmd.Stdout, cmd.Stderr = f, f
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", spec.Name, err)
+	}
+	return execProc{cmd: cmd}, nil
+}
+
+// State is what the supervisor knows about one process.
+type State struct {
+	Name     string    `json:"name"`
+	Running  bool      `json:"running"`
+	Pid      int       `json:"pid,omitempty"`
+	Restarts int       `json:"restarts"`
+	LastExit string    `json:"last_exit,omitempty"`
+	Since    time.Time `json:"since"`
+}
+
+type proc struct {
+	spec   Spec
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu    sync.Mutex
+	cur   Process
+	state State
+}
+
+// Supervisor keeps a set of processes running.
+type Supervisor struct {
+	runner Runner
+	log    *slog.Logger
+	// MinBackoff and MaxBackoff bound the wait before a restart; the wait
+	// doubles after each quick crash and resets once a process stays up for StableAfter.
+	MinBackoff, MaxBackoff, StableAfter time.Duration
+
+	mu    sync.Mutex
+	procs map[string]*proc
+}
+
+// New returns a supervisor using runner (nil means ExecRunner).
+func New(runner Runner, log *slog.Logger) *Supervisor {
+	if runner == nil {
+		runner = ExecRunner{}
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Supervisor{runner: runner, log: log, MinBackoff: 500 * time.Millisecond, MaxBackoff: 30 * time.Second, StableAfter: time.Minute, procs: map[string]*proc{}}
+}
+
+// ErrRunning means a process of that name is already supervised.
+var ErrRunning = errors.New("already supervised")
+
+// Start starts spec and keeps it running until Stop. The first start's error is returned.
+func (s *Supervisor) Start(spec Spec) error {
+	s.mu.Lock()
+	if _, ok := s.procs[spec.Name]; ok {
+		s.mu.Unlock()
+		return fmt.Errorf("%s: %w", spec.Name, ErrRunning)
+	}
+	p0, err := s.runner.Start(spec)
+	if err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &proc{spec: spec, cancel: cancel, done: make(chan struct{}), cur: p0,
+		state: State{Name: spec.Name, Running: true, Pid: p0.Pid(), Since: time.Now()}}
+	s.procs[spec.Name] = p
+	s.mu.Unlock()
+	s.log.Info("started", "service", spec.Name, "pid", p0.Pid())
+	go s.watch(ctx, p)
+	return nil
+}
+
+func (s *Supervisor) watch(ctx context.Context, p *proc) {
+	defer close(p.done)
+	backoff := s.MinBackoff
+	for {
+		p.mu.Lock()
+		cur := p.cur
+		p.mu.Unlock()
+		started := time.Now()
+		err := cur.Wait()
+		p.mu.Lock()
+		p.state.Running, p.state.Pid = false, 0
+		p.state.LastExit = exitText(err)
+		p.mu.Unlock()
+		if ctx.Err() != nil {
+			return
+		}
+		if p.spec.OneShot {
+			s.log.Warn("exited", "service", p.spec.Name, "exit", exitText(err))
+			s.mu.Lock()
+			if s.procs[p.spec.Name] == p {
+				delete(s.procs, p.spec.Name)
+			}
+			s.mu.Unlock()
+			return
+		}
+		if time.Since(started) > s.StableAfter {
+			backoff = s.MinBackoff
+		}
+		s.log.Warn("exited; restarting", "service", p.spec.Name, "exit", exitText(err), "in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff *= 2
+		if backoff > s.MaxBackoff {
+			backoff = s.MaxBackoff
+		}
+		np, err := s.runner.Start(p.spec)
+		if err != nil {
+			s.log.Error("restart failed", "service", p.spec.Name, "error", err)
+			// Try again after the next backoff through a process that exits at once.
+			np = failedProc{err: err}
+		}
+		p.mu.Lock()
+		p.cur = np
+		p.state.Restarts++
+		if _, failed := np.(failedProc); !failed {
+			p.state.Running, p.state.Pid, p.state.Since = true, np.Pid(), time.Now()
+		}
+		p.mu.Unlock()
+	}
+}
+
+type failedProc struct{ err error }
+
+func (f failedProc) Pid() int               { return 0 }
+func (f failedProc) Wait() error            { return f.err }
+func (f failedProc) Signal(os.Signal) error { return f.err }
+
+func exitText(err error) string {
+	if err == nil {
+		return "exit 0"
+	}
+	return err.Error()
+}
+
+// Stop sends SIGTERM, waits up to timeout, then SIGKILLs. Stopping an unknown name is a no-op.
+func (s *Supervisor) Stop(name string, timeout time.Duration) error {
+	s.mu.Lock()
+	p, ok := s.procs[name]
+	delete(s.procs, name)
+	s.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	p.cancel()
+	p.mu.Lock()
+	cur := p.cur
+	p.mu.Unlock()
+	_ = cur.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		_ = cur.Signal(syscall.SIGKILL)
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+			return fmt.Errorf("stop %s: still running after SIGKILL", name)
+		}
+	}
+	s.log.Info("stopped", "service", name)
+	return nil
+}
+
+// StopAll stops every process.
+func (s *Supervisor) StopAll(timeout time.Duration) {
+	s.mu.Lock()
+	names := make([]string, 0, len(s.procs))
+	for n := range s.procs {
+		names = append(names, n)
+	}
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, n := range names {
+		wg.Add(1)
+		go func(n string) { defer wg.Done(); _ = s.Stop(n, timeout) }(n)
+	}
+	wg.Wait()
+}
+
+// Status returns the state of name, and whether it is supervised.
+func (s *Supervisor) Status(name string) (State, bool) {
+	s.mu.Lock()
+	p, ok := s.procs[name]
+	s.mu.Unlock()
+	if !ok {
+		return State{Name: name}, false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.state, true
+}
+
+// Names lists supervised processes.
+func (s *Supervisor) Names() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.procs))
+	for n := range s.procs {
+		out = append(out, n)
+	}
+	return out
+}

@@ -1,0 +1,94 @@
+package services
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func waitFor(t *testing.T, what string, f func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !f() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestRestartsCrashedProcess(t *testing.T) {
+	dir := t.TempDir()
+	s := New(nil, nil)
+	s.MinBackoff = 10 * time.Millisecond
+	// Each run appends a line and exits: the supervisor must start it again.
+	spec := Spec{Name: "crashy", Path: "/bin/sh", Args: []string{"-c", "echo run >> " + filepath.Join(dir, "runs") + "; exit 3"}, LogPath: filepath.Join(dir, "log")}
+	if err := s.Start(spec); err != nil {
+		t.Fatal(err)
+	}
+	defer s.StopAll(time.Second)
+	waitFor(t, "three runs", func() bool {
+		b, _ := os.ReadFile(filepath.Join(dir, "runs"))
+		return strings.Count(string(b), "run") >= 3
+	})
+	st, ok := s.Status("crashy")
+	if !ok || st.Restarts < 2 || !strings.Contains(st.LastExit, "exit status 3") {
+		t.Fatalf("state: %+v", st)
+	}
+	if err := s.Start(spec); err == nil {
+		t.Fatal("duplicate name accepted")
+	}
+}
+
+func TestStopTerminatesAndDoesNotRestart(t *testing.T) {
+	s := New(nil, nil)
+	if err := s.Start(Spec{Name: "sleeper", Path: "/bin/sleep", Args: []string{"60"}}); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := s.Status("sleeper")
+	if !st.Running || st.Pid == 0 {
+		t.Fatalf("not running: %+v", st)
+	}
+	if err := s.Stop("sleeper", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscallKill0(st.Pid); err == nil {
+		t.Fatalf("pid %d still alive after Stop", st.Pid)
+	}
+	if _, ok := s.Status("sleeper"); ok {
+		t.Fatal("still supervised")
+	}
+	if len(s.Names()) != 0 {
+		t.Fatal("names not empty")
+	}
+}
+
+func TestStopKillsStubbornProcess(t *testing.T) {
+	s := New(nil, nil)
+	if err := s.Start(Spec{Name: "stubborn", Path: "/bin/sh", Args: []string{"-c", "trap '' TERM; sleep 60 & wait; sleep 60"}}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	if err := s.Stop("stubborn", 300*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if time.Since(start) < 300*time.Millisecond {
+		t.Fatal("returned before the TERM timeout: the trap was not exercised")
+	}
+}
+
+func TestOneShotLeavesSupervisor(t *testing.T) {
+	s := New(nil, nil)
+	if err := s.Start(Spec{Name: "once", Path: "/bin/sh", Args: []string{"-c", "exit 0"}, OneShot: true}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "one-shot to leave", func() bool { _, ok := s.Status("once"); return !ok })
+	// It can be started again under the same name.
+	if err := s.Start(Spec{Name: "once", Path: "/bin/sleep", Args: []string{"5"}, OneShot: true}); err != nil {
+		t.Fatal(err)
+	}
+	s.StopAll(time.Second)
+}

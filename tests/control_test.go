@@ -1,0 +1,94 @@
+package tests
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cloudctl/cloudctl/api"
+	"github.com/cloudctl/cloudctl/tests/harness"
+)
+
+func databases(t testing.TB, nd *harness.Node) (api.Databases, error) {
+	r := nd.Run("database", "list", "--format", "json")
+	if r.Code != 0 {
+		return api.Databases{}, fmt.Errorf("database list on %s: %s", nd.Name, r.Stderr)
+	}
+	var d api.Databases
+	if err := json.Unmarshal([]byte(r.Stdout), &d); err != nil {
+		return d, fmt.Errorf("database list json: %v", err)
+	}
+	return d, nil
+}
+
+// allServing waits until every instance has want members in a Primary component and is provisioned.
+func waitInstances(t testing.TB, nd *harness.Node, timeout time.Duration, ok func(api.DBInstance) error) {
+	t.Helper()
+	harness.Eventually(t, timeout, "control instances", func() error {
+		st, err := status(t, nd)
+		if err != nil {
+			return err
+		}
+		if len(st.Databases) == 0 {
+			return fmt.Errorf("no instances yet")
+		}
+		for _, in := range st.Databases {
+			if err := ok(in); err != nil {
+				return fmt.Errorf("%s: %v (%+v)", in.Name, err, in.Members)
+			}
+		}
+		return nil
+	})
+}
+
+func standaloneUp(in api.DBInstance) error {
+	if !in.Primary || len(in.Members) != 1 || in.Members[0].State != "running" {
+		return fmt.Errorf("not up")
+	}
+	return nil
+}
+
+func manifestOverlay(t testing.TB, dir, body string) string {
+	p := filepath.Join(dir, "overlay.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestControlSingle: one instance for every service; each service connects with its own credentials and writes.
+func TestControlSingle(t *testing.T) {
+	c := harness.New(t, 1)
+	n1 := c.Node(1)
+	bootstrap(t, n1, "control")
+	waitInstances(t, n1, 90*time.Second, standaloneUp)
+	dbs, err := databases(t, n1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dbs.Topology != "single" || len(dbs.Instances) != 1 || len(dbs.Services) != 8 {
+		t.Fatalf("single topology: %+v", dbs)
+	}
+	out := n1.MustRun(t, "database", "check")
+	for _, svc := range []string{"identity", "image", "compute", "compute_api", "placement", "network", "volume", "dashboard"} {
+		if !strings.Contains(out, svc) {
+			t.Fatalf("check did not cover %s:\n%s", svc, out)
+		}
+	}
+	dsn := strings.TrimSpace(n1.MustRun(t, "database", "credentials", "identity"))
+	if !strings.HasPrefix(dsn, "identity:") || !strings.Contains(dsn, "@tcp("+n1.IP+":3306)/identity") {
+		t.Fatalf("dsn: %s", dsn)
+	}
+	oneSentence(t, n1.Run("database", "credentials", "nova"), `no service "nova"`)
+	// A service's credentials do not open another service's database.
+	var cr api.DBCredentials
+	if err := json.Unmarshal([]byte(n1.MustRun(t, "database", "credentials", "image", "--format", "json")), &cr); err != nil {
+		t.Fatal(err)
+	}
+	r := n1.Run("database", "check", "nosuch")
+	oneSentence(t, r, `no service "nosuch"`)
+}
