@@ -54,6 +54,7 @@ func newRootCmd(a *app) *cobra.Command {
 		newClusterCmd(a),
 		newRoleCmd(a),
 		newStatusCmd(a),
+		newDatabaseCmd(a),
 		newManifestCmd(a),
 		newProbeCmd(a),
 	)
