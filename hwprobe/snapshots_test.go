@@ -56,7 +56,7 @@ var unpacked struct {
 }
 
 // snapshotDirs returns the unpacked directory of every shipped snapshot.
-func snapshotDirs(t *testing.T) map[string]string {
+func snapshotDirs(t testing.TB) map[string]string {
 	t.Helper()
 	unpacked.once.Do(func() {
 		snaps, err := findGHWSnapshots()
