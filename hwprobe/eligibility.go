@@ -126,6 +126,11 @@ func Evaluate(d *Disk, p Policy) {
 			}
 			d.Reasons = append(d.Reasons, UnknownPrefix+c+": "+d.Unknown[c])
 		}
+		for _, c := range CheckOrder {
+			if d.Checks[c] == Skipped {
+				d.Reasons = append(d.Reasons, UnknownPrefix+c+": not checked")
+			}
+		}
 	}
 
 	d.Eligible, d.WipeEligible = true, true

@@ -587,6 +587,12 @@ func TestEvaluateIsPure(t *testing.T) {
 	if d.WipeEligible {
 		t.Fatalf("partitions and a signature must not be wipe-eligible: %+v", d)
 	}
+	// Facts nobody read are not a pass: the disk is rejected, with a reason.
+	d2 := Disk{Name: "sdx", Kind: KindDisk, SizeBytes: 100 * GiB, Partitions: []string{}, Holders: []Holder{}, Mounts: []Mount{}}
+	Evaluate(&d2, p)
+	if d2.Eligible || d2.WipeEligible || d2.Checks[CheckSignatures] != Skipped || !reflect.DeepEqual(d2.Reasons, []string{"unknown signatures: not checked", "unknown osd: not checked"}) {
+		t.Errorf("unread signatures: %+v", d2)
+	}
 	var names []string
 	for c := range d.Checks {
 		names = append(names, c)
