@@ -18,19 +18,6 @@ func readString(fsys fs.FS, name string) (string, error) {
 	return strings.TrimSpace(string(b)), nil
 }
 
-// readUint reads a file holding one decimal number.
-func readUint(fsys fs.FS, name string) (uint64, error) {
-	s, err := readString(fsys, name)
-	if err != nil {
-		return 0, err
-	}
-	v, err := strconv.ParseUint(s, 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("%s: %w", name, err)
-	}
-	return v, nil
-}
-
 // exists reports whether name exists (without following a final symlink).
 func exists(fsys fs.FS, name string) bool {
 	_, err := fs.Lstat(fsys, name)

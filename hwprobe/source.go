@@ -1,7 +1,6 @@
 package hwprobe
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -154,9 +153,6 @@ func (s *Snapshot) removeUnpacked() error {
 	}
 	return nil
 }
-
-// errNoHost is returned for facts only a running machine has.
-var errNoHost = errors.New("not available in a snapshot")
 
 // validDevName reports whether name is a plain kernel device name (no path).
 func validDevName(name string) bool {
