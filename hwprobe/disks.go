@@ -10,7 +10,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 
 	"github.com/jaypipes/ghw"
 	"github.com/jaypipes/ghw/pkg/block"
@@ -147,7 +146,6 @@ func (e *diskEnv) complete(ctx context.Context, d *Disk, openDevice bool) {
 	d.WWID = e.sb.wwid(d.Name)
 
 	direct, stack, holdersKnown := e.sb.stackOf(d.Name, d.Partitions)
-	d.stack = stack
 	if holdersKnown {
 		d.Holders = direct
 		if d.Holders == nil {
@@ -199,7 +197,7 @@ func (e *diskEnv) complete(ctx context.Context, d *Disk, openDevice bool) {
 	if err != nil {
 		why := fmt.Sprintf("cannot read %s: %v", d.Path, err)
 		switch {
-		case errors.Is(err, syscall.EACCES) && os.Geteuid() != 0:
+		case errors.Is(err, fs.ErrPermission) && os.Geteuid() != 0:
 			why += " (run as root)"
 		case errors.Is(err, fs.ErrPermission):
 			why += " (refused by the system even to root: a device cgroup or security module)"

@@ -147,9 +147,6 @@ type Disk struct {
 	WipeEligible bool `json:"wipe_eligible"`
 	// Reasons explain every failed check, or every unknown one when nothing failed.
 	Reasons []string `json:"reasons"`
-
-	// devices of this disk and everything stacked on it, for mount matching.
-	stack []blockDev
 }
 
 // Holder is a device stacked on a disk (or on one of its partitions).
