@@ -15,7 +15,7 @@ var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
 func validName(name string) error {
 	if !nameRE.MatchString(name) {
-		return fmt.Errorf("invalid node name %q: use 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit (set it with --name)", name)
+		return fmt.Errorf("invalid node name %q: use 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit", name)
 	}
 	return nil
 }

@@ -1,6 +1,13 @@
-// Package bootstrap turns a node's choices (flags today; guided answers and
-// preseed files later) into a Plan, validates it, and applies it through
-// cloudd: bootstrap a new cluster, or join an existing one.
+// Package bootstrap turns a node's choices into a Plan, validates it against
+// the machine's facts, and applies it through cloudd: bootstrap a new
+// cluster, or join an existing one.
+//
+// Every source of choices produces the same Plan type: command-line flags
+// (FromFlags), the guided wizard (Guide, through an Asker), and preseed files
+// (ParsePreseed, then (*Preseed).Plan). The wizard records its answers as a
+// preseed and resolves it exactly like a file, so the same answers give the
+// same Plan; a Plan is written back as a preseed (PlanPreseed) that replays
+// the run unattended. Apply and ApplyJoin take a Plan and nothing else.
 package bootstrap
 
 import (
@@ -8,16 +15,20 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
+	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cloudctl/cloudctl/api"
 	"github.com/cloudctl/cloudctl/client"
+	"github.com/cloudctl/cloudctl/hwprobe"
 	"github.com/cloudctl/cloudctl/roles"
 )
 
-// Plan is the single input to applying a bootstrap or a join: every source of
-// choices (flags, guided answers, preseed) produces one.
+// Plan is the single input to applying a bootstrap or a join: every source
+// of choices (flags, guided answers, preseed) produces one.
 type Plan struct {
 	// Name is this node's name in the cluster.
 	Name string `json:"name" yaml:"name"`
@@ -26,48 +37,270 @@ type Plan struct {
 	Roles   []roles.Role `json:"roles" yaml:"roles"`
 	Region  string       `json:"region,omitempty" yaml:"region,omitempty"`
 	Zone    string       `json:"zone,omitempty" yaml:"zone,omitempty"`
-	// Cluster names a new cluster (bootstrap only; default "cloud").
+	// Disks are this node's OSD disks, each with its consent to wipe.
+	Disks []api.DiskChoice `json:"disks,omitempty" yaml:"disks,omitempty"`
+
+	// The site settings below are set by a bootstrap only; a joining node
+	// takes the cluster's.
+
+	// Cluster names a new cluster (default "cloud").
 	Cluster string `json:"cluster,omitempty" yaml:"cluster,omitempty"`
+	// MySQLTopology is "single" or "multi" (hwprobe.MySQLSingle, MySQLMulti);
+	// fixed at bootstrap.
+	MySQLTopology string `json:"mysql_topology,omitempty" yaml:"mysql_topology,omitempty"`
+	// MySQLTopologyReason is the fact behind the topology.
+	MySQLTopologyReason string `json:"mysql_topology_reason,omitempty" yaml:"mysql_topology_reason,omitempty"`
+	// FloatingAddress is the optional VRRP address in front of the control endpoints.
+	FloatingAddress string `json:"floating_address,omitempty" yaml:"floating_address,omitempty"`
 }
 
 // DefaultClusterName names a cluster when the bootstrap does not.
 const DefaultClusterName = "cloud"
 
-// Validate checks the plan on its own: one sentence per problem.
-func (p Plan) Validate() error {
-	if err := validName(p.Name); err != nil {
-		return err
-	}
-	host, port, err := net.SplitHostPort(p.Address)
-	if err != nil {
-		return fmt.Errorf("invalid address %q: use host:port, e.g. 10.0.0.1:%d", p.Address, api.DefaultPort)
-	}
-	if net.ParseIP(host) == nil {
-		return fmt.Errorf("invalid address %q: %q is not an IP address", p.Address, host)
-	}
-	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		return fmt.Errorf("invalid address %q: the port must be 1-65535", p.Address)
-	}
-	if ip := net.ParseIP(host); ip.IsLoopback() || ip.IsUnspecified() {
-		return fmt.Errorf("invalid address %q: other nodes cannot reach a loopback or unspecified address; pick one of this machine's network addresses", p.Address)
-	}
-	if len(p.Roles) == 0 {
-		return fmt.Errorf("no role chosen: use --role with one or more of control, compute, storage")
-	}
-	for _, r := range p.Roles {
-		if !roles.Valid(r) {
-			return fmt.Errorf("unknown role %q: use control, compute or storage", r)
+// Problem is one thing wrong with (or worth a warning about) a plan.
+type Problem struct {
+	// Field says what the problem is about: "name", "address", "roles",
+	// "role:ROLE", "disks", "disk:PATH", "cluster", "mysql_topology",
+	// "floating_address", "region", "zone". A preseed maps it to a key path.
+	Field string
+	// Message is one sentence: what is wrong; what to do.
+	Message string
+	// Warning problems are shown and recorded; they do not stop the plan.
+	Warning bool
+}
+
+func (p Problem) Error() string { return p.Message }
+
+// Problems is a list of problems; as an error it holds the errors only.
+type Problems []Problem
+
+// Errors returns the problems that stop the plan.
+func (ps Problems) Errors() Problems {
+	var out Problems
+	for _, p := range ps {
+		if !p.Warning {
+			out = append(out, p)
 		}
+	}
+	return out
+}
+
+// Warnings returns the problems that do not stop the plan.
+func (ps Problems) Warnings() Problems {
+	var out Problems
+	for _, p := range ps {
+		if p.Warning {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Err returns the errors as one error (one sentence per line), or nil.
+func (ps Problems) Err() error {
+	errs := ps.Errors()
+	if len(errs) == 0 {
+		return nil
+	}
+	return errs
+}
+
+func (ps Problems) Error() string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.Message
+	}
+	return strings.Join(s, "\n")
+}
+
+// Messages returns the messages of the problems.
+func (ps Problems) Messages() []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.Message
+	}
+	return out
+}
+
+var labelRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]{0,62})$`)
+
+// Validate checks the plan on its own, without the machine's facts, and
+// returns the first problem. Check adds the facts.
+func (p Plan) Validate() error {
+	if ps := p.validate(); len(ps) > 0 {
+		return ps[0]
 	}
 	return nil
 }
 
-func (p Plan) nodeInit() api.NodeInit {
-	rs := make([]string, len(p.Roles))
-	for i, r := range p.Roles {
-		rs[i] = string(r)
+// validate returns every problem found without the facts (all errors).
+func (p Plan) validate() Problems {
+	var ps Problems
+	add := func(field, format string, args ...any) {
+		ps = append(ps, Problem{Field: field, Message: fmt.Sprintf(format, args...)})
 	}
-	return api.NodeInit{Roles: rs, Region: p.Region, Zone: p.Zone}
+	if err := validName(p.Name); err != nil {
+		add("name", "%s", err.Error())
+	}
+	if err := validAddress(p.Address); err != nil {
+		add("address", "%s", err.Error())
+	}
+	if len(p.Roles) == 0 {
+		add("roles", "no role chosen: give one or more of control, compute, storage")
+	}
+	for _, r := range p.Roles {
+		if !roles.Valid(r) {
+			add("roles", "unknown role %q: use control, compute or storage", r)
+		}
+	}
+	for _, l := range []struct{ field, v string }{{"region", p.Region}, {"zone", p.Zone}} {
+		if l.v != "" && !labelRE.MatchString(l.v) {
+			add(l.field, "invalid %s label %q: use up to 63 letters, digits, '.', '_' or '-', starting with a letter or digit", l.field, l.v)
+		}
+	}
+	seen := map[string]bool{}
+	for _, d := range p.Disks {
+		switch {
+		case !strings.HasPrefix(d.Path, "/dev/"):
+			add("disk:"+d.Path, "invalid disk path %q: name a disk by its /dev path, such as /dev/sdb", d.Path)
+		case seen[d.Path]:
+			add("disk:"+d.Path, "disk %s is listed twice: list each disk once", d.Path)
+		}
+		seen[d.Path] = true
+	}
+	if len(p.Disks) > 0 && !roles.Has(p.Roles, roles.Storage) {
+		add("disks", "OSD disks are listed but the node has no storage role: add the storage role or remove the disks")
+	}
+	if p.Cluster != "" {
+		if err := validName(p.Cluster); err != nil {
+			add("cluster", "invalid cluster name %q: use 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit", p.Cluster)
+		}
+	}
+	switch p.MySQLTopology {
+	case "", hwprobe.MySQLSingle, hwprobe.MySQLMulti:
+	default:
+		add("mysql_topology", "unknown MySQL topology %q: use single or multi", p.MySQLTopology)
+	}
+	if p.FloatingAddress != "" {
+		ip, err := netip.ParseAddr(p.FloatingAddress)
+		switch {
+		case err != nil:
+			add("floating_address", "invalid floating address %q: write an IP address without a port, such as 10.0.0.100", p.FloatingAddress)
+		case ip.IsLoopback() || ip.IsUnspecified() || ip.IsMulticast():
+			add("floating_address", "invalid floating address %s: a loopback, unspecified or multicast address cannot be shared; pick a free address on the nodes' network", ip)
+		default:
+			if host, _, err := net.SplitHostPort(p.Address); err == nil && host == ip.String() {
+				add("floating_address", "floating address %s is this node's own address: pick a free address on the same network", ip)
+			}
+		}
+	}
+	return ps
+}
+
+func validAddress(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("invalid address %q: use host:port, e.g. 10.0.0.1:%d", addr, api.DefaultPort)
+	}
+	ip := net.ParseIP(host)
+	if ip == nil {
+		return fmt.Errorf("invalid address %q: %q is not an IP address", addr, host)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("invalid address %q: the port must be 1-65535", addr)
+	}
+	if ip.IsLoopback() || ip.IsUnspecified() {
+		return fmt.Errorf("invalid address %q: other nodes cannot reach a loopback or unspecified address; pick one of this machine's network addresses", addr)
+	}
+	return nil
+}
+
+// Check validates the plan against the machine's facts and returns every
+// problem, errors and warnings. join leaves out the site settings, which a
+// joining node takes from the cluster.
+func (p Plan) Check(f Facts, join bool) Problems {
+	ps := p.validate()
+	warn := func(field, format string, args ...any) {
+		ps = append(ps, Problem{Field: field, Message: fmt.Sprintf(format, args...), Warning: true})
+	}
+	fail := func(field, format string, args ...any) {
+		ps = append(ps, Problem{Field: field, Message: fmt.Sprintf(format, args...)})
+	}
+	var own netip.Addr // this node's address, when it is one of the machine's
+	if host, _, err := net.SplitHostPort(p.Address); err == nil {
+		if ip, err := netip.ParseAddr(host); err == nil && !ip.IsLoopback() && !ip.IsUnspecified() {
+			if f.HasAddress(ip) {
+				own = ip
+			} else {
+				fail("address", "address %s is not on this machine (its addresses: %s): use one of them", host, f.addressList())
+			}
+		}
+	}
+	for _, fd := range f.Hardware.Findings {
+		// Disks are checked on the plan's own choice, below.
+		if !roles.Has(p.Roles, fd.Role) || fd.Check == "disks" {
+			continue
+		}
+		switch fd.Level {
+		case hwprobe.LevelError:
+			fail("role:"+string(fd.Role), "this machine cannot take the %s role: %s", fd.Role, fd.Message)
+		case hwprobe.LevelWarn:
+			warn("role:"+string(fd.Role), "%s: %s", fd.Role, fd.Message)
+		}
+	}
+	for _, d := range p.Disks {
+		disk, ok := f.Disk(d.Path)
+		switch {
+		case !ok:
+			fail("disk:"+d.Path, "disk %s does not exist on this machine (its disks: %s): use one of them", d.Path, f.diskList())
+		case disk.Eligible:
+		case disk.WipeEligible && d.Wipe:
+			warn("disk:"+d.Path, "disk %s will be wiped: its %s signature is erased before it becomes an OSD", d.Path, strings.Join(disk.Signatures, ", "))
+		case disk.WipeEligible:
+			fail("disk:"+d.Path, "disk %s carries a %s signature: consent to erase it (preseed \"wipe: true\", --wipe, or confirm in the wizard) or pick another disk", d.Path, strings.Join(disk.Signatures, ", "))
+		default:
+			fail("disk:"+d.Path, "disk %s cannot hold an OSD: %s; pick an eligible disk (`cloudctl probe` lists them)", d.Path, strings.Join(disk.Reasons, "; "))
+		}
+	}
+	if roles.Has(p.Roles, roles.Storage) && len(p.Disks) == 0 {
+		warn("disks", "the storage role has no OSD disk: this node runs a Ceph monitor and manager but stores no data; add a blank disk to the plan to store data here")
+	}
+	if join {
+		return ps
+	}
+	if p.FloatingAddress != "" {
+		if ip, err := netip.ParseAddr(p.FloatingAddress); err == nil && !ip.IsLoopback() && ip != own {
+			if f.HasAddress(ip) {
+				fail("floating_address", "floating address %s is already in use on this machine: pick a free address on the same network", ip)
+			} else if own.IsValid() && !sameNetwork(f, p.Address, ip) {
+				warn("floating_address", "floating address %s is not on the network of %s: keepalived can move it only within one network segment", ip, p.Address)
+			}
+		}
+	}
+	return ps
+}
+
+// sameNetwork reports whether ip is in the subnet of the interface holding
+// the host of addr.
+func sameNetwork(f Facts, addr string, ip netip.Addr) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	h, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	for _, a := range f.Addresses {
+		if a.Prefix.Addr() == h && a.Prefix.Masked().Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+func (p Plan) nodeInit() api.NodeInit {
+	return api.NodeInit{Roles: roleStrings(p.Roles), Region: p.Region, Zone: p.Zone, Disks: p.Disks}
 }
 
 // Daemon is what applying a plan needs from cloudd; *client.Client has it.
@@ -93,6 +326,10 @@ type Result struct {
 	Roles     []string      `json:"roles"`
 	Took      time.Duration `json:"took_ns"`
 	Bootstrap bool          `json:"bootstrap"`
+	// Preseed is the file the equivalent preseed was saved to (set by the CLI).
+	Preseed string `json:"preseed,omitempty"`
+	// Warnings are the plan's warnings, shown before applying.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Apply bootstraps a new cluster with this node as its first member.
@@ -114,10 +351,8 @@ func Apply(ctx context.Context, d Daemon, p Plan, now func() time.Time) (Result,
 	if cluster == "" {
 		cluster = DefaultClusterName
 	}
-	if err := validName(cluster); err != nil {
-		return Result{}, fmt.Errorf("invalid cluster name %q: use lowercase letters, digits or '-' (set it with --cluster-name)", cluster)
-	}
-	ni.Plan = &api.Plan{Version: 1, Cluster: cluster, Bootstrap: p.Name}
+	ni.Plan = &api.Plan{Version: 1, Cluster: cluster, Bootstrap: p.Name,
+		MySQLTopology: p.MySQLTopology, MySQLTopologyReason: p.MySQLTopologyReason, FloatingAddress: p.FloatingAddress}
 	if err := d.Bootstrap(ctx, p.Name, p.Address, ni); err != nil {
 		return Result{}, err
 	}
@@ -125,7 +360,8 @@ func Apply(ctx context.Context, d Daemon, p Plan, now func() time.Time) (Result,
 }
 
 // ApplyJoin joins the cluster that issued jt. The token is checked with the
-// cluster first, so a bad token changes nothing on either side.
+// cluster first, so a bad token changes nothing on either side. The plan's
+// site settings are not used: the cluster has its own.
 func ApplyJoin(ctx context.Context, d Daemon, p Plan, jt api.JoinToken, now func() time.Time) (Result, error) {
 	if err := p.Validate(); err != nil {
 		return Result{}, err

@@ -117,3 +117,72 @@ func TestWithPortAndRoute(t *testing.T) {
 		t.Fatalf("default route interface = %q", defaultRouteInterface("testdata/route"))
 	}
 }
+
+func TestApplySendsDisksAndSiteSettings(t *testing.T) {
+	f := &fakeDaemon{}
+	p := good()
+	p.Disks = []api.DiskChoice{{Path: "/dev/sdb"}, {Path: "/dev/sdd", Wipe: true}}
+	p.MySQLTopology, p.MySQLTopologyReason = "multi", "64 GiB installed RAM"
+	p.FloatingAddress = "10.0.0.100"
+	p.Cluster = "lab"
+	if _, err := Apply(context.Background(), f, p, time.Now); err != nil {
+		t.Fatal(err)
+	}
+	ni := f.bootstraps[0]
+	if len(ni.Disks) != 2 || !ni.Disks[1].Wipe || ni.Plan.MySQLTopology != "multi" || ni.Plan.MySQLTopologyReason != "64 GiB installed RAM" ||
+		ni.Plan.FloatingAddress != "10.0.0.100" || ni.Plan.Cluster != "lab" || ni.Plan.Bootstrap != "node1" || ni.Plan.Version != 1 {
+		t.Fatalf("node init: %+v plan %+v", ni, ni.Plan)
+	}
+	p.MySQLTopology = "huge"
+	if _, err := Apply(context.Background(), f, p, time.Now); err == nil || len(f.bootstraps) != 1 {
+		t.Fatalf("invalid topology applied: %v", err)
+	}
+}
+
+func TestCheckAgainstFacts(t *testing.T) {
+	f := testFacts()
+	ok := Plan{Name: "node1", Address: "10.0.0.1:7443", Roles: roles.All, Disks: []api.DiskChoice{{Path: "/dev/sdb"}}, FloatingAddress: "10.0.0.100"}
+	if ps := ok.Check(f, false); len(ps) != 0 {
+		t.Fatalf("good plan: %v", ps)
+	}
+	cases := map[string]struct {
+		mod     func(*Plan)
+		join    bool
+		field   string
+		want    string
+		warning bool
+	}{
+		"address elsewhere":    {mod: func(p *Plan) { p.Address = "10.0.0.2:7443" }, field: "address", want: "not on this machine (its addresses: 10.0.0.1, 192.168.5.10)"},
+		"missing disk":         {mod: func(p *Plan) { p.Disks = []api.DiskChoice{{Path: "/dev/sdz"}} }, field: "disk:/dev/sdz", want: "does not exist"},
+		"system disk":          {mod: func(p *Plan) { p.Disks = []api.DiskChoice{{Path: "/dev/sda"}} }, field: "disk:/dev/sda", want: "in use: sda2 mounted at /"},
+		"loop disk":            {mod: func(p *Plan) { p.Disks = []api.DiskChoice{{Path: "/dev/loop0"}} }, field: "disk:/dev/loop0", want: "loop device"},
+		"wipe without consent": {mod: func(p *Plan) { p.Disks = []api.DiskChoice{{Path: "/dev/sdd"}} }, field: "disk:/dev/sdd", want: "consent to erase it"},
+		"wipe with consent":    {mod: func(p *Plan) { p.Disks = []api.DiskChoice{{Path: "/dev/sdd", Wipe: true}} }, field: "disk:/dev/sdd", want: "will be wiped", warning: true},
+		"alias":                {mod: func(p *Plan) { p.Disks = []api.DiskChoice{{Path: "/dev/disk/by-id/wwn-0x5000c500a1b2c3d4"}} }, field: "disk:/dev/disk/by-id/wwn-0x5000c500a1b2c3d4", want: "gpt signature"},
+		"storage no disks":     {mod: func(p *Plan) { p.Disks = nil }, field: "disks", want: "no OSD disk", warning: true},
+		"disks no storage":     {mod: func(p *Plan) { p.Roles = []roles.Role{roles.Control} }, field: "disks", want: "no storage role"},
+		"floating local":       {mod: func(p *Plan) { p.FloatingAddress = "192.168.5.10" }, field: "floating_address", want: "already in use on this machine"},
+		"floating own":         {mod: func(p *Plan) { p.FloatingAddress = "10.0.0.1" }, field: "floating_address", want: "this node's own address"},
+		"floating elsewhere":   {mod: func(p *Plan) { p.FloatingAddress = "172.16.0.1" }, field: "floating_address", want: "not on the network", warning: true},
+		"bad label":            {mod: func(p *Plan) { p.Zone = "a b" }, field: "zone", want: "invalid zone label"},
+	}
+	for name, c := range cases {
+		p := ok
+		c.mod(&p)
+		ps := p.Check(f, c.join)
+		if len(ps) != 1 || ps[0].Field != c.field || !strings.Contains(ps[0].Message, c.want) || ps[0].Warning != c.warning {
+			t.Errorf("%s: problems %+v, want one %q at %s (warning %v)", name, ps, c.want, c.field, c.warning)
+		}
+	}
+	// A joining node's floating address is the cluster's business.
+	p := ok
+	p.FloatingAddress = "192.168.5.10"
+	if ps := p.Check(f, true); len(ps) != 0 {
+		t.Fatalf("join checked site settings: %v", ps)
+	}
+	// Hardware below a role's minimum is an error at that role.
+	ps := Plan{Name: "node1", Address: "10.0.0.1:7443", Roles: []roles.Role{roles.Control}}.Check(smallFacts(), false)
+	if len(ps.Errors()) != 2 || ps.Errors()[0].Field != "role:control" {
+		t.Fatalf("small machine: %+v", ps)
+	}
+}
