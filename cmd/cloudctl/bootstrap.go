@@ -4,50 +4,262 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
+	"github.com/AlecAivazis/survey/v2/terminal"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/cloudctl/cloudctl/api"
 	"github.com/cloudctl/cloudctl/bootstrap"
+	"github.com/cloudctl/cloudctl/manifests"
 	"github.com/cloudctl/cloudctl/render"
 	"github.com/cloudctl/cloudctl/roles"
 )
 
-// nodeFlags are the per-node choices shared by bootstrap and join.
+// nodeFlags are the per-node choices shared by bootstrap and join, and the
+// ways of making a plan: flags (the default), --guided, --preseed,
+// --accept-defaults; --dry-run prints the plan as a preseed instead.
 type nodeFlags struct {
-	roles   string
-	name    string
-	address string
-	region  string
-	zone    string
+	roles    string
+	name     string
+	address  string
+	region   string
+	zone     string
+	disks    string
+	wipe     bool
+	guided   bool
+	defaults bool
+	preseed  string
+	dryRun   bool
+	snapshot string
+	manifest string
 }
 
 func (f *nodeFlags) register(cmd *cobra.Command, defaultRoles string) {
-	cmd.Flags().StringVar(&f.roles, "role", defaultRoles, "roles for this node, comma-separated: control, compute, storage")
-	cmd.Flags().StringVar(&f.name, "name", "", "this node's name in the cluster (default: the hostname)")
-	cmd.Flags().StringVar(&f.address, "address", "", fmt.Sprintf("address for cluster traffic, IP or IP:port (default: the address on the default route, port %d)", api.DefaultPort))
-	cmd.Flags().StringVar(&f.region, "region", "", "region label for this node")
-	cmd.Flags().StringVar(&f.zone, "zone", "", "availability-zone label for this node")
+	fs := cmd.Flags()
+	fs.StringVar(&f.roles, "role", defaultRoles, "roles for this node, comma-separated: control, compute, storage, or a role group of the manifest (converged, ...)")
+	fs.StringVar(&f.name, "name", "", "this node's name in the cluster (default: the hostname); with --preseed, the entry to use")
+	fs.StringVar(&f.address, "address", "", fmt.Sprintf("address for cluster traffic, IP or IP:port (default: the address on the default route, port %d)", api.DefaultPort))
+	fs.StringVar(&f.region, "region", "", "region label for this node")
+	fs.StringVar(&f.zone, "zone", "", "availability-zone label for this node")
+	fs.StringVar(&f.disks, "disk", "", "OSD disks, comma-separated /dev paths, or none (default: every eligible disk)")
+	fs.BoolVar(&f.wipe, "wipe", false, "consent to erasing the signature of a --disk that carries one")
+	fs.BoolVar(&f.guided, "guided", false, "ask the questions on this terminal, show the plan, and apply it after a final confirmation")
+	fs.BoolVar(&f.defaults, "accept-defaults", false, "ask nothing: take the defaults for everything not given as a flag")
+	fs.StringVar(&f.preseed, "preseed", "", "take the choices from a preseed file (- for stdin); see `cloudctl preseed example`")
+	fs.BoolVar(&f.dryRun, "dry-run", false, "print the plan as preseed YAML and change nothing (no daemon needed)")
+	fs.StringVar(&f.snapshot, "snapshot", "", "with --dry-run: read the hardware facts from a ghw snapshot instead of this machine")
+	fs.StringVar(&f.manifest, "manifest", "", "manifest file overlaid on the built-in default (thresholds, role groups); see docs/manifest.md")
 }
 
-// plan builds the Plan from flags; defaultAddr supplies the address when none is given.
-func (f *nodeFlags) plan(a *app, defaultAddr func() (string, error)) (bootstrap.Plan, error) {
-	rs, err := roles.Parse(f.roles, a.roleGroups())
-	if err != nil {
-		return bootstrap.Plan{}, err
-	}
-	name := f.name
-	if name == "" {
-		name = bootstrap.DefaultName()
-	}
-	addr := f.address
-	if addr == "" {
-		if addr, err = defaultAddr(); err != nil {
-			return bootstrap.Plan{}, err
+// planRun describes the run a plan is made for.
+type planRun struct {
+	join    bool
+	token   *api.JoinToken
+	cluster string // --cluster-name (bootstrap)
+	// defaultAddress is the address used when none is chosen (join: the one
+	// that reaches the cluster).
+	defaultAddress string
+}
+
+// checkModes refuses flags that do not go together.
+func (f *nodeFlags) checkModes(cmd *cobra.Command) error {
+	n := 0
+	for _, on := range []bool{f.guided, f.defaults, f.preseed != ""} {
+		if on {
+			n++
 		}
 	}
-	return bootstrap.Plan{Name: name, Address: bootstrap.WithPort(addr), Roles: rs, Region: f.region, Zone: f.zone}, nil
+	if n > 1 {
+		return fmt.Errorf("--guided, --preseed and --accept-defaults are different ways of choosing: use one of them")
+	}
+	if f.preseed != "" {
+		for _, fl := range []string{"role", "address", "region", "zone", "disk", "wipe", "cluster-name"} {
+			if cmd.Flags().Changed(fl) {
+				return fmt.Errorf("--%s cannot be combined with --preseed: set it in the preseed file (only --name, which picks the entry, can be given)", fl)
+			}
+		}
+	}
+	if f.snapshot != "" && !f.dryRun {
+		return fmt.Errorf("--snapshot describes another machine, so it only goes with --dry-run: add --dry-run, or leave --snapshot out to use this machine")
+	}
+	if f.wipe && f.disks == "" {
+		return fmt.Errorf("--wipe needs --disk: name the disks whose signature may be erased")
+	}
+	return nil
+}
+
+// makePlan probes the machine and makes the plan from the flags, the
+// wizard or a preseed. Nothing is changed.
+func (f *nodeFlags) makePlan(cmd *cobra.Command, a *app, run planRun) (bootstrap.Plan, bootstrap.Facts, bootstrap.Problems, error) {
+	ctx := cmd.Context()
+	var zero bootstrap.Plan
+	if err := f.checkModes(cmd); err != nil {
+		return zero, bootstrap.Facts{}, nil, err
+	}
+	m, err := manifests.Effective(f.manifest)
+	if err != nil {
+		return zero, bootstrap.Facts{}, nil, manifestProblems(a, f.manifest, err)
+	}
+	groups := m.RoleGroups()
+	what := "this machine"
+	if f.snapshot != "" {
+		what = "snapshot " + filepath.Base(f.snapshot)
+	}
+	step(a, "Probing the hardware of %s", what)
+	facts, err := bootstrap.LiveFacts{Snapshot: f.snapshot, Manifest: m}.Facts(ctx)
+	if err != nil {
+		return zero, bootstrap.Facts{}, nil, err
+	}
+	sel := bootstrap.Selection{Join: run.join, Name: f.name, DefaultAddress: run.defaultAddress}
+	if run.token != nil {
+		sel.TokenName, sel.TokenCluster = run.token.Name, run.token.Cluster
+	}
+
+	switch {
+	case f.guided:
+		asker, err := terminalAsker(a)
+		if err != nil {
+			return zero, facts, nil, err
+		}
+		o := bootstrap.GuideOptions{Join: run.join, Name: f.name, Region: f.region, Zone: f.zone, Cluster: run.cluster,
+			TokenName: sel.TokenName, TokenCluster: sel.TokenCluster, DryRun: f.dryRun}
+		o.Address = hostOf(f.address)
+		if o.Address == "" {
+			o.Address = hostOf(run.defaultAddress)
+		}
+		if cmd.Flags().Changed("role") {
+			if o.Roles, err = roles.Parse(f.roles, groups); err != nil {
+				return zero, facts, nil, err
+			}
+		}
+		p, warnings, err := bootstrap.Guide(ctx, asker, facts, o)
+		return p, facts, warnings, err
+
+	case f.preseed != "":
+		name, data, err := readPreseed(a, f.preseed)
+		if err != nil {
+			return zero, facts, nil, err
+		}
+		ps, err := bootstrap.ParsePreseed(name, data, groups)
+		if err != nil {
+			return zero, facts, nil, err
+		}
+		p, warnings, err := ps.Plan(facts, sel)
+		return p, facts, warnings, err
+	}
+
+	// Flags, with the defaults for what is not given (--accept-defaults).
+	if f.roles == "" {
+		return zero, facts, nil, fmt.Errorf("choose this node's roles: --role ROLES (control, compute, storage), --guided, or --preseed FILE")
+	}
+	rs, err := roles.Parse(f.roles, groups)
+	if err != nil {
+		return zero, facts, nil, err
+	}
+	c := bootstrap.FlagChoices{Name: f.name, Address: f.address, Roles: rs, Region: f.region, Zone: f.zone, Cluster: run.cluster, Wipe: f.wipe}
+	if c.Name == "" && run.token != nil {
+		c.Name = run.token.Name
+	}
+	if c.Name == "" {
+		c.Name = facts.Hostname
+	}
+	if f.disks != "" {
+		c.Disks = []string{}
+		if f.disks != "none" {
+			for _, d := range strings.Split(f.disks, ",") {
+				if d = strings.TrimSpace(d); d != "" {
+					c.Disks = append(c.Disks, d)
+				}
+			}
+		}
+	}
+	sel.Name = c.Name
+	p, warnings, err := c.Preseed().Plan(facts, sel)
+	return p, facts, warnings, err
+}
+
+// terminalAsker asks on the terminal: questions on stderr, answers from
+// stdin, so that stdout carries only the result (a dry run's preseed).
+func terminalAsker(a *app) (bootstrap.Asker, error) {
+	in, okIn := a.in.(terminal.FileReader)
+	out, okOut := a.errOut.(terminal.FileWriter)
+	if !okIn || !okOut || !term.IsTerminal(int(in.Fd())) || !term.IsTerminal(int(out.Fd())) {
+		return nil, fmt.Errorf("--guided needs a terminal on stdin and stderr: run it interactively, or use --preseed FILE or --accept-defaults to run unattended")
+	}
+	return bootstrap.SurveyAsker{In: in, Out: out}, nil
+}
+
+func hostOf(addr string) string {
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		return h
+	}
+	return addr
+}
+
+func readPreseed(a *app, file string) (string, []byte, error) {
+	if file == "-" {
+		data, err := io.ReadAll(a.in)
+		if err != nil {
+			return "", nil, fmt.Errorf("read the preseed from stdin: %w", err)
+		}
+		return "stdin", data, nil
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return "", nil, fmt.Errorf("read the preseed: %w", err)
+	}
+	return file, data, nil
+}
+
+// showWarnings prints the plan's warnings on stderr (the wizard already
+// showed them with the plan).
+func (f *nodeFlags) showWarnings(a *app, ws bootstrap.Problems) {
+	if f.guided {
+		return
+	}
+	for _, w := range ws {
+		fmt.Fprintf(a.errOut, "Warning: %s\n", w.Message)
+	}
+}
+
+// writePlanPreseed prints (dry run) or saves the preseed that reproduces the plan.
+func writePlanPreseed(w io.Writer, p bootstrap.Plan, facts bootstrap.Facts, join bool, ws bootstrap.Problems, header ...string) error {
+	ps := bootstrap.PlanPreseed(p, facts, join, ws)
+	ps.SetHeader(header...)
+	data, err := ps.Marshal()
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(data)
+	return err
+}
+
+// savePreseed writes the preseed of an applied plan to <state-dir>/preseed.yaml (0600).
+func savePreseed(a *app, p bootstrap.Plan, facts bootstrap.Facts, join bool, ws bootstrap.Problems, replay string) (string, error) {
+	path := filepath.Join(a.stateDir(), "preseed.yaml")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("save the preseed: %w", err)
+	}
+	werr := writePlanPreseed(f, p, facts, join, ws,
+		fmt.Sprintf("cloudctl preseed of node %s, saved after `cloudctl %s` on %s.", p.Name, map[bool]string{true: "cluster join", false: "bootstrap"}[join], time.Now().UTC().Format(time.RFC3339)),
+		"Replay it unattended: "+replay)
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Chmod(path, 0o600)
+	}
+	if werr != nil {
+		return "", fmt.Errorf("save the preseed to %s: %w", path, werr)
+	}
+	return path, nil
 }
 
 func newBootstrapCmd(a *app) *cobra.Command {
@@ -58,18 +270,27 @@ func newBootstrapCmd(a *app) *cobra.Command {
 		Short: "Make this machine the first node of a new cloud",
 		Long: `Make this machine the first node of a new cloud.
 
-The node records its roles, name and address in the new cluster database.
+The choices come from flags (unset ones take their defaults, as with
+--accept-defaults), from the wizard (--guided), or from a preseed file
+(--preseed FILE, see 'cloudctl preseed example'). Every way makes the same
+plan, checked against this machine's hardware before anything changes;
+--dry-run prints it as a preseed and changes nothing. After a bootstrap the
+equivalent preseed is saved in the state directory, so the same install can
+be replayed unattended.
+
 Add more machines afterwards with 'cloudctl cluster add NAME' here and
 'cloudctl cluster join TOKEN' there.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := f.plan(a, bootstrap.DefaultAddress)
+			p, facts, warnings, err := f.makePlan(cmd, a, planRun{cluster: clusterName})
 			if err != nil {
 				return err
 			}
-			p.Cluster = clusterName
-			if err := p.Validate(); err != nil {
-				return err
+			f.showWarnings(a, warnings)
+			if f.dryRun {
+				return writePlanPreseed(a.out, p, facts, false, warnings,
+					fmt.Sprintf("cloudctl preseed: the plan of a dry run of `cloudctl bootstrap` for node %s on %s.", p.Name, facts.Source),
+					"Replay it unattended: sudo cloudctl bootstrap --preseed FILE")
 			}
 			c, err := a.connect()
 			if err != nil {
@@ -82,8 +303,17 @@ Add more machines afterwards with 'cloudctl cluster add NAME' here and
 			if err != nil {
 				return err
 			}
+			res.Warnings = warnings.Messages()
+			saved, serr := savePreseed(a, p, facts, false, warnings, "sudo cloudctl bootstrap --preseed FILE")
+			if serr != nil {
+				fmt.Fprintf(a.errOut, "Warning: %v\n", serr)
+			}
+			res.Preseed = saved
 			return render.Write(a.out, a.format, res, func(w io.Writer) error {
 				fmt.Fprintf(w, "Bootstrapped %s (%s) with roles %s in %s.\n", res.Name, res.Address, joinOrDash(res.Roles), res.Took.Round(time.Millisecond))
+				if saved != "" {
+					fmt.Fprintf(w, "Saved the preseed of this install to %s (replay: cloudctl bootstrap --preseed %s).\n", saved, saved)
+				}
 				fmt.Fprintf(w, "Next: add a machine with `cloudctl cluster add NAME`, then run the printed join command on it.\n")
 				return nil
 			})

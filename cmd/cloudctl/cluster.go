@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"time"
 
@@ -21,7 +22,7 @@ func newClusterCmd(a *app) *cobra.Command {
 		Use:   "cluster",
 		Short: "Add, join, list and remove cluster members; manage join tokens",
 	}
-	cmd.AddCommand(newClusterAddCmd(a), newClusterJoinCmd(a), newClusterListCmd(a), newClusterRemoveCmd(a), newTokensCmd(a))
+	cmd.AddCommand(newClusterAddCmd(a), newClusterJoinCmd(a), newClusterListCmd(a), newClusterRemoveCmd(a), newTokensCmd(a), newClusterPlanCmd(a))
 	return cmd
 }
 
@@ -62,18 +63,35 @@ func newClusterJoinCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "join TOKEN",
 		Short: "Join this machine to a cloud with a token from `cloudctl cluster add`",
-		Args:  exactArgs(1, "cloudctl cluster join TOKEN --role ROLES"),
+		Long: `Join this machine to a cloud with a token from 'cloudctl cluster add'.
+
+The node's choices come from flags (--role is then required), from the
+wizard (--guided), or from a preseed file (--preseed FILE): the entry named by
+--name, else the one with an address of this machine, else the one named like
+the token. The plan is checked against this machine's hardware and the token
+against the cluster before anything changes; --dry-run prints the plan as a
+preseed and changes nothing. After the join the equivalent preseed is saved in
+the state directory.`,
+		Args: exactArgs(1, "cloudctl cluster join TOKEN --role ROLES"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			jt, err := api.DecodeJoinToken(args[0])
 			if err != nil {
 				return fmt.Errorf("this is not a valid join token (%v): copy the whole token printed by `cloudctl cluster add`", strings.TrimPrefix(err.Error(), api.ErrTokenMalformed.Error()+": "))
 			}
-			if f.name == "" {
-				f.name = jt.Name
+			run := planRun{join: true, token: &jt}
+			if f.address == "" {
+				// The address that reaches the cluster; the facts' default otherwise.
+				run.defaultAddress, _ = client.LocalAddressFor(jt.Addresses[0])
 			}
-			p, err := f.plan(a, func() (string, error) { return client.LocalAddressFor(jt.Addresses[0]) })
+			p, facts, warnings, err := f.makePlan(cmd, a, run)
 			if err != nil {
 				return err
+			}
+			f.showWarnings(a, warnings)
+			if f.dryRun {
+				return writePlanPreseed(a.out, p, facts, true, warnings,
+					fmt.Sprintf("cloudctl preseed: the plan of a dry run of `cloudctl cluster join` for node %s on %s.", p.Name, facts.Source),
+					"Replay it unattended: sudo cloudctl cluster join TOKEN --preseed FILE")
 			}
 			c, err := a.connect()
 			if err != nil {
@@ -86,16 +104,59 @@ func newClusterJoinCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			res.Warnings = warnings.Messages()
+			saved, serr := savePreseed(a, p, facts, true, warnings, "sudo cloudctl cluster join TOKEN --preseed FILE")
+			if serr != nil {
+				fmt.Fprintf(a.errOut, "Warning: %v\n", serr)
+			}
+			res.Preseed = saved
 			return render.Write(a.out, a.format, res, func(w io.Writer) error {
 				fmt.Fprintf(w, "Joined as %s (%s) with roles %s in %s.\n", res.Name, res.Address, joinOrDash(res.Roles), res.Took.Round(time.Millisecond))
+				if saved != "" {
+					fmt.Fprintf(w, "Saved the preseed of this node to %s.\n", saved)
+				}
 				fmt.Fprintf(w, "`cloudctl status` shows the whole cluster.\n")
 				return nil
 			})
 		},
 	}
 	f.register(cmd, "")
-	_ = cmd.MarkFlagRequired("role")
 	return cmd
+}
+
+// newClusterPlanCmd is `cloudctl cluster plan`: the plan recorded at bootstrap.
+func newClusterPlanCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "plan",
+		Short: "Show the cluster's plan: MySQL topology and the fact behind it, floating address",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.connect()
+			if err != nil {
+				return err
+			}
+			p, err := c.Plan(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return render.Write(a.out, a.format, p, func(w io.Writer) error {
+				t := render.NewTable(w, "SETTING", "VALUE", "BECAUSE")
+				t.Row("cluster", p.Cluster, "")
+				t.Row("bootstrap node", p.Bootstrap, "")
+				t.Row("mysql topology", dash(p.MySQLTopology), p.MySQLTopologyReason)
+				t.Row("floating address", dash(p.FloatingAddress), "")
+				keys := make([]string, 0, len(p.Settings))
+				for k := range p.Settings {
+					keys = append(keys, k)
+				}
+				sort.Strings(keys)
+				for _, k := range keys {
+					t.Row(k, p.Settings[k], "")
+				}
+				return t.Flush()
+			})
+		},
+	}
 }
 
 func newClusterListCmd(a *app) *cobra.Command {

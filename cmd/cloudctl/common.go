@@ -11,6 +11,7 @@ import (
 
 	"github.com/cloudctl/cloudctl/api"
 	"github.com/cloudctl/cloudctl/client"
+	"github.com/cloudctl/cloudctl/manifests"
 	"github.com/cloudctl/cloudctl/roles"
 )
 
@@ -19,9 +20,15 @@ func (a *app) connect() (*client.Client, error) {
 	return client.New(a.stateDir())
 }
 
-// roleGroups returns the role groups accepted by --role and `role add`.
-// The manifest defines them; until one is loaded only plain roles are known.
-func (a *app) roleGroups() map[string][]roles.Role { return nil }
+// roleGroups returns the role groups accepted by --role and `role add`: the
+// built-in manifest's (bootstrap and join read --manifest FILE on top).
+func (a *app) roleGroups() map[string][]roles.Role {
+	m, err := manifests.Default()
+	if err != nil {
+		return nil
+	}
+	return m.RoleGroups()
+}
 
 // userMessage renders an error as one sentence for a person.
 func userMessage(err error) string {

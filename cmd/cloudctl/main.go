@@ -57,6 +57,7 @@ func newRootCmd(a *app) *cobra.Command {
 		newDatabaseCmd(a),
 		newManifestCmd(a),
 		newProbeCmd(a),
+		newPreseedCmd(a),
 	)
 	return root
 }
