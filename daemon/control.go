@@ -9,12 +9,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/canonical/lxd/lxd/response"
 	"github.com/canonical/microcluster/cluster"
 	"github.com/canonical/microcluster/state"
 
@@ -317,6 +320,14 @@ func (d *Daemon) convergeControl(ctx context.Context, s *state.State) error {
 	if err != nil {
 		return fmt.Errorf("read cluster state: %w", err)
 	}
+	v.Live = map[string]map[string]string{}
+	for n, lc := range d.peerControl(ctx, s, v) {
+		m := map[string]string{}
+		for _, in := range lc.Instances {
+			m[in.Instance] = in.WsrepStatus
+		}
+		v.Live[n] = m
+	}
 	des, err := control.Decide(v, s.Name())
 	if err != nil {
 		return err
@@ -330,6 +341,9 @@ func (d *Daemon) convergeControl(ctx context.Context, s *state.State) error {
 	}
 	d.control.Manifest = v.Manifest
 	sts := d.control.Converge(ctx, des)
+	d.mu.Lock()
+	d.lastControl = localControl{Node: s.Name(), At: d.cfg.Now().UTC(), Instances: sts}
+	d.mu.Unlock()
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	members := ""
@@ -380,4 +394,73 @@ ON CONFLICT(instance, node) DO UPDATE SET uuid = excluded.uuid, seqno = excluded
 		}
 		return nil
 	})
+}
+
+// localControl is what GET /1.0/control/local answers: this member's live view
+// of its own instances, from its last convergence.
+type localControl struct {
+	Node      string                   `json:"node"`
+	At        time.Time                `json:"at"`
+	Instances []control.InstanceStatus `json:"instances"`
+}
+
+func (d *Daemon) handleControlLocal(s *state.State, r *http.Request) response.Response {
+	d.mu.Lock()
+	lc := d.lastControl
+	d.mu.Unlock()
+	return response.SyncResponse(true, lc)
+}
+
+// peerControl asks every other control node's cloudd, now, which of its
+// instances are in a Primary component. Stale database rows of a node that
+// just died must not make this node wait for a Primary that is gone.
+func (d *Daemon) peerControl(ctx context.Context, s *state.State, v control.ClusterView) map[string]localControl {
+	out := map[string]localControl{}
+	hc, err := peerClient(s, 2*time.Second)
+	if err != nil {
+		return out
+	}
+	defer hc.CloseIdleConnections()
+	addrs := map[string]string{}
+	err = s.Database.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		addrs, err = memberAddresses(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return out
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, n := range v.Nodes {
+		if !n.Control || n.Name == s.Name() || addrs[n.Name] == "" {
+			continue
+		}
+		wg.Add(1)
+		go func(name, addr string) {
+			defer wg.Done()
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+"/1.0/control/local", nil)
+			if err != nil {
+				return
+			}
+			resp, err := hc.Do(req)
+			if err != nil {
+				return
+			}
+			defer resp.Body.Close()
+			var env struct {
+				Metadata localControl `json:"metadata"`
+			}
+			if err := json.NewDecoder(resp.Body).Decode(&env); err != nil {
+				return
+			}
+			if env.Metadata.Node != name {
+				return
+			}
+			mu.Lock()
+			out[name] = env.Metadata
+			mu.Unlock()
+		}(n.Name, addrs[n.Name])
+	}
+	wg.Wait()
+	return out
 }

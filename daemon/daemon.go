@@ -47,9 +47,10 @@ type Daemon struct {
 	mu    sync.Mutex
 	state *state.State
 
-	sup     *services.Supervisor
-	control *control.Driver
-	kick    chan struct{}
+	sup         *services.Supervisor
+	control     *control.Driver
+	kick        chan struct{}
+	lastControl localControl
 }
 
 // New prepares a daemon; Run starts it.

@@ -64,18 +64,31 @@ func (d *Daemon) databases(ctx context.Context, s *state.State) (api.Databases, 
 		ip[n.Name] = n.IP
 	}
 	now := d.cfg.Now()
+	// Members' own live answers, not database rows: a node that has just
+	// died or restarted must not be shown with its last report.
+	live := d.peerControl(ctx, s, v)
+	d.mu.Lock()
+	if d.lastControl.Node == s.Name() {
+		live[s.Name()] = d.lastControl
+	}
+	d.mu.Unlock()
 	for _, in := range insts {
 		di := api.DBInstance{Name: in.Name, Services: in.Services, Port: in.Port, Replication: "standalone", Expected: 1, Members: []api.DBMember{}}
 		if replicated {
 			di.Replication, di.Expected = "galera", control.GaleraMembers
 		}
-		for _, r := range v.Statuses {
-			if r.Instance != in.Name || !contains(hosts, r.Node) {
-				continue
-			}
-			m := api.DBMember{Node: r.Node, State: r.State, WsrepStatus: r.WsrepStatus, Size: r.Size, Comment: r.Comment, Provisioned: r.Provisioned, UpdatedAt: r.UpdatedAt}
-			if now.Sub(r.UpdatedAt) > 15*time.Second {
-				m.State = "stale"
+		for _, h := range hosts {
+			m := api.DBMember{Node: h, State: "unreachable"}
+			if lc, ok := live[h]; ok {
+				m.State, m.UpdatedAt = "unknown", lc.At
+				for _, r := range lc.Instances {
+					if r.Instance == in.Name {
+						m.State, m.WsrepStatus, m.Size, m.Comment, m.Provisioned = r.State, r.WsrepStatus, r.Size, r.Comment, r.Provisioned
+					}
+				}
+				if now.Sub(lc.At) > 4*d.cfg.ControlInterval+30*time.Second {
+					m.State = "stale"
+				}
 			}
 			di.Members = append(di.Members, m)
 			if m.State == "running" && (!replicated || m.WsrepStatus == "Primary") {

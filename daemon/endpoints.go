@@ -39,6 +39,7 @@ func (d *Daemon) servers() []rest.Server {
 				{Path: "plan", Get: rest.EndpointAction{Handler: d.handlePlanGet}, Put: rest.EndpointAction{Handler: d.handlePlanPut}},
 				{Path: "tokens", Get: rest.EndpointAction{Handler: d.handleTokensGet}, Post: rest.EndpointAction{Handler: d.handleTokensPost}},
 				{Path: "tokens/{name}", Delete: rest.EndpointAction{Handler: d.handleTokenDelete}},
+				{Path: "control/local", Get: rest.EndpointAction{Handler: d.handleControlLocal}},
 				{Path: "databases", Get: rest.EndpointAction{Handler: d.handleDatabases}},
 				{Path: "databases/{name}/credentials", Get: rest.EndpointAction{Handler: d.handleCredentials}},
 				// A joining node is not trusted yet: it proves nothing but the secret,

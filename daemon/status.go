@@ -162,9 +162,37 @@ func (d *Daemon) dqliteRoles(ctx context.Context, s *state.State) dqliteInfo {
 // answer with an open database. The cluster certificate is pinned.
 func (d *Daemon) probeMembers(ctx context.Context, s *state.State, members []cluster.InternalClusterMember) map[string]bool {
 	out := map[string]bool{}
-	fp, err := clusterFingerprint(s)
+	hc, err := peerClient(s, memberProbeTimeout)
 	if err != nil {
 		return out
+	}
+	defer hc.CloseIdleConnections()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, m := range members {
+		if m.Address == s.Address().URL.Host {
+			out[m.Address] = true
+			continue
+		}
+		wg.Add(1)
+		go func(addr string) {
+			defer wg.Done()
+			ok := probeOne(ctx, hc, addr)
+			mu.Lock()
+			out[addr] = ok
+			mu.Unlock()
+		}(m.Address)
+	}
+	wg.Wait()
+	return out
+}
+
+// peerClient is an HTTPS client that presents this member's certificate and
+// accepts only peers holding the cluster certificate.
+func peerClient(s *state.State, timeout time.Duration) (*http.Client, error) {
+	fp, err := clusterFingerprint(s)
+	if err != nil {
+		return nil, err
 	}
 	kp := s.ServerCert().KeyPair()
 	tr := &http.Transport{TLSClientConfig: &tls.Config{
@@ -184,26 +212,7 @@ func (d *Daemon) probeMembers(ctx context.Context, s *state.State, members []clu
 			return nil
 		},
 	}}
-	defer tr.CloseIdleConnections()
-	hc := &http.Client{Transport: tr, Timeout: memberProbeTimeout}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for _, m := range members {
-		if m.Address == s.Address().URL.Host {
-			out[m.Address] = true
-			continue
-		}
-		wg.Add(1)
-		go func(addr string) {
-			defer wg.Done()
-			ok := probeOne(ctx, hc, addr)
-			mu.Lock()
-			out[addr] = ok
-			mu.Unlock()
-		}(m.Address)
-	}
-	wg.Wait()
-	return out
+	return &http.Client{Transport: tr, Timeout: timeout}, nil
 }
 
 func probeOne(ctx context.Context, hc *http.Client, addr string) bool {

@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -44,9 +46,11 @@ type Runner interface {
 	Start(spec Spec) (Process, error)
 }
 
-// ExecRunner starts real processes in their own process group. They get
-// SIGTERM if cloudd dies, so a restarted cloudd never finds a stray instance
-// holding its ports and files.
+// ExecRunner starts real processes in cloudd's process group, so stopping
+// the group (a service manager, or the test harness) stops them too. They
+// also get SIGTERM when cloudd dies, unless they drop privileges (mariadbd
+// does, which clears that signal): owners must clear strays left by a killed
+// cloudd before starting again (see StopStray).
 type ExecRunner struct{}
 
 type execProc struct{ cmd *exec.Cmd }
@@ -67,7 +71,7 @@ func (ExecRunner) Start(spec Spec) (Process, error) {
 		defer f.Close()
 		cmd.Stdout, cmd.Stderr = f, f
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", spec.Name, err)
 	}
@@ -275,4 +279,38 @@ func (s *Supervisor) Names() []string {
 		out = append(out, n)
 	}
 	return out
+}
+
+// StopStray stops a process left running by an earlier cloudd: the pid in
+// pidFile, but only if its command line contains marker (so an unrelated
+// process that reused the pid is never touched). It returns whether one was found.
+func StopStray(pidFile, marker string, timeout time.Duration) (bool, error) {
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		return false, nil
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 {
+		return false, nil
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil || !strings.Contains(string(cmdline), marker) {
+		return false, nil
+	}
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if syscall.Kill(pid, 0) != nil {
+			return true, nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+	for i := 0; i < 50; i++ {
+		if syscall.Kill(pid, 0) != nil {
+			return true, nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return true, fmt.Errorf("stray process %d did not stop", pid)
 }

@@ -1,6 +1,7 @@
 package services
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -91,4 +92,31 @@ func TestOneShotLeavesSupervisor(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.StopAll(time.Second)
+}
+
+func TestStopStrayChecksCommandLine(t *testing.T) {
+	dir := t.TempDir()
+	s := New(nil, nil)
+	if err := s.Start(Spec{Name: "stray", Path: "/bin/sleep", Args: []string{"61"}}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.StopAll(time.Second)
+	st, _ := s.Status("stray")
+	pidFile := filepath.Join(dir, "pid")
+	if err := os.WriteFile(pidFile, []byte(fmt.Sprint(st.Pid)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A marker that is not on its command line: the process is left alone.
+	if found, err := StopStray(pidFile, "--defaults-file=/other", time.Second); found || err != nil {
+		t.Fatalf("unrelated process touched: %v %v", found, err)
+	}
+	if syscallKill0(st.Pid) != nil {
+		t.Fatal("process died")
+	}
+	if found, err := StopStray(pidFile, "61", 2*time.Second); !found || err != nil {
+		t.Fatalf("stray not stopped: %v %v", found, err)
+	}
+	if found, _ := StopStray(filepath.Join(dir, "missing"), "x", time.Second); found {
+		t.Fatal("missing pid file found something")
+	}
 }

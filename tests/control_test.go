@@ -92,3 +92,48 @@ func TestControlSingle(t *testing.T) {
 	r := n1.Run("database", "check", "nosuch")
 	oneSentence(t, r, `no service "nosuch"`)
 }
+
+// TestControlMulti: one instance per service on its own port, buffers sized
+// from RAM; the manifest overlay lowers the threshold so this machine picks multi.
+func TestControlMulti(t *testing.T) {
+	dir := t.TempDir()
+	overlay := manifestOverlay(t, dir, "mysql:\n  multi_threshold_gib: 1\n")
+	c := harness.NewWithOptions(t, 1, harness.Options{DaemonArgs: []string{"--manifest", overlay}})
+	n1 := c.Node(1)
+	bootstrap(t, n1, "control,compute")
+	waitInstances(t, n1, 2*time.Minute, standaloneUp)
+	dbs, err := databases(t, n1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dbs.Topology != "multi" || len(dbs.Instances) != 8 || !strings.Contains(dbs.Reason, "≥ 1 GiB") {
+		t.Fatalf("multi topology: %+v", dbs)
+	}
+	ports := map[int]bool{}
+	for _, in := range dbs.Instances {
+		if len(in.Services) != 1 || in.Name != "mysql-"+in.Services[0] || ports[in.Port] {
+			t.Fatalf("instance layout: %+v", in)
+		}
+		ports[in.Port] = true
+	}
+	out := n1.MustRun(t, "database", "check")
+	if strings.Count(out, n1.IP+":") != 8 {
+		t.Fatalf("expected 8 services checked on 8 endpoints:\n%s", out)
+	}
+	// The topology was fixed at bootstrap.
+	table := n1.MustRun(t, "database", "list")
+	if !strings.Contains(table, "MySQL topology: multi") {
+		t.Fatalf("list: %s", table)
+	}
+	logRSS(t, c)
+}
+
+// logRSS reports the resident memory of each mariadbd the cluster runs.
+func logRSS(t testing.TB, c *harness.Cluster) {
+	for _, nd := range c.Nodes {
+		out, err := nd.Exec(t.Context(), "sh", "-c", "for p in $(pgrep -x mariadbd); do grep -q -- '"+nd.StateDir+"/' /proc/$p/cmdline && grep VmRSS /proc/$p/status; done; true")
+		if err == nil {
+			t.Logf("%s mariadbd RSS: %s", nd.Name, strings.Join(strings.Fields(string(out)), " "))
+		}
+	}
+}

@@ -3,6 +3,7 @@ package tests
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -96,3 +97,5 @@ func oneSentence(t testing.TB, r harness.Result, want string) {
 }
 
 func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }
+
+func filepathTemp() (string, error) { return os.MkdirTemp("", "cloudctl-tools-") }

@@ -40,10 +40,9 @@ type ClusterView struct {
 	AdminPassword string
 	Credentials   map[string]Credential
 	Now           time.Time
+	// Live is, per other control node answering now, its instances' wsrep status.
+	Live map[string]map[string]string
 }
-
-// statusFresh is how recent a member's report must be to count.
-const statusFresh = 10 * time.Second
 
 // GaleraPeers returns the Galera members: the recorded ones still holding the
 // control role, topped up with the oldest other control nodes, the database
@@ -142,9 +141,16 @@ func Decide(v ClusterView, node string) (Desired, error) {
 	if !contains(peers, des.Seed) {
 		des.Seed = peers[0]
 	}
-	for _, s := range v.Statuses {
-		if s.Node != node && contains(peers, s.Node) && s.WsrepStatus == "Primary" && v.Now.Sub(s.UpdatedAt) < statusFresh {
-			des.PrimaryElsewhere[s.Instance] = true
+	// Only a peer answering now counts: database rows of a node that just
+	// died still say Primary for a while.
+	for peer, insts := range v.Live {
+		if peer == node || !contains(peers, peer) {
+			continue
+		}
+		for inst, ws := range insts {
+			if ws == "Primary" {
+				des.PrimaryElsewhere[inst] = true
+			}
 		}
 	}
 	return des, nil

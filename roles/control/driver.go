@@ -246,7 +246,18 @@ func (d *Driver) convergeInstance(ctx context.Context, des Desired, in Instance)
 
 	// Formed: keep running, or rejoin, or recover from a full outage.
 	if running {
-		return d.observe(ctx, des, in, p, st)
+		st, err := d.observe(ctx, des, in, p, st)
+		d.mu.Lock()
+		since := time.Since(d.lastStart[name])
+		d.mu.Unlock()
+		// A joiner that finds no Primary component never opens: once no
+		// member is Primary any more, give up and take part in recovery.
+		if err == nil && st.State == "starting" && mode == modeJoin && !des.PrimaryElsewhere[in.Name] && since > 30*time.Second {
+			d.Log.Warn("control: no Primary component to join; stopping to recover", "instance", in.Name)
+			_ = d.Sup.Stop(name, time.Minute)
+			st.State, st.Comment = "stopped", "no Primary component to join"
+		}
+		return st, err
 	}
 	if des.PrimaryElsewhere[in.Name] {
 		if !d.backoffOver(name) {
@@ -327,6 +338,11 @@ func (d *Driver) start(in Instance, p paths, mode startMode, fresh bool, adminPa
 	d.started[name] = mode
 	delete(d.provisioned, name)
 	d.mu.Unlock()
+	if found, err := services.StopStray(p.pid, "--defaults-file="+p.cnf, time.Minute); err != nil {
+		return fmt.Errorf("%s: %w", in.Name, err)
+	} else if found {
+		d.Log.Warn("control: stopped a MariaDB left running by an earlier cloudd", "instance", in.Name)
+	}
 	spec := services.Spec{Name: name, Path: d.bin("mariadbd"), Args: args, LogPath: filepath.Join(p.dir, "mariadbd.out"), OneShot: mode != modeStandalone}
 	d.Log.Info("control: starting MariaDB", "instance", in.Name, "port", in.Port, "mode", map[startMode]string{modeStandalone: "standalone", modeNewCluster: "new Galera cluster", modeJoin: "join Galera"}[mode])
 	if err := d.Sup.Start(spec); err != nil {
@@ -348,9 +364,12 @@ func (d *Driver) observe(ctx context.Context, des Desired, in Instance, p paths,
 		return st, err
 	}
 	defer db.Close()
-	// A freshly started server takes a moment (and a Galera joiner a state transfer).
+	// A freshly started server takes a moment (and a Galera joiner a state
+	// transfer): wait a little right after a start, not on every round.
 	var pingErr error
-	deadline := time.Now().Add(15 * time.Second)
+	d.mu.Lock()
+	deadline := d.lastStart[name].Add(15 * time.Second)
+	d.mu.Unlock()
 	for {
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		pingErr = db.PingContext(pctx)
@@ -488,22 +507,43 @@ func (d *Driver) ensureData(ctx context.Context, p paths) (bool, error) {
 	if err := os.RemoveAll(p.data); err != nil {
 		return false, fmt.Errorf("clear half-made datadir: %w", err)
 	}
-	// A minimal defaults-file for the installer; the real one is written next.
-	boot := fmt.Sprintf("[mysqld]\nuser=mysql\ndatadir=%s\n", p.data)
-	tmp := filepath.Join(p.dir, "install.cnf")
-	if err := os.WriteFile(tmp, []byte(boot), 0o644); err != nil {
-		return false, fmt.Errorf("write installer config: %w", err)
+	// mariadb-install-db takes seconds; run it once per node into a template
+	// and copy that for each instance.
+	if err := d.ensureTemplate(ctx); err != nil {
+		return false, err
+	}
+	if _, err := d.Cmd.Run(ctx, "cp", "-a", d.templateDir(), p.data); err != nil {
+		_ = os.RemoveAll(p.data)
+		return false, fmt.Errorf("copy datadir template: %w", err)
+	}
+	return true, nil
+}
+
+func (d *Driver) templateDir() string { return filepath.Join(d.Dir, ".datadir-template") }
+
+func (d *Driver) ensureTemplate(ctx context.Context) error {
+	tpl := d.templateDir()
+	if _, err := os.Stat(filepath.Join(tpl, "mysql")); err == nil {
+		return nil
+	}
+	if err := os.RemoveAll(tpl); err != nil {
+		return fmt.Errorf("clear half-made template: %w", err)
+	}
+	// A minimal defaults-file for the installer.
+	tmp := filepath.Join(d.Dir, "install.cnf")
+	if err := os.WriteFile(tmp, []byte(fmt.Sprintf("[mysqld]\nuser=mysql\ndatadir=%s\n", tpl)), 0o644); err != nil {
+		return fmt.Errorf("write installer config: %w", err)
 	}
 	defer os.Remove(tmp)
 	ictx, cancel := context.WithTimeout(ctx, d.Manifest.Timeouts.Step("mysql_init"))
 	defer cancel()
 	start := time.Now()
 	if _, err := d.Cmd.Run(ictx, d.bin("mariadb-install-db"), "--defaults-file="+tmp, "--auth-root-authentication-method=socket", "--skip-test-db"); err != nil {
-		_ = os.RemoveAll(p.data)
-		return false, fmt.Errorf("initialise datadir: %w", err)
+		_ = os.RemoveAll(tpl)
+		return fmt.Errorf("initialise datadir: %w", err)
 	}
-	d.Log.Info("control: initialised datadir", "dir", p.data, "took", time.Since(start).Round(time.Millisecond))
-	return true, nil
+	d.Log.Info("control: initialised datadir template", "dir", tpl, "took", time.Since(start).Round(time.Millisecond))
+	return nil
 }
 
 // recoverPosition reads the last committed position from grastate.dat, or

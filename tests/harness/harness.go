@@ -349,6 +349,20 @@ func (nd *Node) MustRun(t testing.TB, args ...string) string {
 	return r.Stdout
 }
 
+// Output runs a command inside the node's namespace and returns its stdout
+// (stderr is returned inside the error).
+func (nd *Node) Output(ctx context.Context, name string, args ...string) ([]byte, error) {
+	full := append([]string{"netns", "exec", nd.NS, name}, args...)
+	cmd := exec.CommandContext(ctx, "ip", full...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return out, fmt.Errorf("%s: %w: %s", name, err, strings.TrimSpace(stderr.String()))
+	}
+	return out, nil
+}
+
 // Dir is the cluster's scratch directory (removed after the test).
 func (c *Cluster) Dir() string { return c.dir }
 
