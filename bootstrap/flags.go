@@ -16,6 +16,8 @@ type FlagChoices struct {
 	Zone    string
 	// Cluster names a new cluster (bootstrap).
 	Cluster string
+	// Topology is the MySQL topology (bootstrap); "" is auto.
+	Topology Topology
 	// Disks are the OSD disks by path; nil means every eligible disk, an
 	// empty list none.
 	Disks []string
@@ -33,7 +35,7 @@ func (c FlagChoices) Preseed() *Preseed {
 			n.Disks = append(n.Disks, DiskSpec{Path: d, Wipe: c.Wipe})
 		}
 	}
-	return &Preseed{Version: PreseedVersion, Cluster: ClusterSpec{Name: c.Cluster}, Nodes: []NodeSpec{n}}
+	return &Preseed{Version: PreseedVersion, Cluster: ClusterSpec{Name: c.Cluster, MySQLTopology: c.Topology}, Nodes: []NodeSpec{n}}
 }
 
 //go:embed example.yaml

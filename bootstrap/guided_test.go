@@ -344,7 +344,7 @@ func TestGuidedAndPreseedSamePlan(t *testing.T) {
 	hand := `version: 1
 cluster:
   name: lab
-  mysql_topology: auto
+  mysql_topology: multi
   floating_address: 10.0.0.100
   region: eu
 nodes:

@@ -50,8 +50,17 @@ type Plan struct {
 	MySQLTopology string `json:"mysql_topology,omitempty" yaml:"mysql_topology,omitempty"`
 	// MySQLTopologyReason is the fact behind the topology.
 	MySQLTopologyReason string `json:"mysql_topology_reason,omitempty" yaml:"mysql_topology_reason,omitempty"`
+	// MySQLTopologyAuto means the topology was not chosen (flags, preseed
+	// "auto"): MySQLTopology is what this machine's facts give with the
+	// manifest known here, and cloudd decides it at bootstrap with the
+	// cluster's effective manifest (which a daemon started with --manifest
+	// may set). A chosen topology (wizard, preseed single|multi) is sent as is.
+	MySQLTopologyAuto bool `json:"mysql_topology_auto,omitempty" yaml:"mysql_topology_auto,omitempty"`
 	// FloatingAddress is the optional VRRP address in front of the control endpoints.
 	FloatingAddress string `json:"floating_address,omitempty" yaml:"floating_address,omitempty"`
+	// Manifest is a manifest overlay (YAML, from --manifest) that cloudd
+	// applies over the default and keeps in the cluster database.
+	Manifest string `json:"-" yaml:"-"`
 }
 
 // DefaultClusterName names a cluster when the bootstrap does not.
@@ -351,8 +360,11 @@ func Apply(ctx context.Context, d Daemon, p Plan, now func() time.Time) (Result,
 	if cluster == "" {
 		cluster = DefaultClusterName
 	}
-	ni.Plan = &api.Plan{Version: 1, Cluster: cluster, Bootstrap: p.Name,
-		MySQLTopology: p.MySQLTopology, MySQLTopologyReason: p.MySQLTopologyReason, FloatingAddress: p.FloatingAddress}
+	ni.Manifest = p.Manifest
+	ni.Plan = &api.Plan{Version: 1, Cluster: cluster, Bootstrap: p.Name, FloatingAddress: p.FloatingAddress}
+	if !p.MySQLTopologyAuto {
+		ni.Plan.MySQLTopology, ni.Plan.MySQLTopologyReason = p.MySQLTopology, p.MySQLTopologyReason
+	}
 	if err := d.Bootstrap(ctx, p.Name, p.Address, ni); err != nil {
 		return Result{}, err
 	}

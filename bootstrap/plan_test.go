@@ -133,8 +133,18 @@ func TestApplySendsDisksAndSiteSettings(t *testing.T) {
 		ni.Plan.FloatingAddress != "10.0.0.100" || ni.Plan.Cluster != "lab" || ni.Plan.Bootstrap != "node1" || ni.Plan.Version != 1 {
 		t.Fatalf("node init: %+v plan %+v", ni, ni.Plan)
 	}
+	// Not chosen: cloudd decides with the cluster's manifest; the overlay travels.
+	p.MySQLTopologyAuto = true
+	p.Manifest = "mysql:\n  multi_threshold_gib: 1\n"
+	if _, err := Apply(context.Background(), f, p, time.Now); err != nil {
+		t.Fatal(err)
+	}
+	if ni := f.bootstraps[1]; ni.Plan.MySQLTopology != "" || ni.Plan.MySQLTopologyReason != "" || ni.Manifest != p.Manifest {
+		t.Fatalf("auto topology sent as %q (%q), manifest %q", ni.Plan.MySQLTopology, ni.Plan.MySQLTopologyReason, ni.Manifest)
+	}
+	p.MySQLTopologyAuto = false
 	p.MySQLTopology = "huge"
-	if _, err := Apply(context.Background(), f, p, time.Now); err == nil || len(f.bootstraps) != 1 {
+	if _, err := Apply(context.Background(), f, p, time.Now); err == nil || len(f.bootstraps) != 2 {
 		t.Fatalf("invalid topology applied: %v", err)
 	}
 }

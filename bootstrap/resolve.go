@@ -230,6 +230,7 @@ func (r *resolver) resolve() (Plan, bool) {
 	}
 	r.set("cluster", "cluster.name", "cluster")
 	plan.MySQLTopology, plan.MySQLTopologyReason = decideTopology(r.f, r.p.Cluster.MySQLTopology)
+	plan.MySQLTopologyAuto = r.p.Cluster.MySQLTopology == "" || r.p.Cluster.MySQLTopology == TopologyAuto
 	r.set("mysql_topology", "cluster.mysql_topology", "cluster")
 	plan.FloatingAddress = r.p.Cluster.FloatingAddress
 	r.set("floating_address", "cluster.floating_address", "cluster")

@@ -87,7 +87,11 @@ func PlanSummary(p Plan, f Facts, warnings Problems, join bool) string {
 	row("roles", roles.Join(p.Roles))
 	row("region / zone", dashIfEmpty(p.Region)+" / "+dashIfEmpty(p.Zone))
 	if !join {
-		row("MySQL topology", p.MySQLTopology+" — "+p.MySQLTopologyReason)
+		topo := p.MySQLTopology + " — " + p.MySQLTopologyReason
+		if p.MySQLTopologyAuto {
+			topo += " (auto: cloudd settles it at bootstrap with the cluster's manifest)"
+		}
+		row("MySQL topology", topo)
 		row("floating address", dashIfEmpty(p.FloatingAddress))
 	}
 	if roles.Has(p.Roles, roles.Storage) {
