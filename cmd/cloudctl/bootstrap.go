@@ -61,7 +61,8 @@ func (f *nodeFlags) register(cmd *cobra.Command, defaultRoles string) {
 type planRun struct {
 	join    bool
 	token   *api.JoinToken
-	cluster string // --cluster-name (bootstrap)
+	cluster  string // --cluster-name (bootstrap)
+	topology string // --mysql-topology (bootstrap)
 	// defaultAddress is the address used when none is chosen (join: the one
 	// that reaches the cluster).
 	defaultAddress string
@@ -79,7 +80,7 @@ func (f *nodeFlags) checkModes(cmd *cobra.Command) error {
 		return fmt.Errorf("--guided, --preseed and --accept-defaults are different ways of choosing: use one of them")
 	}
 	if f.preseed != "" {
-		for _, fl := range []string{"role", "address", "region", "zone", "disk", "wipe", "cluster-name"} {
+		for _, fl := range []string{"role", "address", "region", "zone", "disk", "wipe", "cluster-name", "mysql-topology"} {
 			if cmd.Flags().Changed(fl) {
 				return fmt.Errorf("--%s cannot be combined with --preseed: set it in the preseed file (only --name, which picks the entry, can be given)", fl)
 			}
@@ -163,6 +164,11 @@ func (f *nodeFlags) makePlan(cmd *cobra.Command, a *app, run planRun) (bootstrap
 		return zero, facts, nil, err
 	}
 	c := bootstrap.FlagChoices{Name: f.name, Address: f.address, Roles: rs, Region: f.region, Zone: f.zone, Cluster: run.cluster, Wipe: f.wipe}
+	if run.topology != "" {
+		if err := c.Topology.UnmarshalText([]byte(run.topology)); err != nil {
+			return zero, facts, nil, fmt.Errorf("--mysql-topology: %w", err)
+		}
+	}
 	if c.Name == "" && run.token != nil {
 		c.Name = run.token.Name
 	}
@@ -264,7 +270,7 @@ func savePreseed(a *app, p bootstrap.Plan, facts bootstrap.Facts, join bool, ws 
 
 func newBootstrapCmd(a *app) *cobra.Command {
 	var f nodeFlags
-	var clusterName string
+	var clusterName, topology string
 	cmd := &cobra.Command{
 		Use:   "bootstrap",
 		Short: "Make this machine the first node of a new cloud",
@@ -282,9 +288,17 @@ Add more machines afterwards with 'cloudctl cluster add NAME' here and
 'cloudctl cluster join TOKEN' there.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, facts, warnings, err := f.makePlan(cmd, a, planRun{cluster: clusterName})
+			p, facts, warnings, err := f.makePlan(cmd, a, planRun{cluster: clusterName, topology: topology})
 			if err != nil {
 				return err
+			}
+			if f.manifest != "" {
+				// cloudd applies the overlay and keeps the effective manifest.
+				data, err := os.ReadFile(f.manifest)
+				if err != nil {
+					return fmt.Errorf("read the manifest: %w", err)
+				}
+				p.Manifest = string(data)
 			}
 			f.showWarnings(a, warnings)
 			if f.dryRun {
@@ -304,6 +318,12 @@ Add more machines afterwards with 'cloudctl cluster add NAME' here and
 				return err
 			}
 			res.Warnings = warnings.Messages()
+			if p.MySQLTopologyAuto {
+				// cloudd settled the topology: record its decision and its fact.
+				if stored, err := c.Plan(ctx); err == nil && stored.MySQLTopology != "" {
+					p.MySQLTopology, p.MySQLTopologyReason, p.MySQLTopologyAuto = stored.MySQLTopology, stored.MySQLTopologyReason, false
+				}
+			}
 			saved, serr := savePreseed(a, p, facts, false, warnings, "sudo cloudctl bootstrap --preseed FILE")
 			if serr != nil {
 				fmt.Fprintf(a.errOut, "Warning: %v\n", serr)
@@ -311,6 +331,9 @@ Add more machines afterwards with 'cloudctl cluster add NAME' here and
 			res.Preseed = saved
 			return render.Write(a.out, a.format, res, func(w io.Writer) error {
 				fmt.Fprintf(w, "Bootstrapped %s (%s) with roles %s in %s.\n", res.Name, res.Address, joinOrDash(res.Roles), res.Took.Round(time.Millisecond))
+				if !p.MySQLTopologyAuto && p.MySQLTopology != "" {
+					fmt.Fprintf(w, "MySQL topology: %s (%s).\n", p.MySQLTopology, p.MySQLTopologyReason)
+				}
 				if saved != "" {
 					fmt.Fprintf(w, "Saved the preseed of this install to %s (replay: cloudctl bootstrap --preseed %s).\n", saved, saved)
 				}
@@ -321,6 +344,7 @@ Add more machines afterwards with 'cloudctl cluster add NAME' here and
 	}
 	f.register(cmd, "control,compute,storage")
 	cmd.Flags().StringVar(&clusterName, "cluster-name", bootstrap.DefaultClusterName, "name of the new cluster")
+	cmd.Flags().StringVar(&topology, "mysql-topology", "auto", "MySQL topology: auto (from this machine's installed RAM and the manifest's threshold), single or multi; fixed at bootstrap")
 	return cmd
 }
 
