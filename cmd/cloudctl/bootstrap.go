@@ -59,8 +59,8 @@ func (f *nodeFlags) register(cmd *cobra.Command, defaultRoles string) {
 
 // planRun describes the run a plan is made for.
 type planRun struct {
-	join    bool
-	token   *api.JoinToken
+	join     bool
+	token    *api.JoinToken
 	cluster  string // --cluster-name (bootstrap)
 	topology string // --mysql-topology (bootstrap)
 	// defaultAddress is the address used when none is chosen (join: the one
