@@ -144,6 +144,11 @@ func (d *Daemon) changeRoles(ctx context.Context, s *state.State, name string, c
 		if len(next) == 0 {
 			return lxdapi.StatusErrorf(http.StatusBadRequest, "%s would be left with no role: add another role first, or remove the node with `cloudctl cluster remove %s`", name, name)
 		}
+		if roles.Has(cur, roles.Control) && !roles.Has(next, roles.Control) {
+			if err := checkControlRemovable(ctx, tx, name); err != nil {
+				return err
+			}
+		}
 		n.Roles = strings.Split(roles.Join(next), ",")
 		if err := upsertNode(ctx, tx, *n); err != nil {
 			return err
@@ -301,4 +306,21 @@ func (d *Daemon) handleTokenCheck(s *state.State, r *http.Request) response.Resp
 		return response.SmartError(err)
 	}
 	return response.SyncResponse(true, res)
+}
+
+// checkControlRemovable refuses to take the control role from the node that
+// holds the only copy of the control-plane databases.
+func checkControlRemovable(ctx context.Context, tx *sql.Tx, name string) error {
+	host, err := getConfig(ctx, tx, "db_host")
+	if err != nil || host != name {
+		return err
+	}
+	var formed int
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM cloud_db_instances WHERE formed = 1`).Scan(&formed); err != nil {
+		return fmt.Errorf("read replication state: %w", err)
+	}
+	if formed > 0 {
+		return nil
+	}
+	return lxdapi.StatusErrorf(http.StatusConflict, "%s holds the only copy of the control-plane databases: give two more nodes the control role first, so the databases replicate, then remove it", name)
 }

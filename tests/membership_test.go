@@ -29,6 +29,8 @@ func TestRoles(t *testing.T) {
 	oneSentence(t, n1.Run("role", "add", "node2", "database"), `unknown role "database"`)
 	oneSentence(t, n1.Run("role", "remove", "node2", "control"), "does not have the control role")
 	oneSentence(t, n1.Run("role", "remove", "node1", "control"), "would be left with no role")
+	n1.MustRun(t, "role", "add", "node1", "compute")
+	oneSentence(t, n1.Run("role", "remove", "node1", "control"), "only copy of the control-plane databases")
 	oneSentence(t, n1.Run("role", "add", "node9", "compute"), `no node "node9"`)
 	oneSentence(t, n1.Run("role", "add", "node2"), "usage: cloudctl role add NODE ROLE")
 	if got := strings.Join(member(mustStatus(t, n2), "node2").Roles, ","); got != "compute,storage" {
