@@ -118,12 +118,24 @@ func TestBootstrapDryRunPaths(t *testing.T) {
 		t.Fatalf("stdin preseed: %v\n%s\n---\n%s", err, again, out)
 	}
 
+	// --accept-defaults asks nothing and takes the defaults: all three roles,
+	// every eligible disk (none in a snapshot), the topology of 66 GiB.
+	def, _, err := runCLI(t, "", "--state-dir", state, "bootstrap", "--dry-run", "--snapshot", snap, "--accept-defaults", "--name", "n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(def, "roles: [control, compute, storage]") || !strings.Contains(def, "mysql_topology: multi") || !strings.Contains(def, "disks: []") {
+		t.Fatalf("accept-defaults plan:\n%s", def)
+	}
+
 	// Bad input: one sentence each, nothing written.
 	for _, c := range []struct {
 		args []string
 		want string
 	}{
 		{[]string{"bootstrap", "--guided", "--preseed", "x.yaml"}, "use one of them"},
+		{[]string{"bootstrap", "--guided", "--accept-defaults"}, "use one of them"},
+		{[]string{"bootstrap", "--dry-run", "--mysql-topology", "big"}, `unknown MySQL topology "big"`},
 		{[]string{"bootstrap", "--preseed", "x.yaml", "--role", "control"}, "--role cannot be combined with --preseed"},
 		{[]string{"bootstrap", "--snapshot", snap}, "only goes with --dry-run"},
 		{[]string{"bootstrap", "--wipe"}, "--wipe needs --disk"},
