@@ -40,9 +40,13 @@ demo: deps build
 demo-down:
 	@./scripts/demo.sh down "$(DEMO_DIR)"
 
+# Installs without snapd: the binaries and a systemd unit for cloudd.
 install: build
 	install -D -m 0755 bin/cloudctl $(DESTDIR)/usr/local/bin/cloudctl
 	install -D -m 0755 bin/cloudd $(DESTDIR)/usr/local/bin/cloudd
+	install -D -m 0644 snap/local/cloudd.service $(DESTDIR)/etc/systemd/system/cloudd.service
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+	@echo "installed; start cloudd with: systemctl enable --now cloudd"
 
 clean:
 	rm -rf bin

@@ -256,3 +256,12 @@ func (c *Client) Credentials(ctx context.Context, service string) (api.DBCredent
 	err := c.query(ctx, "GET", "databases/"+service+"/credentials", nil, &cr)
 	return cr, err
 }
+
+// Manifest returns the cluster's effective manifest (YAML).
+func (c *Client) Manifest(ctx context.Context) (string, error) {
+	var out map[string]string
+	if err := c.query(ctx, "GET", "manifest", nil, &out); err != nil {
+		return "", err
+	}
+	return out["yaml"], nil
+}

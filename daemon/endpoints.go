@@ -39,6 +39,7 @@ func (d *Daemon) servers() []rest.Server {
 				{Path: "plan", Get: rest.EndpointAction{Handler: d.handlePlanGet}, Put: rest.EndpointAction{Handler: d.handlePlanPut}},
 				{Path: "tokens", Get: rest.EndpointAction{Handler: d.handleTokensGet}, Post: rest.EndpointAction{Handler: d.handleTokensPost}},
 				{Path: "tokens/{name}", Delete: rest.EndpointAction{Handler: d.handleTokenDelete}},
+				{Path: "manifest", Get: rest.EndpointAction{Handler: d.handleManifest}},
 				{Path: "control/local", Get: rest.EndpointAction{Handler: d.handleControlLocal}},
 				{Path: "databases", Get: rest.EndpointAction{Handler: d.handleDatabases}},
 				{Path: "databases/{name}/credentials", Get: rest.EndpointAction{Handler: d.handleCredentials}},
@@ -323,4 +324,31 @@ func checkControlRemovable(ctx context.Context, tx *sql.Tx, name string) error {
 		return nil
 	}
 	return lxdapi.StatusErrorf(http.StatusConflict, "%s holds the only copy of the control-plane databases: give two more nodes the control role first, so the databases replicate, then remove it", name)
+}
+
+// handleManifest returns the cluster's effective manifest as YAML.
+func (d *Daemon) handleManifest(s *state.State, r *http.Request) response.Response {
+	ctx, cancel := reqCtx(s, r)
+	defer cancel()
+	var raw string
+	err := s.Database.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		var err error
+		raw, err = getConfig(ctx, tx, "manifest")
+		return err
+	})
+	if err != nil {
+		return response.SmartError(err)
+	}
+	if raw == "" {
+		m, err := manifestFrom("")
+		if err != nil {
+			return response.SmartError(err)
+		}
+		b, err := m.Marshal()
+		if err != nil {
+			return response.SmartError(err)
+		}
+		raw = string(b)
+	}
+	return response.SyncResponse(true, map[string]string{"yaml": raw})
 }

@@ -3,6 +3,7 @@
 package render
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -39,10 +40,13 @@ func Write(w io.Writer, format string, v any, table func(w io.Writer) error) err
 		if err != nil {
 			return fmt.Errorf("encode: %w", err)
 		}
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.UseNumber()
 		var generic any
-		if err := json.Unmarshal(b, &generic); err != nil {
+		if err := dec.Decode(&generic); err != nil {
 			return fmt.Errorf("encode: %w", err)
 		}
+		generic = numbers(generic)
 		enc := yaml.NewEncoder(w)
 		enc.SetIndent(2)
 		if err := enc.Encode(generic); err != nil {
@@ -54,6 +58,30 @@ func Write(w io.Writer, format string, v any, table func(w io.Writer) error) err
 	default:
 		return CheckFormat(format)
 	}
+}
+
+// numbers turns json.Number into int64 or float64, so large integers (byte
+// sizes) come out in YAML as integers, not as 1.073741824e+10.
+func numbers(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			x[k] = numbers(e)
+		}
+	case []any:
+		for i, e := range x {
+			x[i] = numbers(e)
+		}
+	case json.Number:
+		if i, err := x.Int64(); err == nil {
+			return i
+		}
+		if f, err := x.Float64(); err == nil {
+			return f
+		}
+		return x.String()
+	}
+	return v
 }
 
 // Table is a small aligned-column writer.

@@ -33,3 +33,14 @@ func TestWrite(t *testing.T) {
 		t.Fatalf("xml: %v", err)
 	}
 }
+
+func TestYAMLKeepsLargeIntegers(t *testing.T) {
+	var b bytes.Buffer
+	v := map[string]any{"size_bytes": int64(10737418240), "ratio": 0.5}
+	if err := Write(&b, "yaml", v, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "size_bytes: 10737418240") || !strings.Contains(b.String(), "ratio: 0.5") {
+		t.Fatalf("yaml: %s", b.String())
+	}
+}

@@ -13,7 +13,7 @@ import (
 )
 
 func newProbeCmd(a *app) *cobra.Command {
-	var snapshotPath, roleList string
+	var snapshotPath, roleList, manifestPath string
 	cmd := &cobra.Command{
 		Use:   "probe",
 		Short: "Show hardware facts, role readiness, and the decisions they lead to",
@@ -50,7 +50,11 @@ no /dev) are reported as unknown, never guessed. Reading disk signatures and
 				defer m.Close()
 				src = m
 			}
-			facts, err := hwprobe.Probe(cmd.Context(), src, hwprobe.DefaultPolicy(), rs)
+			m, _, err := a.effectiveManifest(cmd.Context(), manifestPath)
+			if err != nil {
+				return err
+			}
+			facts, err := hwprobe.Probe(cmd.Context(), src, m.ProbePolicy(), rs)
 			if err != nil {
 				return fmt.Errorf("probe %s: %w", src.Describe(), err)
 			}
@@ -60,6 +64,7 @@ no /dev) are reported as unknown, never guessed. Reading disk signatures and
 		},
 	}
 	cmd.Flags().StringVar(&snapshotPath, "snapshot", "", "probe a ghw snapshot (a .tar.gz or an unpacked directory) instead of this machine")
+	cmd.Flags().StringVar(&manifestPath, "manifest", "", "manifest overlay whose thresholds to decide with (default: the cluster's, or the built-in one)")
 	cmd.Flags().StringVar(&roleList, "role", "", "roles to check readiness for, comma-separated (default: control,compute,storage)")
 	return cmd
 }
