@@ -31,10 +31,10 @@ func newManifestShowCmd(a *app) *cobra.Command {
 	var file string
 	cmd := &cobra.Command{
 		Use:   "show",
-		Short: "Print the effective manifest (the default, with --manifest FILE overlaid)",
+		Short: "Print the effective manifest: the cluster's on a member, else the default (with --manifest FILE overlaid)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := manifests.Effective(file)
+			m, _, err := a.effectiveManifest(cmd.Context(), file)
 			if err != nil {
 				return manifestProblems(a, file, err)
 			}

@@ -97,7 +97,9 @@ type Cluster struct {
 
 // Node is one machine of the test cloud.
 type Node struct {
-	c        *Cluster
+	c *Cluster
+	// Index is the node's number (node1 is 1).
+	Index    int
 	Name     string
 	NS       string
 	IP       string
@@ -124,6 +126,8 @@ func run(ctx context.Context, name string, args ...string) error {
 type Options struct {
 	// DaemonArgs are extra cloudd arguments for every node (e.g. --manifest FILE).
 	DaemonArgs []string
+	// NodeArgs are extra cloudd arguments for one node, by number (1-based).
+	NodeArgs map[int][]string
 }
 
 // New creates n nodes (named node1..nodeN) with cloudd running on each.
@@ -175,6 +179,7 @@ func (c *Cluster) AddNode(t testing.TB) *Node {
 	i := len(c.Nodes) + 1
 	nd := &Node{
 		c:        c,
+		Index:    i,
 		Name:     fmt.Sprintf("node%d", i),
 		NS:       fmt.Sprintf("%s-n%d", c.id, i),
 		IP:       fmt.Sprintf("%s.%d", c.Subnet, i),
@@ -224,6 +229,7 @@ func (nd *Node) Start(t testing.TB) {
 		t.Fatalf("harness: %v", err)
 	}
 	args := append([]string{"netns", "exec", nd.NS, nd.c.Bins.Cloudd, "--state-dir", nd.StateDir}, nd.c.opts.DaemonArgs...)
+	args = append(args, nd.c.opts.NodeArgs[nd.Index]...)
 	cmd := exec.Command("ip", args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
