@@ -153,28 +153,62 @@ func ParsePreseed(file string, data []byte, groups map[string][]roles.Role) (*Pr
 		}
 		errs = append(errs, des...)
 	}
-	c := checker{doc: doc, errs: errs}
-	p.check(&c, groups)
+	c := newChecker(doc, errs)
+	p.check(c, groups)
 	if err := c.errs.Err(); err != nil {
 		return nil, err
 	}
 	return p, nil
 }
 
-// checker collects semantic errors, skipping places that already have one.
+// checker collects semantic errors, skipping places that already have one
+// (at the same path, inside it, or around it).
 type checker struct {
 	doc  *strictyaml.Document
 	errs strictyaml.Errors
+	// at holds the paths with an error; around, their enclosing paths.
+	at, around map[string]bool
+}
+
+func newChecker(doc *strictyaml.Document, errs strictyaml.Errors) *checker {
+	c := &checker{doc: doc, at: map[string]bool{}, around: map[string]bool{}}
+	for _, e := range errs {
+		c.add(e)
+	}
+	return c
+}
+
+func (c *checker) add(e *strictyaml.Error) {
+	c.errs = append(c.errs, e)
+	c.at[e.Path] = true
+	for _, p := range enclosing(e.Path) {
+		c.around[p] = true
+	}
+}
+
+// enclosing lists the paths around path: "a.b[1].c" → "a", "a.b", "a.b[1]".
+func enclosing(path string) []string {
+	var out []string
+	for i := 0; i < len(path); i++ {
+		if (path[i] == '.' || path[i] == '[') && i > 0 {
+			out = append(out, path[:i])
+		}
+	}
+	return out
 }
 
 func (c *checker) fail(path, format string, args ...any) {
-	for _, e := range c.errs {
-		if e.Path == path || strings.HasPrefix(e.Path, path+".") || strings.HasPrefix(e.Path, path+"[") ||
-			(path != "" && (strings.HasPrefix(path, e.Path+".") || strings.HasPrefix(path, e.Path+"["))) {
-			return
+	if c.at[path] || c.around[path] {
+		return
+	}
+	if path != "" {
+		for _, p := range enclosing(path) {
+			if c.at[p] {
+				return
+			}
 		}
 	}
-	c.errs = append(c.errs, c.doc.Errorf(path, format, args...))
+	c.add(c.doc.Errorf(path, format, args...))
 }
 
 func (c *checker) has(path string) bool {
