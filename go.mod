@@ -7,9 +7,13 @@ require (
 	github.com/canonical/lxd v0.0.0-20240709081608-9df996e36bac
 	github.com/canonical/microcluster v0.0.0-20240709163503-3d587817830c
 	github.com/ceph/go-ceph v0.40.0
+	github.com/creack/pty v1.1.17
 	github.com/go-sql-driver/mysql v1.10.1
+	github.com/gorilla/mux v1.8.1
+	github.com/hinshun/vt10x v0.0.0-20220119200601-820417d04eec
 	github.com/jaypipes/ghw v0.26.0
 	github.com/spf13/cobra v1.8.1
+	golang.org/x/term v0.22.0
 	gopkg.in/yaml.v3 v3.0.1
 )
 
@@ -18,7 +22,6 @@ require (
 	github.com/Rican7/retry v0.3.1 // indirect
 	github.com/armon/go-proxyproto v0.1.0 // indirect
 	github.com/canonical/go-dqlite v1.21.0 // indirect
-	github.com/creack/pty v1.1.17 // indirect
 	github.com/flosch/pongo2 v0.0.0-20200913210552-0d938eb266f3 // indirect
 	github.com/fsnotify/fsnotify v1.7.0 // indirect
 	github.com/ghodss/yaml v1.0.0 // indirect
@@ -28,10 +31,8 @@ require (
 	github.com/go-ole/go-ole v1.2.6 // indirect
 	github.com/google/renameio v1.0.1 // indirect
 	github.com/google/uuid v1.6.0 // indirect
-	github.com/gorilla/mux v1.8.1 // indirect
 	github.com/gorilla/securecookie v1.1.2 // indirect
 	github.com/gorilla/websocket v1.5.3 // indirect
-	github.com/hinshun/vt10x v0.0.0-20220119200601-820417d04eec // indirect
 	github.com/inconshreveable/mousetrap v1.1.0 // indirect
 	github.com/jaypipes/pcidb v1.1.1 // indirect
 	github.com/kballard/go-shellquote v0.0.0-20180428030007-95032a82bc51 // indirect
@@ -58,7 +59,6 @@ require (
 	golang.org/x/oauth2 v0.21.0 // indirect
 	golang.org/x/sync v0.7.0 // indirect
 	golang.org/x/sys v0.45.0 // indirect
-	golang.org/x/term v0.22.0 // indirect
 	golang.org/x/text v0.16.0 // indirect
 	gopkg.in/yaml.v2 v2.4.0 // indirect
 	howett.net/plist v1.0.2-0.20250314012144-ee69052608d9 // indirect

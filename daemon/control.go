@@ -314,6 +314,11 @@ func (d *Daemon) kickControl() {
 }
 
 func (d *Daemon) convergeControl(ctx context.Context, s *state.State) error {
+	d.controlMu.Lock()
+	defer d.controlMu.Unlock()
+	if d.leaving.Load() {
+		return nil
+	}
 	vctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	v, err := d.controlView(vctx, s)
 	cancel()

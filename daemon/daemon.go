@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/canonical/microcluster/config"
@@ -47,10 +48,14 @@ type Daemon struct {
 	mu    sync.Mutex
 	state *state.State
 
-	sup         *services.Supervisor
+	sup *services.Supervisor
+	// controlMu serialises convergence and stopping of the control role.
+	controlMu   sync.Mutex
 	control     *control.Driver
 	kick        chan struct{}
 	lastControl localControl
+	// leaving is set while this node is being removed: roles stop converging.
+	leaving atomic.Bool
 }
 
 // New prepares a daemon; Run starts it.
@@ -131,9 +136,12 @@ func (d *Daemon) hooks() *config.Hooks {
 		OnNewMember:   d.onNewMember,
 		PreRemove: func(s *state.State, force bool) error {
 			d.log.Info("this node is being removed from the cluster", "node", s.Name(), "force", force)
+			d.leaving.Store(true)
+			d.controlMu.Lock()
 			if d.control != nil {
 				d.control.StopAll()
 			}
+			d.controlMu.Unlock()
 			return nil
 		},
 		PostRemove: d.postRemove,
