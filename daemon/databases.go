@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/canonical/lxd/lxd/response"
@@ -102,6 +103,12 @@ func (d *Daemon) databases(ctx context.Context, s *state.State) (api.Databases, 
 			di.Size = 1
 		}
 		sort.Slice(di.Members, func(i, j int) bool { return di.Members[i].Node < di.Members[j].Node })
+		var away []string
+		for _, m := range di.Members {
+			if m.State == "unreachable" || m.State == "stale" {
+				away = append(away, m.Node)
+			}
+		}
 		switch {
 		case !di.Primary:
 			di.Degraded = "no member accepts writes"
@@ -109,6 +116,8 @@ func (d *Daemon) databases(ctx context.Context, s *state.State) (api.Databases, 
 			di.Degraded = fmt.Sprintf("%d of %d members in the Primary component", di.Size, di.Expected)
 		case !replicated:
 			di.Degraded = "not replicated: a single copy on " + out.Host
+		case len(away) > 0:
+			di.Degraded = fmt.Sprintf("cloudd on %s does not answer", strings.Join(away, ", "))
 		}
 		out.Instances = append(out.Instances, di)
 		var eps []string

@@ -95,6 +95,13 @@ up() {
     ctl 1 status --format json | grep -c '"database": "voter"' | grep -q 3 && break
     sleep 0.2
   done
+  echo "==> Waiting for the control databases to replicate across the three control nodes (Galera)"
+  for _ in $(seq 1 90); do
+    ctl 1 status --format json | grep -q '"replication": "galera"' \
+      && ctl 1 status --format json | grep -q '"size": 3' \
+      && [ "$(ctl 1 status --format json | grep -c '"wsrep_status": "Primary"')" = 3 ] && break
+    sleep 1
+  done
   echo
   ctl 1 status
   cat <<TXT
@@ -105,6 +112,8 @@ Use it (as root) from this shell; each node's CLI talks to its own daemon:
   $BIN/cloudctl --state-dir $DIR/node1 status
   $BIN/cloudctl --state-dir $DIR/node2 role add node2 storage
   $BIN/cloudctl --state-dir $DIR/node1 cluster tokens list
+  $BIN/cloudctl --state-dir $DIR/node1 database list
+  $BIN/cloudctl --state-dir $DIR/node1 database credentials identity
 
 Or set CLOUDCTL_STATE_DIR=$DIR/node1 and drop the flag. Daemon logs: $DIR/node*.log
 Tear it down with: make demo-down
