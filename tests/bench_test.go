@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strconv"
@@ -79,4 +80,47 @@ func daemonRSSKiB(b testing.TB, nd *harness.Node) int {
 		}
 	}
 	return 0
+}
+
+// BenchmarkGaleraFormation measures the time from the third control node's
+// join to a three-member Galera cluster seen by every node, and the RSS of
+// each mariadbd afterwards (single topology).
+func BenchmarkGaleraFormation(b *testing.B) {
+	var form, rss float64
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		c := harness.New(b, 3)
+		n1, n2, n3 := c.Node(1), c.Node(2), c.Node(3)
+		bootstrap(b, n1, "control")
+		waitInstances(b, n1, 90*time.Second, standaloneUp)
+		join(b, n1, n2, "control")
+		b.StartTimer()
+		start := time.Now()
+		join(b, n1, n3, "control")
+		for _, nd := range c.Nodes {
+			waitInstances(b, nd, 3*time.Minute, galeraSize(3))
+		}
+		form += ms(time.Since(start))
+		b.StopTimer()
+		for _, nd := range c.Nodes {
+			rss += float64(mariadbRSSKiB(b, nd)) / 3
+		}
+		b.StartTimer()
+	}
+	b.ReportMetric(form/float64(b.N), "third-join-to-size3-ms")
+	b.ReportMetric(rss/float64(b.N), "mariadbd-rss-KiB")
+}
+
+func mariadbRSSKiB(b testing.TB, nd *harness.Node) int {
+	out, err := nd.Exec(b.(interface{ Context() context.Context }).Context(), "sh", "-c",
+		"for p in $(pgrep -x mariadbd); do grep -q -- '"+nd.StateDir+"/' /proc/$p/cmdline && grep VmRSS /proc/$p/status; done; true")
+	if err != nil {
+		b.Fatalf("rss: %v", err)
+	}
+	f := strings.Fields(string(out))
+	if len(f) < 2 {
+		return 0
+	}
+	v, _ := strconv.Atoi(f[1])
+	return v
 }
