@@ -10,6 +10,7 @@ PKGS=(
   iproute2 nftables procps util-linux tmux
   mariadb-server mariadb-client galera-4 rsync
   ceph udev lxd keepalived socat e2fsprogs lvm2 xfsprogs gdisk parted
+  cryptsetup-bin mount gpg
 )
 
 missing=()
