@@ -2,6 +2,7 @@ package tests
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/cloudctl/cloudctl/tests/harness"
@@ -10,7 +11,7 @@ import (
 // TestManifestKeptInCluster: the manifest overlay used at bootstrap is stored
 // in the cluster database, and a joining node (started without it) uses it.
 func TestManifestKeptInCluster(t *testing.T) {
-	overlay := manifestOverlay(t, t.TempDir(), "mysql:\n  multi_threshold_gib: 7\ncontrol_plane:\n  services: [identity, image]\n")
+	overlay := manifestOverlay(t, t.TempDir(), "mysql:\n  multi_threshold_gib: 7\ncontrol_plane:\n  services: [identity, image]\nrole_groups:\n  edge: [compute, storage]\n")
 	c := harness.NewWithOptions(t, 2, harness.Options{NodeArgs: map[int][]string{1: {"--manifest", overlay}}})
 	n1, n2 := c.Node(1), c.Node(2)
 	bootstrap(t, n1, "control")
@@ -28,6 +29,11 @@ func TestManifestKeptInCluster(t *testing.T) {
 	}
 	if m.MySQL.MultiThresholdGiB != 7 || len(m.ControlPlane.Services) != 2 {
 		t.Fatalf("joiner does not see the cluster's manifest: %+v", m)
+	}
+	// A role group defined only in the bootstrap overlay works for `role add`.
+	out := n2.MustRun(t, "role", "add", "node2", "edge")
+	if !strings.Contains(out, "node2 now has roles: compute,storage") {
+		t.Fatalf("role group from the cluster's manifest: %s", out)
 	}
 	dbs, err := databases(t, n2)
 	if err != nil {

@@ -131,11 +131,7 @@ func newClusterPlanCmd(a *app) *cobra.Command {
 		Short: "Show the cluster's plan: MySQL topology and the fact behind it, floating address",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.connect()
-			if err != nil {
-				return err
-			}
-			p, err := c.Plan(cmd.Context())
+			p, err := query(a, cmd.Context(), (*client.Client).Plan)
 			if err != nil {
 				return err
 			}
@@ -165,11 +161,7 @@ func newClusterListCmd(a *app) *cobra.Command {
 		Short: "List cluster members with their addresses, roles and state",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.connect()
-			if err != nil {
-				return err
-			}
-			st, err := c.Status(cmd.Context())
+			st, err := query(a, cmd.Context(), (*client.Client).Status)
 			if err != nil {
 				return err
 			}
@@ -230,11 +222,7 @@ func newTokensCmd(a *app) *cobra.Command {
 		Short: "List join tokens: pending ones, and recently used, revoked or expired ones",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.connect()
-			if err != nil {
-				return err
-			}
-			ts, err := c.Tokens(cmd.Context())
+			ts, err := query(a, cmd.Context(), (*client.Client).Tokens)
 			if err != nil {
 				return err
 			}

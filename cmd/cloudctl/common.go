@@ -72,3 +72,13 @@ func joinOrDash(ss []string) string {
 }
 
 func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }
+
+// query connects to the local cloudd and runs one client call.
+func query[T any](a *app, ctx context.Context, call func(*client.Client, context.Context) (T, error)) (T, error) {
+	c, err := a.connect()
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return call(c, ctx)
+}

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cloudctl/cloudctl/api"
+	"github.com/cloudctl/cloudctl/client"
 	"github.com/cloudctl/cloudctl/render"
 	"github.com/cloudctl/cloudctl/roles/control"
 )
@@ -20,11 +21,7 @@ func newDatabaseCmd(a *app) *cobra.Command {
 		Short: "Show each service's database: endpoint, user, topology and replication state",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.connect()
-			if err != nil {
-				return err
-			}
-			dbs, err := c.Databases(cmd.Context())
+			dbs, err := query(a, cmd.Context(), (*client.Client).Databases)
 			if err != nil {
 				return err
 			}

@@ -23,7 +23,13 @@ func newRoleCmd(a *app) *cobra.Command {
 			Short: fmt.Sprintf("%s roles (control, compute, storage) %s a member", map[bool]string{true: "Add", false: "Remove"}[add], map[bool]string{true: "to", false: "from"}[add]),
 			Args:  exactArgs(2, "cloudctl role "+verb+" NODE ROLE"),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				rs, err := roles.Parse(args[1], a.roleGroups())
+				// Role groups come from the cluster's manifest, so groups an
+				// administrator added in the bootstrap overlay work here.
+				m, _, err := a.effectiveManifest(cmd.Context(), "")
+				if err != nil {
+					return err
+				}
+				rs, err := roles.Parse(args[1], m.RoleGroups())
 				if err != nil {
 					return err
 				}

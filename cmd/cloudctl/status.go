@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cloudctl/cloudctl/api"
+	"github.com/cloudctl/cloudctl/client"
 	"github.com/cloudctl/cloudctl/render"
 )
 
@@ -42,11 +43,7 @@ func newStatusCmd(a *app) *cobra.Command {
 		Short: "Show members, their roles, and whether each layer is highly available",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.connect()
-			if err != nil {
-				return err
-			}
-			st, err := c.Status(cmd.Context())
+			st, err := query(a, cmd.Context(), (*client.Client).Status)
 			if err != nil {
 				return err
 			}
