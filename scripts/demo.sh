@@ -31,7 +31,16 @@ down() {
       if ours "$pid"; then kill "$pid" 2>/dev/null || true; fi
     fi
   done
-  sleep 0.5
+  # cloudd stops its MariaDB instances on SIGTERM: give it time to.
+  for _ in $(seq 1 60); do
+    alive=0
+    for n in $(seq 1 $NODES); do
+      f=$DIR/node$n.pid
+      [ -f "$f" ] && ours "$(cat "$f")" && alive=1
+    done
+    [ $alive -eq 0 ] && break
+    sleep 0.5
+  done
   for n in $(seq 1 $NODES); do
     f=$DIR/node$n.pid
     if [ -f "$f" ]; then
