@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cloudctl/cloudctl/internal/golden"
 	"github.com/cloudctl/cloudctl/internal/strictyaml"
 	"github.com/cloudctl/cloudctl/manifests"
 	"github.com/cloudctl/cloudctl/roles"
@@ -95,19 +96,7 @@ func TestPreseedGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			got := goldenRun(t, filepath.Base(in), data)
-			golden := strings.TrimSuffix(in, ".yaml") + ".golden"
-			if *update {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create it)", err)
-			}
-			if got != string(want) {
-				t.Errorf("output differs from %s:\n--- got\n%s--- want\n%s", golden, got, want)
-			}
+			golden.Check(t, strings.TrimSuffix(in, ".yaml")+".golden", got, *update)
 			// A file named bad_* or no_* must fail; ok_* and warn_* must not.
 			isErr := strings.HasPrefix(got, "errors:")
 			if strings.HasPrefix(name, "ok_") || strings.HasPrefix(name, "warn_") {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudctl/cloudctl/internal/golden"
 	"github.com/cloudctl/cloudctl/internal/strictyaml"
 	"github.com/cloudctl/cloudctl/roles"
 )
@@ -298,19 +299,7 @@ func TestValidateGolden(t *testing.T) {
 			if err != nil {
 				got = err.Error() + "\n"
 			}
-			golden := strings.TrimSuffix(f, ".yaml") + ".golden"
-			if *update {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test -update to create it)", err)
-			}
-			if got != string(want) {
-				t.Errorf("messages differ from %s:\n--- got\n%s--- want\n%s", golden, got, want)
-			}
+			golden.Check(t, strings.TrimSuffix(f, ".yaml")+".golden", got, *update)
 		})
 	}
 }
