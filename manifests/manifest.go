@@ -459,26 +459,22 @@ func (m *Manifest) ParseRoles(s string) ([]roles.Role, error) {
 
 // Binary returns the path of a component's program, e.g. ("mariadb", "mariadbd").
 func (m *Manifest) Binary(component, name string) (string, error) {
-	c, ok := m.Components[component]
-	if !ok {
-		return "", fmt.Errorf("manifest has no component %q", component)
-	}
-	p, ok := c.Binaries[name]
-	if !ok || p == "" {
-		return "", fmt.Errorf("manifest component %q has no binary %q", component, name)
-	}
-	return p, nil
+	return m.componentPath(component, "binary", name, func(c Component) map[string]string { return c.Binaries })
 }
 
 // File returns the path of a component's named file, e.g. ("galera", "provider").
 func (m *Manifest) File(component, name string) (string, error) {
+	return m.componentPath(component, "file", name, func(c Component) map[string]string { return c.Files })
+}
+
+func (m *Manifest) componentPath(component, kind, name string, paths func(Component) map[string]string) (string, error) {
 	c, ok := m.Components[component]
 	if !ok {
 		return "", fmt.Errorf("manifest has no component %q", component)
 	}
-	p, ok := c.Files[name]
+	p, ok := paths(c)[name]
 	if !ok || p == "" {
-		return "", fmt.Errorf("manifest component %q has no file %q", component, name)
+		return "", fmt.Errorf("manifest component %q has no %s %q", component, kind, name)
 	}
 	return p, nil
 }
