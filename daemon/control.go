@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -10,9 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -21,6 +18,7 @@ import (
 	"github.com/canonical/microcluster/cluster"
 	"github.com/canonical/microcluster/state"
 
+	"github.com/cloudctl/cloudctl/hwprobe"
 	"github.com/cloudctl/cloudctl/manifests"
 	"github.com/cloudctl/cloudctl/roles"
 	"github.com/cloudctl/cloudctl/roles/control"
@@ -87,28 +85,27 @@ func manifestFrom(raw string) (*manifests.Manifest, error) {
 	return m, nil
 }
 
-// installedGiB reads MemTotal rounded to the nearest GiB.
-func installedGiB() int {
-	f, err := os.Open("/proc/meminfo")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fs := strings.Fields(sc.Text())
-		if len(fs) >= 2 && fs[0] == "MemTotal:" {
-			kb, _ := strconv.ParseInt(fs[1], 10, 64)
-			return int((kb + 512*1024) / (1024 * 1024))
+// memory reads this machine's RAM once (installed, as the MySQL rule
+// compares it, and usable); buffers and the topology decision use it.
+func (d *Daemon) memory(ctx context.Context) hwprobe.Memory {
+	d.memOnce.Do(func() {
+		src, err := hwprobe.OpenMachine()
+		if err != nil {
+			d.log.Warn("cannot read this machine's memory", "error", err)
+			return
 		}
-	}
-	return 0
+		defer src.Close()
+		if d.mem, err = hwprobe.ReadMemory(ctx, src); err != nil {
+			d.log.Warn("cannot read this machine's memory", "error", err)
+		}
+	})
+	return d.mem
 }
 
 // controlView reads what the control decision needs, creating missing
 // credentials on the way (the same values for every node, by INSERT OR IGNORE).
 func (d *Daemon) controlView(ctx context.Context, s *state.State) (control.ClusterView, error) {
-	v := control.ClusterView{Formed: map[string]bool{}, Recovery: map[string][]control.Position{}, Credentials: map[string]control.Credential{}, Now: d.cfg.Now(), InstalledGiB: installedGiB()}
+	v := control.ClusterView{Formed: map[string]bool{}, Recovery: map[string][]control.Position{}, Credentials: map[string]control.Credential{}, Now: d.cfg.Now(), InstalledGiB: d.memory(ctx).InstalledGiB}
 	err := s.Database.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		rawPlan, err := getConfig(ctx, tx, "plan")
 		if err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/canonical/microcluster/state"
 
 	"github.com/cloudctl/cloudctl/api"
+	"github.com/cloudctl/cloudctl/hwprobe"
 	"github.com/cloudctl/cloudctl/roles/control"
 	"github.com/cloudctl/cloudctl/services"
 )
@@ -54,6 +55,8 @@ type Daemon struct {
 	control     *control.Driver
 	kick        chan struct{}
 	lastControl localControl
+	memOnce     sync.Once
+	mem         hwprobe.Memory
 	// leaving is set while this node is being removed: roles stop converging.
 	leaving atomic.Bool
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/canonical/microcluster/state"
 
 	"github.com/cloudctl/cloudctl/api"
+	"github.com/cloudctl/cloudctl/hwprobe"
 	"github.com/cloudctl/cloudctl/manifests"
 	"github.com/cloudctl/cloudctl/roles/control"
 )
@@ -57,7 +58,7 @@ func (d *Daemon) postBootstrap(s *state.State, initConfig map[string]string) err
 		}
 		if plan.MySQLTopology == "" {
 			// Decided here when the bootstrap did not: from this node's RAM.
-			plan.MySQLTopology, plan.MySQLTopologyReason = control.DecideTopology(installedGiB(), m)
+			plan.MySQLTopology, plan.MySQLTopologyReason = hwprobe.DecideMySQL(d.memory(ctx), m.ProbePolicy())
 		}
 		if plan.MySQLTopology != control.Single && plan.MySQLTopology != control.Multi {
 			return fmt.Errorf("invalid MySQL topology %q: use single or multi", plan.MySQLTopology)

@@ -25,15 +25,7 @@ func (f *Facts) Decide(p Policy, rs []roles.Role) {
 
 func decisions(f *Facts, p Policy) Decisions {
 	d := Decisions{OSDDisks: []string{}, WipeCandidates: []string{}}
-	gib := f.Memory.InstalledGiB
-	fact := fmt.Sprintf("%d GiB installed RAM (%s)", gib, memorySourceText(f.Memory))
-	if gib >= p.MySQLMultiMinGiB {
-		d.MySQLTopology = MySQLMulti
-		d.MySQLReason = fmt.Sprintf("%s >= %d GiB: one MariaDB instance per service", fact, p.MySQLMultiMinGiB)
-	} else {
-		d.MySQLTopology = MySQLSingle
-		d.MySQLReason = fmt.Sprintf("%s < %d GiB: one MariaDB instance for all services", fact, p.MySQLMultiMinGiB)
-	}
+	d.MySQLTopology, d.MySQLReason = DecideMySQL(f.Memory, p)
 	for _, disk := range f.Disks {
 		if disk.Eligible {
 			d.OSDDisks = append(d.OSDDisks, disk.Path)
@@ -42,6 +34,18 @@ func decisions(f *Facts, p Policy) Decisions {
 		}
 	}
 	return d
+}
+
+// DecideMySQL applies the MySQL topology rule to a machine's memory: one
+// instance per service at or above the policy's threshold of installed RAM
+// (rounded to the nearest GiB), one for all services below. It returns the
+// topology and the fact behind it as a sentence.
+func DecideMySQL(m Memory, p Policy) (string, string) {
+	fact := fmt.Sprintf("%d GiB installed RAM (%s)", m.InstalledGiB, memorySourceText(m))
+	if m.InstalledGiB >= p.MySQLMultiMinGiB {
+		return MySQLMulti, fmt.Sprintf("%s >= %d GiB: one MariaDB instance per service", fact, p.MySQLMultiMinGiB)
+	}
+	return MySQLSingle, fmt.Sprintf("%s < %d GiB: one MariaDB instance for all services", fact, p.MySQLMultiMinGiB)
 }
 
 func memorySourceText(m Memory) string {

@@ -20,6 +20,10 @@ func ghwOpts(ctx context.Context, src Source) []any {
 	return []any{ctx, ghw.WithChroot(src.Root()), ghw.WithDisableTools(), ghw.WithDisableWarnings()}
 }
 
+// ReadMemory reads installed and usable RAM alone, without a whole probe
+// (cloudd sizes and decides with it).
+func ReadMemory(ctx context.Context, src Source) (Memory, error) { return readMemory(ctx, src) }
+
 // readMemory reads installed and usable RAM.
 func readMemory(ctx context.Context, src Source) (Memory, error) {
 	info, err := ghw.Memory(ghwOpts(ctx, src)...)

@@ -106,7 +106,7 @@ func TestControlMulti(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if dbs.Topology != "multi" || len(dbs.Instances) != 8 || !strings.Contains(dbs.Reason, "≥ 1 GiB") {
+	if dbs.Topology != "multi" || len(dbs.Instances) != 8 || !strings.Contains(dbs.Reason, ">= 1 GiB") {
 		t.Fatalf("multi topology: %+v", dbs)
 	}
 	ports := map[int]bool{}

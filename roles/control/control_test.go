@@ -17,21 +17,6 @@ func manifest(t *testing.T) *manifests.Manifest {
 	return m
 }
 
-func TestDecideTopology(t *testing.T) {
-	m := manifest(t)
-	cases := map[int]string{8: Single, 31: Single, 32: Multi, 64: Multi}
-	for gib, want := range cases {
-		got, why := DecideTopology(gib, m)
-		if got != want || !strings.Contains(why, "GiB installed") {
-			t.Errorf("%d GiB: %s (%s), want %s", gib, got, why, want)
-		}
-	}
-	m.MySQL.MultiThresholdGiB = 16
-	if got, _ := DecideTopology(24, m); got != Multi {
-		t.Errorf("threshold from the manifest ignored: %s", got)
-	}
-}
-
 func TestLayout(t *testing.T) {
 	m := manifest(t)
 	single, err := Layout(Single, m, 16)

@@ -62,16 +62,6 @@ func Layout(topology string, m *manifests.Manifest, installedGiB int) ([]Instanc
 	}
 }
 
-// DecideTopology applies the rule: multi at or above the manifest's threshold
-// of installed RAM (rounded to the nearest GiB). It returns the reason as a sentence.
-func DecideTopology(installedGiB int, m *manifests.Manifest) (string, string) {
-	t := m.MySQL.MultiThresholdGiB
-	if installedGiB >= t {
-		return Multi, fmt.Sprintf("%d GiB installed ≥ %d GiB → one MySQL per service", installedGiB, t)
-	}
-	return Single, fmt.Sprintf("%d GiB installed < %d GiB → one MySQL for all services", installedGiB, t)
-}
-
 // ServiceInstance maps each service to its instance.
 func ServiceInstance(insts []Instance) map[string]Instance {
 	out := map[string]Instance{}
