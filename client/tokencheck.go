@@ -76,24 +76,7 @@ func explainCheck(r api.TokenCheckResult, jt api.JoinToken) error {
 
 func checkAt(ctx context.Context, addr string, jt api.JoinToken, name string) (api.TokenCheckResult, error) {
 	var res api.TokenCheckResult
-	mismatch := false
-	tr := &http.Transport{TLSClientConfig: &tls.Config{
-		InsecureSkipVerify: true, // the certificate is pinned below, by fingerprint
-		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-			if len(raw) == 0 {
-				return fmt.Errorf("no certificate")
-			}
-			cert, err := x509.ParseCertificate(raw[0])
-			if err != nil {
-				return fmt.Errorf("parse certificate: %w", err)
-			}
-			if shared.CertFingerprint(cert) != jt.Fingerprint {
-				mismatch = true
-				return ErrForeignCluster
-			}
-			return nil
-		},
-	}}
+	tr := &http.Transport{TLSClientConfig: PinnedTLS(jt.Fingerprint)}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	body, err := json.Marshal(api.TokenCheck{Name: name, Secret: jt.Secret})
@@ -106,7 +89,7 @@ func checkAt(ctx context.Context, addr string, jt api.JoinToken, name string) (a
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := hc.Do(req)
-	if mismatch {
+	if errors.Is(err, ErrForeignCluster) {
 		return res, ErrForeignCluster
 	}
 	if err != nil {
@@ -128,4 +111,28 @@ func checkAt(ctx context.Context, addr string, jt api.JoinToken, name string) (a
 		return res, fmt.Errorf("unreadable answer: %w", err)
 	}
 	return res, nil
+}
+
+// PinnedTLS is a TLS client configuration that accepts only a server whose
+// certificate has the given SHA-256 fingerprint (cluster certificates are
+// self-signed: the fingerprint is the trust), presenting certs if any. A
+// mismatch fails the handshake with ErrForeignCluster.
+func PinnedTLS(fingerprint string, certs ...tls.Certificate) *tls.Config {
+	return &tls.Config{
+		Certificates:       certs,
+		InsecureSkipVerify: true, // replaced by the pin below
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) == 0 {
+				return fmt.Errorf("no certificate")
+			}
+			cert, err := x509.ParseCertificate(raw[0])
+			if err != nil {
+				return fmt.Errorf("parse certificate: %w", err)
+			}
+			if shared.CertFingerprint(cert) != fingerprint {
+				return ErrForeignCluster
+			}
+			return nil
+		},
+	}
 }

@@ -135,15 +135,6 @@ func (d *Daemon) databases(ctx context.Context, s *state.State) (api.Databases, 
 	return out, v, nil
 }
 
-func contains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 func (d *Daemon) handleDatabases(s *state.State, r *http.Request) response.Response {
 	ctx, cancel := reqCtx(s, r)
 	defer cancel()

@@ -2,8 +2,6 @@ package daemon
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"database/sql"
 	"encoding/json"
 	"fmt"
@@ -12,11 +10,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/canonical/lxd/shared"
 	"github.com/canonical/microcluster/cluster"
 	"github.com/canonical/microcluster/state"
 
 	"github.com/cloudctl/cloudctl/api"
+	"github.com/cloudctl/cloudctl/client"
 	"github.com/cloudctl/cloudctl/roles"
 )
 
@@ -194,24 +192,7 @@ func peerClient(s *state.State, timeout time.Duration) (*http.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	kp := s.ServerCert().KeyPair()
-	tr := &http.Transport{TLSClientConfig: &tls.Config{
-		Certificates:       []tls.Certificate{kp},
-		InsecureSkipVerify: true, // verified below against the pinned cluster certificate
-		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-			if len(raw) == 0 {
-				return fmt.Errorf("no certificate")
-			}
-			cert, err := x509.ParseCertificate(raw[0])
-			if err != nil {
-				return fmt.Errorf("parse certificate: %w", err)
-			}
-			if shared.CertFingerprint(cert) != fp {
-				return fmt.Errorf("certificate is not this cluster's")
-			}
-			return nil
-		},
-	}}
+	tr := &http.Transport{TLSClientConfig: client.PinnedTLS(fp, s.ServerCert().KeyPair())}
 	return &http.Client{Transport: tr, Timeout: timeout}, nil
 }
 

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"slices"
 	"sort"
 	"time"
 
@@ -138,13 +139,13 @@ func Decide(v ClusterView, node string) (Desired, error) {
 		des.Peers = append(des.Peers, Peer{Name: p, IP: ip[p]})
 	}
 	des.Seed = v.DBHost
-	if !contains(peers, des.Seed) {
+	if !slices.Contains(peers, des.Seed) {
 		des.Seed = peers[0]
 	}
 	// Only a peer answering now counts: database rows of a node that just
 	// died still say Primary for a while.
 	for peer, insts := range v.Live {
-		if peer == node || !contains(peers, peer) {
+		if peer == node || !slices.Contains(peers, peer) {
 			continue
 		}
 		for inst, ws := range insts {
@@ -154,13 +155,4 @@ func Decide(v ClusterView, node string) (Desired, error) {
 		}
 	}
 	return des, nil
-}
-
-func contains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
