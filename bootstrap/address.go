@@ -5,20 +5,12 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"regexp"
 	"strings"
 
 	"github.com/cloudctl/cloudctl/api"
 )
 
-var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-
-func validName(name string) error {
-	if !nameRE.MatchString(name) {
-		return fmt.Errorf("invalid node name %q: use 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit", name)
-	}
-	return nil
-}
+func validName(name string) error { return api.ValidNodeName(name) }
 
 // DefaultName is the node name used when none is given: the short hostname, lowercased.
 func DefaultName() string {

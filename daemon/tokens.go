@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"regexp"
 	"sort"
 	"time"
 
@@ -21,16 +20,6 @@ import (
 
 // tokenHistory is how long used, revoked and expired tokens are remembered.
 const tokenHistory = 7 * 24 * time.Hour
-
-var nodeNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-
-// ValidNodeName checks a node name: a lowercase DNS label.
-func ValidNodeName(name string) error {
-	if !nodeNameRE.MatchString(name) {
-		return fmt.Errorf("invalid node name %q: use 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit", name)
-	}
-	return nil
-}
 
 // clusterFingerprint is the SHA-256 fingerprint of the cluster certificate,
 // the one a joiner pins.
@@ -49,7 +38,7 @@ func clusterName(ctx context.Context, tx *sql.Tx) (string, error) {
 // issueToken creates microcluster's token record and cloudd's metadata in one
 // transaction, and returns the cloudctl token string.
 func (d *Daemon) issueToken(ctx context.Context, s *state.State, req api.TokenRequest) (api.Token, error) {
-	if err := ValidNodeName(req.Name); err != nil {
+	if err := api.ValidNodeName(req.Name); err != nil {
 		return api.Token{}, lxdapi.StatusErrorf(http.StatusBadRequest, "%v", err)
 	}
 	ttl := time.Duration(req.TTLSeconds) * time.Second
