@@ -112,31 +112,13 @@ func (l LiveFacts) Facts(ctx context.Context) (Facts, error) {
 	return f, nil
 }
 
-// PolicyFromManifest turns the manifest's thresholds into the probe's
-// policy. The storage minimum of eligible disks is not given to the probe:
-// a storage node without OSD disks is a warning of the plan (see Check),
-// not a refusal of the role.
+// PolicyFromManifest is the manifest's probe policy without the storage
+// disk minimum: a plan checks the disks it chose itself.
 func PolicyFromManifest(m *manifests.Manifest) hwprobe.Policy {
-	p := hwprobe.Policy{
-		MySQLMultiMinGiB: m.MySQL.MultiThresholdGiB,
-		MinOSDDiskBytes:  uint64(max(m.Storage.MinOSDDiskBytes, 0)),
-		Roles:            map[roles.Role]hwprobe.RoleMinimums{},
-	}
-	rm := m.RoleMinimums
-	p.Roles[roles.Control] = hwprobe.RoleMinimums{MinCores: rm.Control.Cores, MinRAMGiB: rm.Control.RAMGiB, RecommendedRAMGiB: rm.Control.RecommendedRAMGiB}
-	c := hwprobe.RoleMinimums{MinCores: rm.Compute.Cores, MinRAMGiB: rm.Compute.RAMGiB, RecommendedRAMGiB: rm.Compute.RecommendedRAMGiB}
-	switch rm.Compute.KVM {
-	case manifests.KVMRequire:
-		// A machine whose KVM cannot be verified (a snapshot) is not refused.
-		c.KVMMissing, c.KVMUnknown = hwprobe.LevelError, hwprobe.LevelWarn
-	case manifests.KVMWarn, "":
-		c.KVMMissing = hwprobe.LevelWarn
-	}
-	p.Roles[roles.Compute] = c
-	p.Roles[roles.Storage] = hwprobe.RoleMinimums{MinCores: rm.Storage.Cores, MinRAMGiB: rm.Storage.RAMGiB, RecommendedRAMGiB: rm.Storage.RecommendedRAMGiB}
-	if p.MySQLMultiMinGiB <= 0 {
-		p.MySQLMultiMinGiB = hwprobe.DefaultPolicy().MySQLMultiMinGiB
-	}
+	p := m.ProbePolicy()
+	st := p.Roles[roles.Storage]
+	st.MinOSDDisks = 0
+	p.Roles[roles.Storage] = st
 	return p
 }
 
