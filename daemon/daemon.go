@@ -19,7 +19,7 @@ import (
 	"github.com/cloudctl/cloudctl/api"
 	"github.com/cloudctl/cloudctl/hwprobe"
 	"github.com/cloudctl/cloudctl/roles/control"
-	"github.com/cloudctl/cloudctl/services"
+	"github.com/cloudctl/cloudctl/supervisor"
 )
 
 // Config is how cloudd is started.
@@ -49,7 +49,7 @@ type Daemon struct {
 	mu    sync.Mutex
 	state *state.State
 
-	sup *services.Supervisor
+	sup *supervisor.Supervisor
 	// controlMu serialises convergence and stopping of the control role.
 	controlMu   sync.Mutex
 	control     *control.Driver
@@ -78,7 +78,7 @@ func New(cfg Config) (*Daemon, error) {
 	if cfg.ControlInterval <= 0 {
 		cfg.ControlInterval = 2 * time.Second
 	}
-	return &Daemon{cfg: cfg, log: cfg.Log, sup: services.New(nil, cfg.Log), kick: make(chan struct{}, 1)}, nil
+	return &Daemon{cfg: cfg, log: cfg.Log, sup: supervisor.New(nil, cfg.Log), kick: make(chan struct{}, 1)}, nil
 }
 
 // Run starts the daemon and blocks until ctx ends or the daemon stops.

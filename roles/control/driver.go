@@ -20,7 +20,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/cloudctl/cloudctl/manifests"
-	"github.com/cloudctl/cloudctl/services"
+	"github.com/cloudctl/cloudctl/supervisor"
 )
 
 // AdminUser is the MariaDB account cloudd provisions with (localhost only).
@@ -109,7 +109,7 @@ type Driver struct {
 	Node     string
 	IP       string
 	Manifest *manifests.Manifest
-	Sup      *services.Supervisor
+	Sup      *supervisor.Supervisor
 	Cmd      Commands
 	Log      *slog.Logger
 
@@ -129,7 +129,7 @@ const (
 )
 
 // NewDriver prepares a driver; nothing starts until Converge.
-func NewDriver(dir, node, ip string, m *manifests.Manifest, sup *services.Supervisor, log *slog.Logger) *Driver {
+func NewDriver(dir, node, ip string, m *manifests.Manifest, sup *supervisor.Supervisor, log *slog.Logger) *Driver {
 	return &Driver{Dir: dir, Node: node, IP: ip, Manifest: m, Sup: sup, Cmd: ExecCommands{}, Log: log,
 		provisioned: map[string]bool{}, lastStart: map[string]time.Time{}, failures: map[string]int{}, started: map[string]startMode{}}
 }
@@ -338,12 +338,12 @@ func (d *Driver) start(in Instance, p paths, mode startMode, fresh bool, adminPa
 	d.started[name] = mode
 	delete(d.provisioned, name)
 	d.mu.Unlock()
-	if found, err := services.StopStray(p.pid, "--defaults-file="+p.cnf, time.Minute); err != nil {
+	if found, err := supervisor.StopStray(p.pid, "--defaults-file="+p.cnf, time.Minute); err != nil {
 		return fmt.Errorf("%s: %w", in.Name, err)
 	} else if found {
 		d.Log.Warn("control: stopped a MariaDB left running by an earlier cloudd", "instance", in.Name)
 	}
-	spec := services.Spec{Name: name, Path: d.bin("mariadbd"), Args: args, LogPath: filepath.Join(p.dir, "mariadbd.out"), OneShot: mode != modeStandalone}
+	spec := supervisor.Spec{Name: name, Path: d.bin("mariadbd"), Args: args, LogPath: filepath.Join(p.dir, "mariadbd.out"), OneShot: mode != modeStandalone}
 	d.Log.Info("control: starting MariaDB", "instance", in.Name, "port", in.Port, "mode", map[startMode]string{modeStandalone: "standalone", modeNewCluster: "new Galera cluster", modeJoin: "join Galera"}[mode])
 	if err := d.Sup.Start(spec); err != nil {
 		return fmt.Errorf("start %s: %w", in.Name, err)

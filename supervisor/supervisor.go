@@ -1,7 +1,7 @@
-// Package services supervises the child processes cloudd runs for a node's
+// Package supervisor supervises the child processes cloudd runs for a node's
 // roles (mariadbd today; ceph and lxd daemons later): it starts them, restarts
 // them with backoff when they exit, stops them, and reports their state.
-package services
+package supervisor
 
 import (
 	"context"
