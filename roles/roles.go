@@ -1,5 +1,6 @@
-// Package roles names the roles a node can take (control, compute, storage),
-// validates them, and holds the registry of role drivers that converge a node.
+// Package roles names the roles a node can take (control, compute, storage)
+// and parses and validates lists of them. The driver interface the roles
+// implement is in roles/driver; each role's driver is its own package below.
 package roles
 
 import (

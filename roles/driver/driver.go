@@ -1,0 +1,232 @@
+// Package driver is the seam between cloudd and the roles: the Driver
+// interface every role implements (control, storage, compute, the floating
+// endpoint), the Env a driver converges against, and the small types they
+// share (steps, guards, ports, endpoints). It knows no role's internals.
+package driver
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/cloudctl/cloudctl/api"
+	"github.com/cloudctl/cloudctl/manifests"
+	"github.com/cloudctl/cloudctl/roles"
+	"github.com/cloudctl/cloudctl/supervisor"
+)
+
+// Driver is one role's runtime side, as cloudd sees it. The daemon knows this
+// interface and nothing of what a role runs (MariaDB, Ceph, LXD, keepalived).
+//
+// The daemon's reconcile loop builds one Env per round from the cluster
+// database and, for every driver in the order cmd/cloudd lists them, calls
+// Converge when AppliesTo says the local node takes part, or Stop when it
+// took part before and no longer does. Membership hooks, role and plan
+// changes kick the loop; between kicks it runs again after the delay the
+// drivers ask for (Result.Again), so a cluster at rest stays quiet.
+type Driver interface {
+	// Name is the driver's and its status layer's name ("control", "storage").
+	Name() string
+	// AppliesTo reports whether node n takes part in this role, given the
+	// cluster state in env (its roles, the plan).
+	AppliesTo(env *Env, n Node) bool
+	// Schema returns the driver's schema updates, in order. Tables are named
+	// after the role. Updates are appended after the daemon's own and after
+	// the drivers listed before this one: never reorder or remove one.
+	Schema() []SchemaUpdate
+	// Endpoints are the driver's API endpoints under /1.0/.
+	Endpoints() []Endpoint
+	// Converge moves this node toward the state env describes. It must be
+	// idempotent and return promptly when ctx ends. step reports progress.
+	Converge(ctx context.Context, env *Env, step func(Step)) (Result, error)
+	// Status returns the driver's layer of the cluster status. It only reads:
+	// no row, file or credential is created on this path.
+	Status(ctx context.Context, env *Env) api.Layer
+	// Guard is asked before a change takes a node or a role away. A non-nil
+	// error says what would be lost; the daemon refuses the change unless it
+	// is forced and the error is not an Unforceable one.
+	Guard(ctx context.Context, env *Env, ch Change) error
+	// Ports are the ports node n needs for this role, for preflight checks and
+	// the firewall documentation.
+	Ports(env *Env, n Node) []Port
+	// Stop stops everything the driver runs on this node (the node left the
+	// role, is being removed, or cloudd stops). It must be idempotent.
+	Stop(ctx context.Context) error
+}
+
+// SchemaUpdate is one step of the cluster database schema.
+type SchemaUpdate func(ctx context.Context, tx *sql.Tx) error
+
+// Result is what a round of Converge asks of the loop.
+type Result struct {
+	// Again asks for another round after this delay even without a kick;
+	// zero means the driver is settled and waits for the next kick.
+	Again time.Duration
+}
+
+// Step is one progress report of Converge.
+type Step struct {
+	// Name says what is being done ("start MariaDB mysql").
+	Name string `json:"name"`
+	// State is "running", "done", "waiting" or "failed".
+	State string `json:"state"`
+	// Detail is optional context ("waiting for node1 to form the cluster").
+	Detail string `json:"detail,omitempty"`
+}
+
+// ChangeKind is what a guarded change does.
+type ChangeKind string
+
+// Guarded changes.
+const (
+	// RemoveNode takes a node out of the cluster.
+	RemoveNode ChangeKind = "remove-node"
+	// RemoveRole drops one role from a node.
+	RemoveRole ChangeKind = "remove-role"
+)
+
+// Change is a change the daemon asks the drivers' guards about.
+type Change struct {
+	Kind ChangeKind
+	Node string
+	// Role is the role being dropped (RemoveRole only).
+	Role roles.Role
+	// Force is set when the user asked to go ahead anyway.
+	Force bool
+}
+
+// Unforceable marks a guard's refusal that --force does not override.
+type Unforceable struct{ Err error }
+
+func (u Unforceable) Error() string { return u.Err.Error() }
+func (u Unforceable) Unwrap() error { return u.Err }
+
+// Port is one port a role needs on a node.
+type Port struct {
+	Number int `json:"port"`
+	// Proto is "tcp", "udp" or "vrrp" (IP protocol 112).
+	Proto string `json:"proto"`
+	// Purpose says what it is for ("Galera replication of mysql").
+	Purpose string `json:"purpose"`
+	// Peers is true when other members connect to it (not only clients).
+	Peers bool `json:"peers"`
+}
+
+// Node is one cluster member as the drivers see it.
+type Node struct {
+	Name string
+	// Address is cloudd's cluster address (host:port); IP is its host part.
+	Address  string
+	IP       string
+	Roles    []roles.Role
+	JoinedAt time.Time
+	// Disks are the disks the node's plan gives to storage.
+	Disks []api.DiskChoice
+}
+
+// Has reports whether the node has role r.
+func (n Node) Has(r roles.Role) bool { return roles.Has(n.Roles, r) }
+
+// Env is the cluster as one reconcile round (or one status request) sees it:
+// read once from the cluster database, plus what the daemon lends a driver.
+type Env struct {
+	// Local is this node; Nodes are every member, Local among them.
+	Local Node
+	Nodes []Node
+	// Manifest is the cluster's effective manifest; Plan the stored plan.
+	Manifest *manifests.Manifest
+	Plan     api.Plan
+	// InstalledGiB is this machine's installed RAM (sizes buffers).
+	InstalledGiB int
+	// Dir is the driver's own directory below the state directory.
+	Dir string
+	// Sup supervises the driver's child processes.
+	Sup *supervisor.Supervisor
+	Log *slog.Logger
+	// DB is the cluster database; Peers reaches other members' cloudd.
+	DB    DB
+	Peers Peers
+	Now   func() time.Time
+}
+
+// Node returns the member called name.
+func (e *Env) Node(name string) (Node, bool) {
+	for _, n := range e.Nodes {
+		if n.Name == name {
+			return n, true
+		}
+	}
+	return Node{}, false
+}
+
+// WithRole returns the members that have role r, oldest first.
+func (e *Env) WithRole(r roles.Role) []Node {
+	var out []Node
+	for _, n := range e.Nodes {
+		if n.Has(r) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// DB is the cluster database.
+type DB interface {
+	Transaction(ctx context.Context, f func(ctx context.Context, tx *sql.Tx) error) error
+}
+
+// Peers calls other members' cloudd over the cluster's mutual TLS.
+type Peers interface {
+	// Get fetches https://<member>/1.0/<path> from the member called node and
+	// decodes its metadata into out.
+	Get(ctx context.Context, node, path string, out any) error
+}
+
+// Endpoint is one API endpoint of a driver, served under /1.0/<Path>.
+type Endpoint struct {
+	// Path may hold {name}-style variables.
+	Path    string
+	Method  string
+	Handler func(ctx context.Context, env *Env, req Request) (any, error)
+	// LocalOnly endpoints answer only on the root-only local control socket.
+	LocalOnly bool
+}
+
+// Request is what a driver's endpoint gets of an HTTP request.
+type Request struct {
+	Vars  map[string]string
+	Query url.Values
+	// Body is limited in size by the daemon.
+	Body io.Reader
+	// Local is true on the local control socket.
+	Local bool
+}
+
+// HTTPError is an endpoint error with its HTTP status.
+type HTTPError struct {
+	Code int
+	Err  error
+}
+
+func (e HTTPError) Error() string { return e.Err.Error() }
+func (e HTTPError) Unwrap() error { return e.Err }
+
+// Errorf makes an HTTPError.
+func Errorf(code int, format string, args ...any) error {
+	return HTTPError{Code: code, Err: fmt.Errorf(format, args...)}
+}
+
+// StatusCode is err's HTTP status (500 when it carries none).
+func StatusCode(err error) int {
+	var he HTTPError
+	if errors.As(err, &he) {
+		return he.Code
+	}
+	return http.StatusInternalServerError
+}
