@@ -153,6 +153,9 @@ type Env struct {
 	DB    DB
 	Peers Peers
 	Now   func() time.Time
+	// Frontends are what the drivers implementing Frontender offer, for the
+	// floating endpoint.
+	Frontends []Frontend
 }
 
 // Node returns the member called name.
@@ -229,4 +232,31 @@ func StatusCode(err error) int {
 		return he.Code
 	}
 	return http.StatusInternalServerError
+}
+
+// Frontender is implemented by drivers whose services the floating endpoint
+// puts behind the cluster's floating address (the control databases, the
+// cluster API, LXD's API). The daemon collects them into Env.Frontends.
+type Frontender interface {
+	Frontends(env *Env) []Frontend
+}
+
+// Frontend is one service the floating endpoint forwards.
+type Frontend struct {
+	// Name is unique in the cluster ("mysql", "cloudd", "lxd").
+	Name string `json:"name"`
+	// Port is where clients connect on the floating address.
+	Port int `json:"port"`
+	// Backends are the members serving it, in preference order.
+	Backends []Backend `json:"backends"`
+	// OneActive sends every connection to the first healthy backend only
+	// (a Galera writer); otherwise connections are balanced.
+	OneActive bool `json:"one_active"`
+}
+
+// Backend is one member serving a Frontend.
+type Backend struct {
+	Node string `json:"node"`
+	// Addr is ip:port on the member.
+	Addr string `json:"addr"`
 }
