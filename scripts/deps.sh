@@ -11,6 +11,7 @@ PKGS=(
   mariadb-server mariadb-client galera-4 rsync
   ceph udev lxd keepalived socat e2fsprogs lvm2 xfsprogs gdisk parted
   cryptsetup-bin mount gpg
+  busybox-static dnsmasq-base lxd-client
 )
 
 missing=()
