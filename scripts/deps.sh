@@ -9,7 +9,7 @@ PKGS=(
   libdqlite-dev libraft-dev libsqlite3-dev librados-dev librbd-dev
   iproute2 nftables procps util-linux tmux
   mariadb-server mariadb-client galera-4 rsync
-  ceph udev lxd keepalived socat e2fsprogs lvm2 xfsprogs gdisk parted
+  ceph udev lxd keepalived haproxy socat e2fsprogs lvm2 xfsprogs gdisk parted
   cryptsetup-bin mount gpg
   busybox-static dnsmasq-base lxd-client
 )
