@@ -1,0 +1,177 @@
+// Package endpoint is the floating endpoint role: one address in front of the
+// control plane, held by one healthy control node at a time. On every control
+// node cloudd runs keepalived (VRRP with unicast peers; a health check makes a
+// node whose cloudd or control databases are unhealthy give the address up)
+// and HAProxy bound to the floating address (one frontend per service the
+// other drivers offer; a Galera writer gets one backend at a time). The
+// driver decides what this node runs (Decide), renders the configuration,
+// converges the processes, judges local health and reports the layer.
+package endpoint
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+
+	"github.com/cloudctl/cloudctl/roles"
+	"github.com/cloudctl/cloudctl/roles/driver"
+)
+
+// VRRP priorities: the oldest control node gets MaxPriority, each younger
+// one Step less, never below MinPriority (keepalived breaks ties by address).
+const (
+	MaxPriority  = 200
+	PriorityStep = 10
+	MinPriority  = 10
+)
+
+// Candidate is a control node that may hold the floating address.
+type Candidate struct {
+	Name     string `json:"name"`
+	IP       string `json:"ip"`
+	Priority int    `json:"priority"`
+}
+
+// Desired is what this node should run for the floating endpoint.
+type Desired struct {
+	// Active is false when nothing runs here; Reason says why.
+	Active bool
+	Reason string
+	// VIP is the floating address with its prefix length.
+	VIP netip.Prefix
+	// Interface carries this node's own address; the VIP goes on it.
+	Interface string
+	RouterID  int
+	// Self is this node as a candidate; Peers are the other candidates' IPs.
+	Self       Candidate
+	Peers      []string
+	Candidates []Candidate
+	Frontends  []driver.Frontend
+}
+
+// InterfaceLookup finds the interface holding ip and that address's network.
+type InterfaceLookup func(ip netip.Addr) (name string, network netip.Prefix, err error)
+
+// ParseAddress reads the plan's floating address: a bare IPv4 address
+// ("10.0.0.100") or one with a prefix length ("10.0.0.100/24"). bits is -1
+// when no prefix length was given.
+func ParseAddress(s string) (addr netip.Addr, bits int, err error) {
+	s = strings.TrimSpace(s)
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Addr{}, 0, fmt.Errorf("floating address %q is not an address with a prefix length; write it as 10.0.0.100/24 or 10.0.0.100", s)
+		}
+		addr, bits = p.Addr(), p.Bits()
+	} else {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return netip.Addr{}, 0, fmt.Errorf("floating address %q is not an IP address; write it as 10.0.0.100/24 or 10.0.0.100", s)
+		}
+		addr, bits = a, -1
+	}
+	if !addr.Is4() {
+		return netip.Addr{}, 0, fmt.Errorf("floating address %q: only IPv4 floating addresses are supported; choose a free IPv4 address on the control nodes' network", s)
+	}
+	if addr.IsUnspecified() || addr.IsLoopback() || addr.IsMulticast() {
+		return netip.Addr{}, 0, fmt.Errorf("floating address %q cannot be used (unspecified, loopback or multicast); choose a free address on the control nodes' network", s)
+	}
+	return addr, bits, nil
+}
+
+// Candidates are the control nodes, oldest first, with their priorities.
+func Candidates(env *driver.Env) []Candidate {
+	var out []Candidate
+	for i, n := range env.WithRole(roles.Control) {
+		out = append(out, Candidate{Name: n.Name, IP: n.IP, Priority: max(MaxPriority-PriorityStep*i, MinPriority)})
+	}
+	return out
+}
+
+// Applies reports whether node n runs the floating endpoint: it is a control
+// node, the plan has a floating address and two or more control nodes exist.
+func Applies(env *driver.Env, n driver.Node) bool {
+	if env.Plan.FloatingAddress == "" || !n.Has(roles.Control) {
+		return false
+	}
+	if _, _, err := ParseAddress(env.Plan.FloatingAddress); err != nil {
+		return false
+	}
+	return len(env.WithRole(roles.Control)) >= 2
+}
+
+// Decide works out what this node runs. An error means the plan cannot be
+// applied here (a bad address, or no interface carries this node's address).
+func Decide(env *driver.Env, lookup InterfaceLookup) (Desired, error) {
+	des := Desired{Candidates: Candidates(env)}
+	switch {
+	case env.Plan.FloatingAddress == "":
+		des.Reason = "the plan has no floating address"
+		return des, nil
+	case !env.Local.Has(roles.Control):
+		des.Reason = "this node has no control role"
+		return des, nil
+	case len(des.Candidates) < 2:
+		des.Reason = "one control node: the floating address is not highly available; clients use the node's own address"
+		return des, nil
+	}
+	addr, bits, err := ParseAddress(env.Plan.FloatingAddress)
+	if err != nil {
+		return des, err
+	}
+	for _, c := range des.Candidates {
+		if c.IP == addr.String() {
+			return des, fmt.Errorf("floating address %s is the own address of %s; choose a free address on the control nodes' network", addr, c.Name)
+		}
+		if c.Name == env.Local.Name {
+			des.Self = c
+		} else {
+			des.Peers = append(des.Peers, c.IP)
+		}
+	}
+	sort.Strings(des.Peers)
+	self, err := netip.ParseAddr(env.Local.IP)
+	if err != nil {
+		return des, fmt.Errorf("this node's address %q is not an IP address: %w", env.Local.IP, err)
+	}
+	iface, network, err := lookup(self)
+	if err != nil {
+		return des, fmt.Errorf("find the interface of %s: %w", self, err)
+	}
+	if bits < 0 {
+		bits = 32
+		if network.Contains(addr) {
+			bits = network.Bits()
+		}
+	}
+	des.VIP = netip.PrefixFrom(addr, bits)
+	des.Interface = iface
+	des.RouterID = 51
+	if env.Manifest != nil && env.Manifest.VRRP.RouterID > 0 {
+		des.RouterID = env.Manifest.VRRP.RouterID
+	}
+	des.Frontends = sortedFrontends(env.Frontends)
+	des.Active = true
+	return des, nil
+}
+
+func sortedFrontends(fs []driver.Frontend) []driver.Frontend {
+	out := append([]driver.Frontend(nil), fs...)
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// LocalBackends are the backends of fs that run on node: what the health
+// check probes.
+func LocalBackends(fs []driver.Frontend, node string) []Probe {
+	var out []Probe
+	for _, f := range fs {
+		for _, b := range f.Backends {
+			if b.Node == node {
+				out = append(out, Probe{Frontend: f.Name, Addr: b.Addr})
+			}
+		}
+	}
+	return out
+}

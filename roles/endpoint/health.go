@@ -1,0 +1,211 @@
+package endpoint
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cloudctl/cloudctl/roles/driver"
+)
+
+// HealthEvery is how often the health loop judges this node.
+const HealthEvery = time.Second
+
+// Probe is one local backend the health check connects to.
+type Probe struct {
+	Frontend string `json:"frontend"`
+	Addr     string `json:"addr"`
+}
+
+// ProbeResult is one probe's outcome (Err nil: it answered).
+type ProbeResult struct {
+	Probe
+	Err error
+}
+
+// Observation is what one round of checks saw on this node.
+type Observation struct {
+	// DB is the outcome of a read of the cluster database (cloudd's own
+	// health: a member cut off from the database majority fails it).
+	DB error
+	// HAProxyNeeded is true when there are frontends to forward.
+	HAProxyNeeded, HAProxyRunning bool
+	// Backends are this node's own backends (its control databases, its
+	// cloudd API).
+	Backends []ProbeResult
+}
+
+// Verdict is the health check's judgement of this node.
+type Verdict struct {
+	Healthy bool      `json:"healthy"`
+	Reasons []string  `json:"reasons,omitempty"`
+	At      time.Time `json:"at"`
+}
+
+// Judge turns an observation into a verdict: healthy only when the cluster
+// database answers, HAProxy runs (when there is something to forward) and
+// every backend on this node answers.
+func Judge(o Observation, now time.Time) Verdict {
+	v := Verdict{At: now}
+	if o.DB != nil {
+		v.Reasons = append(v.Reasons, "cluster database: "+o.DB.Error())
+	}
+	if o.HAProxyNeeded && !o.HAProxyRunning {
+		v.Reasons = append(v.Reasons, "haproxy is not running")
+	}
+	for _, r := range o.Backends {
+		if r.Err != nil {
+			v.Reasons = append(v.Reasons, fmt.Sprintf("%s backend %s: %v", r.Frontend, r.Addr, r.Err))
+		}
+	}
+	v.Healthy = len(v.Reasons) == 0
+	return v
+}
+
+// Line is the verdict as the check script reads it: "ok", or "fail: ...".
+func (v Verdict) Line() string {
+	if v.Healthy {
+		return "ok\n"
+	}
+	return "fail: " + strings.Join(v.Reasons, "; ") + "\n"
+}
+
+// healthInput is what the loop checks, refreshed by every Converge.
+type healthInput struct {
+	db      driver.DB
+	probes  []Probe
+	haproxy bool
+	verdict string // the verdict file
+}
+
+type healthLoop struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// startHealth starts the health loop unless it runs.
+func (d *Driver) startHealth() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.loop != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &healthLoop{cancel: cancel, done: make(chan struct{})}
+	d.loop = l
+	go func() {
+		defer close(l.done)
+		t := time.NewTicker(HealthEvery)
+		defer t.Stop()
+		for {
+			d.checkOnce(ctx)
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+}
+
+// stopHealth stops the loop and removes the verdict file, so the check fails.
+func (d *Driver) stopHealth() {
+	d.mu.Lock()
+	l := d.loop
+	d.loop = nil
+	in := d.hin
+	d.mu.Unlock()
+	if l != nil {
+		l.cancel()
+		<-l.done
+	}
+	if in.verdict != "" {
+		_ = os.Remove(in.verdict)
+	}
+}
+
+// checkOnce judges this node and rewrites the verdict file.
+func (d *Driver) checkOnce(ctx context.Context) {
+	d.mu.Lock()
+	in := d.hin
+	d.mu.Unlock()
+	if in.verdict == "" {
+		return
+	}
+	o := d.observe(ctx, in)
+	v := Judge(o, time.Now())
+	d.mu.Lock()
+	prev := d.verdict
+	d.verdict = v
+	log := d.log
+	d.mu.Unlock()
+	if prev.Healthy != v.Healthy || prev.At.IsZero() {
+		if v.Healthy {
+			log.Info("endpoint: this node is healthy; it may hold the floating address")
+		} else {
+			log.Warn("endpoint: this node is unhealthy; it gives the floating address up", "reasons", strings.Join(v.Reasons, "; "))
+		}
+	}
+	if err := writeAtomic(in.verdict, v.Line(), 0o644); err != nil {
+		log.Warn("endpoint: cannot write the health verdict", "error", err)
+	}
+}
+
+func (d *Driver) observe(ctx context.Context, in healthInput) Observation {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	o := Observation{HAProxyNeeded: in.haproxy}
+	if in.haproxy {
+		o.HAProxyRunning = d.running(haproxyName)
+	}
+	var wg sync.WaitGroup
+	o.Backends = make([]ProbeResult, len(in.probes))
+	for i, p := range in.probes {
+		wg.Add(1)
+		go func(i int, p Probe) {
+			defer wg.Done()
+			o.Backends[i] = ProbeResult{Probe: p, Err: d.sys.Dial(ctx, p.Addr)}
+		}(i, p)
+	}
+	if in.db == nil {
+		o.DB = fmt.Errorf("not connected")
+	} else {
+		o.DB = in.db.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
+			var one int
+			return tx.QueryRowContext(ctx, "SELECT 1").Scan(&one)
+		})
+	}
+	wg.Wait()
+	sort.SliceStable(o.Backends, func(i, j int) bool { return o.Backends[i].Frontend < o.Backends[j].Frontend })
+	return o
+}
+
+// writeAtomic replaces path with content (a reader never sees half a file).
+func writeAtomic(path, content string, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.WriteString(content); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}

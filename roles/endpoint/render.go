@@ -1,0 +1,179 @@
+package endpoint
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/cloudctl/cloudctl/roles/driver"
+)
+
+// Check timing. keepalived runs the check every CheckInterval seconds; a
+// node gives the address up after CheckFall failures and may take it again
+// after CheckRise successes. The verdict file counts as stale after
+// VerdictMaxAge seconds without a rewrite (cloudd stuck or gone).
+const (
+	CheckInterval = 1
+	CheckFall     = 2
+	CheckRise     = 2
+	VerdictMaxAge = 3
+)
+
+// keepalivedInput is everything keepalived.conf depends on.
+type keepalivedInput struct {
+	Des         Desired
+	CheckScript string
+}
+
+// renderKeepalived writes keepalived's configuration: one VRRP instance with
+// unicast peers (multicast may be filtered, and then every node would become
+// MASTER), all nodes BACKUP with nopreempt, the health check tracked with no
+// weight so that a failing check puts the node in FAULT (it never holds the
+// address). No secret appears in it.
+func renderKeepalived(in keepalivedInput) string {
+	d := in.Des
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	w("# Written by cloudd (floating endpoint); changes are overwritten.")
+	w("global_defs {")
+	w("  router_id cloudctl-%s", d.Self.Name)
+	w("  script_user root")
+	w("  enable_script_security")
+	w("}")
+	w("")
+	w("vrrp_script cloudctl_health {")
+	w("  script \"/bin/sh %s\"", in.CheckScript)
+	w("  interval %d", CheckInterval)
+	w("  timeout %d", CheckInterval+1)
+	w("  fall %d", CheckFall)
+	w("  rise %d", CheckRise)
+	w("  init_fail")
+	w("}")
+	w("")
+	w("vrrp_instance cloudctl {")
+	w("  state BACKUP")
+	w("  nopreempt")
+	w("  interface %s", d.Interface)
+	w("  virtual_router_id %d", d.RouterID)
+	w("  priority %d", d.Self.Priority)
+	w("  advert_int 1")
+	w("  unicast_src_ip %s", d.Self.IP)
+	w("  unicast_peer {")
+	for _, p := range d.Peers {
+		w("    %s", p)
+	}
+	w("  }")
+	w("  virtual_ipaddress {")
+	w("    %s dev %s", d.VIP, d.Interface)
+	w("  }")
+	w("  track_script {")
+	w("    cloudctl_health")
+	w("  }")
+	w("}")
+	return b.String()
+}
+
+// renderCheckScript writes the script keepalived runs as the health check:
+// it passes when cloudd wrote "ok" into the verdict file within the last
+// VerdictMaxAge seconds. cloudd's health loop rewrites the file every
+// second, so a stopped or stuck cloudd fails the check as surely as a
+// failed database does. No secret is involved.
+func renderCheckScript(verdict string) string {
+	var b strings.Builder
+	b.WriteString("#!/bin/sh\n")
+	b.WriteString("# Written by cloudd (floating endpoint); changes are overwritten.\n")
+	b.WriteString("# Passes when cloudd judged this node healthy within the last seconds.\n")
+	fmt.Fprintf(&b, "f='%s'\n", verdict)
+	b.WriteString("read -r v 2>/dev/null <\"$f\" || exit 1\n")
+	b.WriteString("[ \"$v\" = ok ] || exit 1\n")
+	b.WriteString("m=$(stat -c %Y \"$f\") || exit 1\n")
+	b.WriteString("now=$(date +%s)\n")
+	fmt.Fprintf(&b, "[ $((now - m)) -le %d ]\n", VerdictMaxAge)
+	return b.String()
+}
+
+// haproxyInput is everything haproxy.cfg depends on.
+type haproxyInput struct {
+	Des Desired
+	// User and Group drop the workers' privileges when set.
+	User, Group string
+}
+
+var nameRE = regexp.MustCompile(`[^A-Za-z0-9_.-]`)
+
+func cfgName(s string) string { return nameRE.ReplaceAllString(s, "_") }
+
+// renderHAProxy writes HAProxy's configuration: TCP frontends bound on the
+// floating address (every candidate binds it; only the holder receives
+// traffic). A OneActive frontend sends every connection to its first
+// healthy backend; the others are backups, and sessions are cut whenever
+// the active backend changes, so writers never spread over two members.
+func renderHAProxy(in haproxyInput) string {
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	w("# Written by cloudd (floating endpoint); changes are overwritten.")
+	w("global")
+	if in.User != "" {
+		w("  user %s", in.User)
+		w("  group %s", in.Group)
+	}
+	// Connections a reload leaves on the old worker end within this time, so
+	// an old and a new worker never keep writers on two members for long.
+	w("  hard-stop-after 30s")
+	w("")
+	w("defaults")
+	w("  mode tcp")
+	w("  timeout connect 2s")
+	w("  timeout client 1h")
+	w("  timeout server 1h")
+	w("  default-server inter 1s fall 2 rise 2 on-marked-down shutdown-sessions on-marked-up shutdown-backup-sessions")
+	for _, f := range in.Des.Frontends {
+		name := cfgName(f.Name)
+		w("")
+		w("frontend %s", name)
+		w("  bind %s:%d", in.Des.VIP.Addr(), f.Port)
+		w("  default_backend %s", name)
+		w("")
+		w("backend %s", name)
+		if !f.OneActive {
+			w("  balance roundrobin")
+		}
+		for i, be := range f.Backends {
+			line := fmt.Sprintf("  server %s %s check", cfgName(be.Node), be.Addr)
+			if f.OneActive && i > 0 {
+				line += " backup"
+			}
+			w("%s", line)
+		}
+	}
+	return b.String()
+}
+
+// validFrontends checks what the other drivers offer before it reaches
+// HAProxy: unique names and ports, backends with host:port addresses.
+func validFrontends(fs []driver.Frontend) error {
+	names, ports := map[string]bool{}, map[int]string{}
+	for _, f := range fs {
+		n := cfgName(f.Name)
+		if f.Name == "" || names[n] {
+			return fmt.Errorf("frontend %q: empty or duplicate name", f.Name)
+		}
+		names[n] = true
+		if f.Port <= 0 || f.Port > 65535 {
+			return fmt.Errorf("frontend %s: port %d out of range", f.Name, f.Port)
+		}
+		if other, ok := ports[f.Port]; ok {
+			return fmt.Errorf("frontends %s and %s both want port %d", other, f.Name, f.Port)
+		}
+		ports[f.Port] = f.Name
+		if len(f.Backends) == 0 {
+			return fmt.Errorf("frontend %s has no backend", f.Name)
+		}
+		for _, be := range f.Backends {
+			if strings.ContainsAny(be.Addr, " \t\n#") || !strings.Contains(be.Addr, ":") {
+				return fmt.Errorf("frontend %s: backend %s has a bad address %q", f.Name, be.Node, be.Addr)
+			}
+		}
+	}
+	return nil
+}
