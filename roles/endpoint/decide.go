@@ -48,6 +48,10 @@ type Desired struct {
 	Peers      []string
 	Candidates []Candidate
 	Frontends  []driver.Frontend
+	// TLSAddrs are the members' cloudd API addresses: HAProxy checks those
+	// backends with a TLS handshake (a bare connect makes cloudd log a
+	// handshake error every second).
+	TLSAddrs map[string]bool
 }
 
 // InterfaceLookup finds the interface holding ip and that address's network.
@@ -152,6 +156,10 @@ func Decide(env *driver.Env, lookup InterfaceLookup) (Desired, error) {
 		des.RouterID = env.Manifest.VRRP.RouterID
 	}
 	des.Frontends = sortedFrontends(env.Frontends)
+	des.TLSAddrs = map[string]bool{}
+	for _, n := range env.Nodes {
+		des.TLSAddrs[n.Address] = true
+	}
 	des.Active = true
 	return des, nil
 }
@@ -163,12 +171,13 @@ func sortedFrontends(fs []driver.Frontend) []driver.Frontend {
 }
 
 // LocalBackends are the backends of fs that run on node: what the health
-// check probes.
-func LocalBackends(fs []driver.Frontend, node string) []Probe {
+// check probes. self is the node's own cloudd API address: that backend is
+// the prober itself, and the cluster database check already judges it.
+func LocalBackends(fs []driver.Frontend, node, self string) []Probe {
 	var out []Probe
 	for _, f := range fs {
 		for _, b := range f.Backends {
-			if b.Node == node {
+			if b.Node == node && b.Addr != self {
 				out = append(out, Probe{Frontend: f.Name, Addr: b.Addr})
 			}
 		}

@@ -299,7 +299,7 @@ func (d *Driver) Converge(ctx context.Context, env *driver.Env, step func(driver
 		return fail("write the health check", err)
 	}
 	d.mu.Lock()
-	d.hin = healthInput{db: env.DB, probes: LocalBackends(des.Frontends, env.Local.Name), haproxy: len(des.Frontends) > 0, verdict: f.verdict}
+	d.hin = healthInput{db: env.DB, probes: LocalBackends(des.Frontends, env.Local.Name, env.Local.Address), haproxy: len(des.Frontends) > 0, verdict: f.verdict}
 	d.mu.Unlock()
 
 	if err := d.convergeKeepalived(ctx, env, des, f); err != nil {

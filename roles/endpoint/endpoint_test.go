@@ -42,7 +42,9 @@ type fakeSys struct {
 	dialErr  map[string]error
 }
 
-func newFakeSys() *fakeSys { return &fakeSys{addrs: map[netip.Addr]bool{}, dialErr: map[string]error{}} }
+func newFakeSys() *fakeSys {
+	return &fakeSys{addrs: map[netip.Addr]bool{}, dialErr: map[string]error{}}
+}
 
 func (f *fakeSys) InterfaceFor(ip netip.Addr) (string, netip.Prefix, error) {
 	if ip.String() == "10.9.0.99" {
@@ -318,11 +320,14 @@ func TestPrioritiesFloor(t *testing.T) {
 
 func TestLocalBackends(t *testing.T) {
 	fs := []driver.Frontend{mysqlFrontend(1, 2, 3), apiFrontend(2, 3)}
-	got := LocalBackends(fs, "node2")
-	if fmt.Sprint(got) != "[{mysql 10.9.0.2:3306} {cloudd 10.9.0.2:7443}]" {
+	got := LocalBackends(fs, "node2", "10.9.0.2:7443")
+	if fmt.Sprint(got) != "[{mysql 10.9.0.2:3306}]" {
 		t.Fatalf("LocalBackends: %v", got)
 	}
-	if got := LocalBackends(fs, "node1"); len(got) != 1 {
+	if got := LocalBackends(fs, "node2", ""); len(got) != 2 {
+		t.Fatalf("node2 without its own API address: %v", got)
+	}
+	if got := LocalBackends(fs, "node1", "10.9.0.1:7443"); len(got) != 1 {
 		t.Fatalf("node1: %v", got)
 	}
 }

@@ -140,6 +140,9 @@ func renderHAProxy(in haproxyInput) string {
 		}
 		for i, be := range f.Backends {
 			line := fmt.Sprintf("  server %s %s check", cfgName(be.Node), be.Addr)
+			if in.Des.TLSAddrs[be.Addr] {
+				line += " check-ssl verify none"
+			}
 			if f.OneActive && i > 0 {
 				line += " backup"
 			}

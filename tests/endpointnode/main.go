@@ -4,7 +4,9 @@
 // JSON file the test rewrites to change the plan; it is re-read when it
 // changes), until SIGTERM. "serve ADDR NAME" is a stand-in backend: every
 // connection is greeted with NAME. "dial ADDR N" opens N connections at once
-// and prints each greeting (which backend it reached). It lets the driver be tested in
+// and prints each greeting (which backend it reached). "writers DSN N" opens
+// N MySQL connections at once, writes a row on each and prints the Galera
+// member (wsrep_node_name) each one landed on. It lets the driver be tested in
 // namespaces without cloudd's reconcile loop.
 package main
 
@@ -23,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	_ "github.com/go-sql-driver/mysql"
 	_ "github.com/mattn/go-sqlite3"
 
 	"github.com/cloudctl/cloudctl/api"
@@ -76,6 +79,8 @@ func main() {
 		err = serve(os.Args[2], os.Args[3])
 	case "dial":
 		err = dial(os.Args[2], os.Args[3])
+	case "writers":
+		err = writers(os.Args[2], os.Args[3])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -133,6 +138,42 @@ func dial(addr, count string) error {
 			return fmt.Errorf("read greeting: %w", err)
 		}
 		fmt.Print(line)
+	}
+	return nil
+}
+
+func writers(dsn, count string) error {
+	n, err := strconv.Atoi(count)
+	if err != nil {
+		return err
+	}
+	db, err := sql.Open("mysql", dsn+"?timeout=2s&readTimeout=5s&writeTimeout=5s")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := db.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS endpoint_writers (id BIGINT AUTO_INCREMENT PRIMARY KEY, node VARCHAR(64), at DATETIME(6))"); err != nil {
+		return fmt.Errorf("create: %w", err)
+	}
+	// N connections open at the same time: N concurrent writers.
+	conns := make([]*sql.Conn, n)
+	for i := range conns {
+		if conns[i], err = db.Conn(ctx); err != nil {
+			return fmt.Errorf("connection %d: %w", i, err)
+		}
+		defer conns[i].Close()
+	}
+	for i, c := range conns {
+		var node string
+		if err := c.QueryRowContext(ctx, "SELECT @@wsrep_node_name").Scan(&node); err != nil {
+			return fmt.Errorf("connection %d: %w", i, err)
+		}
+		if _, err := c.ExecContext(ctx, "INSERT INTO endpoint_writers (node, at) VALUES (?, NOW(6))", node); err != nil {
+			return fmt.Errorf("connection %d: write: %w", i, err)
+		}
+		fmt.Println(node)
 	}
 	return nil
 }
