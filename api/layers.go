@@ -52,3 +52,13 @@ const (
 	HealthWarning = "warning"
 	HealthError   = "error"
 )
+
+// Layer returns the status layer called name, or nil when it is absent.
+func (s Status) Layer(name string) *Layer {
+	for i := range s.Layers {
+		if s.Layers[i].Name == name {
+			return &s.Layers[i]
+		}
+	}
+	return nil
+}

@@ -11,8 +11,9 @@ type Node struct {
 	Zone    string   `json:"zone,omitempty"`
 	// Status is "online", "offline" or "unknown" (the database could not be read).
 	Status string `json:"status"`
-	// Database is this member's dqlite role: "voter", "stand-by", "spare", or "" when unknown.
-	Database string `json:"database"`
+	// DqliteRole is this member's role in the cluster database (dqlite):
+	// "voter", "stand-by", "spare", "pending", or "" when unknown.
+	DqliteRole string `json:"dqlite_role"`
 	// Leader is true for the dqlite leader.
 	Leader   bool      `json:"leader"`
 	JoinedAt time.Time `json:"joined_at"`
@@ -39,8 +40,9 @@ type Status struct {
 	Local   string `json:"local"`
 	Members []Node `json:"members"`
 	HA      HA     `json:"ha"`
-	// Databases are the control layer's MariaDB instances (empty without a control node).
-	Databases []DBInstance `json:"databases"`
+	// Layers are the cluster database's layer, then one per role present
+	// (control databases, storage, compute, floating endpoint).
+	Layers []Layer `json:"layers"`
 	// Warnings are things a person should look at (offline members, lost voters).
 	Warnings []string `json:"warnings"`
 	Version  string   `json:"version"`
@@ -212,4 +214,27 @@ type DBCredentials struct {
 	Endpoints []string `json:"endpoints"`
 	// DSN is a go-sql-driver/mysql data source name for the first endpoint.
 	DSN string `json:"dsn"`
+}
+
+// DBCheckRequest is the body of POST /1.0/databases/check (local socket
+// only): the services to check, or every one when empty.
+type DBCheckRequest struct {
+	Services []string `json:"services"`
+}
+
+// DBCheck is one service checked at one endpoint: cloudd connected with the
+// service's own credentials and wrote and read back a row.
+type DBCheck struct {
+	Service  string `json:"service"`
+	Endpoint string `json:"endpoint"`
+	Rows     int64  `json:"rows"`
+	TookNS   int64  `json:"took_ns"`
+	// Error is set when the check failed.
+	Error string `json:"error,omitempty"`
+}
+
+// FloatingAddress is the body of PUT /1.0/plan/floating-address: the
+// address to hold ("10.0.0.100" or "10.0.0.100/24"), or "" to remove it.
+type FloatingAddress struct {
+	Address string `json:"address"`
 }

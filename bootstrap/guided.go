@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	controlplan "github.com/cloudctl/cloudctl/roles/control/plan"
 	"net/netip"
 	"strings"
 
@@ -284,7 +285,7 @@ func (g *guide) roles(n *NodeSpec) error {
 // topologyFact is the short fact behind the default topology, for the prompt.
 func topologyFact(f Facts) string {
 	gib, th := f.Hardware.Memory.InstalledGiB, f.Policy.MySQLMultiMinGiB
-	if f.Hardware.Decisions.MySQLTopology == hwprobe.MySQLMulti {
+	if f.Hardware.Decisions.MySQLTopology == controlplan.Multi {
 		return fmt.Sprintf("%d GiB installed, at least %d GiB → one MySQL per service", gib, th)
 	}
 	return fmt.Sprintf("%d GiB installed, below %d GiB → one MySQL for all services", gib, th)
@@ -293,12 +294,12 @@ func topologyFact(f Facts) string {
 func (g *guide) topology() (Topology, error) {
 	def := g.f.Hardware.Decisions.MySQLTopology
 	if def == "" {
-		def = hwprobe.MySQLSingle
+		def = controlplan.Single
 	}
 	v, err := g.ask.Select(Question{ID: "mysql_topology", Message: "MySQL topology (" + topologyFact(g.f) + ")", Default: def,
 		Help: g.f.Hardware.Decisions.MySQLReason + ". It cannot change after bootstrap."},
-		[]Option{{Value: hwprobe.MySQLSingle, Description: "one MariaDB instance for all services"},
-			{Value: hwprobe.MySQLMulti, Description: "one MariaDB instance per service"}})
+		[]Option{{Value: controlplan.Single, Description: "one MariaDB instance for all services"},
+			{Value: controlplan.Multi, Description: "one MariaDB instance per service"}})
 	return Topology(v), err
 }
 

@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	controlplan "github.com/cloudctl/cloudctl/roles/control/plan"
 	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/cloudctl/cloudctl/api"
-	"github.com/cloudctl/cloudctl/hwprobe"
 	"github.com/cloudctl/cloudctl/roles"
 )
 
@@ -410,7 +410,7 @@ func TestProbeSummary(t *testing.T) {
 func ExamplePlanSummary() {
 	f := testFacts()
 	p := Plan{Name: "node1", Address: "10.0.0.1:7443", Roles: []roles.Role{roles.Control, roles.Storage}, Cluster: "cloud",
-		MySQLTopology: hwprobe.MySQLMulti, MySQLTopologyReason: f.Hardware.Decisions.MySQLReason, Disks: []api.DiskChoice{{Path: "/dev/sdb"}}}
+		MySQLTopology: controlplan.Multi, MySQLTopologyReason: f.Hardware.Decisions.MySQLReason, Disks: []api.DiskChoice{{Path: "/dev/sdb"}}}
 	fmt.Println(PlanSummary(p, f, nil, false))
 	// Output:
 	// Plan: node1 bootstraps the new cluster "cloud"

@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	controlplan "github.com/cloudctl/cloudctl/roles/control/plan"
 	"net"
 	"net/netip"
 	"regexp"
@@ -45,16 +46,15 @@ type Plan struct {
 
 	// Cluster names a new cluster (default "cloud").
 	Cluster string `json:"cluster,omitempty" yaml:"cluster,omitempty"`
-	// MySQLTopology is "single" or "multi" (hwprobe.MySQLSingle, MySQLMulti);
+	// MySQLTopology is "single" or "multi" (controlplan.Single, controlplan.Multi);
 	// fixed at bootstrap.
 	MySQLTopology string `json:"mysql_topology,omitempty" yaml:"mysql_topology,omitempty"`
 	// MySQLTopologyReason is the fact behind the topology.
 	MySQLTopologyReason string `json:"mysql_topology_reason,omitempty" yaml:"mysql_topology_reason,omitempty"`
 	// MySQLTopologyAuto means the topology was not chosen (flags, preseed
 	// "auto"): MySQLTopology is what this machine's facts give with the
-	// manifest known here, and cloudd decides it at bootstrap with the
-	// cluster's effective manifest (which a daemon started with --manifest
-	// may set). A chosen topology (wizard, preseed single|multi) is sent as is.
+	// plan's manifest. Either way the decision travels in the plan and cloudd
+	// only validates and stores it.
 	MySQLTopologyAuto bool `json:"mysql_topology_auto,omitempty" yaml:"mysql_topology_auto,omitempty"`
 	// FloatingAddress is the optional VRRP address in front of the control endpoints.
 	FloatingAddress string `json:"floating_address,omitempty" yaml:"floating_address,omitempty"`
@@ -186,7 +186,7 @@ func (p Plan) validate() Problems {
 		}
 	}
 	switch p.MySQLTopology {
-	case "", hwprobe.MySQLSingle, hwprobe.MySQLMulti:
+	case "", controlplan.Single, controlplan.Multi:
 	default:
 		add("mysql_topology", "unknown MySQL topology %q: use single or multi", p.MySQLTopology)
 	}
@@ -362,9 +362,9 @@ func Apply(ctx context.Context, d Daemon, p Plan, now func() time.Time) (Result,
 	}
 	ni.Manifest = p.Manifest
 	ni.Plan = &api.Plan{Version: 1, Cluster: cluster, Bootstrap: p.Name, FloatingAddress: p.FloatingAddress}
-	if !p.MySQLTopologyAuto {
-		ni.Plan.MySQLTopology, ni.Plan.MySQLTopologyReason = p.MySQLTopology, p.MySQLTopologyReason
-	}
+	// The topology is decided once, here, with this machine's facts and the
+	// manifest that travels with the plan; cloudd validates and stores it.
+	ni.Plan.MySQLTopology, ni.Plan.MySQLTopologyReason = p.MySQLTopology, p.MySQLTopologyReason
 	if err := d.Bootstrap(ctx, p.Name, p.Address, ni); err != nil {
 		return Result{}, err
 	}

@@ -2,6 +2,7 @@ package bootstrap
 
 import (
 	"fmt"
+	controlplan "github.com/cloudctl/cloudctl/roles/control/plan"
 	"net/netip"
 	"strings"
 
@@ -332,15 +333,7 @@ func decideTopology(f Facts, set Topology) (string, string) {
 	dc := f.Hardware.Decisions
 	hw, why := dc.MySQLTopology, dc.MySQLReason
 	if hw == "" {
-		hw, why = hwprobe.MySQLSingle, "installed RAM unknown: one MariaDB instance for all services"
+		hw, why = controlplan.DecideTopology(0, 0, "")
 	}
-	switch set {
-	case "", TopologyAuto, Topology(hw):
-		return hw, why
-	}
-	what := "one MariaDB instance per service"
-	if set == TopologySingle {
-		what = "one MariaDB instance for all services"
-	}
-	return string(set), fmt.Sprintf("set to %s (%s), overriding the hardware's choice of %s: %s", set, what, hw, why)
+	return controlplan.Override(hw, why, string(set))
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -126,7 +127,17 @@ func (c *Client) query(ctx context.Context, method, path string, in, out any) er
 	if err != nil {
 		return err
 	}
+	path, rawQuery, _ := strings.Cut(path, "?")
 	u := lxdapi.NewURL().Path(strings.Split(path, "/")...)
+	if rawQuery != "" {
+		q, err := url.ParseQuery(rawQuery)
+		if err != nil {
+			return fmt.Errorf("query %s: %w", rawQuery, err)
+		}
+		for k := range q {
+			u = u.WithQuery(k, q.Get(k))
+		}
+	}
 	if err := lc.Query(ctx, method, "1.0", u, in, out); err != nil {
 		return c.explain(err)
 	}
@@ -218,14 +229,13 @@ func (c *Client) Join(ctx context.Context, name, address string, jt api.JoinToke
 
 // Remove removes a member from the cluster.
 func (c *Client) Remove(ctx context.Context, name string, force bool) error {
-	lc, err := c.local()
-	if err != nil {
-		return err
+	// cloudd asks the role drivers' guards first ("the only copy of the
+	// control databases"), then has microcluster remove the member.
+	path := "nodes/" + name
+	if force {
+		path += "?force=1"
 	}
-	if err := lc.DeleteClusterMember(ctx, name, force); err != nil {
-		return c.explain(err)
-	}
-	return nil
+	return c.query(ctx, "DELETE", path, nil, nil)
 }
 
 // LocalAddressFor returns this machine's address used to reach target
@@ -264,4 +274,32 @@ func (c *Client) Manifest(ctx context.Context) (string, error) {
 		return "", err
 	}
 	return out["yaml"], nil
+}
+
+// CheckDatabases has cloudd connect as each service (or the ones named) to
+// each of its endpoints and write and read back a row (local socket only).
+func (c *Client) CheckDatabases(ctx context.Context, services []string) ([]api.DBCheck, error) {
+	var out []api.DBCheck
+	err := c.query(ctx, "POST", "databases/check", api.DBCheckRequest{Services: services}, &out)
+	return out, err
+}
+
+// SetFloatingAddress sets, changes or (with "") removes the floating address.
+func (c *Client) SetFloatingAddress(ctx context.Context, addr string) error {
+	return c.query(ctx, "PUT", "plan/floating-address", api.FloatingAddress{Address: addr}, nil)
+}
+
+// DaemonManifest is what GET /1.0/manifest answers: the effective manifest,
+// and before bootstrap the text of cloudd's own --manifest overlay.
+type DaemonManifest struct {
+	YAML        string `json:"yaml"`
+	Overlay     string `json:"overlay"`
+	Initialized string `json:"initialized"`
+}
+
+// DaemonManifest returns the manifest cloudd holds (before bootstrap: its own).
+func (c *Client) DaemonManifest(ctx context.Context) (DaemonManifest, error) {
+	var out DaemonManifest
+	err := c.query(ctx, "GET", "manifest", nil, &out)
+	return out, err
 }

@@ -1,6 +1,8 @@
 // Package daemon is cloudd: a microcluster daemon with cloudctl's extended
 // schema (nodes, roles, labels, plan, join-token metadata), its REST API, the
-// membership hooks, and the periodic join-token expiry.
+// membership hooks, the periodic join-token expiry, and one reconcile loop
+// that runs the role drivers cmd/cloudd lists. It knows the driver interface
+// (roles/driver), not what any role runs.
 package daemon
 
 import (
@@ -18,7 +20,7 @@ import (
 
 	"github.com/cloudctl/cloudctl/api"
 	"github.com/cloudctl/cloudctl/hwprobe"
-	"github.com/cloudctl/cloudctl/roles/control"
+	"github.com/cloudctl/cloudctl/roles/driver"
 	"github.com/cloudctl/cloudctl/supervisor"
 )
 
@@ -30,33 +32,43 @@ type Config struct {
 	Log *slog.Logger
 	// Verbose and Debug raise microcluster's own log level.
 	Verbose, Debug bool
-	// TokenSweep is how often expired join tokens are revoked (default 2 s).
+	// TokenSweep is how often expired join tokens are looked for while
+	// tokens are pending (default 2 s).
 	TokenSweep time.Duration
 	// Now is the clock (default time.Now); tests move it.
 	Now func() time.Time
-	// ControlInterval is how often the control role converges (default 2 s).
-	ControlInterval time.Duration
+	// Resync is how often the reconcile loop runs when no driver asked to
+	// come back sooner and nothing kicked it (default 60 s).
+	Resync time.Duration
 	// ManifestOverlay is a manifest file overlaid on the default when this
-	// node bootstraps a cluster and the bootstrap request carries none.
+	// node bootstraps a cluster; a bootstrap that carries a different
+	// manifest is refused.
 	ManifestOverlay string
+	// Drivers are the role drivers, in order (cmd/cloudd lists them).
+	Drivers []driver.Driver
 }
 
 // Daemon is one running cloudd.
 type Daemon struct {
-	cfg Config
-	log *slog.Logger
+	cfg     Config
+	log     *slog.Logger
+	drivers []driver.Driver
 
 	mu    sync.Mutex
 	state *state.State
 
 	sup *supervisor.Supervisor
-	// controlMu serialises convergence and stopping of the control role.
-	controlMu   sync.Mutex
-	control     *control.Driver
-	kick        chan struct{}
-	lastControl localControl
-	memOnce     sync.Once
-	mem         hwprobe.Memory
+	// loop is the reconcile loop's state.
+	loop    loopState
+	memOnce sync.Once
+	mem     hwprobe.Memory
+	// manifests caches the parsed cluster manifest by its text.
+	manifests manifestCache
+	peers     *peerClient
+	// sweepKick makes the token sweep look now; lastPrune is when it last
+	// pruned the token history.
+	sweepKick chan struct{}
+	lastPrune time.Time
 	// leaving is set while this node is being removed: roles stop converging.
 	leaving atomic.Bool
 }
@@ -75,10 +87,20 @@ func New(cfg Config) (*Daemon, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.ControlInterval <= 0 {
-		cfg.ControlInterval = 2 * time.Second
+	if cfg.Resync <= 0 {
+		cfg.Resync = time.Minute
 	}
-	return &Daemon{cfg: cfg, log: cfg.Log, sup: supervisor.New(nil, cfg.Log), kick: make(chan struct{}, 1)}, nil
+	seen := map[string]bool{}
+	for _, dr := range cfg.Drivers {
+		if seen[dr.Name()] {
+			return nil, fmt.Errorf("two role drivers are called %q", dr.Name())
+		}
+		seen[dr.Name()] = true
+	}
+	d := &Daemon{cfg: cfg, log: cfg.Log, drivers: cfg.Drivers, sup: supervisor.New(nil, cfg.Log), sweepKick: make(chan struct{}, 1)}
+	d.loop.init()
+	d.peers = newPeerClient(d)
+	return d, nil
 }
 
 // Run starts the daemon and blocks until ctx ends or the daemon stops.
@@ -100,15 +122,29 @@ func (d *Daemon) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go d.sweepLoop(ctx)
-	controlDone := make(chan struct{})
-	go func() { d.controlLoop(ctx); close(controlDone) }()
-	defer func() { cancel(); <-controlDone; d.sup.StopAll(time.Minute) }()
+	loopDone := make(chan struct{})
+	go func() { d.reconcileLoop(ctx); close(loopDone) }()
+	defer func() {
+		cancel()
+		<-loopDone
+		d.stopDrivers(context.Background())
+		d.sup.StopAll(time.Minute)
+		d.peers.close()
+	}()
 
-	d.log.Info("cloudd starting", "state_dir", d.cfg.StateDir, "version", api.Version)
-	if err := m.Start(ctx, schemaUpdates(), apiExtensions(), d.hooks()); err != nil {
+	d.log.Info("cloudd starting", "state_dir", d.cfg.StateDir, "version", api.Version, "drivers", d.driverNames())
+	if err := m.Start(ctx, schemaUpdates(d.drivers), apiExtensions(), d.hooks()); err != nil {
 		return fmt.Errorf("cloudd: %w", err)
 	}
 	return nil
+}
+
+func (d *Daemon) driverNames() []string {
+	out := make([]string, len(d.drivers))
+	for i, dr := range d.drivers {
+		out[i] = dr.Name()
+	}
+	return out
 }
 
 // apiExtensions are the API capabilities this cloudd offers; members must agree.
@@ -132,19 +168,19 @@ func (d *Daemon) hooks() *config.Hooks {
 	return &config.Hooks{
 		OnStart: func(s *state.State) error {
 			d.setState(s)
+			d.kick()
 			return nil
 		},
+		PreBootstrap:  d.preBootstrap,
 		PostBootstrap: d.postBootstrap,
 		PostJoin:      d.postJoin,
 		OnNewMember:   d.onNewMember,
 		PreRemove: func(s *state.State, force bool) error {
 			d.log.Info("this node is being removed from the cluster", "node", s.Name(), "force", force)
 			d.leaving.Store(true)
-			d.controlMu.Lock()
-			if d.control != nil {
-				d.control.StopAll()
-			}
-			d.controlMu.Unlock()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			d.stopDrivers(ctx)
 			return nil
 		},
 		PostRemove: d.postRemove,

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 
 	"github.com/cloudctl/cloudctl/api"
 	"github.com/cloudctl/cloudctl/roles"
+	"github.com/cloudctl/cloudctl/roles/driver"
 )
 
 // PathPrefix is where cloudd's own API lives: /1.0/...
@@ -26,28 +28,29 @@ const PathPrefix = "1.0"
 const requestTimeout = 30 * time.Second
 
 func (d *Daemon) servers() []rest.Server {
+	eps := []rest.Endpoint{
+		{Path: "status", Get: rest.EndpointAction{Handler: d.handleStatus}},
+		{Path: "nodes", Get: rest.EndpointAction{Handler: d.handleNodes}},
+		{Path: "nodes/{name}", Delete: rest.EndpointAction{Handler: d.handleNodeDelete}},
+		{Path: "nodes/{name}/roles", Patch: rest.EndpointAction{Handler: d.handleRoles}},
+		{Path: "nodes/{name}/labels", Patch: rest.EndpointAction{Handler: d.handleLabels}},
+		{Path: "plan", Get: rest.EndpointAction{Handler: d.handlePlanGet}, Put: rest.EndpointAction{Handler: d.handlePlanPut}},
+		{Path: "plan/floating-address", Put: rest.EndpointAction{Handler: d.handleFloatingAddress}},
+		{Path: "tokens", Get: rest.EndpointAction{Handler: d.handleTokensGet}, Post: rest.EndpointAction{Handler: d.handleTokensPost}},
+		{Path: "tokens/{name}", Delete: rest.EndpointAction{Handler: d.handleTokenDelete}},
+		// Before bootstrap it answers with this cloudd's own manifest, so
+		// the plan is made with the manifest the cluster will keep.
+		{Path: "manifest", Get: rest.EndpointAction{Handler: d.handleManifest}, AllowedBeforeInit: true},
+		{Path: "reconcile", Get: rest.EndpointAction{Handler: d.handleReconcileGet}, Post: rest.EndpointAction{Handler: d.handleReconcilePost}},
+		// A joining node is not trusted yet: it proves nothing but the secret,
+		// and the answer reveals only whether that secret is usable.
+		{Path: "token-check", Post: rest.EndpointAction{Handler: d.handleTokenCheck, AllowUntrusted: true}},
+	}
+	eps = append(eps, d.driverEndpoints()...)
 	return []rest.Server{{
 		CoreAPI:   true,
 		ServeUnix: true,
-		Resources: []rest.Resources{{
-			PathPrefix: PathPrefix,
-			Endpoints: []rest.Endpoint{
-				{Path: "status", Get: rest.EndpointAction{Handler: d.handleStatus}},
-				{Path: "nodes", Get: rest.EndpointAction{Handler: d.handleNodes}},
-				{Path: "nodes/{name}/roles", Patch: rest.EndpointAction{Handler: d.handleRoles}},
-				{Path: "nodes/{name}/labels", Patch: rest.EndpointAction{Handler: d.handleLabels}},
-				{Path: "plan", Get: rest.EndpointAction{Handler: d.handlePlanGet}, Put: rest.EndpointAction{Handler: d.handlePlanPut}},
-				{Path: "tokens", Get: rest.EndpointAction{Handler: d.handleTokensGet}, Post: rest.EndpointAction{Handler: d.handleTokensPost}},
-				{Path: "tokens/{name}", Delete: rest.EndpointAction{Handler: d.handleTokenDelete}},
-				{Path: "manifest", Get: rest.EndpointAction{Handler: d.handleManifest}},
-				{Path: "control/local", Get: rest.EndpointAction{Handler: d.handleControlLocal}},
-				{Path: "databases", Get: rest.EndpointAction{Handler: d.handleDatabases}},
-				{Path: "databases/{name}/credentials", Get: rest.EndpointAction{Handler: d.handleCredentials}},
-				// A joining node is not trusted yet: it proves nothing but the secret,
-				// and the answer reveals only whether that secret is usable.
-				{Path: "token-check", Post: rest.EndpointAction{Handler: d.handleTokenCheck, AllowUntrusted: true}},
-			},
-		}},
+		Resources: []rest.Resources{{PathPrefix: PathPrefix, Endpoints: eps}},
 	}}
 }
 
@@ -56,7 +59,7 @@ func reqCtx(s *state.State, r *http.Request) (context.Context, context.CancelFun
 }
 
 func decode(r *http.Request, v any) error {
-	dec := json.NewDecoder(r.Body)
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, driver.MaxBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return lxdapi.StatusErrorf(http.StatusBadRequest, "invalid request body: %v", err)
@@ -103,17 +106,20 @@ func (d *Daemon) handleRoles(s *state.State, r *http.Request) response.Response 
 	if err != nil {
 		return response.SmartError(err)
 	}
+	d.kickMembers(ctx, s)
 	return response.SyncResponse(true, node)
 }
 
-// changeRoles adds and removes roles of one node.
+// changeRoles adds and removes roles of one node. The role drivers' guards
+// are asked before a role goes, here in the daemon, so the API refuses what
+// the CLI refuses.
 func (d *Daemon) changeRoles(ctx context.Context, s *state.State, name string, ch api.RolesChange) (api.Node, error) {
 	for _, r := range append(append([]string{}, ch.Add...), ch.Remove...) {
 		if !roles.Valid(roles.Role(r)) {
 			return api.Node{}, lxdapi.StatusErrorf(http.StatusBadRequest, "unknown role %q: use control, compute or storage", r)
 		}
 	}
-	var out api.Node
+	var before nodeRow
 	err := s.Database.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		n, err := getNode(ctx, tx, name)
 		if err != nil {
@@ -122,33 +128,36 @@ func (d *Daemon) changeRoles(ctx context.Context, s *state.State, name string, c
 		if n == nil {
 			return lxdapi.StatusErrorf(http.StatusNotFound, "there is no node %q in this cluster: `cloudctl cluster list` shows the members", name)
 		}
-		cur := toRoles(n.Roles)
+		before = *n
+		_, err = nextRoles(*n, ch)
+		return err
+	})
+	if err != nil {
+		return api.Node{}, err
+	}
+	if len(ch.Remove) > 0 {
+		env, err := d.buildEnv(ctx, s)
+		if err != nil {
+			return api.Node{}, err
+		}
 		for _, r := range ch.Remove {
-			if !roles.Has(cur, roles.Role(r)) {
-				return lxdapi.StatusErrorf(http.StatusBadRequest, "%s does not have the %s role (it has: %s)", name, r, strings.Join(n.Roles, ", "))
+			if err := d.guard(ctx, env, driver.Change{Kind: driver.RemoveRole, Node: name, Role: roles.Role(r)}); err != nil {
+				return api.Node{}, err
 			}
 		}
-		next := []roles.Role{}
-		for _, r := range cur {
-			keep := true
-			for _, rm := range ch.Remove {
-				if roles.Role(rm) == r {
-					keep = false
-				}
-			}
-			if keep {
-				next = append(next, r)
-			}
+	}
+	var out api.Node
+	err = s.Database.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		n, err := getNode(ctx, tx, name)
+		if err != nil {
+			return err
 		}
-		next = append(next, toRoles(ch.Add)...)
-		next = roles.Normalize(next)
-		if len(next) == 0 {
-			return lxdapi.StatusErrorf(http.StatusBadRequest, "%s would be left with no role: add another role first, or remove the node with `cloudctl cluster remove %s`", name, name)
+		if n == nil || strings.Join(n.Roles, ",") != strings.Join(before.Roles, ",") {
+			return lxdapi.StatusErrorf(http.StatusConflict, "the roles of %s changed meanwhile: look with `cloudctl cluster list` and try again", name)
 		}
-		if roles.Has(cur, roles.Control) && !roles.Has(next, roles.Control) {
-			if err := checkControlRemovable(ctx, tx, name); err != nil {
-				return err
-			}
+		next, err := nextRoles(*n, ch)
+		if err != nil {
+			return err
 		}
 		n.Roles = strings.Split(roles.Join(next), ",")
 		if err := upsertNode(ctx, tx, *n); err != nil {
@@ -162,6 +171,33 @@ func (d *Daemon) changeRoles(ctx context.Context, s *state.State, name string, c
 	}
 	d.log.Info("roles changed", "node", name, "add", ch.Add, "remove", ch.Remove, "roles", out.Roles)
 	return out, nil
+}
+
+// nextRoles is n's roles after ch, or why ch cannot apply.
+func nextRoles(n nodeRow, ch api.RolesChange) ([]roles.Role, error) {
+	cur := toRoles(n.Roles)
+	for _, r := range ch.Remove {
+		if !roles.Has(cur, roles.Role(r)) {
+			return nil, lxdapi.StatusErrorf(http.StatusBadRequest, "%s does not have the %s role (it has: %s)", n.Name, r, strings.Join(n.Roles, ", "))
+		}
+	}
+	next := []roles.Role{}
+	for _, r := range cur {
+		keep := true
+		for _, rm := range ch.Remove {
+			if roles.Role(rm) == r {
+				keep = false
+			}
+		}
+		if keep {
+			next = append(next, r)
+		}
+	}
+	next = roles.Normalize(append(next, toRoles(ch.Add)...))
+	if len(next) == 0 {
+		return nil, lxdapi.StatusErrorf(http.StatusBadRequest, "%s would be left with no role: add another role first, or remove the node with `cloudctl cluster remove %s`", n.Name, n.Name)
+	}
+	return next, nil
 }
 
 func (d *Daemon) handleLabels(s *state.State, r *http.Request) response.Response {
@@ -278,6 +314,9 @@ func (d *Daemon) handleTokensPost(s *state.State, r *http.Request) response.Resp
 	if err != nil {
 		return response.SmartError(err)
 	}
+	// The dqlite leader's sweep now watches a pending token.
+	d.kickSweep()
+	d.kickMembers(ctx, s)
 	return response.SyncResponse(true, t)
 }
 
@@ -309,27 +348,31 @@ func (d *Daemon) handleTokenCheck(s *state.State, r *http.Request) response.Resp
 	return response.SyncResponse(true, res)
 }
 
-// checkControlRemovable refuses to take the control role from the node that
-// holds the only copy of the control-plane databases.
-func checkControlRemovable(ctx context.Context, tx *sql.Tx, name string) error {
-	host, err := getConfig(ctx, tx, "db_host")
-	if err != nil || host != name {
-		return err
-	}
-	var formed int
-	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM cloud_db_instances WHERE formed = 1`).Scan(&formed); err != nil {
-		return fmt.Errorf("read replication state: %w", err)
-	}
-	if formed > 0 {
-		return nil
-	}
-	return lxdapi.StatusErrorf(http.StatusConflict, "%s holds the only copy of the control-plane databases: give two more nodes the control role first, so the databases replicate, then remove it", name)
-}
-
-// handleManifest returns the cluster's effective manifest as YAML.
+// handleManifest returns the cluster's effective manifest as YAML. Before
+// bootstrap it answers with this cloudd's own (the default with its
+// --manifest overlay) and the overlay's text, which the bootstrap carries.
 func (d *Daemon) handleManifest(s *state.State, r *http.Request) response.Response {
 	ctx, cancel := reqCtx(s, r)
 	defer cancel()
+	if s.Database == nil || s.Database.IsOpen(ctx) != nil {
+		overlay := ""
+		if d.cfg.ManifestOverlay != "" {
+			data, err := os.ReadFile(d.cfg.ManifestOverlay)
+			if err != nil {
+				return response.SmartError(fmt.Errorf("read cloudd's --manifest: %w", err))
+			}
+			overlay = string(data)
+		}
+		m, err := d.effectiveManifest(overlay)
+		if err != nil {
+			return response.SmartError(err)
+		}
+		b, err := m.Marshal()
+		if err != nil {
+			return response.SmartError(err)
+		}
+		return response.SyncResponse(true, map[string]string{"yaml": string(b), "overlay": overlay, "initialized": "false"})
+	}
 	var raw string
 	err := s.Database.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var err error

@@ -11,9 +11,8 @@ import (
 	"github.com/canonical/microcluster/state"
 
 	"github.com/cloudctl/cloudctl/api"
-	"github.com/cloudctl/cloudctl/hwprobe"
 	"github.com/cloudctl/cloudctl/manifests"
-	"github.com/cloudctl/cloudctl/roles/control"
+	"github.com/cloudctl/cloudctl/roles/driver"
 )
 
 const hookTimeout = 30 * time.Second
@@ -28,6 +27,35 @@ func parseNodeInit(initConfig map[string]string) (api.NodeInit, error) {
 		return ni, fmt.Errorf("decode %s: %w", api.InitConfigKey, err)
 	}
 	return ni, nil
+}
+
+// preBootstrap refuses, before anything is initialised, a bootstrap whose
+// manifest disagrees with cloudd's or whose plan a driver rejects.
+func (d *Daemon) preBootstrap(s *state.State, initConfig map[string]string) error {
+	ni, err := parseNodeInit(initConfig)
+	if err != nil {
+		return err
+	}
+	m, err := d.effectiveManifest(ni.Manifest)
+	if err != nil {
+		return err
+	}
+	if ni.Plan == nil {
+		return fmt.Errorf("the bootstrap carries no plan: bootstrap with `cloudctl bootstrap`")
+	}
+	return d.validatePlan(*ni.Plan, m)
+}
+
+// validatePlan asks the drivers to check their part of the plan.
+func (d *Daemon) validatePlan(p api.Plan, m *manifests.Manifest) error {
+	for _, dr := range d.drivers {
+		if v, ok := dr.(driver.PlanValidator); ok {
+			if err := v.ValidatePlan(p, m); err != nil {
+				return fmt.Errorf("the plan is refused: %w", err)
+			}
+		}
+	}
+	return nil
 }
 
 // postBootstrap records the first node, the cluster name and the plan.
@@ -56,12 +84,10 @@ func (d *Daemon) postBootstrap(s *state.State, initConfig map[string]string) err
 		if ni.Plan != nil {
 			plan = *ni.Plan
 		}
-		if plan.MySQLTopology == "" {
-			// Decided here when the bootstrap did not: from this node's RAM.
-			plan.MySQLTopology, plan.MySQLTopologyReason = hwprobe.DecideMySQL(d.memory(ctx), m.ProbePolicy())
-		}
-		if plan.MySQLTopology != control.Single && plan.MySQLTopology != control.Multi {
-			return fmt.Errorf("invalid MySQL topology %q: use single or multi", plan.MySQLTopology)
+		// Every decision was made once, when the plan was made: the drivers
+		// validated their part of it (preBootstrap) and cloudd stores it as it is.
+		if err := d.validatePlan(plan, m); err != nil {
+			return err
 		}
 		if err := setConfig(ctx, tx, "manifest", string(manifestYAML)); err != nil {
 			return err
@@ -82,7 +108,7 @@ func (d *Daemon) postBootstrap(s *state.State, initConfig map[string]string) err
 		return fmt.Errorf("record bootstrap: %w", err)
 	}
 	d.log.Info("bootstrapped", "node", s.Name(), "roles", ni.Roles)
-	d.kickControl()
+	d.kick()
 	return nil
 }
 
@@ -93,25 +119,50 @@ func (d *Daemon) effectiveManifest(overlay string) (*manifests.Manifest, error) 
 	if err != nil {
 		return nil, err
 	}
-	var o *manifests.Manifest
-	switch {
-	case overlay != "":
-		o, err = manifests.Parse("bootstrap manifest", []byte(overlay))
-	case d.cfg.ManifestOverlay != "":
-		o, err = manifests.Load(d.cfg.ManifestOverlay)
+	apply := func(m *manifests.Manifest, o *manifests.Manifest) (*manifests.Manifest, error) {
+		if o != nil {
+			var err error
+			if m, err = manifests.Overlay(m, o); err != nil {
+				return nil, err
+			}
+		}
+		if err := m.Validate(); err != nil {
+			return nil, err
+		}
+		return m, nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	if o != nil {
-		if m, err = manifests.Overlay(m, o); err != nil {
+	var mine *manifests.Manifest
+	if d.cfg.ManifestOverlay != "" {
+		o, err := manifests.Load(d.cfg.ManifestOverlay)
+		if err != nil {
+			return nil, err
+		}
+		if mine, err = apply(m, o); err != nil {
 			return nil, err
 		}
 	}
-	if err := m.Validate(); err != nil {
+	if overlay == "" {
+		if mine != nil {
+			return nil, fmt.Errorf("cloudd was started with --manifest %s but the bootstrap carries no manifest, so its plan was made without it: bootstrap with `cloudctl bootstrap`, which carries cloudd's manifest", d.cfg.ManifestOverlay)
+		}
+		return apply(m, nil)
+	}
+	o, err := manifests.Parse("bootstrap manifest", []byte(overlay))
+	if err != nil {
 		return nil, err
 	}
-	return m, nil
+	theirs, err := apply(m, o)
+	if err != nil {
+		return nil, err
+	}
+	if mine != nil {
+		a, errA := mine.Marshal()
+		b, errB := theirs.Marshal()
+		if errA != nil || errB != nil || string(a) != string(b) {
+			return nil, fmt.Errorf("the bootstrap's manifest and cloudd's --manifest %s differ: bootstrap with `--manifest %s` (the same file), or restart cloudd without --manifest", d.cfg.ManifestOverlay, d.cfg.ManifestOverlay)
+		}
+	}
+	return theirs, nil
 }
 
 // postJoin records the joining node and marks its token used.
@@ -138,7 +189,7 @@ func (d *Daemon) postJoin(s *state.State, initConfig map[string]string) error {
 		return fmt.Errorf("record join: %w", err)
 	}
 	d.log.Info("joined", "node", s.Name(), "roles", ni.Roles)
-	d.kickControl()
+	d.kick()
 	return nil
 }
 
@@ -146,10 +197,10 @@ func (d *Daemon) postJoin(s *state.State, initConfig map[string]string) error {
 func (d *Daemon) onNewMember(s *state.State) error {
 	ctx, cancel := context.WithTimeout(s.Context, hookTimeout)
 	defer cancel()
-	if err := d.reconcileTokens(ctx, s); err != nil {
+	if _, err := d.reconcileTokens(ctx, s); err != nil {
 		d.log.Warn("token reconcile after join failed", "error", err)
 	}
-	d.kickControl()
+	d.kick()
 	return nil
 }
 

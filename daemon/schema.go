@@ -6,12 +6,22 @@ import (
 	"fmt"
 
 	"github.com/canonical/lxd/lxd/db/schema"
+
+	"github.com/cloudctl/cloudctl/roles/driver"
 )
 
-// schemaUpdates are cloudd's tables, applied by microcluster after its own.
-// Append new updates; never edit a released one.
-func schemaUpdates() []schema.Update {
-	return []schema.Update{schemaV1, schemaV2, schemaV3}
+// schemaUpdates are cloudd's own tables, then each driver's in the order
+// cmd/cloudd lists them, applied by microcluster after its own. Append new
+// updates (and new drivers at the end of the list); never edit, remove or
+// reorder a released one. The control role's first update was cloudd's third.
+func schemaUpdates(drivers []driver.Driver) []schema.Update {
+	out := []schema.Update{schemaV1, schemaV2}
+	for _, d := range drivers {
+		for _, u := range d.Schema() {
+			out = append(out, schema.Update(u))
+		}
+	}
+	return out
 }
 
 // schemaV2 keeps each node's own plan (disks, and what later drivers need).

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,8 +15,8 @@ import (
 	"github.com/canonical/microcluster/state"
 
 	"github.com/cloudctl/cloudctl/api"
-	"github.com/cloudctl/cloudctl/client"
 	"github.com/cloudctl/cloudctl/roles"
+	"github.com/cloudctl/cloudctl/roles/driver"
 )
 
 // HAControlNodes is how many control nodes make the cloud highly available.
@@ -24,9 +25,10 @@ const HAControlNodes = 3
 // memberProbeTimeout bounds how long status waits for one member.
 const memberProbeTimeout = 2 * time.Second
 
-// status gathers members, roles, reachability and dqlite roles.
+// status gathers members, roles, reachability and dqlite roles, then one
+// layer per role driver present in the cluster. It only reads.
 func (d *Daemon) status(ctx context.Context, s *state.State) (api.Status, error) {
-	st := api.Status{Local: s.Name(), Version: api.Version, Members: []api.Node{}, Warnings: []string{}}
+	st := api.Status{Local: s.Name(), Version: api.Version, Members: []api.Node{}, Warnings: []string{}, Layers: []api.Layer{}}
 	var members []cluster.InternalClusterMember
 	var nodes map[string]nodeRow
 	dbctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -57,15 +59,14 @@ func (d *Daemon) status(ctx context.Context, s *state.State) (api.Status, error)
 			n.Roles, n.Region, n.Zone, n.JoinedAt = row.Roles, row.Region, row.Zone, row.JoinedAt
 		}
 		if r, ok := dq.roles[m.Address]; ok {
-			n.Database = r
+			n.DqliteRole = r
 		} else if string(m.Role) == string(cluster.Pending) {
-			n.Database = "pending"
+			n.DqliteRole = "pending"
 		}
 		n.Leader = dq.leader != "" && dq.leader == m.Address
 		st.Members = append(st.Members, n)
 	}
 	sort.Slice(st.Members, func(i, j int) bool { return st.Members[i].Name < st.Members[j].Name })
-	st.HA = haSummary(st.Members)
 	for _, n := range st.Members {
 		if n.Status != "online" {
 			st.Warnings = append(st.Warnings, fmt.Sprintf("%s (%s) is offline", n.Name, n.Address))
@@ -74,20 +75,96 @@ func (d *Daemon) status(ctx context.Context, s *state.State) (api.Status, error)
 	if dq.err != nil {
 		st.Warnings = append(st.Warnings, "database roles unknown: "+dq.err.Error())
 	}
-	st.Databases = []api.DBInstance{}
-	dctx, dcancel := context.WithTimeout(ctx, 5*time.Second)
-	dbs, _, err := d.databases(dctx, s)
-	dcancel()
+	st.Layers = append(st.Layers, clusterDBLayer(st.Members, dq.err))
+	env, err := d.buildEnv(ctx, s)
 	if err != nil {
-		st.Warnings = append(st.Warnings, "control databases unknown: "+err.Error())
+		st.Warnings = append(st.Warnings, "role layers unknown: "+err.Error())
 	} else {
-		st.Databases = dbs.Instances
+		lctx, lcancel := context.WithTimeout(ctx, 10*time.Second)
+		st.Layers = append(st.Layers, d.roleLayers(lctx, env)...)
+		lcancel()
 	}
+	st.HA = haSummary(st.Members, st.Layers)
 	return st, nil
 }
 
-// haSummary decides the HA line from members, their roles and dqlite voters.
-func haSummary(members []api.Node) api.HA {
+// clusterDBLayer is the cluster database's layer: dqlite voters.
+func clusterDBLayer(members []api.Node, dqErr error) api.Layer {
+	l := api.Layer{Name: api.LayerClusterDB, Title: "cluster database", Built: true, Members: []api.LayerMember{}}
+	voters, offline := 0, []string{}
+	for _, n := range members {
+		state := n.DqliteRole
+		if state == "" {
+			state = "unknown"
+		}
+		if n.Status != "online" {
+			state = "offline"
+			offline = append(offline, n.Name)
+		}
+		lm := api.LayerMember{Node: n.Name, State: state}
+		if n.Leader {
+			lm.Detail = "leader"
+		}
+		l.Members = append(l.Members, lm)
+		if n.DqliteRole == "voter" {
+			voters++
+		}
+	}
+	switch {
+	case dqErr != nil:
+		l.HA, l.Health, l.Reason = api.HANo, api.HealthError, dqErr.Error()
+	case voters < HAControlNodes:
+		l.HA, l.Health, l.Reason = api.HANo, api.HealthOK, fmt.Sprintf("%d of %d dqlite voters", voters, HAControlNodes)
+	case len(offline) > 0:
+		l.HA, l.Health, l.Reason = api.HADegraded, api.HealthWarning, strings.Join(offline, ", ")+" offline"
+	default:
+		l.HA, l.Health = api.HAYes, api.HealthOK
+	}
+	return l
+}
+
+// roleLayers asks each driver present in the cluster for its layer, and
+// names the roles recorded on members that no driver of this cloudd runs.
+func (d *Daemon) roleLayers(ctx context.Context, env *driver.Env) []api.Layer {
+	var out []api.Layer
+	have := map[string]bool{}
+	for _, dr := range d.drivers {
+		have[dr.Name()] = true
+		present := false
+		for _, n := range env.Nodes {
+			if dr.AppliesTo(env, n) {
+				present = true
+				break
+			}
+		}
+		if !present {
+			continue
+		}
+		out = append(out, dr.Status(ctx, d.envFor(env, dr)))
+	}
+	for _, r := range roles.All {
+		if have[string(r)] {
+			continue
+		}
+		var on []string
+		for _, n := range env.Nodes {
+			if n.Has(r) {
+				on = append(on, n.Name)
+			}
+		}
+		if len(on) == 0 {
+			continue
+		}
+		out = append(out, api.Layer{Name: string(r), Title: string(r), Built: false, HA: api.HANo, Health: api.HealthWarning, Members: []api.LayerMember{},
+			Reason: fmt.Sprintf("the %s role is recorded on %s, but this cloudd has no %s driver yet: nothing runs for it", r, strings.Join(on, ", "), r)})
+	}
+	return out
+}
+
+// haSummary decides the HA line: below three control nodes it says so;
+// otherwise "HA: yes" only when every layer that runs is highly available,
+// and it names the first layer that is not.
+func haSummary(members []api.Node, layers []api.Layer) api.HA {
 	ha := api.HA{Required: HAControlNodes}
 	offlineControl := 0
 	for _, n := range members {
@@ -97,18 +174,43 @@ func haSummary(members []api.Node) api.HA {
 				offlineControl++
 			}
 		}
-		if n.Database == "voter" {
+		if n.DqliteRole == "voter" {
 			ha.Voters++
 		}
+	}
+	var notHA, degraded []api.Layer
+	for _, l := range layers {
+		if !l.Built {
+			continue
+		}
+		switch l.HA {
+		case api.HANo:
+			notHA = append(notHA, l)
+		case api.HADegraded:
+			degraded = append(degraded, l)
+		}
+	}
+	name := func(ls []api.Layer) string {
+		s := ls[0].Title
+		if ls[0].Reason != "" {
+			s += ": " + ls[0].Reason
+		}
+		if len(ls) > 1 {
+			s += fmt.Sprintf(" (and %d more layers)", len(ls)-1)
+		}
+		return s
 	}
 	switch {
 	case ha.ControlNodes < HAControlNodes:
 		ha.Summary = fmt.Sprintf("HA: no — %d of %d control nodes", ha.ControlNodes, HAControlNodes)
-	case ha.Voters < HAControlNodes:
-		ha.Summary = fmt.Sprintf("HA: not yet — %d control nodes, %d of %d database voters", ha.ControlNodes, ha.Voters, HAControlNodes)
+	case len(notHA) > 0:
+		ha.Summary = "HA: not yet — " + name(notHA)
 	case offlineControl > 0:
 		ha.Enabled = true
 		ha.Summary = fmt.Sprintf("HA: yes, degraded — %d of %d control nodes offline", offlineControl, ha.ControlNodes)
+	case len(degraded) > 0:
+		ha.Enabled = true
+		ha.Summary = "HA: yes, degraded — " + name(degraded)
 	default:
 		ha.Enabled = true
 		ha.Summary = "HA: yes"
@@ -160,7 +262,7 @@ func (d *Daemon) dqliteRoles(ctx context.Context, s *state.State) dqliteInfo {
 // answer with an open database. The cluster certificate is pinned.
 func (d *Daemon) probeMembers(ctx context.Context, s *state.State, members []cluster.InternalClusterMember) map[string]bool {
 	out := map[string]bool{}
-	hc, err := peerClient(s, memberProbeTimeout)
+	hc, err := peerHTTP(s, memberProbeTimeout)
 	if err != nil {
 		return out
 	}
@@ -183,17 +285,6 @@ func (d *Daemon) probeMembers(ctx context.Context, s *state.State, members []clu
 	}
 	wg.Wait()
 	return out
-}
-
-// peerClient is an HTTPS client that presents this member's certificate and
-// accepts only peers holding the cluster certificate.
-func peerClient(s *state.State, timeout time.Duration) (*http.Client, error) {
-	fp, err := clusterFingerprint(s)
-	if err != nil {
-		return nil, err
-	}
-	tr := &http.Transport{TLSClientConfig: client.PinnedTLS(fp, s.ServerCert().KeyPair())}
-	return &http.Client{Transport: tr, Timeout: timeout}, nil
 }
 
 func probeOne(ctx context.Context, hc *http.Client, addr string) bool {

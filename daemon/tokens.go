@@ -228,29 +228,54 @@ func (d *Daemon) checkToken(ctx context.Context, s *state.State, req api.TokenCh
 	return res, err
 }
 
-// sweepLoop revokes expired tokens and records used ones, on the dqlite leader only.
+// sweepIdle is how often the sweep looks again when no token is pending
+// (or this member is not the dqlite leader): issuing a token kicks it.
+const sweepIdle = 30 * time.Second
+
+// sweepLoop revokes expired tokens and records used ones, on the dqlite
+// leader only, every TokenSweep while tokens are pending and rarely
+// otherwise: a cluster with no pending token is quiet.
 func (d *Daemon) sweepLoop(ctx context.Context) {
-	t := time.NewTicker(d.cfg.TokenSweep)
-	defer t.Stop()
+	timer := time.NewTimer(d.cfg.TokenSweep)
+	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-timer.C:
+		case <-d.sweepKick:
 		}
-		s := d.getState()
-		if s == nil || s.Database == nil || s.Database.IsOpen(ctx) != nil {
-			continue
+		next := sweepIdle
+		if s := d.getState(); s != nil && s.Database != nil && s.Database.IsOpen(ctx) == nil {
+			if leader, err := d.isLeader(ctx, s); err == nil && leader {
+				sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				pending, err := d.reconcileTokens(sctx, s)
+				cancel()
+				if err != nil && !errors.Is(err, context.Canceled) {
+					d.log.Warn("token sweep failed", "error", err)
+				}
+				if pending > 0 || err != nil {
+					next = d.cfg.TokenSweep
+				}
+			}
+		} else {
+			next = d.cfg.TokenSweep
 		}
-		leader, err := d.isLeader(ctx, s)
-		if err != nil || !leader {
-			continue
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
 		}
-		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		if err := d.reconcileTokens(sctx, s); err != nil && !errors.Is(err, context.Canceled) {
-			d.log.Warn("token sweep failed", "error", err)
-		}
-		cancel()
+		timer.Reset(next)
+	}
+}
+
+// kickSweep makes the token sweep look now.
+func (d *Daemon) kickSweep() {
+	select {
+	case d.sweepKick <- struct{}{}:
+	default:
 	}
 }
 
@@ -272,9 +297,13 @@ func (d *Daemon) isLeader(ctx context.Context, s *state.State) (bool, error) {
 
 // reconcileTokens expires pending tokens past their time (revoking
 // microcluster's record), marks consumed ones used, and prunes old history.
-func (d *Daemon) reconcileTokens(ctx context.Context, s *state.State) error {
+// It writes only when something changed (or the hourly prune is due) and
+// returns how many tokens are still pending.
+func (d *Daemon) reconcileTokens(ctx context.Context, s *state.State) (int, error) {
 	now := d.cfg.Now()
-	return s.Database.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	pending := 0
+	err := s.Database.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		pending = 0
 		rows, err := getTokens(ctx, tx)
 		if err != nil {
 			return err
@@ -287,6 +316,7 @@ func (d *Daemon) reconcileTokens(ctx context.Context, s *state.State) error {
 		for _, r := range recs {
 			live[r.Name] = true
 		}
+		changed := false
 		for _, r := range rows {
 			if r.State != api.TokenPending {
 				continue
@@ -305,6 +335,7 @@ func (d *Daemon) reconcileTokens(ctx context.Context, s *state.State) error {
 				if err := setTokenState(ctx, tx, r.Name, state, usedBy, now); err != nil {
 					return err
 				}
+				changed = true
 			case !r.ExpiresAt.After(now):
 				if err := deleteInternalToken(ctx, tx, r.Name); err != nil {
 					return err
@@ -312,9 +343,25 @@ func (d *Daemon) reconcileTokens(ctx context.Context, s *state.State) error {
 				if err := setTokenState(ctx, tx, r.Name, api.TokenExpired, "", now); err != nil {
 					return err
 				}
+				changed = true
 				d.log.Info("join token expired", "name", r.Name)
+			default:
+				pending++
 			}
 		}
-		return pruneTokens(ctx, tx, now, tokenHistory)
+		d.mu.Lock()
+		due := now.Sub(d.lastPrune) > time.Hour
+		d.mu.Unlock()
+		if !changed && !due {
+			return nil
+		}
+		if err := pruneTokens(ctx, tx, now, tokenHistory); err != nil {
+			return err
+		}
+		d.mu.Lock()
+		d.lastPrune = now
+		d.mu.Unlock()
+		return nil
 	})
+	return pending, err
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/cloudctl/cloudctl/roles"
+	controlplan "github.com/cloudctl/cloudctl/roles/control/plan"
 )
 
 // Decide evaluates every disk against the policy, then takes the decisions
@@ -42,10 +43,7 @@ func decisions(f *Facts, p Policy) Decisions {
 // topology and the fact behind it as a sentence.
 func DecideMySQL(m Memory, p Policy) (string, string) {
 	fact := fmt.Sprintf("%d GiB installed RAM (%s)", m.InstalledGiB, memorySourceText(m))
-	if m.InstalledGiB >= p.MySQLMultiMinGiB {
-		return MySQLMulti, fmt.Sprintf("%s >= %d GiB: one MariaDB instance per service", fact, p.MySQLMultiMinGiB)
-	}
-	return MySQLSingle, fmt.Sprintf("%s < %d GiB: one MariaDB instance for all services", fact, p.MySQLMultiMinGiB)
+	return controlplan.DecideTopology(m.InstalledGiB, p.MySQLMultiMinGiB, fact)
 }
 
 func memorySourceText(m Memory) string {

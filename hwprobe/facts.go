@@ -186,12 +186,6 @@ type NIC struct {
 	PCIAddress string `json:"pci_address,omitempty"`
 }
 
-// MySQL topologies.
-const (
-	MySQLSingle = "single"
-	MySQLMulti  = "multi"
-)
-
 // Decisions are the choices the probe takes by itself, each with the fact
 // that led to it.
 type Decisions struct {

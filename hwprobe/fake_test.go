@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	controlplan "github.com/cloudctl/cloudctl/roles/control/plan"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -284,7 +285,7 @@ func TestFakeMachine(t *testing.T) {
 	if f.Source != "live" || f.Memory.InstalledGiB != 32 || f.Memory.PhysicalSource != "memory-blocks" {
 		t.Errorf("memory = %+v", f.Memory)
 	}
-	if f.Decisions.MySQLTopology != MySQLMulti {
+	if f.Decisions.MySQLTopology != controlplan.Multi {
 		t.Errorf("mysql = %s (%s), want multi", f.Decisions.MySQLTopology, f.Decisions.MySQLReason)
 	}
 	if f.CPU.Arch != "amd64" || f.CPU.Cores != 4 || !reflect.DeepEqual(f.CPU.VirtFlags, []string{"vmx"}) {
@@ -514,7 +515,7 @@ func TestMemoryRounding(t *testing.T) {
 	for _, c := range []struct {
 		gib  int
 		want string
-	}{{31, MySQLSingle}, {32, MySQLMulti}, {64, MySQLMulti}} {
+	}{{31, controlplan.Single}, {32, controlplan.Multi}, {64, controlplan.Multi}} {
 		f := &Facts{Memory: Memory{InstalledGiB: c.gib}}
 		f.Decide(p, nil)
 		if f.Decisions.MySQLTopology != c.want {

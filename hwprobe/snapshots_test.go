@@ -3,6 +3,7 @@ package hwprobe
 import (
 	"context"
 	"fmt"
+	controlplan "github.com/cloudctl/cloudctl/roles/control/plan"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -161,7 +162,7 @@ var snapshotWants = map[string]snapWant{
 	// Root is btrfs on /dev/mapper/luks-..., which a snapshot cannot trace.
 	"linux-amd64-415ee03b8c4d1c4f07ae2e9d8b3d3d6d": {
 		arch: "amd64", physicalBytes: 255 * 0x8000000, usableBytes: 32542668 * 1024,
-		physicalSource: "memory-blocks", installedGiB: 32, mysql: MySQLMulti,
+		physicalSource: "memory-blocks", installedGiB: 32, mysql: controlplan.Multi,
 		virtFlags: []string{"vmx"}, sockets: 1, cores: 12, threads: 16,
 		disks: map[string]diskWant{
 			"dm-0":    {kind: KindDeviceMapper, fail: []string{CheckType}},
@@ -176,7 +177,7 @@ var snapshotWants = map[string]snapWant{
 	// followed to this machine's own mounts).
 	"linux-amd64-61797caf7c0b6bca1725ad7975ed4773": {
 		arch: "amd64", physicalBytes: 32 * GiB, usableBytes: 32777916 * 1024,
-		physicalSource: "memory-blocks", installedGiB: 32, mysql: MySQLMulti,
+		physicalSource: "memory-blocks", installedGiB: 32, mysql: controlplan.Multi,
 		virtFlags: []string{"svm"}, sockets: 1, cores: 6, threads: 12,
 		disks: map[string]diskWant{
 			"dm-0": {kind: KindDeviceMapper, fail: []string{CheckType}},
@@ -197,7 +198,7 @@ var snapshotWants = map[string]snapWant{
 	// sr0 is the CD drive (removable, 2097151 sectors); zram0 is empty.
 	"linux-amd64-8581cf3a529e5d8b97ea876eade2f60d": {
 		arch: "amd64", physicalBytes: 33 * 0x80000000, usableBytes: 65921280 * 1024,
-		physicalSource: "memory-blocks", installedGiB: 66, mysql: MySQLMulti,
+		physicalSource: "memory-blocks", installedGiB: 66, mysql: controlplan.Multi,
 		virtFlags: []string{"vmx"}, sockets: 2, cores: 12, threads: 24,
 		disks: map[string]diskWant{
 			"dm-0":  {kind: KindDeviceMapper, fail: []string{CheckType}},
@@ -214,7 +215,7 @@ var snapshotWants = map[string]snapWant{
 	// Cloud VM with a GPU: 239 blocks of 128 MiB = 29.875 GiB -> 30: single.
 	"linux-amd64-accel-nvidia": {
 		arch: "amd64", physicalBytes: 239 * 0x8000000, usableBytes: 30601816 * 1024,
-		physicalSource: "memory-blocks", installedGiB: 30, mysql: MySQLSingle,
+		physicalSource: "memory-blocks", installedGiB: 30, mysql: controlplan.Single,
 		virtFlags: []string{"vmx"}, sockets: 1, cores: 8, threads: 8,
 		disks: map[string]diskWant{
 			"sda": {kind: KindDisk, fail: []string{CheckPartitions, CheckMounts}, unknown: []string{CheckSignatures, CheckHolders, CheckOSD}, says: []string{"sda1, sda14, sda15", "sda15 mounted at /boot/efi"}},
@@ -224,7 +225,7 @@ var snapshotWants = map[string]snapWant{
 	// Small VM: 16 blocks of 128 MiB = 2 GiB; a CD drive of 4 sectors.
 	"linux-amd64-accel": {
 		arch: "amd64", physicalBytes: 2 * GiB, usableBytes: 2007536 * 1024,
-		physicalSource: "memory-blocks", installedGiB: 2, mysql: MySQLSingle,
+		physicalSource: "memory-blocks", installedGiB: 2, mysql: controlplan.Single,
 		virtFlags: []string{"vmx"}, sockets: 2, cores: 2, threads: 2,
 		disks: map[string]diskWant{
 			"dm-0":  {kind: KindDeviceMapper, fail: []string{CheckType}},
@@ -238,7 +239,7 @@ var snapshotWants = map[string]snapWant{
 	// RAM falls back to MemTotal 7881912 kB = 7.52 GiB -> 8. No sys/block.
 	"linux-amd64-offlineCPUs": {
 		arch: "amd64", physicalBytes: 7881912 * 1024, usableBytes: 7881912 * 1024,
-		physicalSource: "meminfo", installedGiB: 8, mysql: MySQLSingle,
+		physicalSource: "meminfo", installedGiB: 8, mysql: controlplan.Single,
 		virtFlags: []string{"vmx"}, sockets: 2, cores: 2, threads: 2,
 		disks: map[string]diskWant{},
 	},
@@ -246,7 +247,7 @@ var snapshotWants = map[string]snapWant{
 	// 8 GiB NVMe disk with / on nvme0n1p1. No CPU flag shows virtualization.
 	"linux-arm64-c288e0776090cd558ef793b2a4e61939": {
 		arch: "arm64", physicalBytes: 2 * GiB, usableBytes: 1888980 * 1024,
-		physicalSource: "memory-blocks", installedGiB: 2, mysql: MySQLSingle,
+		physicalSource: "memory-blocks", installedGiB: 2, mysql: controlplan.Single,
 		virtFlags: []string{}, sockets: 1, cores: 1, threads: 1,
 		disks: map[string]diskWant{
 			"nvme0n1": {kind: KindDisk, fail: []string{CheckSize, CheckPartitions, CheckMounts}, unknown: []string{CheckSignatures, CheckHolders, CheckOSD}, says: []string{"nvme0n1p1 mounted at /"}},
@@ -259,7 +260,7 @@ var snapshotWants = map[string]snapWant{
 	// the paths cannot be proven, so they are unknown, with the evidence.
 	"linux-s390x-snapshot": {
 		arch: "s390x", physicalBytes: 110 * GiB, usableBytes: 112832212 * 1024,
-		physicalSource: "memory-blocks", installedGiB: 110, mysql: MySQLMulti,
+		physicalSource: "memory-blocks", installedGiB: 110, mysql: controlplan.Multi,
 		virtFlags: []string{"sie"}, sockets: 1, cores: 4, threads: 8,
 		disks: func() map[string]diskWant {
 			m := map[string]diskWant{
@@ -479,7 +480,7 @@ func TestSnapshotPolicyIsData(t *testing.T) {
 	p.MinOSDDiskBytes = 4 * GiB
 	p.Roles[roles.Control] = RoleMinimums{MinCores: 16}
 	f.Decide(p, []roles.Role{roles.Control})
-	if f.Decisions.MySQLTopology != MySQLSingle || !strings.Contains(f.Decisions.MySQLReason, "32 GiB installed RAM") || !strings.Contains(f.Decisions.MySQLReason, "< 33 GiB") {
+	if f.Decisions.MySQLTopology != controlplan.Single || !strings.Contains(f.Decisions.MySQLReason, "32 GiB installed RAM") || !strings.Contains(f.Decisions.MySQLReason, "< 33 GiB") {
 		t.Errorf("threshold 33: %s (%s), want single", f.Decisions.MySQLTopology, f.Decisions.MySQLReason)
 	}
 	if !hasFinding(f, roles.Control, "cores", LevelError) {

@@ -46,10 +46,24 @@ func TestBootstrapJoinHA(t *testing.T) {
 		return nil
 	})
 	to3 := time.Since(start)
+	// HA: yes once every layer is: the cluster database, and the control
+	// databases replicated by Galera across the three control nodes.
+	harness.Eventually(t, 3*time.Minute, "HA: yes on every layer", func() error {
+		st, err := status(t, n3)
+		if err != nil {
+			return err
+		}
+		if !st.HA.Enabled || st.HA.Summary != "HA: yes" {
+			return fmt.Errorf("%s", st.HA.Summary)
+		}
+		for _, l := range st.Layers {
+			if l.Built && l.HA != "yes" {
+				return fmt.Errorf("layer %s: %s (%s)", l.Name, l.HA, l.Reason)
+			}
+		}
+		return nil
+	})
 	st = mustStatus(t, n3)
-	if !st.HA.Enabled || st.HA.Summary != "HA: yes" {
-		t.Fatalf("after 3 control nodes: %+v", st.HA)
-	}
 	for _, m := range st.Members {
 		if m.Status != "online" {
 			t.Fatalf("%s is %s", m.Name, m.Status)
@@ -69,13 +83,15 @@ func TestNodeLoss(t *testing.T) {
 	bootstrap(t, n1, "control,compute,storage")
 	join(t, n1, n2, "control")
 	join(t, n1, n3, "control")
-	harness.Eventually(t, 30*time.Second, "3 voters", func() error {
+	// Every layer highly available first (3 dqlite voters, Galera of 3):
+	// then losing any one node keeps every layer writable.
+	harness.Eventually(t, 3*time.Minute, "HA: yes", func() error {
 		st, err := status(t, n1)
 		if err != nil {
 			return err
 		}
-		if voters(st) != 3 {
-			return fmt.Errorf("%d voters", voters(st))
+		if voters(st) != 3 || st.HA.Summary != "HA: yes" {
+			return fmt.Errorf("%d voters, %s", voters(st), st.HA.Summary)
 		}
 		return nil
 	})

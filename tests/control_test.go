@@ -33,10 +33,11 @@ func waitInstances(t testing.TB, nd *harness.Node, timeout time.Duration, ok fun
 		if err != nil {
 			return err
 		}
-		if len(st.Databases) == 0 {
+		ins := controlInstances(t, st)
+		if len(ins) == 0 {
 			return fmt.Errorf("no instances yet")
 		}
-		for _, in := range st.Databases {
+		for _, in := range ins {
 			if err := ok(in); err != nil {
 				return fmt.Errorf("%s: %v (%+v)", in.Name, err, in.Members)
 			}
@@ -136,4 +137,18 @@ func logRSS(t testing.TB, c *harness.Cluster) {
 			t.Logf("%s mariadbd RSS: %s", nd.Name, strings.Join(strings.Fields(string(out)), " "))
 		}
 	}
+}
+
+// controlInstances are the MariaDB instances of the status's control layer.
+func controlInstances(t testing.TB, st api.Status) []api.DBInstance {
+	t.Helper()
+	l := st.Layer(api.LayerControl)
+	if l == nil || len(l.Details) == 0 {
+		return nil
+	}
+	var ins []api.DBInstance
+	if err := json.Unmarshal(l.Details, &ins); err != nil {
+		t.Fatalf("control layer details: %v", err)
+	}
+	return ins
 }

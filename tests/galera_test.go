@@ -186,8 +186,11 @@ func TestGalera(t *testing.T) {
 		n1.MustRun(t, "cluster", "remove", "node3")
 		waitInstances(t, n1, 2*time.Minute, galeraSize(2))
 		st := mustStatus(t, n1)
-		if st.Databases[0].Degraded == "" {
-			t.Fatalf("a 2-member Galera cluster should be reported degraded: %+v", st.Databases[0])
+		if ins := controlInstances(t, st); len(ins) == 0 || ins[0].Degraded == "" {
+			t.Fatalf("a 2-member Galera cluster should be reported degraded: %+v", ins)
+		}
+		if l := st.Layer(api.LayerControl); l == nil || l.HA != api.HADegraded {
+			t.Fatalf("the control layer should be degraded: %+v", l)
 		}
 		if out, err := n2.Exec(ctx, w, "try", dsnOn(t, n1, n2)); err != nil {
 			t.Fatalf("write after removal: %s", out)

@@ -46,7 +46,7 @@ func member(st api.Status, name string) *api.Node {
 func voters(st api.Status) int {
 	n := 0
 	for _, m := range st.Members {
-		if m.Database == "voter" {
+		if m.DqliteRole == "voter" {
 			n++
 		}
 	}

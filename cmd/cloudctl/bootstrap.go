@@ -38,6 +38,8 @@ type nodeFlags struct {
 	dryRun   bool
 	snapshot string
 	manifest string
+	// daemonOverlay is cloudd's own --manifest text, when the plan was made with it.
+	daemonOverlay string
 }
 
 func (f *nodeFlags) register(cmd *cobra.Command, defaultRoles string) {
@@ -106,6 +108,13 @@ func (f *nodeFlags) makePlan(cmd *cobra.Command, a *app, run planRun) (bootstrap
 	m, err := manifests.Effective(f.manifest)
 	if err != nil {
 		return zero, bootstrap.Facts{}, nil, manifestProblems(a, f.manifest, err)
+	}
+	if !run.join {
+		// The plan is made with the manifest the cluster will keep: cloudd's
+		// own --manifest when it was started with one.
+		if m, err = f.withDaemonManifest(ctx, a, m); err != nil {
+			return zero, bootstrap.Facts{}, nil, err
+		}
 	}
 	groups := m.RoleGroups()
 	what := "this machine"
@@ -292,6 +301,9 @@ Add more machines afterwards with 'cloudctl cluster add NAME' here and
 			if err != nil {
 				return err
 			}
+			if f.daemonOverlay != "" {
+				p.Manifest = f.daemonOverlay
+			}
 			if f.manifest != "" {
 				// cloudd applies the overlay and keeps the effective manifest.
 				data, err := os.ReadFile(f.manifest)
@@ -318,12 +330,6 @@ Add more machines afterwards with 'cloudctl cluster add NAME' here and
 				return err
 			}
 			res.Warnings = warnings.Messages()
-			if p.MySQLTopologyAuto {
-				// cloudd settled the topology: record its decision and its fact.
-				if stored, err := c.Plan(ctx); err == nil && stored.MySQLTopology != "" {
-					p.MySQLTopology, p.MySQLTopologyReason, p.MySQLTopologyAuto = stored.MySQLTopology, stored.MySQLTopologyReason, false
-				}
-			}
 			saved, serr := savePreseed(a, p, facts, false, warnings, "sudo cloudctl bootstrap --preseed FILE")
 			if serr != nil {
 				fmt.Fprintf(a.errOut, "Warning: %v\n", serr)
@@ -331,7 +337,7 @@ Add more machines afterwards with 'cloudctl cluster add NAME' here and
 			res.Preseed = saved
 			return render.Write(a.out, a.format, res, func(w io.Writer) error {
 				fmt.Fprintf(w, "Bootstrapped %s (%s) with roles %s in %s.\n", res.Name, res.Address, joinOrDash(res.Roles), res.Took.Round(time.Millisecond))
-				if !p.MySQLTopologyAuto && p.MySQLTopology != "" {
+				if p.MySQLTopology != "" {
 					fmt.Fprintf(w, "MySQL topology: %s (%s).\n", p.MySQLTopology, p.MySQLTopologyReason)
 				}
 				if saved != "" {
@@ -354,4 +360,40 @@ func step(a *app, format string, args ...any) {
 		return
 	}
 	fmt.Fprintf(a.errOut, "==> "+format+"\n", args...)
+}
+
+// withDaemonManifest returns the manifest to plan a bootstrap with: when the
+// local cloudd was started with --manifest, its overlay (which must then
+// agree with this command's --manifest, if any), else m.
+func (f *nodeFlags) withDaemonManifest(ctx context.Context, a *app, m *manifests.Manifest) (*manifests.Manifest, error) {
+	c, err := a.connect()
+	if err != nil {
+		return m, nil // no daemon (a dry run): plan with what is here
+	}
+	dm, err := c.DaemonManifest(ctx)
+	if err != nil || dm.Overlay == "" {
+		return m, nil
+	}
+	o, err := manifests.Parse("cloudd's --manifest", []byte(dm.Overlay))
+	if err != nil {
+		return nil, err
+	}
+	base, err := manifests.Default()
+	if err != nil {
+		return nil, err
+	}
+	theirs, err := manifests.Overlay(base, o)
+	if err != nil {
+		return nil, err
+	}
+	if f.manifest != "" {
+		a1, err1 := m.Marshal()
+		a2, err2 := theirs.Marshal()
+		if err1 != nil || err2 != nil || string(a1) != string(a2) {
+			return nil, fmt.Errorf("--manifest %s differs from the manifest cloudd was started with: give the same file to both, or drop one of them", f.manifest)
+		}
+		return m, nil
+	}
+	f.daemonOverlay = dm.Overlay
+	return theirs, nil
 }

@@ -197,9 +197,6 @@ func newClusterRemoveCmd(a *app) *cobra.Command {
 			if target.Status != "online" && !force {
 				return fmt.Errorf("%s is offline, so it cannot be told to leave: run `cloudctl cluster remove %s --force` to drop it from the cluster anyway", args[0], args[0])
 			}
-			if dbs, err := c.Databases(cmd.Context()); err == nil && dbs.Host == args[0] && !force {
-				return fmt.Errorf("%s holds the only copy of the control-plane databases (they are not replicated yet): give two more nodes the control role first, or use --force to remove it and lose them", args[0])
-			}
 			if len(st.Members) == 1 {
 				return fmt.Errorf("%s is the last member: removing it would destroy the cluster; stop cloudd and delete its state directory instead", args[0])
 			}

@@ -54,7 +54,7 @@ func ago(t time.Time, now time.Time) string {
 }
 
 func dbRole(n api.Node) string {
-	r := n.Database
+	r := n.DqliteRole
 	if r == "" {
 		r = "-"
 	}

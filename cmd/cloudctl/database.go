@@ -11,7 +11,6 @@ import (
 	"github.com/cloudctl/cloudctl/api"
 	"github.com/cloudctl/cloudctl/client"
 	"github.com/cloudctl/cloudctl/render"
-	"github.com/cloudctl/cloudctl/roles/control"
 )
 
 func newDatabaseCmd(a *app) *cobra.Command {
@@ -75,41 +74,24 @@ func newDatabaseCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			dbs, err := c.Databases(cmd.Context())
+			results, err := c.CheckDatabases(cmd.Context(), args)
 			if err != nil {
 				return err
 			}
-			want := map[string]bool{}
-			for _, s := range args {
-				want[s] = true
-			}
-			var results []control.CheckResult
 			var failed []string
-			for _, s := range dbs.Services {
-				if len(want) > 0 && !want[s.Service] {
-					continue
+			for _, r := range results {
+				if r.Error != "" {
+					failed = append(failed, r.Service+" at "+r.Endpoint+": "+r.Error)
 				}
-				delete(want, s.Service)
-				cr, err := c.Credentials(cmd.Context(), s.Service)
-				if err != nil {
-					return err
-				}
-				for _, ep := range cr.Endpoints {
-					r, err := control.CheckService(cmd.Context(), s.Service, cr.User, cr.Password, ep, cr.Database)
-					if err != nil {
-						failed = append(failed, err.Error())
-						continue
-					}
-					results = append(results, r)
-				}
-			}
-			for s := range want {
-				return fmt.Errorf("there is no service %q: `cloudctl database list` shows them", s)
 			}
 			if err := render.Write(a.out, a.format, results, func(w io.Writer) error {
 				t := render.NewTable(w, "SERVICE", "ENDPOINT", "ROWS", "TOOK")
 				for _, r := range results {
-					t.Row(r.Service, r.Endpoint, fmt.Sprint(r.Rows), r.Took.Round(time.Millisecond).String())
+					if r.Error != "" {
+						t.Row(r.Service, r.Endpoint, "-", "failed")
+						continue
+					}
+					t.Row(r.Service, r.Endpoint, fmt.Sprint(r.Rows), time.Duration(r.TookNS).Round(time.Millisecond).String())
 				}
 				return t.Flush()
 			}); err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 
@@ -57,11 +58,14 @@ func statusTable(w io.Writer, st api.Status) error {
 	if err := membersTable(w, st.Members); err != nil {
 		return err
 	}
-	if err := databasesTable(w, st.Databases); err != nil {
+	if err := layersTable(w, st.Layers); err != nil {
+		return err
+	}
+	if err := databasesTable(w, controlInstances(st)); err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "\n%s\n", st.HA.Summary)
-	fmt.Fprintf(w, "Database: %d of %d members are dqlite voters\n", st.HA.Voters, len(st.Members))
+	fmt.Fprintf(w, "Cluster database: %d of %d members are dqlite voters\n", st.HA.Voters, len(st.Members))
 	for _, warn := range st.Warnings {
 		fmt.Fprintf(w, "Warning: %s\n", warn)
 	}
@@ -69,7 +73,7 @@ func statusTable(w io.Writer, st api.Status) error {
 }
 
 func membersTable(w io.Writer, ms []api.Node) error {
-	t := render.NewTable(w, "NAME", "ADDRESS", "ROLES", "STATUS", "DATABASE", "REGION/ZONE")
+	t := render.NewTable(w, "NAME", "ADDRESS", "ROLES", "STATUS", "CLUSTER DB", "REGION/ZONE")
 	for _, n := range ms {
 		loc := "-"
 		if n.Region != "" || n.Zone != "" {
@@ -78,4 +82,42 @@ func membersTable(w io.Writer, ms []api.Node) error {
 		t.Row(n.Name, n.Address, joinOrDash(n.Roles), n.Status, dbRole(n), loc)
 	}
 	return t.Flush()
+}
+
+// layersTable shows one line per layer: its HA verdict, health and members.
+func layersTable(w io.Writer, ls []api.Layer) error {
+	if len(ls) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w)
+	t := render.NewTable(w, "LAYER", "HA", "HEALTH", "MEMBERS", "WHY")
+	for _, l := range ls {
+		var ms []string
+		for _, m := range l.Members {
+			ms = append(ms, m.Node+":"+m.State)
+		}
+		ha, health := l.HA, l.Health
+		if !l.Built {
+			ha, health = "-", "not built"
+		}
+		why := l.Reason
+		if why == "" {
+			why = "-"
+		}
+		t.Row(l.Title, ha, health, joinOrDash(ms), why)
+	}
+	return t.Flush()
+}
+
+// controlInstances are the control layer's instances, from its details.
+func controlInstances(st api.Status) []api.DBInstance {
+	l := st.Layer(api.LayerControl)
+	if l == nil || len(l.Details) == 0 {
+		return nil
+	}
+	var ins []api.DBInstance
+	if err := json.Unmarshal(l.Details, &ins); err != nil {
+		return nil
+	}
+	return ins
 }

@@ -13,8 +13,19 @@ import (
 
 	"github.com/cloudctl/cloudctl/api"
 	"github.com/cloudctl/cloudctl/daemon"
+	"github.com/cloudctl/cloudctl/roles/control"
+	"github.com/cloudctl/cloudctl/roles/driver"
 	"github.com/cloudctl/cloudctl/snap"
 )
+
+// drivers are the role drivers cloudd runs, in order. Adding a role is one
+// package under roles/ and one line here; append, never reorder (each
+// driver's schema updates follow the ones listed before it).
+func drivers() []driver.Driver {
+	return []driver.Driver{
+		control.New(),
+	}
+}
 
 func main() {
 	fs := flag.NewFlagSet("cloudd", flag.ContinueOnError)
@@ -39,7 +50,7 @@ func main() {
 
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
-	d, err := daemon.New(daemon.Config{StateDir: dir, Log: log, Verbose: *verbose, Debug: *debug, ManifestOverlay: *manifest})
+	d, err := daemon.New(daemon.Config{StateDir: dir, Log: log, Verbose: *verbose, Debug: *debug, ManifestOverlay: *manifest, Drivers: drivers()})
 	if err != nil {
 		log.Error("cannot start", "error", err)
 		os.Exit(1)

@@ -16,17 +16,6 @@ type NodeView struct {
 	JoinedAt time.Time
 }
 
-// StatusRow is one member's last report about one instance.
-type StatusRow struct {
-	Node, Instance string
-	WsrepStatus    string
-	State          string
-	Size           int
-	Comment        string
-	Provisioned    bool
-	UpdatedAt      time.Time
-}
-
 // ClusterView is the cluster state the control decision reads.
 type ClusterView struct {
 	Topology      string
@@ -36,7 +25,6 @@ type ClusterView struct {
 	DBHost        string
 	Members       []string
 	Formed        map[string]bool
-	Statuses      []StatusRow
 	Recovery      map[string][]Position
 	AdminPassword string
 	Credentials   map[string]Credential

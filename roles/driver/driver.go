@@ -7,6 +7,7 @@ package driver
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -199,6 +200,10 @@ type Endpoint struct {
 	Handler func(ctx context.Context, env *Env, req Request) (any, error)
 	// LocalOnly endpoints answer only on the root-only local control socket.
 	LocalOnly bool
+	// Light handlers read nothing of the cluster: their Env holds only Dir,
+	// Log, Now and Local's name, and serving them costs no database read
+	// (members poll them).
+	Light bool
 }
 
 // Request is what a driver's endpoint gets of an HTTP request.
@@ -259,4 +264,28 @@ type Backend struct {
 	Node string `json:"node"`
 	// Addr is ip:port on the member.
 	Addr string `json:"addr"`
+}
+
+// MaxBody is the largest request body a driver's endpoint accepts.
+const MaxBody = 1 << 20
+
+// DecodeBody decodes a JSON request body strictly (unknown fields refused).
+// An empty body leaves v as it is.
+func DecodeBody(req Request, v any) error {
+	if req.Body == nil {
+		return nil
+	}
+	dec := json.NewDecoder(io.LimitReader(req.Body, MaxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		return Errorf(http.StatusBadRequest, "invalid request body: %v", err)
+	}
+	return nil
+}
+
+// PlanValidator is implemented by drivers that check their part of the plan
+// when a cluster is bootstrapped (the control role's MySQL topology). The
+// daemon refuses a bootstrap whose plan one of them rejects.
+type PlanValidator interface {
+	ValidatePlan(p api.Plan, m *manifests.Manifest) error
 }

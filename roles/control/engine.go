@@ -103,8 +103,8 @@ func lastLines(b []byte, n int) string {
 	return strings.Join(ls, " | ")
 }
 
-// Driver converges this node's MariaDB instances.
-type Driver struct {
+// Engine converges this node's MariaDB instances: it writes their configuration, starts them under the supervisor, forms and rejoins Galera, and provisions service databases.
+type Engine struct {
 	Dir      string // <state-dir>/control
 	Node     string
 	IP       string
@@ -128,15 +128,15 @@ const (
 	modeJoin
 )
 
-// NewDriver prepares a driver; nothing starts until Converge.
-func NewDriver(dir, node, ip string, m *manifests.Manifest, sup *supervisor.Supervisor, log *slog.Logger) *Driver {
-	return &Driver{Dir: dir, Node: node, IP: ip, Manifest: m, Sup: sup, Cmd: ExecCommands{}, Log: log,
+// NewEngine prepares an engine; nothing starts until Converge.
+func NewEngine(dir, node, ip string, m *manifests.Manifest, sup *supervisor.Supervisor, log *slog.Logger) *Engine {
+	return &Engine{Dir: dir, Node: node, IP: ip, Manifest: m, Sup: sup, Cmd: ExecCommands{}, Log: log,
 		provisioned: map[string]bool{}, lastStart: map[string]time.Time{}, failures: map[string]int{}, started: map[string]startMode{}}
 }
 
 func svcName(in Instance) string { return "mariadb-" + strings.TrimPrefix(in.Name, "mysql-") }
 
-func (d *Driver) bin(name string) string {
+func (d *Engine) bin(name string) string {
 	if p, err := d.Manifest.Binary("mariadb", name); err == nil {
 		return p
 	}
@@ -144,7 +144,7 @@ func (d *Driver) bin(name string) string {
 }
 
 // Converge brings every instance towards des and reports what it saw.
-func (d *Driver) Converge(ctx context.Context, des Desired) []InstanceStatus {
+func (d *Engine) Converge(ctx context.Context, des Desired) []InstanceStatus {
 	if !des.Host {
 		d.StopAll()
 		return nil
@@ -170,7 +170,7 @@ func (d *Driver) Converge(ctx context.Context, des Desired) []InstanceStatus {
 }
 
 // StopAll stops every MariaDB instance this driver started.
-func (d *Driver) StopAll() {
+func (d *Engine) StopAll() {
 	for _, n := range d.Sup.Names() {
 		if strings.HasPrefix(n, "mariadb-") {
 			_ = d.Sup.Stop(n, time.Minute)
@@ -182,7 +182,7 @@ func (d *Driver) StopAll() {
 	d.mu.Unlock()
 }
 
-func (d *Driver) convergeInstance(ctx context.Context, des Desired, in Instance) (InstanceStatus, error) {
+func (d *Engine) convergeInstance(ctx context.Context, des Desired, in Instance) (InstanceStatus, error) {
 	st := InstanceStatus{State: "stopped"}
 	p := instancePaths(d.Dir, in)
 	fresh, err := d.ensureData(ctx, p)
@@ -305,7 +305,7 @@ func RecoveryWinner(reports []Position, members int) (Position, bool) {
 	return best, true
 }
 
-func (d *Driver) backoffOver(name string) bool {
+func (d *Engine) backoffOver(name string) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	wait := time.Duration(1<<min(d.failures[name], 5)) * time.Second
@@ -313,7 +313,7 @@ func (d *Driver) backoffOver(name string) bool {
 }
 
 // start launches mariadbd. modeNewCluster bootstraps a Galera cluster.
-func (d *Driver) start(in Instance, p paths, mode startMode, fresh bool, adminPassword string) error {
+func (d *Engine) start(in Instance, p paths, mode startMode, fresh bool, adminPassword string) error {
 	name := svcName(in)
 	args := []string{"--defaults-file=" + p.cnf}
 	if fresh && adminPassword != "" {
@@ -357,7 +357,7 @@ func adminSQL(pw string) string {
 }
 
 // observe connects as the admin user, reads wsrep status, and provisions.
-func (d *Driver) observe(ctx context.Context, des Desired, in Instance, p paths, st InstanceStatus) (InstanceStatus, error) {
+func (d *Engine) observe(ctx context.Context, des Desired, in Instance, p paths, st InstanceStatus) (InstanceStatus, error) {
 	name := svcName(in)
 	db, err := openAdmin(p.sock, des.AdminPassword)
 	if err != nil {
@@ -487,7 +487,7 @@ func provision(ctx context.Context, db *sql.DB, in Instance, creds map[string]Cr
 }
 
 // ensureData creates the instance directory and, on first use, its datadir.
-func (d *Driver) ensureData(ctx context.Context, p paths) (bool, error) {
+func (d *Engine) ensureData(ctx context.Context, p paths) (bool, error) {
 	// The mysql user must traverse the driver's directory to reach its own.
 	if err := os.MkdirAll(d.Dir, 0o711); err != nil {
 		return false, fmt.Errorf("create %s: %w", d.Dir, err)
@@ -519,9 +519,9 @@ func (d *Driver) ensureData(ctx context.Context, p paths) (bool, error) {
 	return true, nil
 }
 
-func (d *Driver) templateDir() string { return filepath.Join(d.Dir, ".datadir-template") }
+func (d *Engine) templateDir() string { return filepath.Join(d.Dir, ".datadir-template") }
 
-func (d *Driver) ensureTemplate(ctx context.Context) error {
+func (d *Engine) ensureTemplate(ctx context.Context) error {
 	tpl := d.templateDir()
 	if _, err := os.Stat(filepath.Join(tpl, "mysql")); err == nil {
 		return nil
@@ -548,7 +548,7 @@ func (d *Driver) ensureTemplate(ctx context.Context) error {
 
 // recoverPosition reads the last committed position from grastate.dat, or
 // asks mariadbd --wsrep-recover when the shutdown was not clean.
-func (d *Driver) recoverPosition(ctx context.Context, in Instance, p paths) (Position, error) {
+func (d *Engine) recoverPosition(ctx context.Context, in Instance, p paths) (Position, error) {
 	pos := Position{Node: d.Node}
 	uuid, seqno, err := readGrastate(p.grastate)
 	if err == nil && seqno >= 0 {

@@ -1,0 +1,173 @@
+package control
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/cloudctl/cloudctl/roles"
+	"github.com/cloudctl/cloudctl/roles/driver"
+)
+
+// Keys of control_config.
+const (
+	keyAdminPassword = "mysql_admin_password"
+	keyDBHost        = "db_host"
+)
+
+// readView reads what the control decision needs from the cluster database.
+// It only reads: secrets and the database host are recorded by ensureState
+// on the converge path.
+func readView(ctx context.Context, env *driver.Env) (ClusterView, error) {
+	v := ClusterView{Formed: map[string]bool{}, Recovery: map[string][]Position{}, Credentials: map[string]Credential{},
+		Topology: env.Plan.MySQLTopology, Manifest: env.Manifest, InstalledGiB: env.InstalledGiB, Now: env.Now()}
+	for _, n := range env.Nodes {
+		v.Nodes = append(v.Nodes, NodeView{Name: n.Name, IP: n.IP, Control: n.Has(roles.Control), JoinedAt: n.JoinedAt})
+	}
+	err := env.DB.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		var err error
+		if v.DBHost, err = getConfig(ctx, tx, keyDBHost); err != nil {
+			return err
+		}
+		if v.AdminPassword, err = getConfig(ctx, tx, keyAdminPassword); err != nil {
+			return err
+		}
+		if v.Credentials, err = readCredentials(ctx, tx); err != nil {
+			return err
+		}
+		if err := readInstances(ctx, tx, &v); err != nil {
+			return err
+		}
+		return readRecovery(ctx, tx, &v)
+	})
+	return v, err
+}
+
+// ensureState records, once for the whole cluster, what the decision needs
+// and nobody has recorded yet: the admin password, each service's
+// credentials, and the node hosting the databases before they replicate. It
+// writes only when something is missing.
+func ensureState(ctx context.Context, env *driver.Env, v *ClusterView) error {
+	if v.Topology == "" || v.Manifest == nil {
+		return nil
+	}
+	missing := v.AdminPassword == "" || (v.DBHost == "" && DBHost(*v) != "")
+	for _, svc := range v.Manifest.ControlPlane.Services {
+		if _, ok := v.Credentials[svc]; !ok {
+			missing = true
+		}
+	}
+	if !missing {
+		return nil
+	}
+	return env.DB.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		pw, err := randomSecret()
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO control_config (key, value) VALUES (?, ?)`, keyAdminPassword, pw); err != nil {
+			return fmt.Errorf("record admin password: %w", err)
+		}
+		for _, svc := range v.Manifest.ControlPlane.Services {
+			pw, err := randomSecret()
+			if err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO control_credentials (service, username, password, created_at) VALUES (?, ?, ?, ?)`, svc, svc, pw, v.Now.UTC()); err != nil {
+				return fmt.Errorf("record credentials of %s: %w", svc, err)
+			}
+		}
+		if h := DBHost(*v); v.DBHost == "" && h != "" {
+			if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO control_config (key, value) VALUES (?, ?)`, keyDBHost, h); err != nil {
+				return fmt.Errorf("record database host: %w", err)
+			}
+		}
+		// Read back what won: another member may have recorded first.
+		if v.AdminPassword, err = getConfig(ctx, tx, keyAdminPassword); err != nil {
+			return err
+		}
+		if v.DBHost, err = getConfig(ctx, tx, keyDBHost); err != nil {
+			return err
+		}
+		v.Credentials, err = readCredentials(ctx, tx)
+		return err
+	})
+}
+
+func randomSecret() (string, error) {
+	b := make([]byte, 18)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("random: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}
+
+func getConfig(ctx context.Context, tx *sql.Tx, key string) (string, error) {
+	var v string
+	err := tx.QueryRowContext(ctx, `SELECT value FROM control_config WHERE key = ?`, key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read control setting %q: %w", key, err)
+	}
+	return v, nil
+}
+
+func readCredentials(ctx context.Context, tx *sql.Tx) (map[string]Credential, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT service, username, password FROM control_credentials`)
+	if err != nil {
+		return nil, fmt.Errorf("read credentials: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]Credential{}
+	for rows.Next() {
+		var c Credential
+		if err := rows.Scan(&c.Service, &c.User, &c.Password); err != nil {
+			return nil, fmt.Errorf("read credential: %w", err)
+		}
+		out[c.Service] = c
+	}
+	return out, rows.Err()
+}
+
+func readInstances(ctx context.Context, tx *sql.Tx, v *ClusterView) error {
+	rows, err := tx.QueryContext(ctx, `SELECT name, formed, members FROM control_instances`)
+	if err != nil {
+		return fmt.Errorf("read instances: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name, members string
+		var formed bool
+		if err := rows.Scan(&name, &formed, &members); err != nil {
+			return fmt.Errorf("read instance: %w", err)
+		}
+		v.Formed[name] = formed
+		if members != "" && len(v.Members) == 0 {
+			v.Members = strings.Split(members, ",")
+		}
+	}
+	return rows.Err()
+}
+
+func readRecovery(ctx context.Context, tx *sql.Tx, v *ClusterView) error {
+	rows, err := tx.QueryContext(ctx, `SELECT instance, node, uuid, seqno FROM control_recovery`)
+	if err != nil {
+		return fmt.Errorf("read recovery reports: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var inst string
+		var p Position
+		if err := rows.Scan(&inst, &p.Node, &p.UUID, &p.Seqno); err != nil {
+			return fmt.Errorf("read recovery report: %w", err)
+		}
+		v.Recovery[inst] = append(v.Recovery[inst], p)
+	}
+	return rows.Err()
+}
