@@ -236,5 +236,5 @@ type DBCheck struct {
 // FloatingAddress is the body of PUT /1.0/plan/floating-address: the
 // address to hold ("10.0.0.100" or "10.0.0.100/24"), or "" to remove it.
 type FloatingAddress struct {
-	Address string `json:"address"`
+	Address string `json:"floating_address"`
 }

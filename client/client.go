@@ -284,11 +284,6 @@ func (c *Client) CheckDatabases(ctx context.Context, services []string) ([]api.D
 	return out, err
 }
 
-// SetFloatingAddress sets, changes or (with "") removes the floating address.
-func (c *Client) SetFloatingAddress(ctx context.Context, addr string) error {
-	return c.query(ctx, "PUT", "plan/floating-address", api.FloatingAddress{Address: addr}, nil)
-}
-
 // DaemonManifest is what GET /1.0/manifest answers: the effective manifest,
 // and before bootstrap the text of cloudd's own --manifest overlay.
 type DaemonManifest struct {

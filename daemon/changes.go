@@ -88,12 +88,12 @@ func (d *Daemon) handleFloatingAddress(s *state.State, r *http.Request) response
 			return response.BadRequest(err)
 		}
 	}
+	var p api.Plan
 	err := s.Database.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		raw, err := getConfig(ctx, tx, "plan")
 		if err != nil {
 			return err
 		}
-		var p api.Plan
 		if raw != "" {
 			if err := json.Unmarshal([]byte(raw), &p); err != nil {
 				return fmt.Errorf("stored plan is unreadable: %w", err)
@@ -124,7 +124,7 @@ func (d *Daemon) handleFloatingAddress(s *state.State, r *http.Request) response
 	}
 	d.log.Info("floating address changed", "address", addr)
 	d.kickMembers(ctx, s)
-	return response.EmptySyncResponse
+	return response.SyncResponse(true, p)
 }
 
 // validFloatingAddress accepts an IPv4 or IPv6 address, bare or with a prefix length.
