@@ -1,0 +1,247 @@
+package compute
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cloudctl/cloudctl/api"
+	"github.com/cloudctl/cloudctl/roles"
+)
+
+// TestLXDCluster runs the driver against real LXD in three namespaces: one
+// node forms the cluster and runs a container, two more join, a container
+// launches on each member, a SIGKILLed member's peers keep launching and it
+// comes back, and a node losing the role evacuates and leaves.
+func TestLXDCluster(t *testing.T) {
+	r := newRig(t, 3)
+	img := busyboxImage(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	n1, n2, n3 := r.node("node1"), r.node("node2"), r.node("node3")
+	// Only node1 has the role at first.
+	r.setRoles("node2", nil)
+	r.setRoles("node3", nil)
+	for _, n := range r.nodes {
+		r.start(n)
+	}
+	formed := r.eventually(2*time.Minute, "node1 forms the LXD cluster", func() error {
+		on, err := r.online(ctx, n1)
+		if err != nil {
+			return err
+		}
+		if len(on) != 1 {
+			return fmt.Errorf("online: %v", on)
+		}
+		c := r.lxd(n1)
+		if _, _, err := c.GetProfile("default"); err != nil {
+			return err
+		}
+		p, _, err := c.GetProfile("default")
+		if err != nil || p.Devices["root"]["pool"] != PoolName || p.Devices["eth0"]["network"] != NetworkName {
+			return fmt.Errorf("default profile not ready: %v %v", p, err)
+		}
+		return nil
+	})
+	ps, _ := r.state(ctx, n1)
+	t.Logf("node1: LXD ready in %.2fs, cluster formed %.2fs after start, bootstrap %.2fs", ps.ReadySeconds, formed.Seconds(), ps.JoinSeconds)
+	c1 := r.lxd(n1)
+	importImage(t, c1, img)
+
+	t.Run("one node launches and execs", func(t *testing.T) {
+		defer func() {
+			var g map[string]string
+			if err := agentCall(ctx, r.root, "node1", "GET", "guard/node1", nil, &g); err != nil || !strings.Contains(g["refused"], "no other compute node is online") {
+				t.Fatalf("guard on the only member with an instance: %v %v", g, err)
+			}
+			t.Logf("guard: %s", g["refused"])
+		}()
+		t0 := time.Now()
+		if err := launch(ctx, c1, "", "solo"); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("launch on one node: %s", time.Since(t0).Round(time.Millisecond))
+		out, err := execIn(ctx, c1, "solo", "sh", "-c", "echo hello from $(hostname)")
+		if err != nil || strings.TrimSpace(out) != "hello from solo" {
+			t.Fatalf("exec: %q %v", out, err)
+		}
+	})
+
+	t.Run("three nodes form a cluster", func(t *testing.T) {
+		t0 := time.Now()
+		r.setRoles("node2", []roles.Role{roles.Compute})
+		r.setRoles("node3", []roles.Role{roles.Compute})
+		r.eventually(3*time.Minute, "three LXD members online", func() error {
+			on, err := r.online(ctx, n1)
+			if err != nil {
+				return err
+			}
+			if len(on) != 3 {
+				return fmt.Errorf("online: %v", on)
+			}
+			return nil
+		})
+		t.Logf("two members joined in %s", time.Since(t0).Round(time.Millisecond))
+		for _, n := range []*rigNode{n2, n3} {
+			var ps PeerState
+			// The cluster lists a member before its own join operation returns.
+			r.eventually(time.Minute, n.name+" reports its join", func() error {
+				var err error
+				if ps, err = r.state(ctx, n); err != nil {
+					return err
+				}
+				if ps.JoinSeconds == 0 {
+					return fmt.Errorf("no join time yet")
+				}
+				return nil
+			})
+			t.Logf("%s: LXD ready in %.2fs, join %.2fs, RSS %d KiB", n.name, ps.ReadySeconds, ps.JoinSeconds, ps.RSSKiB)
+		}
+		for _, n := range r.nodes {
+			t0 := time.Now()
+			name := "on-" + n.name
+			if err := launch(ctx, c1, n.name, name); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("launch on %s: %s", n.name, time.Since(t0).Round(time.Millisecond))
+			in, _, err := c1.GetInstance(name)
+			if err != nil || in.Location != n.name {
+				t.Fatalf("%s: location %v %v", name, in, err)
+			}
+		}
+		var l api.Layer
+		r.eventually(time.Minute, "status shows HA", func() error {
+			if err := agentCall(ctx, r.root, "node2", "GET", "status", nil, &l); err != nil {
+				return err
+			}
+			if l.HA != api.HAYes || len(l.Members) != 3 {
+				return fmt.Errorf("layer: %+v", l)
+			}
+			return nil
+		})
+		for _, m := range l.Members {
+			if m.State != "online" || !strings.Contains(m.Detail, "instance(s)") {
+				t.Fatalf("member %+v", m)
+			}
+		}
+		t.Logf("status: %+v", l.Members)
+	})
+
+	t.Run("access token works once", func(t *testing.T) {
+		var a Access
+		if err := agentCall(ctx, r.root, "node1", "POST", "compute/access", AccessRequest{Name: "alice"}, &a); err != nil {
+			t.Fatal(err)
+		}
+		if a.Address != n1.ip+":8443" || a.ExpiresAt.IsZero() {
+			t.Fatalf("access: %+v", a)
+		}
+		var pending []Access
+		if err := agentCall(ctx, r.root, "node1", "GET", "compute/access", nil, &pending); err != nil || len(pending) != 1 || pending[0].Name != "alice" {
+			t.Fatalf("pending: %+v %v", pending, err)
+		}
+		lxc := func(conf string, args ...string) (string, error) {
+			full := append([]string{"netns", "exec", n3.ns, "env", "LXD_CONF=" + conf, "lxc"}, args...)
+			out, err := exec.CommandContext(ctx, "ip", full...).CombinedOutput()
+			return string(out), err
+		}
+		conf1, conf2 := filepath.Join(r.root, "lxc1"), filepath.Join(r.root, "lxc2")
+		if out, err := lxc(conf1, "remote", "add", "cloud", a.Token); err != nil {
+			t.Fatalf("lxc remote add: %v: %s", err, out)
+		}
+		out, err := lxc(conf1, "list", "cloud:", "--format", "csv", "-c", "nL")
+		if err != nil || !strings.Contains(out, "on-node2,node2") {
+			t.Fatalf("lxc list: %v: %s", err, out)
+		}
+		if out, err := lxc(conf2, "remote", "add", "cloud", a.Token); err == nil {
+			t.Fatalf("second use of the token was accepted: %s", out)
+		} else {
+			if !strings.Contains(out, "No matching certificate add operation") {
+				t.Fatalf("second use refused for another reason: %s", out)
+			}
+		}
+		// Revocation: a second token revoked before use is refused.
+		var b Access
+		if err := agentCall(ctx, r.root, "node1", "POST", "compute/access", AccessRequest{Name: "bob"}, &b); err != nil {
+			t.Fatal(err)
+		}
+		if err := agentCall(ctx, r.root, "node1", "DELETE", "compute/access/bob", nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := lxc(filepath.Join(r.root, "lxc3"), "remote", "add", "cloud", b.Token); err == nil {
+			t.Fatalf("revoked token was accepted: %s", out)
+		}
+	})
+
+	t.Run("SIGKILL one member", func(t *testing.T) {
+		r.kill(n3)
+		r.eventually(2*time.Minute, "node3 seen offline", func() error {
+			on, err := r.online(ctx, n1)
+			if err != nil {
+				return err
+			}
+			if len(on) != 2 {
+				return fmt.Errorf("online: %v", on)
+			}
+			return nil
+		})
+		for _, n := range []*rigNode{n1, n2} {
+			if err := launch(ctx, c1, n.name, "after-kill-"+n.name); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r.start(n3)
+		back := r.eventually(2*time.Minute, "node3 back in the LXD cluster", func() error {
+			on, err := r.online(ctx, n1)
+			if err != nil {
+				return err
+			}
+			if len(on) != 3 {
+				return fmt.Errorf("online: %v", on)
+			}
+			return nil
+		})
+		t.Logf("node3 back online %s after restart", back.Round(time.Millisecond))
+		// The container outlived LXD; once node3's LXD has it again, exec works.
+		r.eventually(time.Minute, "exec in the container on node3", func() error {
+			out, err := execIn(ctx, c1, "on-node3", "echo", "alive")
+			if err != nil || strings.TrimSpace(out) != "alive" {
+				return fmt.Errorf("exec: %q %v", out, err)
+			}
+			return nil
+		})
+	})
+
+	t.Run("role removal evacuates and leaves", func(t *testing.T) {
+		var g map[string]string
+		if err := agentCall(ctx, r.root, "node1", "GET", "guard/node3", nil, &g); err != nil || g["refused"] != "" {
+			t.Fatalf("guard: %v %v", g, err)
+		}
+		t0 := time.Now()
+		r.setRoles("node3", nil)
+		r.eventually(3*time.Minute, "node3 left the LXD cluster", func() error {
+			ms, err := c1.GetClusterMemberNames()
+			if err != nil {
+				return err
+			}
+			if len(ms) != 2 {
+				return fmt.Errorf("members: %v", ms)
+			}
+			return nil
+		})
+		t.Logf("evacuated and left in %s", time.Since(t0).Round(time.Millisecond))
+		in, _, err := c1.GetInstance("on-node3")
+		if err != nil || in.Location == "node3" {
+			t.Fatalf("on-node3 after evacuation: %+v %v", in, err)
+		}
+		r.eventually(time.Minute, "node3's LXD state removed", func() error {
+			if hasState(pathsIn(filepath.Join(r.root, "node3", "compute"))) {
+				return fmt.Errorf("state still there")
+			}
+			return nil
+		})
+	})
+}

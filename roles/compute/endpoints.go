@@ -1,0 +1,229 @@
+package compute
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	lxd "github.com/canonical/lxd/client"
+	lxdapi "github.com/canonical/lxd/shared/api"
+
+	"github.com/cloudctl/cloudctl/api"
+	"github.com/cloudctl/cloudctl/roles"
+	"github.com/cloudctl/cloudctl/roles/driver"
+)
+
+// Access is a trust token for `lxc remote add` (compute/access).
+type Access struct {
+	// Name is the client name the token is issued for (revoke by it).
+	Name      string    `json:"name"`
+	Token     string    `json:"token,omitempty"`
+	Address   string    `json:"address"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// AccessRequest asks for a trust token.
+type AccessRequest struct {
+	Name string `json:"name"`
+}
+
+// Endpoints implements driver.Driver.
+func (d *Driver) Endpoints() []driver.Endpoint {
+	return []driver.Endpoint{
+		{Path: "compute/state", Method: http.MethodGet, Handler: d.stateHandler},
+		{Path: "compute/join/{name}", Method: http.MethodGet, Handler: d.joinHandler},
+		{Path: "compute/access", Method: http.MethodPost, Handler: d.accessIssue, LocalOnly: true},
+		{Path: "compute/access", Method: http.MethodGet, Handler: d.accessList, LocalOnly: true},
+		{Path: "compute/access/{name}", Method: http.MethodDelete, Handler: d.accessRevoke, LocalOnly: true},
+	}
+}
+
+func (d *Driver) stateHandler(ctx context.Context, env *driver.Env, _ driver.Request) (any, error) {
+	return d.localState(ctx, env), nil
+}
+
+// joinHandler issues an LXD join token for a compute node (called by that
+// node's cloudd over the cluster's mutual TLS; the token is never shown).
+func (d *Driver) joinHandler(ctx context.Context, env *driver.Env, req driver.Request) (any, error) {
+	name := req.Vars["name"]
+	n, ok := env.Node(name)
+	if !ok || !n.Has(roles.Compute) {
+		return nil, driver.Errorf(http.StatusBadRequest, "%q is not a compute node of this cluster: only compute nodes join the LXD cluster", name)
+	}
+	c, err := ready(ctx, pathsIn(env.Dir))
+	if err != nil {
+		return nil, driver.Errorf(http.StatusServiceUnavailable, "LXD does not answer on %s", env.Local.Name)
+	}
+	srv, _, err := c.GetServer()
+	if err != nil {
+		return nil, fmt.Errorf("read LXD server: %w", err)
+	}
+	if !srv.Environment.ServerClustered {
+		return nil, driver.Errorf(http.StatusConflict, "LXD on %s is not clustered yet", env.Local.Name)
+	}
+	// A member name can have one pending join token: drop an older one.
+	if ops, err := c.GetOperations(); err == nil {
+		for i := range ops {
+			op := &ops[i]
+			if op.Class == "token" && fmt.Sprint(op.Metadata["serverName"]) == name {
+				_ = c.DeleteOperation(op.ID)
+			}
+		}
+	}
+	// A member of that name left behind by an earlier attempt must go first.
+	if ms, err := c.GetClusterMemberNames(); err == nil {
+		for _, m := range ms {
+			if m == name {
+				return nil, driver.Errorf(http.StatusConflict, "%s is already an LXD cluster member", name)
+			}
+		}
+	}
+	op, err := c.CreateClusterMember(lxdapi.ClusterMembersPost{ServerName: name})
+	if err != nil {
+		return nil, fmt.Errorf("create LXD join token for %s: %w", name, err)
+	}
+	opv := op.Get()
+	tok, err := opv.ToClusterJoinToken()
+	if err != nil {
+		return nil, fmt.Errorf("read LXD join token for %s: %w", name, err)
+	}
+	cl, _, err := c.GetCluster()
+	if err != nil {
+		return nil, fmt.Errorf("read LXD cluster: %w", err)
+	}
+	return JoinInfo{Token: tok.String(), Address: fmt.Sprint(srv.Config["core.https_address"]), Certificate: srv.Environment.Certificate, MemberKeys: cl.MemberConfig}, nil
+}
+
+func (d *Driver) accessIssue(ctx context.Context, env *driver.Env, req driver.Request) (any, error) {
+	var ar AccessRequest
+	if req.Body != nil {
+		b, err := io.ReadAll(req.Body)
+		if err != nil {
+			return nil, driver.Errorf(http.StatusBadRequest, "read request: %v", err)
+		}
+		if len(strings.TrimSpace(string(b))) > 0 {
+			if err := json.Unmarshal(b, &ar); err != nil {
+				return nil, driver.Errorf(http.StatusBadRequest, "access request is not valid JSON: %v", err)
+			}
+		}
+	}
+	if ar.Name == "" {
+		ar.Name = "cloudctl-" + env.Now().UTC().Format("20060102-150405")
+	}
+	if err := api.ValidNodeName(ar.Name); err != nil {
+		return nil, driver.Errorf(http.StatusBadRequest, "client name %q: %v", ar.Name, err)
+	}
+	c, err := d.localLXD(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	op, err := c.CreateCertificateToken(lxdapi.CertificatesPost{Name: ar.Name, Type: "client", Token: true})
+	if err != nil {
+		return nil, fmt.Errorf("create LXD trust token: %w", err)
+	}
+	opv := op.Get()
+	tok, err := opv.ToCertificateAddToken()
+	if err != nil {
+		return nil, fmt.Errorf("read LXD trust token: %w", err)
+	}
+	addr := accessAddress(env.Plan, env.Local.IP, lxdPort(env))
+	s, err := retargetToken(tok.String(), addr)
+	if err != nil {
+		return nil, err
+	}
+	return Access{Name: ar.Name, Token: s, Address: addr, ExpiresAt: tok.ExpiresAt}, nil
+}
+
+// localLXD is this node's LXD; access tokens are issued by a compute node.
+func (d *Driver) localLXD(ctx context.Context, env *driver.Env) (lxd.InstanceServer, error) {
+	if !env.Local.Has(roles.Compute) {
+		var names []string
+		for _, n := range env.WithRole(roles.Compute) {
+			names = append(names, n.Name)
+		}
+		sort.Strings(names)
+		if len(names) == 0 {
+			return nil, driver.Errorf(http.StatusConflict, "no node has the compute role: add it with `cloudctl role add NODE compute` first")
+		}
+		return nil, driver.Errorf(http.StatusConflict, "%s runs no LXD: run this on a compute node (%s)", env.Local.Name, strings.Join(names, ", "))
+	}
+	c, err := ready(ctx, pathsIn(env.Dir))
+	if err != nil {
+		return nil, driver.Errorf(http.StatusServiceUnavailable, "LXD does not answer on %s yet: wait for `cloudctl status` to show it online", env.Local.Name)
+	}
+	return c, nil
+}
+
+// pendingAccess lists the trust tokens issued and not used yet.
+func pendingAccess(ops []lxdapi.Operation) []Access {
+	var out []Access
+	for i := range ops {
+		op := &ops[i]
+		if op.Class != "token" || op.Status != "Running" {
+			continue
+		}
+		if _, ok := op.Metadata["serverName"]; ok {
+			continue // an LXD join token, not a trust token
+		}
+		t, err := op.ToCertificateAddToken()
+		if err != nil {
+			continue
+		}
+		out = append(out, Access{Name: t.ClientName, ExpiresAt: t.ExpiresAt})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func (d *Driver) accessList(ctx context.Context, env *driver.Env, _ driver.Request) (any, error) {
+	c, err := d.localLXD(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	ops, err := c.GetOperations()
+	if err != nil {
+		return nil, fmt.Errorf("list LXD operations: %w", err)
+	}
+	out := pendingAccess(ops)
+	if out == nil {
+		out = []Access{}
+	}
+	return out, nil
+}
+
+func (d *Driver) accessRevoke(ctx context.Context, env *driver.Env, req driver.Request) (any, error) {
+	name := req.Vars["name"]
+	c, err := d.localLXD(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	ops, err := c.GetOperations()
+	if err != nil {
+		return nil, fmt.Errorf("list LXD operations: %w", err)
+	}
+	found := false
+	for i := range ops {
+		op := &ops[i]
+		if op.Class != "token" || op.Status != "Running" {
+			continue
+		}
+		if _, ok := op.Metadata["serverName"]; ok {
+			continue
+		}
+		if t, err := op.ToCertificateAddToken(); err == nil && t.ClientName == name {
+			if err := c.DeleteOperation(op.ID); err != nil {
+				return nil, fmt.Errorf("revoke trust token %s: %w", name, err)
+			}
+			found = true
+		}
+	}
+	if !found {
+		return nil, driver.Errorf(http.StatusNotFound, "no pending trust token named %q on %s (see `cloudctl compute access --list`)", name, env.Local.Name)
+	}
+	return nil, nil
+}

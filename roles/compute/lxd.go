@@ -1,0 +1,156 @@
+package compute
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	lxd "github.com/canonical/lxd/client"
+	lxdapi "github.com/canonical/lxd/shared/api"
+
+	"github.com/cloudctl/cloudctl/supervisor"
+)
+
+// serviceName is LXD's name under cloudd's supervisor.
+const serviceName = "lxd"
+
+// paths are the driver's files below its directory. The pool lives beside
+// LXD_DIR, not in it: LXD refuses a dir pool whose path starts with LXD_DIR.
+type paths struct {
+	lxdDir, pool, log string
+}
+
+func pathsIn(dir string) paths {
+	return paths{lxdDir: filepath.Join(dir, "lxd"), pool: filepath.Join(dir, "pool-"+PoolName), log: filepath.Join(dir, "lxd.log")}
+}
+
+func (p paths) socket() string { return filepath.Join(p.lxdDir, "unix.socket") }
+
+// cgroupMounted reports whether a cgroup hierarchy is mounted at or below
+// /sys/fs/cgroup in this process's mount namespace, from mountinfo's text.
+func cgroupMounted(mountinfo string) bool {
+	sc := bufio.NewScanner(strings.NewReader(mountinfo))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		// mount point is field 5; the filesystem type follows the " - " separator.
+		if len(f) < 7 {
+			continue
+		}
+		mp := f[4]
+		if mp != "/sys/fs/cgroup" && !strings.HasPrefix(mp, "/sys/fs/cgroup/") {
+			continue
+		}
+		for i := 6; i < len(f)-1; i++ {
+			if f[i] == "-" {
+				if t := f[i+1]; t == "cgroup" || t == "cgroup2" {
+					return true
+				}
+				break
+			}
+		}
+	}
+	return false
+}
+
+// ensureCgroup mounts the unified cgroup hierarchy at /sys/fs/cgroup when
+// none is mounted in cloudd's mount namespace. LXD, cloudd's child, shares
+// that namespace. `ip netns exec` (how nodes run in tests, and how a
+// namespaced cloudd is started) mounts a fresh /sys without cgroups, and
+// LXD then cannot read the host's cpuset and fails to start containers. On a
+// normal host the hierarchy is mounted and nothing is done.
+func ensureCgroup() (bool, error) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false, fmt.Errorf("read mountinfo: %w", err)
+	}
+	if cgroupMounted(string(b)) {
+		return false, nil
+	}
+	if err := syscall.Mount("cgroup2", "/sys/fs/cgroup", "cgroup2", syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, ""); err != nil {
+		return false, fmt.Errorf("mount cgroup2 on /sys/fs/cgroup for LXD: %w", err)
+	}
+	return true, nil
+}
+
+// connect opens LXD's unix socket. The client outlives ctx (it is used for
+// the rest of a round); operations take their own context.
+func connect(_ context.Context, p paths) (lxd.InstanceServer, error) {
+	c, err := lxd.ConnectLXDUnix(p.socket(), &lxd.ConnectionArgs{SkipGetServer: true})
+	if err != nil {
+		return nil, fmt.Errorf("connect to LXD at %s: %w", p.socket(), err)
+	}
+	return c, nil
+}
+
+// ready reports whether LXD finished starting (its /internal/ready answers).
+func ready(ctx context.Context, p paths) (lxd.InstanceServer, error) {
+	c, err := connect(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	if _, _, err := c.RawQuery(http.MethodGet, "/internal/ready", nil, ""); err != nil {
+		return nil, fmt.Errorf("LXD not ready: %w", err)
+	}
+	return c, nil
+}
+
+// waitReady waits until LXD is ready or ctx ends.
+func waitReady(ctx context.Context, p paths, sup *supervisor.Supervisor) (lxd.InstanceServer, error) {
+	var last error
+	for {
+		c, err := ready(ctx, p)
+		if err == nil {
+			return c, nil
+		}
+		last = err
+		if _, ok := sup.Status(serviceName); !ok {
+			return nil, fmt.Errorf("LXD exited while starting (see %s): %w", p.log, last)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("LXD did not become ready (see %s): %w", p.log, last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// rssKiB is the resident memory of pid, from /proc.
+func rssKiB(pid int) int64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmRSS:") {
+			f := strings.Fields(l)
+			if len(f) >= 2 {
+				n, _ := strconv.ParseInt(f[1], 10, 64)
+				return n
+			}
+		}
+	}
+	return 0
+}
+
+// wait waits for an LXD operation with ctx.
+func wait(ctx context.Context, op lxd.Operation, what string) error {
+	if err := op.WaitContext(ctx); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
+// isNotFound reports an LXD 404.
+func isNotFound(err error) bool {
+	return lxdapi.StatusErrorCheck(err, http.StatusNotFound)
+}
+
+var errNotClustered = errors.New("LXD is not clustered")

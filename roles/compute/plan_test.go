@@ -1,0 +1,184 @@
+package compute
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	lxdapi "github.com/canonical/lxd/shared/api"
+
+	"github.com/cloudctl/cloudctl/api"
+	"github.com/cloudctl/cloudctl/hwprobe"
+)
+
+func TestDecideCluster(t *testing.T) {
+	order := []string{"node1", "node2", "node3"}
+	cases := []struct {
+		name      string
+		local     string
+		clustered bool
+		peers     []PeerState
+		want      Action
+		via       string
+	}{
+		{"already a member", "node2", true, nil, Settled, ""},
+		{"first node bootstraps", "node1", false, nil, Bootstrap, ""},
+		{"first node joins when another formed it", "node1", false, []PeerState{{Node: "node3", Running: true, Clustered: true}}, Join, "node3"},
+		{"later node waits for the first", "node2", false, []PeerState{{Node: "node1", Running: true}}, Wait, ""},
+		{"later node joins through a member", "node3", false, []PeerState{{Node: "node1", Running: true}, {Node: "node2", Running: true, Clustered: true}}, Join, "node2"},
+		{"a stopped member is not asked", "node3", false, []PeerState{{Node: "node2", Clustered: true}}, Wait, ""},
+	}
+	for _, c := range cases {
+		d := decideCluster(c.local, c.clustered, order, c.peers)
+		if d.Action != c.want || d.Via != c.via {
+			t.Errorf("%s: got %+v, want action %d via %q", c.name, d, c.want, c.via)
+		}
+		if d.Action == Wait && !strings.Contains(d.Reason, "node1") {
+			t.Errorf("%s: reason %q does not name the first node", c.name, d.Reason)
+		}
+	}
+}
+
+func TestServerConfig(t *testing.T) {
+	want := serverConfig("10.0.0.5", 8443)
+	if want["core.https_address"] != "10.0.0.5:8443" || want["images.auto_update_interval"] != "0" {
+		t.Fatalf("config: %v", want)
+	}
+	have := map[string]any{"core.https_address": "10.0.0.5:8443", "images.auto_update_interval": "6"}
+	ch := configChanges(have, want)
+	if _, ok := ch["core.https_address"]; ok || ch["images.auto_update_interval"] != "0" || ch["core.remote_token_expiry"] != TokenExpiry {
+		t.Fatalf("changes: %v", ch)
+	}
+	for k, v := range want {
+		have[k] = v
+	}
+	if ch := configChanges(have, want); len(ch) != 0 {
+		t.Fatalf("settled config still changes: %v", ch)
+	}
+}
+
+func TestMemberConfig(t *testing.T) {
+	keys := []lxdapi.ClusterMemberConfigKey{
+		{Entity: "storage-pool", Name: PoolName, Key: "source"},
+		{Entity: "network", Name: NetworkName, Key: "bridge.external_interfaces"},
+		{Entity: "storage-pool", Name: "other", Key: "source"},
+	}
+	got := memberConfig(keys, "/var/lib/cloudctl/compute/pool-local")
+	if got[0].Value != "/var/lib/cloudctl/compute/pool-local" || got[1].Value != "" || got[2].Value != "" || len(got) != 3 {
+		t.Fatalf("member config: %+v", got)
+	}
+}
+
+func TestVMVerdict(t *testing.T) {
+	if ok, why := vmVerdict(hwprobe.KVM{Verdict: hwprobe.KVMYes}, "lxc | qemu"); !ok || why != "" {
+		t.Fatalf("kvm and qemu: %v %q", ok, why)
+	}
+	if ok, why := vmVerdict(hwprobe.KVM{Verdict: hwprobe.KVMNo, Reason: "no vmx"}, "lxc | qemu"); ok || !strings.Contains(why, "containers only") || !strings.Contains(why, "no vmx") {
+		t.Fatalf("no kvm: %v %q", ok, why)
+	}
+	if ok, why := vmVerdict(hwprobe.KVM{Verdict: hwprobe.KVMYes}, "lxc"); ok || !strings.Contains(why, "qemu") {
+		t.Fatalf("no qemu driver: %v %q", ok, why)
+	}
+}
+
+func TestAccessAddress(t *testing.T) {
+	if a := accessAddress(api.Plan{}, "10.1.0.2", 8443); a != "10.1.0.2:8443" {
+		t.Fatal(a)
+	}
+	if a := accessAddress(api.Plan{FloatingAddress: "10.1.0.100/24"}, "10.1.0.2", 8443); a != "10.1.0.100:8443" {
+		t.Fatal(a)
+	}
+	if a := accessAddress(api.Plan{FloatingAddress: "fd00::100"}, "10.1.0.2", 8443); a != "[fd00::100]:8443" {
+		t.Fatal(a)
+	}
+}
+
+func TestRetargetToken(t *testing.T) {
+	tok := (&lxdapi.CertificateAddToken{ClientName: "alice", Fingerprint: "ab", Addresses: []string{"10.1.0.2:8443", "10.1.0.3:8443"}, Secret: "s"}).String()
+	out, err := retargetToken(tok, "10.1.0.100:8443")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := base64.StdEncoding.DecodeString(out)
+	var got lxdapi.CertificateAddToken
+	if err := json.Unmarshal(raw, &got); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got.Addresses, ",") != "10.1.0.100:8443,10.1.0.2:8443,10.1.0.3:8443" || got.Secret != "s" || got.ClientName != "alice" {
+		t.Fatalf("token: %+v", got)
+	}
+	if _, err := retargetToken("not base64!", "x:1"); err == nil {
+		t.Fatal("bad token accepted")
+	}
+}
+
+func TestHAVerdict(t *testing.T) {
+	on := func(n string, roles ...string) Member { return Member{Name: n, Status: "Online", Roles: roles} }
+	if ha, why := haVerdict(nil); ha != api.HANo || why == "" {
+		t.Fatal(ha, why)
+	}
+	if ha, why := haVerdict(&ClusterView{Members: []Member{on("a", "database-leader", "database"), on("b", "database-standby")}}); ha != api.HANo || !strings.Contains(why, "three") {
+		t.Fatal(ha, why)
+	}
+	three := &ClusterView{Members: []Member{on("a", "database-leader", "database"), on("b", "database"), on("c", "database")}}
+	if ha, _ := haVerdict(three); ha != api.HAYes {
+		t.Fatal(ha)
+	}
+	three.Members[2].Status = "Offline"
+	if ha, why := haVerdict(three); ha != api.HADegraded || !strings.Contains(why, "2 of 3") {
+		t.Fatal(ha, why)
+	}
+}
+
+func TestGuardRemoval(t *testing.T) {
+	v := &ClusterView{
+		Members: []Member{{Name: "node1", Status: "Online"}, {Name: "node2", Status: "Offline"}},
+		Names:   map[string][]string{"node1": {"web", "db"}},
+	}
+	err := guardRemoval("node1", v)
+	if err == nil || !strings.Contains(err.Error(), "db, web") || !strings.Contains(err.Error(), "no other compute node is online") {
+		t.Fatalf("refusal: %v", err)
+	}
+	if err := guardRemoval("node2", v); err != nil {
+		t.Fatalf("node without instances refused: %v", err)
+	}
+	v.Members[1].Status = "Online"
+	if err := guardRemoval("node1", v); err != nil {
+		t.Fatalf("movable instances refused: %v", err)
+	}
+}
+
+func TestJoinPut(t *testing.T) {
+	// A throw-away self-signed certificate's PEM.
+	certPEM := testCertPEM(t)
+	fp, err := certFingerprint(certPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := (&lxdapi.ClusterMemberJoinToken{ServerName: "node2", Fingerprint: fp, Addresses: []string{"10.1.0.2:8443"}, Secret: "s3"}).String()
+	put, err := joinPut("node2", "10.1.0.3:8443", "/pool", JoinInfo{Token: tok, Certificate: certPEM,
+		MemberKeys: []lxdapi.ClusterMemberConfigKey{{Entity: "storage-pool", Name: PoolName, Key: "source"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if put.ClusterAddress != "10.1.0.2:8443" || put.ServerAddress != "10.1.0.3:8443" || put.ClusterPassword != tok || put.ClusterToken != "" || put.MemberConfig[0].Value != "/pool" || !put.Enabled {
+		t.Fatalf("put: %+v", put)
+	}
+	bad := (&lxdapi.ClusterMemberJoinToken{ServerName: "node2", Fingerprint: "00", Addresses: []string{"10.1.0.2:8443"}, Secret: "s3"}).String()
+	if _, err := joinPut("node2", "x", "/pool", JoinInfo{Token: bad, Certificate: certPEM}); err == nil || !strings.Contains(err.Error(), "does not match") {
+		t.Fatalf("mismatched fingerprint: %v", err)
+	}
+}
+
+func TestCgroupMounted(t *testing.T) {
+	fresh := "22 1 0:5 / /sys rw,relatime - sysfs sysfs rw\n"
+	if cgroupMounted(fresh) {
+		t.Fatal("fresh sysfs seen as cgroup")
+	}
+	v2 := fresh + "30 22 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw\n"
+	hybrid := fresh + "31 22 0:27 / /sys/fs/cgroup/memory rw shared:9 - cgroup cgroup rw,memory\n"
+	if !cgroupMounted(v2) || !cgroupMounted(hybrid) {
+		t.Fatal("mounted cgroups not seen")
+	}
+}
