@@ -13,6 +13,7 @@ import (
 
 	"github.com/cloudctl/cloudctl/api"
 	"github.com/cloudctl/cloudctl/daemon"
+	"github.com/cloudctl/cloudctl/roles/compute"
 	"github.com/cloudctl/cloudctl/roles/control"
 	"github.com/cloudctl/cloudctl/roles/driver"
 	"github.com/cloudctl/cloudctl/snap"
@@ -24,6 +25,7 @@ import (
 func drivers() []driver.Driver {
 	return []driver.Driver{
 		control.New(),
+		compute.New(),
 	}
 }
 
