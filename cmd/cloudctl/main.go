@@ -55,6 +55,7 @@ func newRootCmd(a *app) *cobra.Command {
 		newRoleCmd(a),
 		newStatusCmd(a),
 		newDatabaseCmd(a),
+		newComputeCmd(a),
 		newManifestCmd(a),
 		newProbeCmd(a),
 		newPreseedCmd(a),

@@ -2,9 +2,7 @@ package compute
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"sort"
 	"strings"
@@ -101,16 +99,8 @@ func (d *Driver) joinHandler(ctx context.Context, env *driver.Env, req driver.Re
 
 func (d *Driver) accessIssue(ctx context.Context, env *driver.Env, req driver.Request) (any, error) {
 	var ar AccessRequest
-	if req.Body != nil {
-		b, err := io.ReadAll(req.Body)
-		if err != nil {
-			return nil, driver.Errorf(http.StatusBadRequest, "read request: %v", err)
-		}
-		if len(strings.TrimSpace(string(b))) > 0 {
-			if err := json.Unmarshal(b, &ar); err != nil {
-				return nil, driver.Errorf(http.StatusBadRequest, "access request is not valid JSON: %v", err)
-			}
-		}
+	if err := driver.DecodeBody(req, &ar); err != nil {
+		return nil, err
 	}
 	if ar.Name == "" {
 		ar.Name = "cloudctl-" + env.Now().UTC().Format("20060102-150405")
