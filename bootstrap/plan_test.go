@@ -133,13 +133,14 @@ func TestApplySendsDisksAndSiteSettings(t *testing.T) {
 		ni.Plan.FloatingAddress != "10.0.0.100" || ni.Plan.Cluster != "lab" || ni.Plan.Bootstrap != "node1" || ni.Plan.Version != 1 {
 		t.Fatalf("node init: %+v plan %+v", ni, ni.Plan)
 	}
-	// Not chosen: cloudd decides with the cluster's manifest; the overlay travels.
+	// Not chosen by the user: decided here all the same, once, and carried
+	// in the plan with the manifest it was decided with.
 	p.MySQLTopologyAuto = true
 	p.Manifest = "mysql:\n  multi_threshold_gib: 1\n"
 	if _, err := Apply(context.Background(), f, p, time.Now); err != nil {
 		t.Fatal(err)
 	}
-	if ni := f.bootstraps[1]; ni.Plan.MySQLTopology != "" || ni.Plan.MySQLTopologyReason != "" || ni.Manifest != p.Manifest {
+	if ni := f.bootstraps[1]; ni.Plan.MySQLTopology != "multi" || ni.Plan.MySQLTopologyReason == "" || ni.Manifest != p.Manifest {
 		t.Fatalf("auto topology sent as %q (%q), manifest %q", ni.Plan.MySQLTopology, ni.Plan.MySQLTopologyReason, ni.Manifest)
 	}
 	p.MySQLTopologyAuto = false
