@@ -10,12 +10,14 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/cloudctl/cloudctl/api"
 	"github.com/cloudctl/cloudctl/daemon"
 	"github.com/cloudctl/cloudctl/roles/compute"
 	"github.com/cloudctl/cloudctl/roles/control"
 	"github.com/cloudctl/cloudctl/roles/driver"
+	"github.com/cloudctl/cloudctl/roles/endpoint"
 	"github.com/cloudctl/cloudctl/snap"
 )
 
@@ -26,6 +28,7 @@ func drivers() []driver.Driver {
 	return []driver.Driver{
 		control.New(),
 		compute.New(),
+		endpoint.New(),
 	}
 }
 
@@ -36,6 +39,7 @@ func main() {
 	debug := fs.Bool("debug", false, "log debug messages")
 	version := fs.Bool("version", false, "print the version and exit")
 	manifest := fs.String("manifest", "", "manifest overlay applied when this node bootstraps a cluster (a bootstrap's own --manifest wins)")
+	clockOffset := fs.Duration("clock-offset-for-tests", 0, "TESTS ONLY: move this daemon's clock by this much (preflight clock checks)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		os.Exit(2)
 	}
@@ -52,7 +56,12 @@ func main() {
 
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
-	d, err := daemon.New(daemon.Config{StateDir: dir, Log: log, Verbose: *verbose, Debug: *debug, ManifestOverlay: *manifest, Drivers: drivers()})
+	cfg := daemon.Config{StateDir: dir, Log: log, Verbose: *verbose, Debug: *debug, ManifestOverlay: *manifest, Drivers: drivers()}
+	if off := *clockOffset; off != 0 {
+		log.Warn("the clock is moved for tests", "offset", off)
+		cfg.Now = func() time.Time { return time.Now().Add(off) }
+	}
+	d, err := daemon.New(cfg)
 	if err != nil {
 		log.Error("cannot start", "error", err)
 		os.Exit(1)

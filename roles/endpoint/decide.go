@@ -10,8 +10,10 @@ package endpoint
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/cloudctl/cloudctl/roles"
@@ -48,9 +50,11 @@ type Desired struct {
 	Peers      []string
 	Candidates []Candidate
 	Frontends  []driver.Frontend
-	// TLSAddrs are the members' cloudd API addresses: HAProxy checks those
-	// backends with a TLS handshake (a bare connect makes cloudd log a
-	// handshake error every second).
+	// Skipped says which offered frontends were left out, and why.
+	Skipped []string
+	// TLSAddrs are backends HAProxy checks with a TLS handshake: the
+	// members' cloudd API and the manifest's cloudd and LXD ports (a bare
+	// connect makes a TLS server log a handshake error every second).
 	TLSAddrs map[string]bool
 }
 
@@ -155,11 +159,8 @@ func Decide(env *driver.Env, lookup InterfaceLookup) (Desired, error) {
 	if env.Manifest != nil && env.Manifest.VRRP.RouterID > 0 {
 		des.RouterID = env.Manifest.VRRP.RouterID
 	}
-	des.Frontends = sortedFrontends(env.Frontends)
-	des.TLSAddrs = map[string]bool{}
-	for _, n := range env.Nodes {
-		des.TLSAddrs[n.Address] = true
-	}
+	des.Frontends, des.Skipped = usableFrontends(sortedFrontends(env.Frontends))
+	des.TLSAddrs = tlsAddrs(env, des.Frontends)
 	des.Active = true
 	return des, nil
 }
@@ -170,14 +171,42 @@ func sortedFrontends(fs []driver.Frontend) []driver.Frontend {
 	return out
 }
 
-// LocalBackends are the backends of fs that run on node: what the health
-// check probes. self is the node's own cloudd API address: that backend is
-// the prober itself, and the cluster database check already judges it.
-func LocalBackends(fs []driver.Frontend, node, self string) []Probe {
-	var out []Probe
+func tlsAddrs(env *driver.Env, fs []driver.Frontend) map[string]bool {
+	out := map[string]bool{}
+	for _, n := range env.Nodes {
+		out[n.Address] = true
+	}
+	tlsPorts := map[string]bool{}
+	if env.Manifest != nil {
+		for _, p := range []int{env.Manifest.Ports.Cloudd, env.Manifest.Ports.LXD} {
+			if p > 0 {
+				tlsPorts[strconv.Itoa(p)] = true
+			}
+		}
+	}
 	for _, f := range fs {
 		for _, b := range f.Backends {
-			if b.Node == node && b.Addr != self {
+			if _, port, err := net.SplitHostPort(b.Addr); err == nil && tlsPorts[port] {
+				out[b.Addr] = true
+			}
+		}
+	}
+	return out
+}
+
+// LocalBackends are what the health check probes on node: the local
+// backends of the OneActive frontends (the control databases, Galera
+// writers). Balanced frontends (cloudd's and LXD's APIs) are not judged
+// here: HAProxy spreads their connections over the members that answer,
+// so one failed locally is no reason to move the address.
+func LocalBackends(fs []driver.Frontend, node string) []Probe {
+	var out []Probe
+	for _, f := range fs {
+		if !f.OneActive {
+			continue
+		}
+		for _, b := range f.Backends {
+			if b.Node == node {
 				out = append(out, Probe{Frontend: f.Name, Addr: b.Addr})
 			}
 		}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/cloudctl/cloudctl/api"
+	"github.com/cloudctl/cloudctl/roles"
 	"github.com/cloudctl/cloudctl/roles/driver"
 	"github.com/cloudctl/cloudctl/supervisor"
 )
@@ -172,6 +173,8 @@ type Driver struct {
 	hin     healthInput
 	loop    *healthLoop
 	verdict Verdict
+	// skipped is the last reason frontends were left out (logged on change).
+	skipped string
 }
 
 // New returns the driver on the real machine.
@@ -198,6 +201,28 @@ func (d *Driver) Schema() []driver.SchemaUpdate { return nil }
 // Guard implements driver.Driver: the endpoint holds no data, and the
 // address moves to another candidate by itself.
 func (d *Driver) Guard(ctx context.Context, env *driver.Env, ch driver.Change) error { return nil }
+
+var _ driver.Frontender = (*Driver)(nil)
+
+// Frontends implements driver.Frontender: cloudd's API on the floating
+// address, balanced over the control nodes (it is TLS end to end: HAProxy
+// forwards TCP).
+func (d *Driver) Frontends(env *driver.Env) []driver.Frontend {
+	port := 7443
+	if env.Manifest != nil && env.Manifest.Ports.Cloudd > 0 {
+		port = env.Manifest.Ports.Cloudd
+	}
+	f := driver.Frontend{Name: "cloudd", Port: port}
+	for _, n := range env.WithRole(roles.Control) {
+		if n.Address != "" {
+			f.Backends = append(f.Backends, driver.Backend{Node: n.Name, Addr: n.Address})
+		}
+	}
+	if len(f.Backends) == 0 {
+		return nil
+	}
+	return []driver.Frontend{f}
+}
 
 // Ports implements driver.Driver.
 func (d *Driver) Ports(env *driver.Env, n driver.Node) []driver.Port {
@@ -282,8 +307,14 @@ func (d *Driver) Converge(ctx context.Context, env *driver.Env, step func(driver
 		step(driver.Step{Name: "floating endpoint", State: "done", Detail: des.Reason})
 		return driver.Result{}, nil
 	}
-	if err := validFrontends(des.Frontends); err != nil {
-		return fail("check the frontends", err)
+	for _, why := range des.Skipped {
+		step(driver.Step{Name: "check the frontends", State: "failed", Detail: why + "; left out"})
+	}
+	if skipped := strings.Join(des.Skipped, "; "); skipped != d.skipped {
+		if skipped != "" {
+			d.log.Warn("endpoint: frontends left out", "why", skipped)
+		}
+		d.skipped = skipped
 	}
 	f := pathsIn(env.Dir)
 	if strings.ContainsAny(f.dir, "'\"\n") {
@@ -299,7 +330,7 @@ func (d *Driver) Converge(ctx context.Context, env *driver.Env, step func(driver
 		return fail("write the health check", err)
 	}
 	d.mu.Lock()
-	d.hin = healthInput{db: env.DB, probes: LocalBackends(des.Frontends, env.Local.Name, env.Local.Address), haproxy: len(des.Frontends) > 0, verdict: f.verdict}
+	d.hin = healthInput{db: env.DB, probes: LocalBackends(des.Frontends, env.Local.Name), haproxy: len(des.Frontends) > 0, verdict: f.verdict}
 	d.mu.Unlock()
 
 	if err := d.convergeKeepalived(ctx, env, des, f); err != nil {

@@ -320,35 +320,51 @@ func TestPrioritiesFloor(t *testing.T) {
 
 func TestLocalBackends(t *testing.T) {
 	fs := []driver.Frontend{mysqlFrontend(1, 2, 3), apiFrontend(2, 3)}
-	got := LocalBackends(fs, "node2", "10.9.0.2:7443")
-	if fmt.Sprint(got) != "[{mysql 10.9.0.2:3306}]" {
+	// Only the one-active frontends (the databases) are judged.
+	if got := LocalBackends(fs, "node2"); fmt.Sprint(got) != "[{mysql 10.9.0.2:3306}]" {
 		t.Fatalf("LocalBackends: %v", got)
 	}
-	if got := LocalBackends(fs, "node2", ""); len(got) != 2 {
-		t.Fatalf("node2 without its own API address: %v", got)
-	}
-	if got := LocalBackends(fs, "node1", "10.9.0.1:7443"); len(got) != 1 {
-		t.Fatalf("node1: %v", got)
+	if got := LocalBackends(fs, "node4"); len(got) != 0 {
+		t.Fatalf("node4: %v", got)
 	}
 }
 
-func TestValidFrontends(t *testing.T) {
-	if err := validFrontends([]driver.Frontend{mysqlFrontend(1, 2), apiFrontend(1)}); err != nil {
-		t.Fatal(err)
-	}
+func TestUsableFrontends(t *testing.T) {
 	dupPort := apiFrontend(1)
 	dupPort.Port = 3306
-	bad := map[string][]driver.Frontend{
-		"both want port 3306": {mysqlFrontend(1), dupPort},
-		"duplicate name":      {mysqlFrontend(1), mysqlFrontend(2)},
-		"has no backend":      {{Name: "x", Port: 1}},
-		"out of range":        {{Name: "x", Port: 70000, Backends: []driver.Backend{{Node: "n", Addr: "1.2.3.4:5"}}}},
-		"bad address":         {{Name: "x", Port: 1, Backends: []driver.Backend{{Node: "n", Addr: "1.2.3.4:5 backup"}}}},
+	fs := []driver.Frontend{mysqlFrontend(1, 2), dupPort, mysqlFrontend(2), {Name: "x", Port: 1},
+		{Name: "y", Port: 70000, Backends: []driver.Backend{{Node: "n", Addr: "1.2.3.4:5"}}},
+		{Name: "z", Port: 2, Backends: []driver.Backend{{Node: "n", Addr: "1.2.3.4:5 backup"}}},
+		{Port: 3, Backends: []driver.Backend{{Node: "n", Addr: "1.2.3.4:5"}}},
+		apiFrontend(1, 2)}
+	ok, skipped := usableFrontends(fs)
+	if len(ok) != 2 || ok[0].Name != "mysql" || len(ok[0].Backends) != 2 || ok[1].Name != "cloudd" || ok[1].Port != 7443 {
+		t.Fatalf("kept %+v", ok)
 	}
-	for want, fs := range bad {
-		if err := validFrontends(fs); err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("want %q, got %v", want, err)
+	want := []string{"port 3306 is taken by frontend \"mysql\"", "another frontend has that name", "no backend", "port 70000 out of range", "bad address", "no name"}
+	if len(skipped) != len(want) {
+		t.Fatalf("skipped %q", skipped)
+	}
+	for i, w := range want {
+		if !strings.Contains(skipped[i], w) {
+			t.Errorf("skipped[%d] = %q, want %q", i, skipped[i], w)
 		}
+	}
+}
+
+func TestFrontender(t *testing.T) {
+	d := NewWithSystem(newFakeSys())
+	env := env3(t, 1)
+	fs := d.Frontends(env)
+	if len(fs) != 1 || fs[0].Name != "cloudd" || fs[0].Port != 7443 || fs[0].OneActive || len(fs[0].Backends) != 3 || fs[0].Backends[2].Addr != "10.9.0.3:7443" {
+		t.Fatalf("frontends: %+v", fs)
+	}
+	des, err := Decide(env, newFakeSys().InterfaceFor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !des.TLSAddrs["10.9.0.3:7443"] || des.TLSAddrs["10.9.0.3:3306"] {
+		t.Fatalf("TLS backends: %v", des.TLSAddrs)
 	}
 }
 

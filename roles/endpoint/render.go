@@ -2,6 +2,7 @@ package endpoint
 
 import (
 	"fmt"
+	"net"
 	"regexp"
 	"strings"
 
@@ -152,31 +153,41 @@ func renderHAProxy(in haproxyInput) string {
 	return b.String()
 }
 
-// validFrontends checks what the other drivers offer before it reaches
-// HAProxy: unique names and ports, backends with host:port addresses.
-func validFrontends(fs []driver.Frontend) error {
+// usableFrontends keeps what HAProxy can serve of what the drivers offer:
+// a frontend with an empty or duplicate name, a port out of range or taken
+// by an earlier one, no backend, or a bad backend address is left out (and
+// said why), so one bad offer never takes the others down.
+func usableFrontends(fs []driver.Frontend) (ok []driver.Frontend, skipped []string) {
 	names, ports := map[string]bool{}, map[int]string{}
 	for _, f := range fs {
-		n := cfgName(f.Name)
-		if f.Name == "" || names[n] {
-			return fmt.Errorf("frontend %q: empty or duplicate name", f.Name)
+		if why := frontendProblem(f, names, ports); why != "" {
+			skipped = append(skipped, fmt.Sprintf("frontend %q: %s", f.Name, why))
+			continue
 		}
-		names[n] = true
-		if f.Port <= 0 || f.Port > 65535 {
-			return fmt.Errorf("frontend %s: port %d out of range", f.Name, f.Port)
-		}
-		if other, ok := ports[f.Port]; ok {
-			return fmt.Errorf("frontends %s and %s both want port %d", other, f.Name, f.Port)
-		}
+		names[cfgName(f.Name)] = true
 		ports[f.Port] = f.Name
-		if len(f.Backends) == 0 {
-			return fmt.Errorf("frontend %s has no backend", f.Name)
-		}
-		for _, be := range f.Backends {
-			if strings.ContainsAny(be.Addr, " \t\n#") || !strings.Contains(be.Addr, ":") {
-				return fmt.Errorf("frontend %s: backend %s has a bad address %q", f.Name, be.Node, be.Addr)
-			}
+		ok = append(ok, f)
+	}
+	return ok, skipped
+}
+
+func frontendProblem(f driver.Frontend, names map[string]bool, ports map[int]string) string {
+	switch {
+	case f.Name == "":
+		return "no name"
+	case names[cfgName(f.Name)]:
+		return "another frontend has that name"
+	case f.Port <= 0 || f.Port > 65535:
+		return fmt.Sprintf("port %d out of range", f.Port)
+	case ports[f.Port] != "":
+		return fmt.Sprintf("port %d is taken by frontend %q", f.Port, ports[f.Port])
+	case len(f.Backends) == 0:
+		return "no backend"
+	}
+	for _, be := range f.Backends {
+		if _, _, err := net.SplitHostPort(be.Addr); err != nil || strings.ContainsAny(be.Addr, " \t\n#") {
+			return fmt.Sprintf("backend %s has a bad address %q", be.Node, be.Addr)
 		}
 	}
-	return nil
+	return ""
 }
