@@ -1,0 +1,323 @@
+package storage
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/ceph/go-ceph/rados"
+)
+
+// cephConn is a librados connection as client.admin, configured in memory
+// (monitor addresses and the key from the cluster database): nothing is
+// written to disk to open one.
+type cephConn struct {
+	conn    *rados.Conn
+	monHost string
+}
+
+// opTimeout bounds every monitor and OSD operation (seconds).
+const opTimeout = "10"
+
+func dial(ctx context.Context, monHost, adminKey string) (*cephConn, error) {
+	type result struct {
+		c   *rados.Conn
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		c, err := rados.NewConnWithUser("admin")
+		if err != nil {
+			ch <- result{err: err}
+			return
+		}
+		for k, v := range map[string]string{
+			"mon_host": monHost, "key": adminKey,
+			"client_mount_timeout": opTimeout, "rados_mon_op_timeout": opTimeout, "rados_osd_op_timeout": opTimeout,
+			"log_to_stderr": "false", "err_to_stderr": "false", "log_file": "",
+		} {
+			if err := c.SetConfigOption(k, v); err != nil {
+				c.Shutdown()
+				ch <- result{err: fmt.Errorf("set %s: %w", k, err)}
+				return
+			}
+		}
+		if err := c.Connect(); err != nil {
+			c.Shutdown()
+			ch <- result{err: err}
+			return
+		}
+		ch <- result{c: c}
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return nil, fmt.Errorf("connect to the Ceph monitors at %s: %w", monHost, r.err)
+		}
+		return &cephConn{conn: r.c, monHost: monHost}, nil
+	case <-ctx.Done():
+		go func() {
+			if r := <-ch; r.c != nil {
+				r.c.Shutdown()
+			}
+		}()
+		return nil, fmt.Errorf("connect to the Ceph monitors at %s: %w", monHost, ctx.Err())
+	}
+}
+
+func (c *cephConn) close() { c.conn.Shutdown() }
+
+// mon runs one monitor command and decodes its JSON answer into out (when not nil).
+func (c *cephConn) mon(ctx context.Context, cmd map[string]any, in []byte, out any) error {
+	if _, ok := cmd["format"]; !ok {
+		cmd["format"] = "json"
+	}
+	b, err := json.Marshal(cmd)
+	if err != nil {
+		return err
+	}
+	type result struct {
+		buf []byte
+		st  string
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		var r result
+		if in != nil {
+			r.buf, r.st, r.err = c.conn.MonCommandWithInputBuffer(b, in)
+		} else {
+			r.buf, r.st, r.err = c.conn.MonCommand(b)
+		}
+		ch <- r
+	}()
+	var r result
+	select {
+	case r = <-ch:
+	case <-ctx.Done():
+		return fmt.Errorf("ceph %s: %w", cmd["prefix"], ctx.Err())
+	}
+	if r.err != nil {
+		return fmt.Errorf("ceph %s: %w: %s", cmd["prefix"], r.err, strings.TrimSpace(r.st))
+	}
+	if out != nil && len(r.buf) > 0 {
+		if raw, ok := out.(*[]byte); ok {
+			*raw = r.buf
+			return nil
+		}
+		if err := json.Unmarshal(r.buf, out); err != nil {
+			return fmt.Errorf("ceph %s: decode the answer: %w", cmd["prefix"], err)
+		}
+	}
+	return nil
+}
+
+// connCache keeps one connection per driver; it is dropped on errors and
+// when the monitors change.
+type connCache struct {
+	mu sync.Mutex
+	c  *cephConn
+}
+
+func (cc *connCache) get(ctx context.Context, monHost, key string) (*cephConn, error) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.c != nil && cc.c.monHost == monHost {
+		return cc.c, nil
+	}
+	if cc.c != nil {
+		cc.c.close()
+		cc.c = nil
+	}
+	c, err := dial(ctx, monHost, key)
+	if err != nil {
+		return nil, err
+	}
+	cc.c = c
+	return c, nil
+}
+
+func (cc *connCache) drop(c *cephConn) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.c == c && c != nil {
+		cc.c.close()
+		cc.c = nil
+	}
+}
+
+func (cc *connCache) close() {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.c != nil {
+		cc.c.close()
+		cc.c = nil
+	}
+}
+
+// The answers of the monitor commands the driver reads.
+
+type cephStatus struct {
+	Health struct {
+		Status string                     `json:"status"`
+		Checks map[string]cephHealthCheck `json:"checks"`
+	} `json:"health"`
+	QuorumNames []string `json:"quorum_names"`
+	MonMap      struct {
+		NumMons int `json:"num_mons"`
+	} `json:"monmap"`
+	PGMap struct {
+		NumPGs     int `json:"num_pgs"`
+		PGsByState []struct {
+			StateName string `json:"state_name"`
+			Count     int    `json:"count"`
+		} `json:"pgs_by_state"`
+		BytesUsed  int64 `json:"bytes_used"`
+		BytesAvail int64 `json:"bytes_avail"`
+		BytesTotal int64 `json:"bytes_total"`
+	} `json:"pgmap"`
+	MgrMap struct {
+		Available bool `json:"available"`
+	} `json:"mgrmap"`
+}
+
+type cephHealthCheck struct {
+	Severity string `json:"severity"`
+	Summary  struct {
+		Message string `json:"message"`
+	} `json:"summary"`
+}
+
+// reasons are the health checks' messages, most severe first.
+func (s cephStatus) reasons() []string {
+	var errs, warns []string
+	for _, c := range s.Health.Checks {
+		if c.Severity == "HEALTH_ERR" {
+			errs = append(errs, c.Summary.Message)
+		} else {
+			warns = append(warns, c.Summary.Message)
+		}
+	}
+	sort.Strings(errs)
+	sort.Strings(warns)
+	return append(errs, warns...)
+}
+
+// allClean reports whether every PG is active+clean.
+func (s cephStatus) allClean() bool {
+	n := 0
+	for _, p := range s.PGMap.PGsByState {
+		if p.StateName == "active+clean" {
+			n += p.Count
+		}
+	}
+	return n == s.PGMap.NumPGs
+}
+
+type cephPool struct {
+	Name    string         `json:"pool_name"`
+	ID      int            `json:"pool"`
+	Size    int            `json:"size"`
+	MinSize int            `json:"min_size"`
+	RuleID  int            `json:"crush_rule"`
+	PGNum   int            `json:"pg_num"`
+	AppMeta map[string]any `json:"application_metadata"`
+}
+
+type cephRule struct {
+	ID   int    `json:"rule_id"`
+	Name string `json:"rule_name"`
+}
+
+type cephOSDTree struct {
+	Nodes []struct {
+		ID       int     `json:"id"`
+		Name     string  `json:"name"`
+		Type     string  `json:"type"`
+		Children []int   `json:"children"`
+		Status   string  `json:"status"`
+		Reweight float64 `json:"reweight"`
+	} `json:"nodes"`
+}
+
+type cephDF struct {
+	Pools []struct {
+		Name  string `json:"name"`
+		Stats struct {
+			Stored    int64   `json:"stored"`
+			Objects   int64   `json:"objects"`
+			BytesUsed int64   `json:"bytes_used"`
+			MaxAvail  int64   `json:"max_avail"`
+			Percent   float64 `json:"percent_used"`
+		} `json:"stats"`
+	} `json:"pools"`
+	Stats struct {
+		TotalBytes     int64 `json:"total_bytes"`
+		TotalAvail     int64 `json:"total_avail_bytes"`
+		TotalUsedBytes int64 `json:"total_used_raw_bytes"`
+	} `json:"stats"`
+}
+
+// osdState is one OSD as the OSD map sees it.
+type osdState struct {
+	ID   int
+	Host string
+	Up   bool
+	In   bool
+}
+
+func (c *cephConn) osdStates(ctx context.Context) (map[int]osdState, error) {
+	var tree cephOSDTree
+	if err := c.mon(ctx, map[string]any{"prefix": "osd tree"}, nil, &tree); err != nil {
+		return nil, err
+	}
+	host := map[int]string{}
+	for _, n := range tree.Nodes {
+		if n.Type == "host" {
+			for _, ch := range n.Children {
+				host[ch] = n.Name
+			}
+		}
+	}
+	out := map[int]osdState{}
+	for _, n := range tree.Nodes {
+		if n.Type != "osd" {
+			continue
+		}
+		out[n.ID] = osdState{ID: n.ID, Host: host[n.ID], Up: n.Status == "up", In: n.Reweight > 0}
+	}
+	return out, nil
+}
+
+func (c *cephConn) status(ctx context.Context) (cephStatus, error) {
+	var s cephStatus
+	err := c.mon(ctx, map[string]any{"prefix": "status"}, nil, &s)
+	return s, err
+}
+
+func (c *cephConn) pools(ctx context.Context) ([]cephPool, error) {
+	var ps []cephPool
+	err := c.mon(ctx, map[string]any{"prefix": "osd pool ls", "detail": "detail"}, nil, &ps)
+	return ps, err
+}
+
+func (c *cephConn) rules(ctx context.Context) (map[int]string, error) {
+	var rs []cephRule
+	if err := c.mon(ctx, map[string]any{"prefix": "osd crush rule dump"}, nil, &rs); err != nil {
+		return nil, err
+	}
+	out := map[int]string{}
+	for _, r := range rs {
+		out[r.ID] = r.Name
+	}
+	return out, nil
+}
+
+func (c *cephConn) df(ctx context.Context) (cephDF, error) {
+	var d cephDF
+	err := c.mon(ctx, map[string]any{"prefix": "df", "detail": "detail"}, nil, &d)
+	return d, err
+}

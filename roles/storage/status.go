@@ -1,0 +1,231 @@
+package storage
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cloudctl/cloudctl/api"
+	"github.com/cloudctl/cloudctl/roles"
+	"github.com/cloudctl/cloudctl/roles/driver"
+)
+
+// Status implements driver.Driver. It only reads: the connection is made in
+// memory from the stored monitor addresses and admin key.
+func (d *Driver) Status(ctx context.Context, env *driver.Env) api.Layer {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	layer := api.Layer{Name: Name, Title: "Storage (Ceph)", Built: true, HA: api.HANo, Health: api.HealthWarning}
+	storageNodes := env.WithRole(roles.Storage)
+	st, err := readState(ctx, env.DB)
+	if err != nil {
+		layer.Health, layer.Reason = api.HealthError, err.Error()
+		return layer
+	}
+	if !st.Secrets.ok() || len(st.Monitors) == 0 {
+		layer.Reason = "the Ceph cluster is not created yet"
+		if len(storageNodes) == 0 {
+			layer.Reason = "no node has the storage role"
+		}
+		for _, n := range storageNodes {
+			layer.Members = append(layer.Members, api.LayerMember{Node: n.Name, State: "waiting"})
+		}
+		return layer
+	}
+	conn, err := d.conn(ctx, st)
+	if err != nil {
+		layer.Health, layer.Reason = api.HealthError, "no Ceph monitor answers: "+err.Error()
+		return layer
+	}
+	det, osds, err := d.details(ctx, env, conn, st)
+	if err != nil {
+		d.conns.drop(conn)
+		layer.Health, layer.Reason = api.HealthError, "the Ceph monitors do not answer: "+err.Error()
+		return layer
+	}
+	layer.Health, layer.HA, layer.Reason = verdict(det)
+	layer.Members = members(env, st, det, osds)
+	if b, err := json.Marshal(det); err == nil {
+		layer.Details = b
+	}
+	return layer
+}
+
+func (d *Driver) details(ctx context.Context, env *driver.Env, conn *cephConn, st state) (api.StorageDetails, map[int]osdState, error) {
+	det := api.StorageDetails{FSID: st.Secrets.FSID}
+	stat, err := conn.status(ctx)
+	if err != nil {
+		return det, nil, err
+	}
+	det.Health, det.Reasons, det.Quorum, det.ManagerAvailable = stat.Health.Status, stat.reasons(), stat.QuorumNames, stat.MgrMap.Available
+	var mons struct {
+		Mons []struct {
+			Name string `json:"name"`
+		} `json:"mons"`
+	}
+	if err := conn.mon(ctx, map[string]any{"prefix": "mon dump"}, nil, &mons); err != nil {
+		return det, nil, err
+	}
+	for _, m := range mons.Mons {
+		det.Monitors = append(det.Monitors, m.Name)
+	}
+	osds, err := conn.osdStates(ctx)
+	if err != nil {
+		return det, nil, err
+	}
+	for _, o := range st.OSDs {
+		s := osds[o.ID]
+		so := api.StorageOSD{ID: o.ID, Node: o.Node, Path: o.Path, FileBacked: o.FileBacked, SizeBytes: o.SizeBytes, Up: s.Up, In: s.In, State: o.State}
+		if o.FileBacked {
+			so.Note = FileBackedNote
+		}
+		det.OSDs = append(det.OSDs, so)
+	}
+	pools, err := conn.pools(ctx)
+	if err != nil {
+		return det, nil, err
+	}
+	rules, err := conn.rules(ctx)
+	if err != nil {
+		return det, nil, err
+	}
+	df, err := conn.df(ctx)
+	if err != nil {
+		return det, nil, err
+	}
+	purpose := map[string]string{}
+	if env.Manifest != nil {
+		for k, v := range env.Manifest.Storage.Pools {
+			purpose[v] = k
+		}
+	}
+	for _, p := range pools {
+		sp := api.StoragePool{Name: p.Name, Purpose: purpose[p.Name], Size: p.Size, MinSize: p.MinSize, FailureDomain: domainOf(rules[p.RuleID])}
+		for _, u := range df.Pools {
+			if u.Name == p.Name {
+				sp.Objects, sp.StoredBytes, sp.UsedBytes = u.Stats.Objects, u.Stats.Stored, u.Stats.BytesUsed
+			}
+		}
+		det.Pools = append(det.Pools, sp)
+	}
+	det.TotalBytes, det.UsedBytes, det.AvailBytes = df.Stats.TotalBytes, df.Stats.TotalUsedBytes, df.Stats.TotalAvail
+	return det, osds, nil
+}
+
+func domainOf(rule string) string {
+	switch rule {
+	case RuleOSD:
+		return DomainOSD
+	case RuleHost, "replicated_rule":
+		return DomainHost
+	}
+	return rule
+}
+
+// verdict turns the cluster's state into the layer's health and HA: HA yes
+// at three monitors in quorum and every pool at size 3 or more.
+func verdict(det api.StorageDetails) (health, ha, reason string) {
+	switch det.Health {
+	case "HEALTH_OK":
+		health = api.HealthOK
+	case "HEALTH_ERR":
+		health = api.HealthError
+	default:
+		health = api.HealthWarning
+	}
+	minSize := 0
+	for i, p := range det.Pools {
+		if i == 0 || p.Size < minSize {
+			minSize = p.Size
+		}
+	}
+	var why []string
+	switch {
+	case len(det.Monitors) < 3:
+		ha = api.HANo
+		why = append(why, fmt.Sprintf("%d monitor(s); HA needs 3", len(det.Monitors)))
+	case len(det.Pools) > 0 && minSize < 3:
+		ha = api.HANo
+		why = append(why, fmt.Sprintf("pools keep %d copies; HA needs 3 hosts with OSDs", minSize))
+	case len(det.Quorum) < len(det.Monitors):
+		ha = api.HADegraded
+		why = append(why, fmt.Sprintf("%d of %d monitors in quorum", len(det.Quorum), len(det.Monitors)))
+	case health != api.HealthOK:
+		ha = api.HADegraded
+	default:
+		ha = api.HAYes
+	}
+	if health != api.HealthOK && len(det.Reasons) > 0 {
+		n := min(len(det.Reasons), 3)
+		why = append(why, det.Health+": "+strings.Join(det.Reasons[:n], "; "))
+	}
+	return health, ha, strings.Join(why, "; ")
+}
+
+func members(env *driver.Env, st state, det api.StorageDetails, osds map[int]osdState) []api.LayerMember {
+	var names []string
+	for _, n := range env.Nodes {
+		if n.Has(roles.Storage) || contains(det.Monitors, n.Name) {
+			names = append(names, n.Name)
+		}
+	}
+	sort.Strings(names)
+	var out []api.LayerMember
+	for _, n := range names {
+		var parts []string
+		up, total := 0, 0
+		if contains(det.Monitors, n) {
+			total++
+			if contains(det.Quorum, n) {
+				up++
+				parts = append(parts, "monitor in quorum")
+			} else {
+				parts = append(parts, "monitor out of quorum")
+			}
+		}
+		for _, o := range st.osdsOf(n) {
+			total++
+			s := osds[o.ID]
+			w := "osd." + strconv.Itoa(o.ID) + " " + upDown(s.Up) + "/" + inOut(s.In)
+			if s.Up {
+				up++
+			}
+			if o.FileBacked {
+				w += " (" + FileBackedNote + ")"
+			} else {
+				w += " (" + o.Path + ")"
+			}
+			parts = append(parts, w)
+		}
+		state := "up"
+		switch {
+		case total == 0:
+			state = "waiting"
+			parts = append(parts, "no OSD yet")
+		case up == 0:
+			state = "down"
+		case up < total:
+			state = "degraded"
+		}
+		out = append(out, api.LayerMember{Node: n, State: state, Detail: strings.Join(parts, ", ")})
+	}
+	return out
+}
+
+func upDown(up bool) string {
+	if up {
+		return "up"
+	}
+	return "down"
+}
+
+func inOut(in bool) string {
+	if in {
+		return "in"
+	}
+	return "out"
+}
