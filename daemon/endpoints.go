@@ -46,7 +46,7 @@ func (d *Daemon) servers() []rest.Server {
 		// and the answer reveals only whether that secret is usable.
 		{Path: "token-check", Post: rest.EndpointAction{Handler: d.handleTokenCheck, AllowUntrusted: true}},
 	}
-	eps = append(eps, d.preflightEndpoints()...)diff --git a/cmd/cloudd/main.go b/cmd/cloudd/main.go
+	eps = append(eps, d.preflightEndpoints()...)
 	eps = append(eps, d.driverEndpoints()...)
 	return []rest.Server{{
 		CoreAPI:   true,

@@ -18,6 +18,7 @@ import (
 	"github.com/cloudctl/cloudctl/roles/control"
 	"github.com/cloudctl/cloudctl/roles/driver"
 	"github.com/cloudctl/cloudctl/roles/endpoint"
+	"github.com/cloudctl/cloudctl/roles/storage"
 	"github.com/cloudctl/cloudctl/snap"
 )
 
@@ -29,6 +30,7 @@ func drivers() []driver.Driver {
 		control.New(),
 		compute.New(),
 		endpoint.New(),
+		storage.New(),
 	}
 }
 
