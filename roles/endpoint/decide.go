@@ -97,16 +97,23 @@ func Candidates(env *driver.Env) []Candidate {
 	return out
 }
 
-// Applies reports whether node n runs the floating endpoint: it is a control
-// node, the plan has a floating address and two or more control nodes exist.
+// Applies reports whether node n takes part in the floating endpoint: it is
+// a control node and the plan has a floating address. With a single control
+// node it takes part without running anything (Decide says why), so that
+// the status has an endpoint layer saying the address is not highly
+// available.
 func Applies(env *driver.Env, n driver.Node) bool {
 	if env.Plan.FloatingAddress == "" || !n.Has(roles.Control) {
 		return false
 	}
-	if _, _, err := ParseAddress(env.Plan.FloatingAddress); err != nil {
-		return false
-	}
-	return len(env.WithRole(roles.Control)) >= 2
+	_, _, err := ParseAddress(env.Plan.FloatingAddress)
+	return err == nil
+}
+
+// Runs reports whether node n runs keepalived and HAProxy: it takes part
+// and two or more control nodes exist.
+func Runs(env *driver.Env, n driver.Node) bool {
+	return Applies(env, n) && len(env.WithRole(roles.Control)) >= 2
 }
 
 // Decide works out what this node runs. An error means the plan cannot be

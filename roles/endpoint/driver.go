@@ -191,7 +191,9 @@ var _ driver.Driver = (*Driver)(nil)
 func (d *Driver) Name() string { return api.LayerEndpoint }
 
 // AppliesTo implements driver.Driver: control nodes, when the plan has a
-// floating address and two or more control nodes exist.
+// floating address. Only with two or more control nodes does anything run
+// (Converge stops everything otherwise); a single control node takes part
+// so that the status layer says the endpoint is not highly available.
 func (d *Driver) AppliesTo(env *driver.Env, n driver.Node) bool { return Applies(env, n) }
 
 // Schema implements driver.Driver: the endpoint keeps no table; the address
@@ -226,7 +228,7 @@ func (d *Driver) Frontends(env *driver.Env) []driver.Frontend {
 
 // Ports implements driver.Driver.
 func (d *Driver) Ports(env *driver.Env, n driver.Node) []driver.Port {
-	if !Applies(env, n) {
+	if !Runs(env, n) {
 		return nil
 	}
 	ps := []driver.Port{{Number: 112, Proto: "vrrp", Purpose: "VRRP adverts of the floating address between control nodes (IP protocol 112)", Peers: true}}

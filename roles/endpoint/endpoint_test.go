@@ -225,10 +225,18 @@ func TestApplies(t *testing.T) {
 			t.Errorf("Applies(%s) = %v, want %v", env.Nodes[i].Name, got, want)
 		}
 	}
+	for i, want := range []bool{true, true, true, false} {
+		if got := Runs(env, env.Nodes[i]); got != want {
+			t.Errorf("Runs(%s) = %v, want %v", env.Nodes[i].Name, got, want)
+		}
+	}
 	one := *env
 	one.Nodes = []driver.Node{node(1, roles.Control), node(2, roles.Compute)}
-	if Applies(&one, one.Nodes[0]) {
-		t.Error("applies with a single control node")
+	if !Applies(&one, one.Nodes[0]) || Runs(&one, one.Nodes[0]) {
+		t.Error("a single control node takes part (for the status layer) but runs nothing")
+	}
+	if ps := NewWithSystem(newFakeSys()).Ports(&one, one.Nodes[0]); ps != nil {
+		t.Errorf("ports on a single control node: %v", ps)
 	}
 	none := *env
 	none.Plan.FloatingAddress = ""
