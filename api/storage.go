@@ -48,3 +48,14 @@ type StoragePool struct {
 	StoredBytes   int64  `json:"stored_bytes"`
 	UsedBytes     int64  `json:"used_bytes"`
 }
+
+// StorageDiskAdd asks for an OSD on a disk of a storage node after it joined
+// (POST /1.0/storage/disks).
+type StorageDiskAdd struct {
+	Node string `json:"node"`
+	// Path is a /dev path, or "loop:SIZE" (e.g. loop:8GiB) for a
+	// file-backed OSD (not for production).
+	Path string `json:"path"`
+	// Wipe is the consent to erase a signature found on the disk.
+	Wipe bool `json:"wipe,omitempty"`
+}

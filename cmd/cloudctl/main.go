@@ -56,6 +56,7 @@ func newRootCmd(a *app) *cobra.Command {
 		newStatusCmd(a),
 		newDatabaseCmd(a),
 		newComputeCmd(a),
+		newStorageCmd(a),
 		newManifestCmd(a),
 		newProbeCmd(a),
 		newPreseedCmd(a),

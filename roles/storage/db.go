@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cloudctl/cloudctl/api"
 	"github.com/cloudctl/cloudctl/roles/driver"
 )
 
@@ -39,6 +40,25 @@ CREATE TABLE storage_osds (
 `
 	if _, err := tx.ExecContext(ctx, stmt); err != nil {
 		return fmt.Errorf("create storage tables: %w", err)
+	}
+	return nil
+}
+
+// schemaV2 keeps the disks added after joining (`cloudctl storage disk
+// add`), beside the ones the node's plan named.
+func schemaV2(ctx context.Context, tx *sql.Tx) error {
+	const stmt = `
+CREATE TABLE storage_disks (
+  id          INTEGER  PRIMARY KEY AUTOINCREMENT NOT NULL,
+  node        TEXT     NOT NULL,
+  path        TEXT     NOT NULL,
+  wipe        INTEGER  NOT NULL DEFAULT 0,
+  state       TEXT     NOT NULL DEFAULT 'wanted',
+  created_at  DATETIME NOT NULL
+);
+`
+	if _, err := tx.ExecContext(ctx, stmt); err != nil {
+		return fmt.Errorf("create the storage disk table: %w", err)
 	}
 	return nil
 }
@@ -82,11 +102,31 @@ type osdRow struct {
 	State      string
 }
 
+// diskRow is a disk added after joining.
+type diskRow struct {
+	ID   int
+	Node string
+	Path string
+	Wipe bool
+}
+
 // state is the storage tables as one read sees them.
 type state struct {
 	Secrets  secrets
 	Monitors []monitorRow
 	OSDs     []osdRow
+	Disks    []diskRow
+}
+
+// disksOf are node's OSD disks: its plan's, then those added later.
+func (s state) disksOf(n driver.Node) []api.DiskChoice {
+	out := append([]api.DiskChoice(nil), n.Disks...)
+	for _, d := range s.Disks {
+		if d.Node == n.Name {
+			out = append(out, api.DiskChoice{Path: d.Path, Wipe: d.Wipe})
+		}
+	}
+	return out
 }
 
 func (s state) monitor(node string) (monitorRow, bool) {
@@ -160,6 +200,22 @@ func readState(ctx context.Context, db driver.DB) (state, error) {
 				return err
 			}
 			st.Monitors = append(st.Monitors, m)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		rows, err = tx.QueryContext(ctx, `SELECT id, node, path, wipe FROM storage_disks ORDER BY id`)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var d diskRow
+			if err := rows.Scan(&d.ID, &d.Node, &d.Path, &d.Wipe); err != nil {
+				rows.Close()
+				return err
+			}
+			st.Disks = append(st.Disks, d)
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
@@ -282,3 +338,14 @@ func deleteOSD(ctx context.Context, db driver.DB, id int) error {
 }
 
 var errNoRow = errors.New("no such row")
+
+func addDisk(ctx context.Context, db driver.DB, node, path string, wipe bool, now time.Time) error {
+	err := db.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO storage_disks (node, path, wipe, created_at) VALUES (?, ?, ?, ?)`, node, path, wipe, now.UTC())
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("record disk %s of %s: %w", path, node, err)
+	}
+	return nil
+}

@@ -86,7 +86,7 @@ func (d *Driver) AppliesTo(env *driver.Env, n driver.Node) bool {
 }
 
 // Schema implements driver.Driver.
-func (d *Driver) Schema() []driver.SchemaUpdate { return []driver.SchemaUpdate{schemaV1} }
+func (d *Driver) Schema() []driver.SchemaUpdate { return []driver.SchemaUpdate{schemaV1, schemaV2} }
 
 // Ports implements driver.Driver.
 func (d *Driver) Ports(env *driver.Env, n driver.Node) []driver.Port {
@@ -159,7 +159,7 @@ func (d *Driver) Converge(ctx context.Context, env *driver.Env, step func(driver
 	case !settled:
 		return driver.Result{Again: 3 * time.Second}, nil
 	}
-	return driver.Result{Again: 30 * time.Second}, nil
+	return driver.Result{Again: 10 * time.Second}, nil
 }
 
 func (d *Driver) converge(ctx context.Context, env *driver.Env, step func(driver.Step)) (bool, error) {
@@ -481,7 +481,7 @@ func (d *Driver) checkDisks(ctx context.Context, env *driver.Env, st state) ([]D
 			have[o.Path+"#"+strconv.Itoa(o.Slot)] = true
 		}
 	}
-	for _, s := range Slots(env.Local.Disks) {
+	for _, s := range Slots(st.disksOf(env.Local)) {
 		if have[s.Path+"#"+strconv.Itoa(s.Slot)] {
 			continue
 		}

@@ -2,16 +2,70 @@ package storage
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
+	"strings"
 
 	"github.com/cloudctl/cloudctl/api"
+	"github.com/cloudctl/cloudctl/roles"
 	"github.com/cloudctl/cloudctl/roles/driver"
 )
 
 // Endpoints implements driver.Driver: GET /1.0/storage/disks lists the
 // OSDs, with the node and plan entry each was made from.
 func (d *Driver) Endpoints() []driver.Endpoint {
-	return []driver.Endpoint{{Path: "storage/disks", Method: http.MethodGet, Handler: d.listDisks}}
+	return []driver.Endpoint{
+		{Path: "storage/disks", Method: http.MethodGet, Handler: d.listDisks},
+		{Path: "storage/disks", Method: http.MethodPost, Handler: d.addDisk},
+	}
+}
+
+// addDisk records a disk for a storage node; that node's next round makes
+// the OSD. A disk of the node answering is checked at once, so a refused
+// disk is reported here and nothing is recorded.
+func (d *Driver) addDisk(ctx context.Context, env *driver.Env, req driver.Request) (any, error) {
+	var in api.StorageDiskAdd
+	if req.Body == nil {
+		return nil, driver.Errorf(http.StatusBadRequest, "storage disk add: the request has no body; send {\"node\": ..., \"path\": ...}")
+	}
+	if err := json.NewDecoder(req.Body).Decode(&in); err != nil {
+		return nil, driver.Errorf(http.StatusBadRequest, "storage disk add: the request body is not valid JSON: %v", err)
+	}
+	n, ok := env.Node(in.Node)
+	switch {
+	case !ok:
+		return nil, driver.Errorf(http.StatusNotFound, "node %q is not a member of this cluster; `cloudctl cluster list` shows the members", in.Node)
+	case !n.Has(roles.Storage):
+		return nil, driver.Errorf(http.StatusBadRequest, "node %s has no storage role; add it first with `cloudctl role add %s storage`", in.Node, in.Node)
+	}
+	_, file, err := ParseFileDisk(in.Path)
+	switch {
+	case err != nil:
+		return nil, driver.Errorf(http.StatusBadRequest, "%v", err)
+	case !file && !strings.HasPrefix(in.Path, "/dev/"):
+		return nil, driver.Errorf(http.StatusBadRequest, "invalid disk path %q: name a disk by its /dev path (such as /dev/sdb), or loop:SIZE (such as loop:8GiB) for a file-backed OSD", in.Path)
+	}
+	st, err := readState(ctx, env.DB)
+	if err != nil {
+		return nil, err
+	}
+	if !file {
+		for _, c := range st.disksOf(n) {
+			if c.Path == in.Path {
+				return nil, driver.Errorf(http.StatusConflict, "disk %s of %s is already given to storage; `cloudctl storage disk list` shows the OSDs", in.Path, in.Node)
+			}
+		}
+		if n.Name == env.Local.Name {
+			env.Local.Disks = []api.DiskChoice{{Path: in.Path, Wipe: in.Wipe}}
+			if _, err := d.checkDisks(ctx, env, state{}); err != nil {
+				return nil, driver.Errorf(http.StatusBadRequest, "%v", err)
+			}
+		}
+	}
+	if err := addDisk(ctx, env.DB, in.Node, in.Path, in.Wipe, env.Now()); err != nil {
+		return nil, err
+	}
+	return in, nil
 }
 
 func (d *Driver) listDisks(ctx context.Context, env *driver.Env, _ driver.Request) (any, error) {

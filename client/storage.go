@@ -1,0 +1,21 @@
+package client
+
+import (
+	"context"
+
+	"github.com/cloudctl/cloudctl/api"
+)
+
+// StorageDisks lists the cluster's OSDs with the node and plan entry each
+// was made from.
+func (c *Client) StorageDisks(ctx context.Context) ([]api.StorageOSD, error) {
+	var out []api.StorageOSD
+	err := c.query(ctx, "GET", "storage/disks", nil, &out)
+	return out, err
+}
+
+// AddStorageDisk gives a disk (or a file-backed "loop:SIZE" entry) of a
+// storage node to Ceph; the node makes the OSD in its next round.
+func (c *Client) AddStorageDisk(ctx context.Context, in api.StorageDiskAdd) error {
+	return c.query(ctx, "POST", "storage/disks", in, nil)
+}
