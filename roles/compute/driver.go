@@ -32,6 +32,7 @@ type Driver struct {
 	RBDPresent func() bool
 
 	mu       sync.Mutex
+	dir      string
 	kvm      *hwprobe.KVM
 	readyIn  time.Duration
 	joinedIn time.Duration
@@ -72,7 +73,18 @@ func (d *Driver) AppliesTo(env *driver.Env, n driver.Node) bool {
 	if n.Has(roles.Compute) {
 		return true
 	}
-	return n.Name == env.Local.Name && env.Dir != "" && hasState(pathsIn(env.Dir))
+	if n.Name != env.Local.Name {
+		return false
+	}
+	dir := env.Dir
+	if dir == "" {
+		// The loop asks before it lends the driver its directory: use the
+		// one of the last round.
+		d.mu.Lock()
+		dir = d.dir
+		d.mu.Unlock()
+	}
+	return dir != "" && hasState(pathsIn(dir))
 }
 
 func hasState(p paths) bool {
@@ -139,10 +151,8 @@ func (d *Driver) start(ctx context.Context, env *driver.Env, p paths, step func(
 			return c, nil
 		}
 	} else {
-		for _, dir := range []string{env.Dir, p.lxdDir, p.pool} {
-			if err := os.MkdirAll(dir, 0o711); err != nil {
-				return nil, fmt.Errorf("create %s: %w", dir, err)
-			}
+		if err := p.ensureDirs(); err != nil {
+			return nil, err
 		}
 		mounted, err := ensureCgroup()
 		if err != nil {
@@ -176,6 +186,9 @@ func (d *Driver) start(ctx context.Context, env *driver.Env, p paths, step func(
 // Converge implements driver.Driver.
 func (d *Driver) Converge(ctx context.Context, env *driver.Env, step func(driver.Step)) (driver.Result, error) {
 	p := pathsIn(env.Dir)
+	d.mu.Lock()
+	d.dir = env.Dir
+	d.mu.Unlock()
 	if !env.Local.Has(roles.Compute) {
 		return d.leave(ctx, env, p, step)
 	}
@@ -485,21 +498,28 @@ func (d *Driver) shutdown(ctx context.Context, sup *supervisor.Supervisor) error
 	return sup.Stop(serviceName, time.Minute)
 }
 
-// removeState unmounts what LXD left mounted below its directory and
-// removes LXD's directory and the pool.
+// removeState unmounts what LXD left mounted below its directories and
+// removes them: the links first, then the real directories.
 func removeState(p paths) error {
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return fmt.Errorf("read mountinfo: %w", err)
+	}
+	roots := []string{p.lxdDir, p.pool, p.data}
+	for _, r := range []string{p.lxdDir, p.pool} {
+		if real, err := filepath.EvalSymlinks(r); err == nil {
+			roots = append(roots, real)
+		}
 	}
 	var mps []string
 	for _, l := range strings.Split(string(b), "\n") {
 		f := strings.Fields(l)
 		if len(f) > 4 {
 			mp := unescapeMount(f[4])
-			for _, root := range []string{p.lxdDir, p.pool} {
+			for _, root := range roots {
 				if mp == root || strings.HasPrefix(mp, root+"/") {
 					mps = append(mps, mp)
+					break
 				}
 			}
 		}
@@ -508,7 +528,7 @@ func removeState(p paths) error {
 	for _, mp := range mps {
 		_ = syscall.Unmount(mp, syscall.MNT_DETACH)
 	}
-	for _, dir := range []string{p.lxdDir, p.pool} {
+	for _, dir := range []string{p.lxdDir, p.pool, p.data} {
 		if err := os.RemoveAll(dir); err != nil {
 			return fmt.Errorf("remove %s: %w", dir, err)
 		}

@@ -22,14 +22,46 @@ import (
 // serviceName is LXD's name under cloudd's supervisor.
 const serviceName = "lxd"
 
-// paths are the driver's files below its directory. The pool lives beside
-// LXD_DIR, not in it: LXD refuses a dir pool whose path starts with LXD_DIR.
+// paths are the driver's files. LXD_DIR and the pool are links below the
+// role's directory to real directories beside the state directory
+// (<state>.compute/): cloudd's cluster library watches the whole state
+// directory tree with inotify at start, which must not descend into LXD's
+// tree (container root filesystems, and links that dangle until LXD has
+// mounted its pools, which make that start fail). The pool is not inside
+// LXD_DIR: LXD refuses a dir pool whose path starts with LXD_DIR.
 type paths struct {
 	lxdDir, pool, log string
+	// data is the real directory holding lxd/ and pool-local/.
+	data string
 }
 
 func pathsIn(dir string) paths {
-	return paths{lxdDir: filepath.Join(dir, "lxd"), pool: filepath.Join(dir, "pool-"+PoolName), log: filepath.Join(dir, "lxd.log")}
+	state := filepath.Dir(filepath.Clean(dir))
+	return paths{lxdDir: filepath.Join(dir, "lxd"), pool: filepath.Join(dir, "pool-"+PoolName), log: filepath.Join(dir, "lxd.log"),
+		data: filepath.Join(filepath.Dir(state), filepath.Base(state)+"."+filepath.Base(dir))}
+}
+
+// ensureDirs creates the real directories and the links to them.
+func (p paths) ensureDirs() error {
+	if err := os.MkdirAll(filepath.Dir(p.lxdDir), 0o711); err != nil {
+		return fmt.Errorf("create %s: %w", filepath.Dir(p.lxdDir), err)
+	}
+	for _, l := range []string{p.lxdDir, p.pool} {
+		real := filepath.Join(p.data, filepath.Base(l))
+		if err := os.MkdirAll(real, 0o711); err != nil {
+			return fmt.Errorf("create %s: %w", real, err)
+		}
+		if fi, err := os.Lstat(l); err == nil {
+			if fi.Mode()&os.ModeSymlink == 0 {
+				return fmt.Errorf("%s is a directory, not a link to %s: move it there", l, real)
+			}
+			continue
+		}
+		if err := os.Symlink(real, l); err != nil {
+			return fmt.Errorf("link %s to %s: %w", l, real, err)
+		}
+	}
+	return nil
 }
 
 func (p paths) socket() string { return filepath.Join(p.lxdDir, "unix.socket") }

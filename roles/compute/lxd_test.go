@@ -269,6 +269,21 @@ func killUnder(root string) {
 	for _, p := range mine {
 		_ = syscall.Kill(p, syscall.SIGKILL)
 	}
+	// Wait (bounded) until they are gone, so their files can be removed.
+	for i := 0; i < 100; i++ {
+		alive := false
+		for _, p := range mine {
+			if syscall.Kill(p, 0) == nil {
+				if st, err := os.ReadFile("/proc/" + strconv.Itoa(p) + "/stat"); err == nil && !strings.Contains(string(st), ") Z ") {
+					alive = true
+				}
+			}
+		}
+		if !alive {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // busyboxImage builds a unified LXD image: metadata.yaml and a rootfs of
