@@ -757,5 +757,5 @@ func (d *Driver) Guard(ctx context.Context, env *driver.Env, ch driver.Change) e
 	if !ok || !n.Has(roles.Compute) {
 		return nil
 	}
-	return guardRemoval(ch.Node, view(d.states(ctx, env)))
+	return guardRemoval(ch.Kind, ch.Node, view(d.states(ctx, env)))
 }

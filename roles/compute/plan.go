@@ -25,6 +25,7 @@ import (
 
 	"github.com/cloudctl/cloudctl/api"
 	"github.com/cloudctl/cloudctl/hwprobe"
+	"github.com/cloudctl/cloudctl/roles/driver"
 )
 
 // Names of what the driver creates in LXD.
@@ -269,14 +270,21 @@ func isVoter(roles []string) bool {
 }
 
 // guardRemoval says whether node can leave the LXD cluster without losing
-// instances: they can be moved when another member is online.
-func guardRemoval(node string, v *ClusterView) error {
+// instances: they can be moved when another member is online and the node
+// gives up its compute role (which evacuates); removing a node with
+// instances outright would lose them.
+func guardRemoval(kind driver.ChangeKind, node string, v *ClusterView) error {
 	if v == nil {
 		return nil
 	}
 	names := v.Names[node]
 	if len(names) == 0 {
 		return nil
+	}
+	if kind == driver.RemoveNode {
+		sorted := append([]string(nil), names...)
+		sort.Strings(sorted)
+		return fmt.Errorf("%s runs %d LXD instance(s) (%s): remove its compute role first (`cloudctl role remove %s compute`) so they move to other compute nodes, then remove the node", node, len(names), strings.Join(sorted, ", "), node)
 	}
 	var targets []string
 	for _, m := range v.Members {

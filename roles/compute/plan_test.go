@@ -10,6 +10,7 @@ import (
 
 	"github.com/cloudctl/cloudctl/api"
 	"github.com/cloudctl/cloudctl/hwprobe"
+	"github.com/cloudctl/cloudctl/roles/driver"
 )
 
 func TestDecideCluster(t *testing.T) {
@@ -136,16 +137,22 @@ func TestGuardRemoval(t *testing.T) {
 		Members: []Member{{Name: "node1", Status: "Online"}, {Name: "node2", Status: "Offline"}},
 		Names:   map[string][]string{"node1": {"web", "db"}},
 	}
-	err := guardRemoval("node1", v)
+	err := guardRemoval(driver.RemoveRole, "node1", v)
 	if err == nil || !strings.Contains(err.Error(), "db, web") || !strings.Contains(err.Error(), "no other compute node is online") {
 		t.Fatalf("refusal: %v", err)
 	}
-	if err := guardRemoval("node2", v); err != nil {
+	if err := guardRemoval(driver.RemoveRole, "node2", v); err != nil {
 		t.Fatalf("node without instances refused: %v", err)
 	}
 	v.Members[1].Status = "Online"
-	if err := guardRemoval("node1", v); err != nil {
+	if err := guardRemoval(driver.RemoveRole, "node1", v); err != nil {
 		t.Fatalf("movable instances refused: %v", err)
+	}
+	if err := guardRemoval(driver.RemoveNode, "node1", v); err == nil || !strings.Contains(err.Error(), "role remove node1 compute") {
+		t.Fatalf("node removal with instances: %v", err)
+	}
+	if err := guardRemoval(driver.RemoveNode, "node2", v); err != nil {
+		t.Fatalf("node removal without instances: %v", err)
 	}
 }
 
