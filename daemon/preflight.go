@@ -55,17 +55,6 @@ func (d *Daemon) preflightEndpoints() []rest.Endpoint {
 // costs a dial timeout, a path that drops large packets a few exchanges).
 const preflightTimeout = 40 * time.Second
 
-// clusterPort is the port of cloudd's cluster API at addr (host:port).
-func clusterPort(addr string) preflight.PortSpec {
-	port := api.DefaultPort
-	if _, p, err := net.SplitHostPort(addr); err == nil {
-		if n, err := strconv.Atoi(p); err == nil {
-			port = n
-		}
-	}
-	return preflight.PortSpec{Port: port, Proto: "tcp", Purpose: "cloudd cluster API", Role: "cloudd", Peers: true}
-}
-
 // decodeUntrusted decodes the body of an untrusted preflight request and
 // checks its join secret. A bad secret gets a refusal that says nothing else.
 func (d *Daemon) decodeUntrusted(ctx context.Context, s *state.State, r *http.Request) (preflight.JoinRequest, error) {
@@ -105,7 +94,7 @@ func withNode(env *driver.Env, n driver.Node) *driver.Env {
 
 // portsOf are the ports n needs, from every driver, without repeats.
 func (d *Daemon) portsOf(env *driver.Env, n driver.Node) []preflight.PortSpec {
-	out := []preflight.PortSpec{clusterPort(n.Address)}
+	out := []preflight.PortSpec{preflight.ClusterPort(n.Address)}
 	seen := map[string]bool{out[0].String(): true}
 	for _, dr := range d.drivers {
 		for _, p := range dr.Ports(d.envFor(env, dr), n) {
@@ -122,7 +111,7 @@ func (d *Daemon) portsOf(env *driver.Env, n driver.Node) []preflight.PortSpec {
 // usedBy are the ports of to that from will connect to: cloudd's, and the
 // peer ports of every driver that applies to both.
 func (d *Daemon) usedBy(env *driver.Env, from, to driver.Node) []preflight.PortSpec {
-	out := []preflight.PortSpec{clusterPort(to.Address)}
+	out := []preflight.PortSpec{preflight.ClusterPort(to.Address)}
 	seen := map[string]bool{out[0].String(): true}
 	for _, dr := range d.drivers {
 		e := d.envFor(env, dr)

@@ -12,8 +12,12 @@ package preflight
 
 import (
 	"fmt"
+	"net"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cloudctl/cloudctl/api"
 )
 
 // Severity is how a finding weighs.
@@ -246,4 +250,15 @@ type Report struct {
 	Members  []MemberReport `json:"members"`
 	Findings Findings       `json:"findings"`
 	Worst    Severity       `json:"worst"`
+}
+
+// ClusterPort is the port of cloudd's cluster API at addr (host:port).
+func ClusterPort(addr string) PortSpec {
+	port := api.DefaultPort
+	if _, p, err := net.SplitHostPort(addr); err == nil {
+		if n, err := strconv.Atoi(p); err == nil {
+			port = n
+		}
+	}
+	return PortSpec{Port: port, Proto: "tcp", Purpose: "cloudd cluster API", Role: "cloudd", Peers: true}
 }

@@ -322,6 +322,9 @@ Add more machines afterwards with 'cloudctl cluster add NAME' here and
 			if err != nil {
 				return err
 			}
+			if err := preflightBootstrap(cmd.Context(), c, p); err != nil {
+				return err
+			}
 			step(a, "Bootstrapping %s at %s with roles %s", p.Name, p.Address, roles.Join(p.Roles))
 			ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Minute)
 			defer cancel()

@@ -23,6 +23,7 @@ func newClusterCmd(a *app) *cobra.Command {
 		Short: "Add, join, list and remove cluster members; manage join tokens",
 	}
 	cmd.AddCommand(newClusterAddCmd(a), newClusterJoinCmd(a), newClusterListCmd(a), newClusterRemoveCmd(a), newTokensCmd(a), newClusterPlanCmd(a), newClusterSetCmd(a))
+	cmd.AddCommand(newClusterCheckCmd(a))
 	return cmd
 }
 
@@ -97,6 +98,11 @@ the state directory.`,
 			if err != nil {
 				return err
 			}
+			pw, err := preflightJoin(cmd.Context(), a, c, p, jt)
+			if err != nil {
+				return err
+			}
+			warnings = append(warnings, pw...)
 			step(a, "Joining cluster %q as %s (%s) with roles %s", jt.Cluster, p.Name, p.Address, roles.Join(p.Roles))
 			ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Minute)
 			defer cancel()
