@@ -8,7 +8,7 @@ PKGS=(
   gcc make pkg-config git
   libdqlite-dev libraft-dev libsqlite3-dev librados-dev librbd-dev
   iproute2 nftables procps util-linux tmux
-  mariadb-server mariadb-client galera-4 rsync
+  mariadb-server mariadb-client galera-4 rsync stunnel4
   ceph udev lxd keepalived haproxy socat e2fsprogs lvm2 xfsprogs gdisk parted
   cryptsetup-bin mount gpg
   busybox-static dnsmasq-base lxd-client
@@ -26,12 +26,24 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   echo "deps: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  # Packages must not start their services here; cloudctl starts its own.
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  # Packages must not start their services while they install (cloudctl
+  # starts its own): a policy-rc.d says so for the duration of the install,
+  # and is removed afterwards, also on failure, only if this script added it.
+  # (CLOUDCTL_POLICY_RC moves it, for the script's own test.)
+  policy=${CLOUDCTL_POLICY_RC:-/usr/sbin/policy-rc.d}
+  added=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\n# added by cloudctl scripts/deps.sh for the duration of a package install\nexit 101\n' > "$policy"
+    chmod +x "$policy"
+    added=$policy
+    trap 'rm -f "$added"' EXIT
   fi
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [ -n "$added" ]; then
+    rm -f "$added"
+    trap - EXIT
+  fi
 fi
 
 if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
