@@ -471,11 +471,6 @@ func TestEndpointCloudd(t *testing.T) {
 	site := filepath.Join(c.Dir(), "site.yaml")
 	writeTestFile(t, site, fmt.Sprintf("version: 1\ncluster:\n  name: lab\n  mysql_topology: single\n  floating_address: %s\nnodes:\n  - name: node1\n    address: %s\n    roles: [control]\n", vip, n1.IP))
 	n1.MustRun(t, "bootstrap", "--preseed", site)
-	if _, _, err := endpointLayer(t, n1); err != nil && strings.Contains(err.Error(), "no endpoint layer") {
-		// Until cloudd's reconcile loop runs the drivers (roles/driver) and
-		// cmd/cloudd registers roles/endpoint, status has no endpoint layer.
-		t.Skip("cloudd does not run the endpoint driver yet (no endpoint layer in status)")
-	}
 	waitInstances(t, n1, 90*time.Second, standaloneUp)
 
 	// One control node: not highly available, nobody holds the address.
