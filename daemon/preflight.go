@@ -9,8 +9,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -529,4 +531,34 @@ func (d *Daemon) handlePreflightPorts(s *state.State, r *http.Request) response.
 		}
 	}
 	return response.SyncResponse(true, d.portsOf(env, n))
+}
+
+// TestClock returns a clock moved by spec, for tests of the preflight clock
+// checks (cloudd --clock-offset-for-tests): a duration ("1.5s", "-30s"), or
+// "@FILE", a file holding a duration that is read again whenever it changes
+// (missing or empty: no offset), so a test can move a running daemon's clock.
+func TestClock(spec string) (func() time.Time, error) {
+	if file, ok := strings.CutPrefix(spec, "@"); ok {
+		var mu sync.Mutex
+		var stamp time.Time
+		var size int64 = -1
+		var off time.Duration
+		return func() time.Time {
+			mu.Lock()
+			defer mu.Unlock()
+			if fi, err := os.Stat(file); err != nil {
+				off, size = 0, -1
+			} else if !fi.ModTime().Equal(stamp) || fi.Size() != size {
+				stamp, size = fi.ModTime(), fi.Size()
+				b, _ := os.ReadFile(file)
+				off, _ = time.ParseDuration(strings.TrimSpace(string(b)))
+			}
+			return time.Now().Add(off)
+		}, nil
+	}
+	off, err := time.ParseDuration(spec)
+	if err != nil {
+		return nil, fmt.Errorf("--clock-offset-for-tests %q: give a duration such as 1.5s, or @FILE holding one", spec)
+	}
+	return func() time.Time { return time.Now().Add(off) }, nil
 }

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/cloudctl/cloudctl/api"
 	"github.com/cloudctl/cloudctl/daemon"
@@ -41,7 +40,7 @@ func main() {
 	debug := fs.Bool("debug", false, "log debug messages")
 	version := fs.Bool("version", false, "print the version and exit")
 	manifest := fs.String("manifest", "", "manifest overlay applied when this node bootstraps a cluster (a bootstrap's own --manifest wins)")
-	clockOffset := fs.Duration("clock-offset-for-tests", 0, "TESTS ONLY: move this daemon's clock by this much (preflight clock checks)")
+	clockOffset := fs.String("clock-offset-for-tests", "", "TESTS ONLY: move this daemon's clock by a duration, or by the one in @FILE (preflight clock checks)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		os.Exit(2)
 	}
@@ -59,9 +58,14 @@ func main() {
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
 	cfg := daemon.Config{StateDir: dir, Log: log, Verbose: *verbose, Debug: *debug, ManifestOverlay: *manifest, Drivers: drivers()}
-	if off := *clockOffset; off != 0 {
-		log.Warn("the clock is moved for tests", "offset", off)
-		cfg.Now = func() time.Time { return time.Now().Add(off) }
+	if *clockOffset != "" {
+		now, err := daemon.TestClock(*clockOffset)
+		if err != nil {
+			log.Error("cannot start", "error", err)
+			os.Exit(2)
+		}
+		log.Warn("the clock is moved for tests", "offset", *clockOffset)
+		cfg.Now = now
 	}
 	d, err := daemon.New(cfg)
 	if err != nil {
