@@ -1,0 +1,326 @@
+package tests
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cloudctl/cloudctl/api"
+	"github.com/cloudctl/cloudctl/tests/harness"
+)
+
+// storageLayer reads the storage layer and its details from nd's status.
+func storageLayer(t testing.TB, nd *harness.Node) (api.Layer, api.StorageDetails, error) {
+	st, err := status(t, nd)
+	if err != nil {
+		return api.Layer{}, api.StorageDetails{}, err
+	}
+	l := st.Layer(api.LayerStorage)
+	if l == nil {
+		return api.Layer{}, api.StorageDetails{}, fmt.Errorf("no storage layer in the status")
+	}
+	var det api.StorageDetails
+	if len(l.Details) > 0 {
+		if err := json.Unmarshal(l.Details, &det); err != nil {
+			return *l, det, fmt.Errorf("storage details: %v", err)
+		}
+	}
+	return *l, det, nil
+}
+
+// waitStorage waits until ok accepts the storage layer seen from nd; on
+// timeout it fails with the last layer seen.
+func waitStorage(t *testing.T, nd *harness.Node, timeout time.Duration, what string, ok func(api.Layer, api.StorageDetails) error) time.Duration {
+	t.Helper()
+	var last api.Layer
+	return harness.Eventually(t, timeout, what, func() error {
+		l, det, err := storageLayer(t, nd)
+		if err != nil {
+			return err
+		}
+		last = l
+		if err := ok(l, det); err != nil {
+			j, _ := json.Marshal(last)
+			return fmt.Errorf("%v; storage layer: %s", err, j)
+		}
+		return nil
+	})
+}
+
+func healthy(l api.Layer, det api.StorageDetails) error {
+	if l.Health != api.HealthOK {
+		return fmt.Errorf("health %s (%s)", l.Health, l.Reason)
+	}
+	for _, o := range det.OSDs {
+		if !o.Up || !o.In {
+			return fmt.Errorf("osd.%d of %s is not up and in", o.ID, o.Node)
+		}
+	}
+	return nil
+}
+
+// cephConf is the node's ceph.conf, which names the admin keyring.
+func cephConf(nd *harness.Node) string { return filepath.Join(nd.StateDir, "storage", "ceph.conf") }
+
+// radosPut writes one object from inside nd's namespace.
+func radosPut(ctx context.Context, nd *harness.Node, pool, name string, data []byte) error {
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", nd.NS, "rados", "-c", cephConf(nd), "-p", pool, "put", name, "-")
+	cmd.Stdin = bytes.NewReader(data)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("rados put %s: %v: %s", name, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+func radosGet(ctx context.Context, nd *harness.Node, pool, name string) ([]byte, error) {
+	return nd.Output(ctx, "rados", "-c", cephConf(nd), "-p", pool, "get", name, "-")
+}
+
+// TestStorage drives the storage role through real cloudd and real Ceph on
+// one shared three-node cluster with file-backed OSDs: one node, one OSD, an
+// RBD image written and read back; three nodes with three monitors in
+// quorum and pools at size 3 across hosts; a writer that keeps writing while
+// a storage node is SIGKILLed; `cluster remove` refused without --force; a
+// power cut of every node.
+func TestStorage(t *testing.T) {
+	harness.Require(t)
+	for _, b := range []string{"ceph-mon", "ceph-osd", "ceph-mgr", "rados", "rbd"} {
+		if _, err := exec.LookPath(b); err != nil {
+			t.Skipf("needs %s (scripts/deps.sh installs ceph)", b)
+		}
+	}
+	c := harness.New(t, 3)
+	n1, n2, n3 := c.Node(1), c.Node(2), c.Node(3)
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, nd := range c.Nodes {
+				logs, _ := filepath.Glob(filepath.Join(nd.StateDir, "storage", "log", "*.log"))
+				for _, l := range logs {
+					b, _ := os.ReadFile(l)
+					if len(b) > 2000 {
+						b = b[len(b)-2000:]
+					}
+					t.Logf("--- %s %s\n%s", nd.Name, filepath.Base(l), b)
+				}
+			}
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+
+	t0 := time.Now()
+	n1.MustRun(t, "bootstrap", "--name", n1.Name, "--address", n1.IP, "--role", "storage", "--disk", "none")
+	n1.MustRun(t, "storage", "disk", "add", "node1", "loop:4GiB")
+	waitStorage(t, n1, 4*time.Minute, "one node HEALTH_OK with one OSD", func(l api.Layer, det api.StorageDetails) error {
+		if len(det.OSDs) != 1 {
+			return fmt.Errorf("%d OSDs", len(det.OSDs))
+		}
+		return healthy(l, det)
+	})
+	t.Logf("MEASURE bootstrap to HEALTH_OK, one node, one file-backed OSD: %s", time.Since(t0).Round(100*time.Millisecond))
+
+	image := make([]byte, 3<<20)
+	_, _ = rand.Read(image)
+	imgFile := filepath.Join(c.Dir(), "image.bin")
+	if err := os.WriteFile(imgFile, image, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("one node: OSD listed as file-backed, RBD image written and read back", func(t *testing.T) {
+		out := n1.MustRun(t, "storage", "disk", "list")
+		if !strings.Contains(out, "loop:4GiB") || !strings.Contains(out, "file-backed: not for production") {
+			t.Fatalf("disk list:\n%s", out)
+		}
+		var pools []api.StoragePool
+		waitStorage(t, n1, time.Minute, "pools from the manifest at size 1", func(l api.Layer, det api.StorageDetails) error {
+			pools = det.Pools
+			names := map[string]int{}
+			for _, p := range det.Pools {
+				names[p.Name] = p.Size
+			}
+			for _, want := range []string{"cloud-rbd", "images", "volumes"} {
+				if names[want] != 1 {
+					return fmt.Errorf("pool %s: size %d", want, names[want])
+				}
+			}
+			return nil
+		})
+		t.Logf("pools: %+v", pools)
+		if out, err := n1.Exec(ctx, "rbd", "-c", cephConf(n1), "import", imgFile, "volumes/img1"); err != nil {
+			t.Fatalf("rbd import: %v: %s", err, out)
+		}
+		got, err := n1.Output(ctx, "rbd", "-c", cephConf(n1), "export", "volumes/img1", "-")
+		if err != nil || !bytes.Equal(got, image) {
+			t.Fatalf("rbd export: %v (%d bytes, want %d, equal %v)", err, len(got), len(image), bytes.Equal(got, image))
+		}
+	})
+
+	t.Run("three storage nodes: three monitors in quorum, size 3, failure domain host", func(t *testing.T) {
+		t0 := time.Now()
+		for _, nd := range []*harness.Node{n2, n3} {
+			tok := token(t, n1, nd.Name)
+			nd.MustRun(t, "cluster", "join", tok, "--role", "storage", "--address", nd.IP, "--disk", "none")
+			n1.MustRun(t, "storage", "disk", "add", nd.Name, "loop:4GiB")
+		}
+		waitStorage(t, n1, 6*time.Minute, "three monitors in quorum, three OSDs, size 3 across hosts, HA yes", func(l api.Layer, det api.StorageDetails) error {
+			if len(det.Quorum) != 3 || len(det.OSDs) != 3 {
+				return fmt.Errorf("quorum %v, %d OSDs", det.Quorum, len(det.OSDs))
+			}
+			for _, p := range det.Pools {
+				if p.Size != 3 || p.MinSize != 2 || p.FailureDomain != "host" {
+					return fmt.Errorf("pool %s: size %d min_size %d domain %s", p.Name, p.Size, p.MinSize, p.FailureDomain)
+				}
+			}
+			if l.HA != api.HAYes {
+				return fmt.Errorf("HA %s: %s", l.HA, l.Reason)
+			}
+			return healthy(l, det)
+		})
+		t.Logf("MEASURE two joins + two OSDs to HEALTH_OK at size 3: %s", time.Since(t0).Round(100*time.Millisecond))
+		got, err := n3.Output(ctx, "rbd", "-c", cephConf(n3), "export", "volumes/img1", "-")
+		if err != nil || !bytes.Equal(got, image) {
+			t.Fatalf("rbd export on node3: %v", err)
+		}
+	})
+	if t.Failed() {
+		return
+	}
+
+	var mu sync.Mutex
+	acked := map[string][]byte{}
+	t.Run("a writer goes on while a storage node is SIGKILLed; restarted, HEALTH_OK", func(t *testing.T) {
+		wctx, stop := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		var killedAt time.Time
+		afterKill := 0
+		var werr error
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; wctx.Err() == nil; i++ {
+				name := fmt.Sprintf("obj-%05d", i)
+				data := []byte(fmt.Sprintf("%s written at %s", name, time.Now().Format(time.RFC3339Nano)))
+				octx, cancel := context.WithTimeout(wctx, 90*time.Second)
+				err := radosPut(octx, n1, "volumes", name, data)
+				cancel()
+				if err != nil {
+					if wctx.Err() == nil {
+						mu.Lock()
+						werr = err
+						mu.Unlock()
+					}
+					return
+				}
+				mu.Lock()
+				acked[name] = data
+				if !killedAt.IsZero() {
+					afterKill++
+				}
+				mu.Unlock()
+			}
+		}()
+		harness.Eventually(t, time.Minute, "10 writes before the kill", func() error {
+			mu.Lock()
+			defer mu.Unlock()
+			if werr != nil || len(acked) < 10 {
+				return fmt.Errorf("%d acknowledged, error %v", len(acked), werr)
+			}
+			return nil
+		})
+		n3.Kill(t)
+		mu.Lock()
+		killedAt = time.Now()
+		mu.Unlock()
+		harness.Eventually(t, 2*time.Minute, "20 writes acknowledged after the kill", func() error {
+			mu.Lock()
+			defer mu.Unlock()
+			if werr != nil {
+				return fmt.Errorf("writer stopped: %v", werr)
+			}
+			if afterKill < 20 {
+				return fmt.Errorf("%d writes after the kill", afterKill)
+			}
+			return nil
+		})
+		waitStorage(t, n1, time.Minute, "node3's OSD seen down", func(l api.Layer, det api.StorageDetails) error {
+			for _, o := range det.OSDs {
+				if o.Node == "node3" && !o.Up {
+					return nil
+				}
+			}
+			return fmt.Errorf("node3's OSD still up")
+		})
+		n3.Start(t)
+		t0 := time.Now()
+		waitStorage(t, n1, 3*time.Minute, "HEALTH_OK after node3 restarted", healthy)
+		t.Logf("MEASURE node3 restart to HEALTH_OK: %s", time.Since(t0).Round(100*time.Millisecond))
+		stop()
+		wg.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		t.Logf("%d writes acknowledged, %d after the kill", len(acked), afterKill)
+		for name, want := range acked {
+			got, err := radosGet(ctx, n2, "volumes", name)
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("acknowledged %s lost: %v (%q)", name, err, got)
+			}
+		}
+	})
+
+	t.Run("cluster remove of a storage node refused without --force", func(t *testing.T) {
+		r := n1.Run("cluster", "remove", "node3")
+		if r.Code == 0 {
+			t.Fatalf("cluster remove node3 succeeded without --force:\n%s", r.Stdout)
+		}
+		if !strings.Contains(r.Stderr, "below their size") {
+			t.Fatalf("refusal does not say what would be lost: %s", r.Stderr)
+		}
+		st := mustStatus(t, n1)
+		if member(st, "node3") == nil {
+			t.Fatal("node3 is gone after a refused removal")
+		}
+	})
+
+	t.Run("power cut of every storage node: HEALTH_OK again, data intact", func(t *testing.T) {
+		for _, nd := range []*harness.Node{n1, n2, n3} {
+			nd.Kill(t)
+		}
+		t0 := time.Now()
+		for _, nd := range []*harness.Node{n3, n1, n2} {
+			nd.Start(t)
+		}
+		waitStorage(t, n1, 5*time.Minute, "HEALTH_OK after the power cut", func(l api.Layer, det api.StorageDetails) error {
+			if len(det.Quorum) != 3 {
+				return fmt.Errorf("quorum %v", det.Quorum)
+			}
+			return healthy(l, det)
+		})
+		t.Logf("MEASURE power cut of three nodes to HEALTH_OK: %s", time.Since(t0).Round(100*time.Millisecond))
+		harness.Eventually(t, 2*time.Minute, "the RBD image and every acknowledged object read back", func() error {
+			rctx, cancel := context.WithTimeout(ctx, time.Minute)
+			defer cancel()
+			got, err := n2.Output(rctx, "rbd", "-c", cephConf(n2), "export", "volumes/img1", "-")
+			if err != nil || !bytes.Equal(got, image) {
+				return fmt.Errorf("rbd export: %v", err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for name, want := range acked {
+				got, err := radosGet(rctx, n2, "volumes", name)
+				if err != nil || !bytes.Equal(got, want) {
+					return fmt.Errorf("object %s: %v", name, err)
+				}
+			}
+			return nil
+		})
+	})
+}
