@@ -72,7 +72,7 @@ func join(t testing.TB, boot, nd *harness.Node, roles string) time.Duration {
 	t.Helper()
 	tok := token(t, boot, nd.Name)
 	start := time.Now()
-	nd.MustRun(t, "cluster", "join", tok, "--role", roles, "--address", nd.IP)
+	nd.MustRun(t, "cluster", "join", "--token-file", tokenFile(t, nd, tok), "--role", roles, "--address", nd.IP)
 	return time.Since(start)
 }
 

@@ -100,12 +100,12 @@ nodes:
 	}
 
 	// node2 joins: its entry is the one with its address.
-	r = n2.Run("cluster", "join", token(t, n1, "node2"), "--preseed", site)
+	r = n2.Run("cluster", "join", "--token-file", tokenFile(t, n2, token(t, n1, "node2")), "--preseed", site)
 	if r.Code != 0 || !strings.Contains(r.Stdout, "Joined as node2 ("+n2.IP+":7443) with roles control,compute") {
 		t.Fatalf("node2 join: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
 	// node3 joins: its entry has no address; it is the one named like the token.
-	r = n3.Run("cluster", "join", token(t, n1, "node3"), "--preseed", site)
+	r = n3.Run("cluster", "join", "--token-file", tokenFile(t, n3, token(t, n1, "node3")), "--preseed", site)
 	if r.Code != 0 || !strings.Contains(r.Stdout, "Joined as node3 ("+n3.IP+":7443) with roles control,storage") {
 		t.Fatalf("node3 join: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}

@@ -27,7 +27,7 @@ func TestBadTokens(t *testing.T) {
 	n1, n2, n3 := c.Node(1), c.Node(2), c.Node(3)
 	bootstrap(t, n1, "control,compute,storage")
 	joinArgs := func(tok string, extra ...string) []string {
-		return append([]string{"cluster", "join", tok, "--role", "compute", "--address", n2.IP}, extra...)
+		return append([]string{"cluster", "join", "--token-file", tokenFile(t, n2, tok), "--role", "compute", "--address", n2.IP}, extra...)
 	}
 
 	t.Run("invalid", func(t *testing.T) {
@@ -101,7 +101,7 @@ func TestBadTokens(t *testing.T) {
 		// A token for one cluster presented by a member of another.
 		tok1 := token(t, n1, "node3")
 		defer n1.MustRun(t, "cluster", "tokens", "revoke", "node3")
-		oneSentence(t, n3.Run("cluster", "join", tok1, "--role", "compute", "--address", n3.IP), "already a member")
+		oneSentence(t, n3.Run("cluster", "join", "--token-file", tokenFile(t, n3, tok1), "--role", "compute", "--address", n3.IP), "already a member")
 		if st := mustStatus(t, n3); len(st.Members) != 1 || st.Members[0].Name != "node3" {
 			t.Fatalf("second cluster changed: %+v", st.Members)
 		}
@@ -114,7 +114,7 @@ func TestBadTokens(t *testing.T) {
 		}
 		// The same token again, from a fresh machine that calls itself node2.
 		n4 := c.AddNode(t)
-		r := n4.Run("cluster", "join", tok, "--role", "compute", "--address", n4.IP)
+		r := n4.Run("cluster", "join", "--token-file", tokenFile(t, n4, tok), "--role", "compute", "--address", n4.IP)
 		oneSentence(t, r, "already used by node2")
 		unchanged(t, n1, 2, n4)
 		out := n1.MustRun(t, "cluster", "tokens", "list", "--format", "json")

@@ -49,7 +49,7 @@ func newClusterAddCmd(a *app) *cobra.Command {
 			}
 			return render.Write(a.out, a.format, t, func(w io.Writer) error {
 				fmt.Fprintf(w, "Join token for %s (single use, expires %s, %s):\n\n%s\n\n", t.Name, t.ExpiresAt.UTC().Format(time.RFC3339), ago(t.ExpiresAt, time.Now()), t.Token)
-				fmt.Fprintf(w, "On %s run:\n  sudo cloudctl cluster join %s --role compute   # or control, storage, or several\n", t.Name, t.Token)
+				fmt.Fprintf(w, "On %s, pass it on standard input (or in a file with --token-file FILE), not as an argument:\n  sudo cloudctl cluster join - --role compute   # or control, storage, or several; then paste the token\n", t.Name)
 				return nil
 			})
 		},
@@ -61,21 +61,28 @@ func newClusterAddCmd(a *app) *cobra.Command {
 
 func newClusterJoinCmd(a *app) *cobra.Command {
 	var f nodeFlags
+	var tokenFile string
 	cmd := &cobra.Command{
-		Use:   "join TOKEN",
+		Use:   "join - | --token-file FILE",
 		Short: "Join this machine to a cloud with a token from `cloudctl cluster add`",
 		Long: `Join this machine to a cloud with a token from 'cloudctl cluster add'.
 
 The node's choices come from flags (--role is then required), from the
 wizard (--guided), or from a preseed file (--preseed FILE): the entry named by
 --name, else the one with an address of this machine, else the one named like
-the token. The plan is checked against this machine's hardware and the token
+the token. The token is read from standard input ("-") or from --token-file
+FILE; a token given as the argument still works but is visible to other
+users of the machine. The plan is checked against this machine's hardware and the token
 against the cluster before anything changes; --dry-run prints the plan as a
 preseed and changes nothing. After the join the equivalent preseed is saved in
 the state directory.`,
-		Args: exactArgs(1, "cloudctl cluster join TOKEN --role ROLES"),
+		Args: maxArgs(1, "cloudctl cluster join - --role ROLES   (the token on standard input), or --token-file FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			jt, err := api.DecodeJoinToken(args[0])
+			text, err := joinTokenText(a, args, tokenFile)
+			if err != nil {
+				return err
+			}
+			jt, err := api.DecodeJoinToken(text)
 			if err != nil {
 				return fmt.Errorf("this is not a valid join token (%v): copy the whole token printed by `cloudctl cluster add`", strings.TrimPrefix(err.Error(), api.ErrTokenMalformed.Error()+": "))
 			}
@@ -92,7 +99,7 @@ the state directory.`,
 			if f.dryRun {
 				return writePlanPreseed(a.out, p, facts, true, warnings,
 					fmt.Sprintf("cloudctl preseed: the plan of a dry run of `cloudctl cluster join` for node %s on %s.", p.Name, facts.Source),
-					"Replay it unattended: sudo cloudctl cluster join TOKEN --preseed FILE")
+					"Replay it unattended: sudo cloudctl cluster join --token-file TOKENFILE --preseed FILE")
 			}
 			c, err := a.connect()
 			if err != nil {
@@ -111,7 +118,7 @@ the state directory.`,
 				return err
 			}
 			res.Warnings = warnings.Messages()
-			saved, serr := savePreseed(a, p, facts, true, warnings, "sudo cloudctl cluster join TOKEN --preseed FILE")
+			saved, serr := savePreseed(a, p, facts, true, warnings, "sudo cloudctl cluster join --token-file TOKENFILE --preseed FILE")
 			if serr != nil {
 				fmt.Fprintf(a.errOut, "Warning: %v\n", serr)
 			}
@@ -127,6 +134,7 @@ the state directory.`,
 		},
 	}
 	f.register(cmd, "")
+	cmd.Flags().StringVar(&tokenFile, "token-file", "", "read the join token from this file (keep it 0600)")
 	return cmd
 }
 

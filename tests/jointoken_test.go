@@ -1,0 +1,72 @@
+package tests
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cloudctl/cloudctl/tests/harness"
+)
+
+// tokenFile writes a join token to a 0600 file beside nd's state directory,
+// for `cluster join --token-file`: tokens never go on a command line.
+func tokenFile(t testing.TB, nd *harness.Node, tok string) string {
+	t.Helper()
+	b := make([]byte, 4)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(filepath.Dir(nd.StateDir), nd.Name+"-token-"+hex.EncodeToString(b))
+	if err := os.WriteFile(p, []byte(tok+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestJoinTokenSources: `cluster add` says to pass the token on standard
+// input; `cluster join -` reads it there; a token on the command line still
+// joins but warns; no token at all is one sentence.
+func TestJoinTokenSources(t *testing.T) {
+	c := harness.New(t, 3)
+	n1, n2, n3 := c.Node(1), c.Node(2), c.Node(3)
+	bootstrap(t, n1, "compute")
+	out := n1.MustRun(t, "cluster", "add", "node2")
+	if !strings.Contains(out, "cluster join - ") || strings.Count(out, "cluster join") != 1 {
+		t.Fatalf("cluster add should show `cluster join -` without the token on the command line:\n%s", out)
+	}
+	tok := ""
+	for _, l := range strings.Split(out, "\n") {
+		if len(strings.TrimSpace(l)) > 40 && !strings.Contains(l, " ") {
+			tok = strings.TrimSpace(l)
+		}
+	}
+	if tok == "" {
+		t.Fatalf("no token in:\n%s", out)
+	}
+	oneSentence(t, n2.Run("cluster", "join", "--role", "compute", "--address", n2.IP), "no join token")
+
+	cmd := exec.Command("ip", "netns", "exec", n2.NS, c.Bins.Cloudctl, "--state-dir", n2.StateDir, "cluster", "join", "-", "--role", "compute", "--address", n2.IP)
+	cmd.Stdin = strings.NewReader(tok + "\n")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("join with the token on standard input: %v\n%s%s", err, stdout.String(), stderr.String())
+	}
+	if strings.Contains(stderr.String(), "Warning") {
+		t.Fatalf("a warning for a token on standard input: %s", stderr.String())
+	}
+
+	tok3 := token(t, n1, "node3")
+	r := n3.Run("cluster", "join", tok3, "--role", "compute", "--address", n3.IP)
+	if r.Code != 0 || !strings.Contains(r.Stderr, "visible to other users") {
+		t.Fatalf("a token on the command line should still join, with a warning: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	if st := mustStatus(t, n1); len(st.Members) != 3 {
+		t.Fatalf("members: %+v", st.Members)
+	}
+}
