@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Spec describes one supervised process. Configuration belongs in files the
@@ -46,18 +48,63 @@ type Runner interface {
 	Start(spec Spec) (Process, error)
 }
 
-// ExecRunner starts real processes in cloudd's process group, so stopping
-// the group (a service manager, or the test harness) stops them too. They
-// also get SIGTERM when cloudd dies, unless they drop privileges (mariadbd
-// does, which clears that signal): owners must clear strays left by a killed
-// cloudd before starting again (see StopStray).
+// ExecRunner starts real processes, each as the leader of its own process
+// group: stopping one signals the whole group, so the helpers it runs (an SST
+// script, rsync) end with it, and when the leader exits whatever is left of
+// its group is killed. Supervised programs must therefore stay in the
+// foreground. Children get SIGTERM when cloudd dies, unless they drop
+// privileges (mariadbd does, which clears that signal), and a SIGKILL of
+// cloudd's own group no longer reaches them: owners must clear strays left by
+// a killed cloudd before starting again (see StopStray).
 type ExecRunner struct{}
 
-type execProc struct{ cmd *exec.Cmd }
+// execProc is a started child that leads its own process group (pgid == pid).
+type execProc struct {
+	cmd *exec.Cmd
 
-func (p execProc) Pid() int                   { return p.cmd.Process.Pid }
-func (p execProc) Wait() error                { return p.cmd.Wait() }
-func (p execProc) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
+	mu sync.Mutex
+	// reaped is set just before the leader is reaped. Until then its
+	// zombie holds the process-group id, so signalling -pid cannot reach
+	// an unrelated group that reused the number.
+	reaped bool
+}
+
+func (p *execProc) Pid() int { return p.cmd.Process.Pid }
+
+// Wait waits for the leader to exit, kills what is left of its group while
+// the leader's zombie still holds the group id, then reaps the leader.
+func (p *execProc) Wait() error {
+	pid := p.cmd.Process.Pid
+	var info unix.Siginfo
+	for {
+		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	p.mu.Lock()
+	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	p.reaped = true
+	p.mu.Unlock()
+	return p.cmd.Wait()
+}
+
+// Signal sends sig to the child's whole process group.
+func (p *execProc) Signal(sig os.Signal) error {
+	s, ok := sig.(syscall.Signal)
+	if !ok {
+		return fmt.Errorf("signal %v: not a syscall.Signal", sig)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.reaped {
+		return os.ErrProcessDone
+	}
+	if err := syscall.Kill(-p.cmd.Process.Pid, s); err != nil {
+		return fmt.Errorf("signal process group %d: %w", p.cmd.Process.Pid, err)
+	}
+	return nil
+}
 
 // Start implements Runner.
 func (ExecRunner) Start(spec Spec) (Process, error) {
@@ -71,11 +118,11 @@ func (ExecRunner) Start(spec Spec) (Process, error) {
 		defer f.Close()
 		cmd.Stdout, cmd.Stderr = f, f
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", spec.Name, err)
 	}
-	return execProc{cmd: cmd}, nil
+	return &execProc{cmd: cmd}, nil
 }
 
 // State is what the supervisor knows about one process.
@@ -93,9 +140,15 @@ type proc struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	mu    sync.Mutex
-	cur   Process
-	state State
+	mu sync.Mutex
+	// stopping is set by Stop; once it is, watch starts no new process, so
+	// the process Stop signals is the last one.
+	stopping bool
+	// restarting is non-nil while watch starts a new process, and closed
+	// when p.cur holds it: Stop waits for it before choosing what to signal.
+	restarting chan struct{}
+	cur        Process
+	state      State
 }
 
 // Supervisor keeps a set of processes running.
@@ -184,6 +237,17 @@ func (s *Supervisor) watch(ctx context.Context, p *proc) {
 		if backoff > s.MaxBackoff {
 			backoff = s.MaxBackoff
 		}
+		// Restart only if Stop has not begun, and let a Stop that begins
+		// meanwhile wait for p.cur: otherwise the new child would be one
+		// nobody signals.
+		p.mu.Lock()
+		if p.stopping {
+			p.mu.Unlock()
+			return
+		}
+		restarting := make(chan struct{})
+		p.restarting = restarting
+		p.mu.Unlock()
 		np, err := s.runner.Start(p.spec)
 		if err != nil {
 			s.log.Error("restart failed", "service", p.spec.Name, "error", err)
@@ -191,12 +255,13 @@ func (s *Supervisor) watch(ctx context.Context, p *proc) {
 			np = failedProc{err: err}
 		}
 		p.mu.Lock()
-		p.cur = np
+		p.cur, p.restarting = np, nil
 		p.state.Restarts++
 		if _, failed := np.(failedProc); !failed {
 			p.state.Running, p.state.Pid, p.state.Since = true, np.Pid(), time.Now()
 		}
 		p.mu.Unlock()
+		close(restarting)
 	}
 }
 
@@ -213,7 +278,10 @@ func exitText(err error) string {
 	return err.Error()
 }
 
-// Stop sends SIGTERM, waits up to timeout, then SIGKILLs. Stopping an unknown name is a no-op.
+// Stop sends SIGTERM to the process's group, waits up to timeout, then
+// SIGKILLs the group. A restart that was pending is cancelled; one already
+// under way finishes first and its process is the one stopped. Stopping an
+// unknown name is a no-op.
 func (s *Supervisor) Stop(name string, timeout time.Duration) error {
 	s.mu.Lock()
 	p, ok := s.procs[name]
@@ -222,7 +290,14 @@ func (s *Supervisor) Stop(name string, timeout time.Duration) error {
 	if !ok {
 		return nil
 	}
+	p.mu.Lock()
+	p.stopping = true
+	restarting := p.restarting
+	p.mu.Unlock()
 	p.cancel()
+	if restarting != nil {
+		<-restarting
+	}
 	p.mu.Lock()
 	cur := p.cur
 	p.mu.Unlock()
@@ -234,7 +309,7 @@ func (s *Supervisor) Stop(name string, timeout time.Duration) error {
 		select {
 		case <-p.done:
 		case <-time.After(10 * time.Second):
-			return fmt.Errorf("stop %s: still running after SIGKILL", name)
+			return fmt.Errorf("stop %s: pid %d still running 10s after SIGKILL", name, cur.Pid())
 		}
 	}
 	s.log.Info("stopped", "service", name)
@@ -283,7 +358,12 @@ func (s *Supervisor) Names() []string {
 
 // StopStray stops a process left running by an earlier cloudd: the pid in
 // pidFile, but only if its command line contains marker (so an unrelated
-// process that reused the pid is never touched). It returns whether one was found.
+// process that reused the pid is never touched). The process is held through
+// a pidfd, so a pid reused while it stops is never signalled, and a stray
+// reparented to an init that reaps late counts as stopped once it has exited
+// (it is then a zombie). If the stray leads its own process group (as
+// ExecRunner's children do), the group is signalled too. It returns whether
+// one was found.
 func StopStray(pidFile, marker string, timeout time.Duration) (bool, error) {
 	b, err := os.ReadFile(pidFile)
 	if err != nil {
@@ -293,24 +373,51 @@ func StopStray(pidFile, marker string, timeout time.Duration) (bool, error) {
 	if err != nil || pid <= 1 {
 		return false, nil
 	}
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return false, nil // no such process
+	}
+	defer unix.Close(pidfd)
 	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	if err != nil || !strings.Contains(string(cmdline), marker) {
 		return false, nil
 	}
-	_ = syscall.Kill(pid, syscall.SIGTERM)
+	// Still the same process (the pidfd's) after reading its command line:
+	// then the command line was its own, not a reused pid's.
+	if exitedPidfd(pidfd, 0) {
+		return false, nil
+	}
+	group, _ := syscall.Getpgid(pid)
+	signal := func(sig syscall.Signal) {
+		if group == pid {
+			_ = syscall.Kill(-pid, sig)
+		}
+		_ = unix.PidfdSendSignal(pidfd, sig, nil, 0)
+	}
+	signal(syscall.SIGTERM)
+	if exitedPidfd(pidfd, timeout) {
+		return true, nil
+	}
+	signal(syscall.SIGKILL)
+	if exitedPidfd(pidfd, 10*time.Second) {
+		return true, nil
+	}
+	return true, fmt.Errorf("stray process %d did not stop 10s after SIGKILL", pid)
+}
+
+// exitedPidfd waits up to timeout for the process behind pidfd to exit.
+func exitedPidfd(pidfd int, timeout time.Duration) bool {
 	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if syscall.Kill(pid, 0) != nil {
-			return true, nil
+	for {
+		ms := int(time.Until(deadline) / time.Millisecond)
+		if ms < 0 {
+			ms = 0
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	_ = syscall.Kill(pid, syscall.SIGKILL)
-	for i := 0; i < 50; i++ {
-		if syscall.Kill(pid, 0) != nil {
-			return true, nil
+		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, ms)
+		if err == unix.EINTR {
+			continue
 		}
-		time.Sleep(100 * time.Millisecond)
+		return err == nil && n > 0
 	}
-	return true, fmt.Errorf("stray process %d did not stop", pid)
 }

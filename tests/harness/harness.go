@@ -2,21 +2,27 @@
 // each node is a network namespace on a private bridge, with its own address
 // and state directory, running the real cloudd. It can kill (SIGKILL),
 // restart, partition and heal nodes, and it cleans up every process,
-// namespace and route it created, even when a test fails.
+// namespace and route it created, even when a test fails. Names and subnets
+// are unique per run (reserved atomically, so concurrent runs never share
+// one), every wait has a deadline, and a failed test's log ends with each
+// node's status and the tail of its cloudd log (Dump).
 package harness
 
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -81,8 +87,6 @@ func Require(t testing.TB) {
 	}
 }
 
-var clusterSeq atomic.Int32
-
 // Cluster is a set of namespaced nodes on one bridge.
 type Cluster struct {
 	t      testing.TB
@@ -141,10 +145,7 @@ func NewWithOptions(t testing.TB, n int, opts Options) *Cluster {
 	t.Helper()
 	Require(t)
 	bins := Build(t)
-	seq := clusterSeq.Add(1)
-	id := fmt.Sprintf("c%d%d", os.Getpid()%10000, seq)
-	subnet := fmt.Sprintf("10.251.%d", (os.Getpid()+int(seq)*37)%250+1)
-	c := &Cluster{t: t, Bins: bins, id: id, Subnet: subnet, brNS: id + "-br", dir: t.TempDir(), opts: opts}
+	c := &Cluster{t: t, Bins: bins, dir: t.TempDir(), opts: opts}
 	t.Cleanup(c.cleanup)
 	// Role services run as unprivileged users (mariadbd as mysql): let them
 	// traverse to their directories below the test's temporary directory.
@@ -154,19 +155,42 @@ func NewWithOptions(t testing.TB, n int, opts Options) *Cluster {
 		}
 	}
 	ctx := context.Background()
+	// A random id names the namespaces and links; creating the bridge's
+	// namespace fails if the name is taken, so the id is reserved.
+	for attempt := 0; ; attempt++ {
+		id := randomID()
+		err := run(ctx, "ip", "netns", "add", id+"-br")
+		if err == nil {
+			c.id, c.brNS = id, id+"-br"
+			break
+		}
+		if attempt == 20 {
+			t.Fatalf("harness: no free namespace name: %v", err)
+		}
+	}
+	// The subnet is reserved by its unreachable route in the root
+	// namespace: adding it fails if another run holds that subnet. The
+	// route also makes any stray root-namespace packet to the subnet fail
+	// at once instead of leaving through the real gateway.
+	first := mrand.IntN(250)
+	for i := 0; ; i++ {
+		subnet := fmt.Sprintf("10.251.%d", (first+i)%250+1)
+		if err := run(ctx, "ip", "route", "add", "unreachable", subnet+".0/24"); err == nil {
+			c.Subnet = subnet
+			break
+		} else if i == 249 {
+			t.Fatalf("harness: no free 10.251.x.0/24 subnet: %v", err)
+		}
+	}
 	must := func(err error) {
 		if err != nil {
 			t.Fatalf("harness: %v", err)
 		}
 	}
 	// The bridge lives in its own namespace, so the root namespace never
-	// holds an address on the test subnet; an unreachable route there makes
-	// any stray root-namespace packet to it fail at once instead of leaving
-	// through the real gateway.
-	must(run(ctx, "ip", "netns", "add", c.brNS))
+	// holds an address on the test subnet.
 	must(run(ctx, "ip", "-n", c.brNS, "link", "add", "br0", "type", "bridge"))
 	must(run(ctx, "ip", "-n", c.brNS, "link", "set", "br0", "up"))
-	must(run(ctx, "ip", "route", "add", "unreachable", subnet+".0/24"))
 	for i := 1; i <= n; i++ {
 		c.AddNode(t)
 	}
@@ -212,6 +236,14 @@ func (c *Cluster) AddNode(t testing.TB) *Node {
 	return nd
 }
 
+// randomID is a short name prefix: "t" and 8 hex digits, so that the
+// longest link name ("<id>v<n>") stays within the 15-byte limit.
+func randomID() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return "t" + hex.EncodeToString(b)
+}
+
 // Node returns node i (1-based).
 func (c *Cluster) Node(i int) *Node { return c.Nodes[i-1] }
 
@@ -243,11 +275,13 @@ func (nd *Node) Start(t testing.TB) {
 	nd.proc, nd.done = cmd, done
 	nd.mu.Unlock()
 
-	deadline := time.Now().Add(20 * time.Second)
+	const wait = time.Minute
+	deadline := time.Now().Add(wait)
 	sock := filepath.Join(nd.StateDir, "control.socket")
+	var last Result
 	for {
 		if _, err := os.Stat(sock); err == nil {
-			if _, _, code := nd.CLIQuiet("version"); code == 0 {
+			if last = nd.run(10*time.Second, "version"); last.Code == 0 {
 				return
 			}
 		}
@@ -257,7 +291,8 @@ func (nd *Node) Start(t testing.TB) {
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("harness: cloudd on %s did not open its socket in 20s; log:\n%s", nd.Name, nd.Log())
+			t.Fatalf("harness: cloudd on %s did not answer on its socket within %s (last `cloudctl version`: exit %d: %s); log:\n%s",
+				nd.Name, wait, last.Code, strings.TrimSpace(last.Stderr), nd.Log())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -270,7 +305,10 @@ func (nd *Node) Running() bool {
 	return nd.proc != nil
 }
 
-// Kill sends SIGKILL to the node's cloudd (a power cut for that node) and waits for it.
+// Kill is a power cut for the node's cloudd: SIGKILL to cloudd's process
+// group and to the process groups of the children it supervises (each leads
+// its own group, see supervisor.ExecRunner), and it waits until they are gone.
+// Processes of the node that cloudd did not start are left alone.
 func (nd *Node) Kill(t testing.TB) {
 	t.Helper()
 	nd.mu.Lock()
@@ -280,14 +318,113 @@ func (nd *Node) Kill(t testing.TB) {
 	if cmd == nil {
 		return
 	}
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	pid := cmd.Process.Pid
+	// Freeze cloudd's group first, so it starts nothing while its children
+	// are listed; SIGKILL works on stopped processes.
+	_ = syscall.Kill(-pid, syscall.SIGSTOP)
+	var groups []int
+	for _, p := range procs() {
+		if p.ppid == pid && p.pgid == p.pid {
+			groups = append(groups, p.pid)
+			_ = syscall.Kill(-p.pid, syscall.SIGKILL)
+		}
+	}
+	_ = syscall.Kill(-pid, syscall.SIGKILL)
 	select {
 	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("harness: %s did not die after SIGKILL", nd.Name)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("harness: %s: cloudd (pid %d) did not die within 30s of SIGKILL", nd.Name, pid)
+	}
+	groups = append(groups, pid)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		left := liveInGroups(groups)
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("harness: %s: processes still alive 30s after SIGKILL: %v", nd.Name, left)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	// A killed daemon leaves its socket file; a real reboot would clear it.
 	_ = os.Remove(filepath.Join(nd.StateDir, "control.socket"))
+}
+
+// procInfo is one line of /proc/PID/stat.
+type procInfo struct {
+	pid, ppid, pgid int
+	state           string
+}
+
+// procs lists every process (zombies included, state "Z").
+func procs() []procInfo {
+	ents, _ := os.ReadDir("/proc")
+	var out []procInfo
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b)[i+1:])
+		if len(f) < 3 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		pgid, _ := strconv.Atoi(f[2])
+		out = append(out, procInfo{pid: pid, ppid: ppid, pgid: pgid, state: f[0]})
+	}
+	return out
+}
+
+// liveInGroups lists the processes of the given groups that have not exited
+// (zombies have: here PID 1 reaps orphans late).
+func liveInGroups(groups []int) []int {
+	in := map[int]bool{}
+	for _, g := range groups {
+		in[g] = true
+	}
+	var left []int
+	for _, p := range procs() {
+		if in[p.pgid] && p.state != "Z" && p.state != "X" {
+			left = append(left, p.pid)
+		}
+	}
+	return left
+}
+
+// killNamespace SIGKILLs every process left in the node's network namespace
+// (the namespace is this test's own, so all of them are) and waits for them.
+func (nd *Node) killNamespace() error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := exec.Command("ip", "netns", "pids", nd.NS).Output()
+		if err != nil {
+			return nil // the namespace is gone
+		}
+		var left []int
+		for _, f := range strings.Fields(string(out)) {
+			if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
+				left = append(left, pid)
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		if len(left) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("processes still in namespace %s 30s after SIGKILL: %v", nd.NS, left)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // Restart starts cloudd again after Kill.
@@ -325,9 +462,14 @@ func (nd *Node) CLIQuiet(args ...string) (string, string, int) {
 	return r.Stdout, r.Stderr, r.Code
 }
 
-// Run runs cloudctl inside the node's namespace against its daemon.
+// Run runs cloudctl inside the node's namespace against its daemon (giving
+// up after 3 minutes).
 func (nd *Node) Run(args ...string) Result {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	return nd.run(3*time.Minute, args...)
+}
+
+func (nd *Node) run(timeout time.Duration, args ...string) Result {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	full := append([]string{"netns", "exec", nd.NS, nd.c.Bins.Cloudctl, "--state-dir", nd.StateDir}, args...)
 	cmd := exec.CommandContext(ctx, "ip", full...)
@@ -336,7 +478,10 @@ func (nd *Node) Run(args ...string) Result {
 	err := cmd.Run()
 	code := 0
 	var ee *exec.ExitError
-	if errors.As(err, &ee) {
+	if ctx.Err() != nil {
+		code = -1
+		fmt.Fprintf(&errb, "\n(harness: cloudctl %s gave up after %s)", strings.Join(args, " "), timeout)
+	} else if errors.As(err, &ee) {
 		code = ee.ExitCode()
 	} else if err != nil {
 		code = -1
@@ -378,7 +523,7 @@ func (nd *Node) Exec(ctx context.Context, name string, args ...string) ([]byte, 
 	return exec.CommandContext(ctx, "ip", full...).CombinedOutput()
 }
 
-// Log returns the node's daemon log.
+// Log returns the tail of the node's daemon log (its last 8000 bytes).
 func (nd *Node) Log() string {
 	b, _ := os.ReadFile(nd.LogPath)
 	const max = 8000
@@ -388,35 +533,84 @@ func (nd *Node) Log() string {
 	return string(b)
 }
 
-// Eventually retries f until it returns nil or the timeout passes.
+// LogTail returns the last n lines of the node's daemon log.
+func (nd *Node) LogTail(n int) string {
+	b, err := os.ReadFile(nd.LogPath)
+	if err != nil {
+		return fmt.Sprintf("(no log: %v)", err)
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Dump logs what each node shows now: `cloudctl status` (if its cloudd
+// runs) and the last 40 lines of its cloudd log. The cluster calls it when
+// a test has failed, before tearing down, so a CI log explains the failure.
+func (c *Cluster) Dump(t testing.TB) {
+	t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "==== cluster %s (subnet %s.0/24) at %s ====\n", c.id, c.Subnet, time.Now().UTC().Format("15:04:05.000"))
+	for _, nd := range c.Nodes {
+		fmt.Fprintf(&b, "---- %s (%s, namespace %s) ----\n", nd.Name, nd.IP, nd.NS)
+		if nd.Running() {
+			r := nd.run(20*time.Second, "status")
+			fmt.Fprintf(&b, "$ cloudctl status  (exit %d)\n%s", r.Code, r.Stdout)
+			if r.Stderr != "" {
+				fmt.Fprintf(&b, "stderr: %s\n", strings.TrimSpace(r.Stderr))
+			}
+		} else {
+			b.WriteString("cloudd is not running (killed or never started)\n")
+		}
+		fmt.Fprintf(&b, "$ tail -40 %s\n%s\n", nd.LogPath, nd.LogTail(40))
+	}
+	t.Logf("%s", b.String())
+}
+
+// Eventually retries f until it returns nil or the timeout passes; then it
+// fails the test with f's last error (and, through the cluster's cleanup,
+// each node's status and log tail).
 func Eventually(t testing.TB, timeout time.Duration, what string, f func() error) time.Duration {
 	t.Helper()
 	start := time.Now()
 	var last error
-	for time.Since(start) < timeout {
+	tries := 0
+	for {
+		tries++
 		if last = f(); last == nil {
 			return time.Since(start)
 		}
+		if time.Since(start) >= timeout {
+			break
+		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("%s: not true after %s: %v", what, timeout, last)
+	t.Fatalf("%s: not true after %s (%d tries); last seen: %v", what, timeout, tries, last)
 	return 0
 }
 
 func (c *Cluster) cleanup() {
-	failed := c.t.Failed()
+	if c.t.Failed() {
+		c.Dump(c.t)
+	}
 	for _, nd := range c.Nodes {
-		if failed {
-			c.t.Logf("---- %s daemon log (tail) ----\n%s", nd.Name, nd.Log())
-		}
 		nd.Kill(c.t)
 	}
 	ctx := context.Background()
 	for _, nd := range c.Nodes {
+		if err := nd.killNamespace(); err != nil {
+			c.t.Errorf("harness: %v", err)
+		}
 		_ = run(ctx, "ip", "netns", "del", nd.NS)
 	}
-	_ = run(ctx, "ip", "netns", "del", c.brNS)
-	_ = run(ctx, "ip", "route", "del", "unreachable", c.Subnet+".0/24")
+	if c.brNS != "" {
+		_ = run(ctx, "ip", "netns", "del", c.brNS)
+	}
+	if c.Subnet != "" {
+		_ = run(ctx, "ip", "route", "del", "unreachable", c.Subnet+".0/24")
+	}
 }
 
 // Pid is the process id of the node's running cloudd, or 0.
