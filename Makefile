@@ -9,7 +9,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/cloudctl/cloudctl/api.Version=$(VERSION)
 DEMO_DIR ?= /tmp/cloudctl-demo
 
-.PHONY: all deps build test unit integration demo demo-down lint bench install clean
+.PHONY: all deps build test unit integration stress demo demo-down lint bench install clean
 
 all: build
 
@@ -27,12 +27,20 @@ test: deps build lint
 unit: build
 	$(GO) test $(GOFLAGS_TAGS) -count=1 -short ./...
 
+# Flakiness hunt: unit and terminal tests 20 times, the integration tests twice,
+# with the CPUs kept busy; prints each test's failure count (scripts/stress.sh).
+stress: deps build
+	@./scripts/stress.sh
+
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed on:"; gofmt -l .; exit 1; }
 	$(GO) vet $(GOFLAGS_TAGS) ./...
 
+# The benchmark harness (tests/bench): real daemons in namespaces beside their floors; writes
+# docs/benchmarks.md and docs/bench-*.svg. Knobs: CLOUDBENCH_ONLY=cli,boot,join,rest,fail,
+# CLOUDBENCH_JOIN_N, CLOUDBENCH_JOIN_REPS, CLOUDBENCH_FAIL_REPS, CLOUDBENCH_OUT (see tests/bench).
 bench: deps build
-	$(GO) test $(GOFLAGS_TAGS) -run '^$$' -bench . -benchtime 3x -timeout 20m ./...
+	CLOUDCTL_BENCH=1 $(GO) test $(GOFLAGS_TAGS) -count=1 -v -timeout 40m -run '^TestBench$$' ./tests/bench/
 
 demo: deps build
 	@./scripts/demo.sh up "$(DEMO_DIR)"
