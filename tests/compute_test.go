@@ -84,12 +84,6 @@ func TestCompute(t *testing.T) {
 			})
 			t.Logf("%s: cloudctl join to LXD member online: %s", n.Name, time.Since(t0).Round(time.Millisecond))
 		}
-		l := waitCompute(t, c, n2, time.Minute, "compute HA", func(l api.Layer) error {
-			if l.HA != api.HAYes {
-				return fmt.Errorf("ha %s: %s", l.HA, l.Reason)
-			}
-			return nil
-		})
 		var det struct {
 			Nodes []struct {
 				Node         string  `json:"node"`
@@ -99,7 +93,22 @@ func TestCompute(t *testing.T) {
 				VMReason     string  `json:"vm_reason"`
 			} `json:"nodes"`
 		}
-		_ = json.Unmarshal(l.Details, &det)
+		// A member is listed online before its own join operation returns:
+		// wait for every node's join time too.
+		l := waitCompute(t, c, n2, time.Minute, "compute HA and join times", func(l api.Layer) error {
+			if l.HA != api.HAYes {
+				return fmt.Errorf("ha %s: %s", l.HA, l.Reason)
+			}
+			if err := json.Unmarshal(l.Details, &det); err != nil {
+				return err
+			}
+			for _, n := range det.Nodes {
+				if n.JoinSeconds == 0 {
+					return fmt.Errorf("%s reports no join time yet", n.Node)
+				}
+			}
+			return nil
+		})
 		for _, n := range det.Nodes {
 			t.Logf("%s: LXD start to ready %.2fs, cluster bootstrap/join %.2fs, LXD RSS %d KiB; %s", n.Node, n.ReadySeconds, n.JoinSeconds, n.RSSKiB, n.VMReason)
 		}
@@ -191,6 +200,32 @@ func TestCompute(t *testing.T) {
 		})
 	})
 
+	t.Run("every compute node killed and started again", func(t *testing.T) {
+		for _, n := range c.Nodes {
+			n.Kill(t)
+		}
+		t0 := time.Now()
+		for _, n := range c.Nodes {
+			n.Start(t)
+		}
+		waitCompute(t, c, n1, 3*time.Minute, "the LXD cluster answers again", func(l api.Layer) error {
+			return membersOnline(l, "node1", "node2", "node3")
+		})
+		t.Logf("all three back online %s after the cloudd restarts", time.Since(t0).Round(time.Millisecond))
+		harness.Eventually(t, time.Minute, "exec in each member's container", func() error {
+			for _, n := range c.Nodes {
+				out, err := execIn(ctx, c1, "on-"+n.Name, "echo", "alive")
+				if err != nil || strings.TrimSpace(out) != "alive" {
+					return fmt.Errorf("on-%s: %q %v", n.Name, out, err)
+				}
+			}
+			return nil
+		})
+		if err := launch(ctx, c1, "node2", "after-restart"); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("role remove evacuates and leaves", func(t *testing.T) {
 		// A node keeps at least one role: give node3 another first.
 		n1.MustRun(t, "role", "add", "node3", "control")
@@ -211,6 +246,7 @@ func TestCompute(t *testing.T) {
 		if err != nil || in.Location == "node3" {
 			t.Fatalf("on-node3 after evacuation: %+v %v", in, err)
 		}
+		t.Logf("on-node3 moved to %s, %s", in.Location, in.Status)
 		harness.Eventually(t, time.Minute, "node3's LXD state removed", func() error {
 			if _, err := os.Stat(filepath.Join(n3.StateDir, "compute", "lxd", "database")); err == nil {
 				return fmt.Errorf("node3 still holds LXD state")

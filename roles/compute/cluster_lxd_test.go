@@ -237,6 +237,7 @@ func TestLXDCluster(t *testing.T) {
 		if err != nil || in.Location == "node3" {
 			t.Fatalf("on-node3 after evacuation: %+v %v", in, err)
 		}
+		t.Logf("on-node3 moved to %s, %s", in.Location, in.Status)
 		r.eventually(time.Minute, "node3's LXD state removed", func() error {
 			if hasState(pathsIn(filepath.Join(r.root, "node3", "compute"))) {
 				return fmt.Errorf("state still there")

@@ -467,7 +467,22 @@ func (d *Driver) leave(ctx context.Context, env *driver.Env, p paths, step func(
 			env.Log.Info("compute: left the LXD cluster", "node", me)
 		}
 	}
-	if err := d.shutdown(ctx, env.Sup); err != nil {
+	// LXD restarts itself standalone after leaving: wait for it, then stop
+	// it; SIGPWR (which stops instances first) only when some are left.
+	wctx, cancel := context.WithTimeout(ctx, startTimeout(env))
+	c, err = waitReady(wctx, p, env.Sup)
+	cancel()
+	if err != nil {
+		return driver.Result{Again: 5 * time.Second}, err
+	}
+	left := 0
+	if insts, err := c.GetInstances(lxdapi.InstanceTypeAny); err == nil {
+		left = len(insts)
+	}
+	if left > 0 {
+		env.Log.Warn("compute: stopping LXD with instances that could not be moved; they are lost with its state", "instances", left)
+	}
+	if err := d.shutdown(ctx, env.Sup, left > 0); err != nil {
 		return driver.Result{Again: 5 * time.Second}, err
 	}
 	if err := removeState(p); err != nil {
@@ -476,10 +491,11 @@ func (d *Driver) leave(ctx context.Context, env *driver.Env, p paths, step func(
 	return driver.Result{}, nil
 }
 
-// shutdown stops LXD with its instances (SIGPWR), then leaves the supervisor.
-func (d *Driver) shutdown(ctx context.Context, sup *supervisor.Supervisor) error {
+// shutdown stops LXD: with its instances first (SIGPWR) when instances is
+// set, then through the supervisor (SIGTERM).
+func (d *Driver) shutdown(ctx context.Context, sup *supervisor.Supervisor, instances bool) error {
 	st, ok := sup.Status(serviceName)
-	if ok && st.Pid > 0 {
+	if ok && st.Pid > 0 && instances {
 		_ = syscall.Kill(st.Pid, syscall.SIGPWR)
 		for i := 0; i < 600; i++ {
 			if syscall.Kill(st.Pid, 0) != nil {
@@ -495,7 +511,7 @@ func (d *Driver) shutdown(ctx context.Context, sup *supervisor.Supervisor) error
 			}
 		}
 	}
-	return sup.Stop(serviceName, time.Minute)
+	return sup.Stop(serviceName, 30*time.Second)
 }
 
 // removeState unmounts what LXD left mounted below its directories and
