@@ -2,18 +2,22 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/creack/pty"
 	"github.com/hinshun/vt10x"
+	"golang.org/x/sys/unix"
 
 	"github.com/cloudctl/cloudctl/bootstrap"
 )
@@ -23,6 +27,15 @@ var (
 	buildBinPath string
 	buildBinErr  error
 )
+
+// TestMain removes the binary cloudctlBinary built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildBinPath != "" {
+		_ = os.RemoveAll(filepath.Dir(buildBinPath))
+	}
+	os.Exit(code)
+}
 
 // cloudctlBinary builds the real cloudctl once for the terminal tests.
 func cloudctlBinary(t *testing.T) string {
@@ -55,9 +68,19 @@ type terminalSession struct {
 	cmd    *exec.Cmd
 	stdout bytes.Buffer
 
-	mu     sync.Mutex
-	raw    bytes.Buffer // everything the program wrote to the terminal
-	seen   int          // expect searches after this offset of the plain text
+	fd      int    // the master, in blocking mode
+	ttyName string // the program's side of the terminal
+
+	// mu guards the terminal's output: the reader reads the master and
+	// feeds vt10x (which answers cursor queries) only while holding it, so
+	// whoever holds mu sees no output that was read but not yet handled.
+	mu      sync.Mutex
+	raw     bytes.Buffer // everything the program wrote to the terminal
+	pending []byte       // output vt10x has not consumed (a partial sequence)
+	seen    int          // expect searches after this offset of the plain text
+	// exited is closed once the program has exited AND everything it wrote
+	// to the terminal has been read (the reader saw EOF/EIO), so output
+	// checked after exited is complete.
 	exited chan struct{}
 	err    error
 }
@@ -73,7 +96,7 @@ func startTerminal(t *testing.T, bin string, args ...string) *terminalSession {
 	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 60, Cols: 220}); err != nil {
 		t.Fatal(err)
 	}
-	s := &terminalSession{t: t, ptmx: ptmx, exited: make(chan struct{})}
+	s := &terminalSession{t: t, ptmx: ptmx, fd: int(ptmx.Fd()), ttyName: tty.Name(), exited: make(chan struct{})}
 	vt := vt10x.New(vt10x.WithWriter(ptmx), vt10x.WithSize(220, 60))
 	s.cmd = exec.Command(bin, args...)
 	s.cmd.Stdin, s.cmd.Stderr, s.cmd.Stdout = tty, tty, &s.stdout
@@ -83,23 +106,47 @@ func startTerminal(t *testing.T, bin string, args ...string) *terminalSession {
 		t.Fatal(err)
 	}
 	tty.Close()
+	// The reader runs until the terminal's other side is closed by every
+	// process holding it: reading the master then fails (EIO) only after
+	// the data buffered in the pty has been returned. It waits for output
+	// without mu and reads and handles it with mu held.
+	readDone := make(chan struct{})
 	go func() {
+		defer close(readDone)
 		buf := make([]byte, 4096)
-		var pending []byte
 		for {
-			n, err := ptmx.Read(buf)
+			fds := []unix.PollFd{{Fd: int32(s.fd), Events: unix.POLLIN}}
+			if _, err := unix.Poll(fds, -1); err != nil && err != unix.EINTR {
+				return
+			}
 			s.mu.Lock()
-			s.raw.Write(buf[:n])
-			pending = append(pending, buf[:n]...)
-			w, _ := vt.Write(pending)
-			pending = pending[w:]
+			n, err := syscall.Read(s.fd, buf)
+			if n > 0 {
+				s.raw.Write(buf[:n])
+				s.pending = append(s.pending, buf[:n]...)
+				w, _ := vt.Write(s.pending)
+				s.pending = s.pending[w:]
+			}
 			s.mu.Unlock()
-			if err != nil {
+			if err == syscall.EINTR || err == syscall.EAGAIN {
+				continue
+			}
+			if err != nil || n == 0 {
 				return
 			}
 		}
 	}()
-	go func() { s.err = s.cmd.Wait(); close(s.exited) }()
+	go func() {
+		err := s.cmd.Wait()
+		select {
+		case <-readDone:
+		case <-time.After(30 * time.Second):
+			// A descendant still holds the terminal: do not wait for it forever.
+			s.t.Logf("terminal still open 30s after cloudctl exited")
+		}
+		s.err = err
+		close(s.exited)
+	}()
 	t.Cleanup(func() {
 		select {
 		case <-s.exited:
@@ -121,28 +168,101 @@ func (s *terminalSession) plain() string {
 // expect waits until text appears after the previous match.
 func (s *terminalSession) expect(text string) {
 	s.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	const wait = 3 * time.Minute
+	deadline := time.Now().Add(wait)
 	for {
+		// Read whether the program is done before looking at the output:
+		// once it is, the output is complete, so a miss then is final.
+		var done bool
+		select {
+		case <-s.exited:
+			done = true
+		default:
+		}
 		p := s.plain()
 		if i := strings.Index(p[min(s.seen, len(p)):], text); i >= 0 {
 			s.seen += i + len(text)
-			time.Sleep(80 * time.Millisecond) // let the prompt start reading
 			return
 		}
-		select {
-		case <-s.exited:
-			s.t.Fatalf("cloudctl exited (%v) before showing %q; terminal:\n%s", s.err, text, p)
-		default:
+		if done {
+			s.t.Fatalf("cloudctl exited (%v) without showing %q; terminal:\n%s", s.err, text, p)
 		}
 		if time.Now().After(deadline) {
-			s.t.Fatalf("%q not shown in 20s; terminal:\n%s", text, p)
+			s.t.Fatalf("%q not shown in %s; terminal:\n%s", text, wait, p)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
 
+// waitingForKeys reports whether a prompt is blocked reading keys: the
+// terminal is in the raw mode a prompt sets (no line editing, Ctrl-C is a
+// key, not a SIGINT), a thread of the program is blocked in read(0), no
+// input is pending, and every byte the program wrote has been handled (so
+// each cursor-position query it sent has been answered and the answer
+// consumed). survey draws a prompt, then sets raw mode, then asks the
+// terminal for the cursor position: keys typed before that answer is read
+// are lost (it reads the answer through a temporary buffer). On Linux
+// TCGETS on the master returns the terminal's (the slave's) settings.
+func (s *terminalSession) waitingForKeys() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var tio syscall.Termios
+	if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, uintptr(s.fd), syscall.TCGETS, uintptr(unsafe.Pointer(&tio))); errno != 0 ||
+		tio.Lflag&(syscall.ICANON|syscall.ISIG) != 0 {
+		return false
+	}
+	if len(s.pending) != 0 {
+		return false
+	}
+	if n, err := unix.IoctlGetInt(s.fd, unix.TIOCINQ); err != nil || n != 0 {
+		return false // output not read yet
+	}
+	slave, err := unix.Open(s.ttyName, unix.O_RDWR|unix.O_NOCTTY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	n, err := unix.IoctlGetInt(slave, unix.TIOCINQ)
+	unix.Close(slave)
+	if err != nil || n != 0 {
+		return false // input not consumed yet
+	}
+	return blockedReadingStdin(s.cmd.Process.Pid)
+}
+
+// blockedReadingStdin reports whether a thread of pid is in read(0, ...)
+// (/proc/PID/task/TID/syscall starts with the syscall number and its first
+// argument).
+func blockedReadingStdin(pid int) bool {
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	for _, task := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/syscall", pid, task.Name()))
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b))
+		if len(f) >= 2 && f[0] == strconv.Itoa(int(syscall.SYS_READ)) && f[1] == "0x0" {
+			return true
+		}
+	}
+	return false
+}
+
+// send types keys once a prompt is waiting for them.
 func (s *terminalSession) send(keys string) {
 	s.t.Helper()
+	const wait = 3 * time.Minute
+	deadline := time.Now().Add(wait)
+	for !s.waitingForKeys() {
+		select {
+		case <-s.exited:
+			s.t.Fatalf("cloudctl exited (%v) before reading %q; terminal:\n%s", s.err, keys, s.plain())
+		default:
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("no prompt waited for keys within %s; terminal:\n%s", wait, s.plain())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	if _, err := s.ptmx.Write([]byte(keys)); err != nil {
 		s.t.Fatal(err)
 	}
@@ -153,8 +273,8 @@ func (s *terminalSession) wait() error {
 	select {
 	case <-s.exited:
 		return s.err
-	case <-time.After(30 * time.Second):
-		s.t.Fatalf("cloudctl did not exit; terminal:\n%s", s.plain())
+	case <-time.After(3 * time.Minute):
+		s.t.Fatalf("cloudctl did not exit within 3m; terminal:\n%s", s.plain())
 		return nil
 	}
 }

@@ -73,6 +73,16 @@ func Build(t testing.TB) Binaries {
 	return buildOnce.bins
 }
 
+// Main runs the tests of a package that uses the harness and then removes
+// the binaries Build made. Call it from TestMain: os.Exit(harness.Main(m)).
+func Main(m *testing.M) int {
+	code := m.Run()
+	if buildOnce.bins.Cloudd != "" {
+		_ = os.RemoveAll(filepath.Dir(buildOnce.bins.Cloudd))
+	}
+	return code
+}
+
 // Require skips the test unless it can make namespaces (root, ip, not -short).
 func Require(t testing.TB) {
 	t.Helper()
