@@ -144,6 +144,7 @@ func (e *diskEnv) complete(ctx context.Context, d *Disk, openDevice bool) {
 	d.Unknown = map[string]string{}
 	d.SCSIAddress = e.sb.scsiAddress(d.Name)
 	d.WWID = e.sb.wwid(d.Name)
+	d.Transport = e.sb.remoteTransport(d.Name)
 
 	direct, stack, holdersKnown := e.sb.stackOf(d.Name, d.Partitions)
 	if holdersKnown {
@@ -182,7 +183,10 @@ func (e *diskEnv) complete(ctx context.Context, d *Disk, openDevice bool) {
 		return // signatures and the bluestore label stay skipped
 	}
 	if e.host == nil {
-		d.Unknown[CheckSignatures] = "a snapshot has no /dev: the disk's first bytes (signatures, bluestore label) cannot be read"
+		if e.fromUdev(d) {
+			return
+		}
+		d.Unknown[CheckSignatures] = "a snapshot has no /dev: the disk's first bytes (signatures, bluestore label) cannot be read, and udev has no record of it"
 		if d.OSD == "" {
 			d.Unknown[CheckOSD] = d.Unknown[CheckSignatures]
 		}
@@ -195,6 +199,9 @@ func (e *diskEnv) complete(ctx context.Context, d *Disk, openDevice bool) {
 	}
 	ds, err := readDeviceSignatures(e.host, d.Name)
 	if err != nil {
+		if e.fromUdev(d) {
+			return
+		}
 		why := fmt.Sprintf("cannot read %s: %v", d.Path, err)
 		switch {
 		case errors.Is(err, fs.ErrPermission) && os.Geteuid() != 0:
@@ -202,12 +209,14 @@ func (e *diskEnv) complete(ctx context.Context, d *Disk, openDevice bool) {
 		case errors.Is(err, fs.ErrPermission):
 			why += " (refused by the system even to root: a device cgroup or security module)"
 		}
+		why += ", and udev has no record of it"
 		d.Unknown[CheckSignatures] = why
 		if d.OSD == "" {
 			d.Unknown[CheckOSD] = why
 		}
 		return
 	}
+	d.SignatureSource = "device"
 	d.Signatures = ds.Signatures
 	if d.Signatures == nil {
 		d.Signatures = []string{}
@@ -218,6 +227,52 @@ func (e *diskEnv) complete(ctx context.Context, d *Disk, openDevice bool) {
 	if d.OSD == "" && containsStr(ds.Signatures, SigBluestore) {
 		d.OSD = "bluestore OSD " + ds.OSDUUID
 	}
+}
+
+// fromUdev fills in a disk's signatures and OSD use from the blkid
+// properties udev recorded for it (/run/udev/data/b<major>:<minor>:
+// ID_PART_TABLE_TYPE, ID_FS_TYPE), for when the device cannot be read. It
+// reports false when there is no such record.
+func (e *diskEnv) fromUdev(d *Disk) bool {
+	bd, ok := e.sb.byName[d.Name]
+	if !ok || !bd.HasDev {
+		return false
+	}
+	b, err := fs.ReadFile(e.fsys, fmt.Sprintf("run/udev/data/b%d:%d", bd.Dev.Major, bd.Dev.Minor))
+	if err != nil {
+		return false
+	}
+	sigs, ok := udevSignatures(string(b))
+	if !ok {
+		return false
+	}
+	d.Signatures, d.SignatureSource = sigs, "udev"
+	if d.OSD == "" && containsStr(sigs, SigBluestore) {
+		d.OSD = "bluestore OSD (udev: " + SigBluestore + ")"
+	}
+	return true
+}
+
+// udevSignatures reads a udev database record. ok is false when it holds
+// no properties at all (udev did not process the device).
+func udevSignatures(rec string) (sigs []string, ok bool) {
+	props := map[string]string{}
+	for _, line := range strings.Split(rec, "\n") {
+		if kv, found := strings.CutPrefix(strings.TrimSpace(line), "E:"); found {
+			k, v, _ := strings.Cut(kv, "=")
+			props[k] = v
+		}
+	}
+	if len(props) == 0 {
+		return nil, false
+	}
+	sigs = []string{}
+	for _, k := range []string{"ID_PART_TABLE_TYPE", "ID_FS_TYPE"} {
+		if v := props[k]; v != "" && !containsStr(sigs, v) {
+			sigs = append(sigs, v)
+		}
+	}
+	return sigs, true
 }
 
 func readDeviceSignatures(h Host, name string) (DeviceSignatures, error) {

@@ -43,6 +43,8 @@ func Evaluate(d *Disk, p Policy) {
 
 	if r, bad := kindReason[d.Kind]; bad {
 		fail(CheckType, fmt.Sprintf("%s (%s)", r, d.Name))
+	} else if d.Transport != "" {
+		fail(CheckType, fmt.Sprintf("reached over the network (%s), not a local disk (%s)", transportText(d.Transport), d.Name))
 	} else {
 		pass(CheckType)
 	}

@@ -131,6 +131,13 @@ type Disk struct {
 	Signatures []string `json:"signatures"`
 	// OSD names the Ceph OSD this disk already carries ("osd.7"), if any.
 	OSD string `json:"osd,omitempty"`
+	// SignatureSource says where Signatures came from: "device" (its first
+	// and last bytes) or "udev" (the blkid properties udev recorded in
+	// /run/udev/data, when the device itself could not be read).
+	SignatureSource string `json:"signature_source,omitempty"`
+	// Transport is set for a disk reached over the network, which is not
+	// local: nvme-tcp, nvme-rdma, nvme-fc (NVMe over fabrics) or iscsi.
+	Transport string `json:"transport,omitempty"`
 	// SCSIAddress is host:channel:target:lun for SCSI disks.
 	SCSIAddress string `json:"scsi_address,omitempty"`
 	// WWID is the device's world-wide identifier when sysfs has it.

@@ -55,7 +55,7 @@ func readMountTable(fsys fs.FS, sb *sysBlock) mountTable {
 			name, ok = sb.resolveDevice(e.Source)
 		}
 		if !ok {
-			if strings.HasPrefix(e.Source, "/dev/") && !virtualSource(e.Source) {
+			if strings.HasPrefix(e.Source, "/dev/") && !virtualSource(e.Source) && !notBlockSource(fsys, e) {
 				mt.Unresolved = append(mt.Unresolved, e)
 			}
 			continue
@@ -181,4 +181,15 @@ func (sb *sysBlock) rdevName(rel string) (string, bool) {
 	n := devNo{Major: uint32((r>>8)&0xfff | (r>>32)&^0xfff), Minor: uint32(r&0xff | (r>>12)&^0xff)}
 	name, ok := sb.byDev[n]
 	return name, ok
+}
+
+// notBlockSource reports a mount whose /dev source is not a block device,
+// so it cannot be on a disk: a character device such as /dev/fuse (a
+// desktop's document portal), or, where the source has no /dev to look in
+// (a snapshot), a FUSE mount (fuse, fuse.*; fuseblk is on a block device).
+func notBlockSource(fsys fs.FS, e mountEntry) bool {
+	if fi, err := fs.Stat(fsys, strings.TrimPrefix(e.Source, "/")); err == nil {
+		return fi.Mode()&fs.ModeCharDevice != 0
+	}
+	return e.Source == "/dev/fuse" || e.FSType == "fuse" || strings.HasPrefix(e.FSType, "fuse.")
 }

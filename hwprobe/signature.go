@@ -28,6 +28,9 @@ const (
 	SigBcache    = "bcache"
 	SigVFAT      = "vfat"
 	SigNTFS      = "ntfs"
+	// Firmware (fake) RAID members: Intel Matrix / RST and SNIA DDF.
+	SigISWRaid = "isw_raid_member"
+	SigDDFRaid = "ddf_raid_member"
 )
 
 // sigDescription says what a signature is, for reasons.
@@ -49,6 +52,8 @@ var sigDescription = map[string]string{
 	SigBcache:    "bcache superblock",
 	SigVFAT:      "FAT filesystem",
 	SigNTFS:      "NTFS filesystem",
+	SigISWRaid:   "Intel Matrix RAID (isw) member metadata",
+	SigDDFRaid:   "DDF RAID member metadata",
 }
 
 // headBytes is how much of the start of a device is read: enough for the
@@ -157,6 +162,12 @@ func detect(head, tail []byte, tailOff, size int64) DeviceSignatures {
 	if isZFS(head, tail, tailOff, size) {
 		add(SigZFS)
 	}
+	if isISW(tail, tailOff, size) {
+		add(SigISWRaid)
+	}
+	if isDDF(tail, tailOff, size) {
+		add(SigDDFRaid)
+	}
 	if at(head, 3, "NTFS    ") {
 		add(SigNTFS)
 	} else if at(head, 0x52, "FAT32   ") || at(head, 0x36, "FAT12   ") || at(head, 0x36, "FAT16   ") || at(head, 0x36, "FAT     ") {
@@ -220,6 +231,34 @@ func extType(b []byte) string {
 		return SigExt3
 	}
 	return SigExt2
+}
+
+// tailAt returns n bytes of the device at off when the tail holds them.
+func tailAt(tail []byte, tailOff, off int64, n int) []byte {
+	if off < tailOff || off+int64(n) > tailOff+int64(len(tail)) {
+		return nil
+	}
+	return tail[off-tailOff : off-tailOff+int64(n)]
+}
+
+// isISW finds Intel Matrix RAID metadata: its signature starts the
+// second-to-last 512-byte sector.
+func isISW(tail []byte, tailOff, size int64) bool {
+	const magic = "Intel Raid ISM Cfg Sig. "
+	b := tailAt(tail, tailOff, size-2*512, len(magic))
+	return b != nil && string(b) == magic
+}
+
+// isDDF finds a SNIA DDF anchor header (magic 0xDE11DE11) in the last
+// sector, or 257 sectors from the end where older writers put it.
+func isDDF(tail []byte, tailOff, size int64) bool {
+	for _, back := range []int64{1, 257} {
+		b := tailAt(tail, tailOff, size-back*512, 4)
+		if b != nil && (binary.BigEndian.Uint32(b) == 0xDE11DE11 || binary.LittleEndian.Uint32(b) == 0xDE11DE11) {
+			return true
+		}
+	}
+	return false
 }
 
 // isMDSuperblock finds an md superblock: version 1.1 at 0, 1.2 at 4 KiB,

@@ -268,3 +268,53 @@ func kindOf(name string) string {
 	}
 	return KindDisk
 }
+
+var iscsiSessionRe = regexp.MustCompile(`/session\d+/`)
+var nvmeCtrlRe = regexp.MustCompile(`^nvme\d+$`)
+
+// remoteTransport says how a disk is reached when it is not local: NVMe
+// over fabrics (the controller's transport is tcp, rdma or fc; pcie and
+// loop are local) or iSCSI (its sysfs path runs through a session). Empty
+// for a local disk.
+func (sb *sysBlock) remoteTransport(name string) string {
+	dev := "sys/block/" + name + "/device"
+	transports := []string{}
+	if t, err := readString(sb.fsys, dev+"/transport"); err == nil {
+		transports = append(transports, t)
+	} else if ents, err := fs.ReadDir(sb.fsys, dev); err == nil {
+		// A multipath NVMe namespace hangs off its subsystem: look at the
+		// subsystem's controllers.
+		for _, e := range ents {
+			if nvmeCtrlRe.MatchString(e.Name()) {
+				if t, err := readString(sb.fsys, dev+"/"+e.Name()+"/transport"); err == nil {
+					transports = append(transports, t)
+				}
+			}
+		}
+	}
+	for _, t := range transports {
+		switch t {
+		case "tcp", "rdma", "fc":
+			return "nvme-" + t
+		}
+	}
+	if link, err := fs.ReadLink(sb.fsys, "sys/block/"+name); err == nil && iscsiSessionRe.MatchString(link) {
+		return "iscsi"
+	}
+	return ""
+}
+
+// transportText names a remote transport for people.
+func transportText(t string) string {
+	switch t {
+	case "nvme-tcp":
+		return "NVMe over TCP"
+	case "nvme-rdma":
+		return "NVMe over RDMA"
+	case "nvme-fc":
+		return "NVMe over Fibre Channel"
+	case "iscsi":
+		return "iSCSI"
+	}
+	return t
+}
