@@ -19,6 +19,8 @@ import (
 // Bins are the binaries a run uses.
 type Bins struct {
 	Cloudctl, Cloudd, Microd string
+	// Core is cloudd without role drivers (tests/bench/clouddcore).
+	Core string
 }
 
 // Lab owns every namespace, route and process of one bench run. Its names
@@ -61,6 +63,7 @@ type Node struct {
 	LogPath  string
 
 	mu   sync.Mutex
+	argv []string
 	cmd  *exec.Cmd
 	done chan struct{}
 }
@@ -212,8 +215,19 @@ func (nd *Node) Start(argv ...string) error {
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); logf.Close(); close(done) }()
-	nd.cmd, nd.done = cmd, done
+	nd.cmd, nd.done, nd.argv = cmd, done, argv
 	return nil
+}
+
+// Restart starts the daemon last started on the node again (after PowerOff).
+func (nd *Node) Restart() error {
+	nd.mu.Lock()
+	argv := nd.argv
+	nd.mu.Unlock()
+	if len(argv) == 0 {
+		return fmt.Errorf("%s: no daemon was started here before", nd.Name)
+	}
+	return nd.Start(argv...)
 }
 
 // Exited reports whether the daemon started by Start has exited.

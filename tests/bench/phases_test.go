@@ -77,7 +77,7 @@ func (b *bench) phaseBootstrap() error {
 	{
 		boot, floor := ms(), ms()
 		for i := 0; i < 5; i++ {
-			d, err := b.oneBoot(string(b.cp), "", i == 4)
+			d, err := b.oneBoot(b.startCore, string(b.cp), "", i == 4)
 			if err != nil {
 				return err
 			}
@@ -93,7 +93,7 @@ func (b *bench) phaseBootstrap() error {
 	for _, r := range b.driven {
 		cli, ready := ms(), ms()
 		for i := 0; i < 3; i++ {
-			d, err := b.oneBoot(string(r), layerOf(r), i == 2)
+			d, err := b.oneBoot(b.startCloudd, string(r), layerOf(r), i == 2)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("bootstrap with %s: %w", r, err))
 				break
@@ -126,7 +126,7 @@ type bootTimes struct{ cli, ready time.Duration }
 
 // oneBoot bootstraps a fresh node with rs; with layer, also waits for it to
 // be healthy. keep leaves the cluster running for the rest measurements.
-func (b *bench) oneBoot(rs, layer string, keep bool) (bootTimes, error) {
+func (b *bench) oneBoot(start func(*Node) error, rs, layer string, keep bool) (bootTimes, error) {
 	var bt bootTimes
 	c, err := b.lab.NewCluster(b.ctx, 1)
 	if err != nil {
@@ -134,15 +134,16 @@ func (b *bench) oneBoot(rs, layer string, keep bool) (bootTimes, error) {
 		return bt, err
 	}
 	if keep {
-		if old := b.kept["1 × "+rs]; old != nil {
-			old.Close()
+		label := "1 × " + rs
+		if layer == "" {
+			label = "1 × " + rs + " (clouddcore)"
 		}
-		b.kept["1 × "+rs] = c
+		b.kept[label] = c
 	} else {
 		defer c.Close()
 	}
 	nd := c.Node(1)
-	if err := b.startCloudd(nd); err != nil {
+	if err := start(nd); err != nil {
 		return bt, err
 	}
 	t0 := time.Now()
@@ -293,7 +294,7 @@ func (b *bench) phaseJoin() error {
 	s := b.rep.Section("Join latency (control plane only)")
 	s.Intro = []string{
 		fmt.Sprintf("One cluster grown from 1 to %d nodes per run (%d runs each, cloudd and microd alternated); every daemon started before the first join (not timed).", maxN, reps),
-		fmt.Sprintf("cloudctl: `cloudctl cluster join TOKEN --role %s` wall time (the token is made beforehand, not timed). Floor: microd's `JoinCluster` over its unix socket.", b.cp),
+		fmt.Sprintf("cloudctl: `cloudctl cluster join TOKEN --role %s` wall time against clouddcore (the token is made beforehand, not timed). Floor: microd's `JoinCluster` over its unix socket.", b.cp),
 		"",
 		"![join latency by node](bench-join.svg)",
 	}
@@ -356,7 +357,7 @@ func (b *bench) joinSeries(cloud bool, n int, ours, floor []Sample) error {
 		return err
 	}
 	if cloud {
-		if err := startAll(c.Nodes, b.startCloudd); err != nil {
+		if err := startAll(c.Nodes, b.startCore); err != nil {
 			return err
 		}
 		if _, err := b.bootstrapCloudd(c.Node(1), string(b.cp)); err != nil {
@@ -417,9 +418,7 @@ func (b *bench) phaseRestFailPower() error {
 		return c
 	}
 	var P, B, C, A *Cluster
-	if !hasRole(b.driven, b.cp) {
-		P = add(fmt.Sprintf("(a′) 3 × %s (cloudd only)", b.cp), 3, func(c *Cluster) error { return b.formCloudd(c, string(b.cp)) })
-	}
+	P = add(fmt.Sprintf("(a′) 3 × %s, clouddcore", b.cp), 3, func(c *Cluster) error { return b.formCloudd(c, b.startCore, string(b.cp)) })
 	B = add("(b) 3 × bare microd", 3, b.formMicrod)
 	type drivenCluster struct {
 		label string
@@ -483,9 +482,6 @@ func (b *bench) phaseRestFailPower() error {
 		if d.c != A {
 			d.c.Close()
 		}
-	}
-	if P == nil && b.cp == roles.Compute {
-		P = A
 	}
 	if P != nil && B != nil {
 		if err := b.powerCutBare(P, B, 3); err != nil {
@@ -625,7 +621,7 @@ func (b *bench) atRest(rest []named) error {
 		}
 		for _, comm := range sortedKeys(comms) {
 			row := Row{Figure: fmt.Sprintf("%s: %s CPU", n.label, comm), Ours: get(cpu, n.label, comm)}
-			if (comm == "cloudd") && len(n.c.Nodes) == 3 && bareLabel != "" {
+			if strings.HasPrefix(comm, "cloudd") && len(n.c.Nodes) == 3 && bareLabel != "" {
 				row.FloorName, row.Floor = "(b) microd CPU", get(cpu, bareLabel, "microd")
 			}
 			s.Rows = append(s.Rows, row)
@@ -640,7 +636,7 @@ func (b *bench) atRest(rest []named) error {
 		}
 		for _, comm := range sortedKeys(comms) {
 			row := Row{Figure: fmt.Sprintf("%s: %s RSS per node", n.label, comm), Ours: get(rss, n.label, comm)}
-			if comm == "cloudd" {
+			if strings.HasPrefix(comm, "cloudd") {
 				for _, m := range rest {
 					if strings.Contains(m.label, "microd") && len(m.c.Nodes) == len(n.c.Nodes) {
 						row.FloorName, row.Floor = "microd RSS", get(rss, m.label, "microd")
@@ -730,7 +726,7 @@ func (b *bench) failoverControl(c *Cluster) error {
 			dbS.AddDur(dbD)
 		}
 		t1 := time.Now()
-		if err := b.startCloudd(leader); err != nil {
+		if err := b.restartCloudd(leader); err != nil {
 			return errors.Join(append(errs, err)...)
 		}
 		if _, err := waitFor(b.ctx, 5*time.Minute, "HA: yes after restart", func() error {
@@ -829,7 +825,7 @@ func (b *bench) powerCut(label string, c *Cluster, reps int) error {
 		}
 		t0 := time.Now()
 		for _, nd := range c.Nodes {
-			if err := nd.Start(b.lab.Bins.Cloudd, "--state-dir", nd.StateDir); err != nil {
+			if err := nd.Restart(); err != nil {
 				return err
 			}
 		}
@@ -897,7 +893,7 @@ func (b *bench) powerCutBare(P, B *Cluster, reps int) error {
 		}
 		t0 := time.Now()
 		for _, nd := range P.Nodes {
-			if err := nd.Start(b.lab.Bins.Cloudd, "--state-dir", nd.StateDir); err != nil {
+			if err := nd.Restart(); err != nil {
 				return err
 			}
 		}
@@ -927,7 +923,7 @@ func (b *bench) powerCutBare(P, B *Cluster, reps int) error {
 		}
 		t0 = time.Now()
 		for _, nd := range B.Nodes {
-			if err := nd.Start(b.lab.Bins.Microd, "--state-dir", nd.StateDir); err != nil {
+			if err := nd.Restart(); err != nil {
 				return err
 			}
 		}
@@ -942,8 +938,8 @@ func (b *bench) powerCutBare(P, B *Cluster, reps int) error {
 	}
 	s := b.rep.Section("Power cut → healthy")
 	s.Rows = append(s.Rows,
-		Row{Figure: fmt.Sprintf("(a′) 3 × %s: first cluster API write", b.cp), Ours: ours, FloorName: "bare microd: first write (token)", Floor: floor},
-		Row{Figure: fmt.Sprintf("(a′) 3 × %s: `HA: yes`", b.cp), Ours: ha})
+		Row{Figure: fmt.Sprintf("(a′) 3 × %s, clouddcore: first cluster API write", b.cp), Ours: ours, FloorName: "bare microd: first write (token)", Floor: floor},
+		Row{Figure: fmt.Sprintf("(a′) 3 × %s, clouddcore: `HA: yes`", b.cp), Ours: ha})
 	return nil
 }
 
@@ -960,7 +956,7 @@ func (b *bench) phaseFailoverBare() error {
 			if err != nil {
 				return err
 			}
-			if err := b.formCloudd(c, string(b.cp)); err != nil {
+			if err := b.formCloudd(c, b.startCore, string(b.cp)); err != nil {
 				return err
 			}
 			leader, err := b.leader(c)
@@ -1011,7 +1007,7 @@ func (b *bench) phaseFailoverBare() error {
 	}
 	s := b.rep.Section("Failover: SIGKILL of the node holding the dqlite leader")
 	s.Rows = append(s.Rows, Row{
-		Figure: fmt.Sprintf("(a′) fresh 3 × %s: first cluster API write", b.cp), Ours: ours,
+		Figure: fmt.Sprintf("(a′) fresh 3 × %s, clouddcore: first cluster API write", b.cp), Ours: ours,
 		FloorName: "bare microd: first write (token)", Floor: floor,
 		Note: "microd's leader is taken to be node1, the bootstrap member of a fresh cluster",
 	})
