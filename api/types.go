@@ -212,9 +212,18 @@ type DBCredentials struct {
 	User      string   `json:"user"`
 	Password  string   `json:"password"`
 	Endpoints []string `json:"endpoints"`
-	// DSN is a go-sql-driver/mysql data source name for the first endpoint.
+	// DSN is a go-sql-driver/mysql data source name for the first endpoint,
+	// with tls=DBTLSConfigName: the client registers a TLS configuration
+	// under that name that trusts CA (mysql.RegisterTLSConfig).
 	DSN string `json:"dsn"`
+	// CA is the PEM certificate of the CA that signed the servers'
+	// certificates; servers accept TLS connections only.
+	CA string `json:"ca"`
 }
+
+// DBTLSConfigName is the go-sql-driver/mysql TLS configuration name the
+// DSNs of `database credentials` use.
+const DBTLSConfigName = "cloudctl"
 
 // DBCheckRequest is the body of POST /1.0/databases/check (local socket
 // only): the services to check, or every one when empty.

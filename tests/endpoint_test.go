@@ -496,12 +496,12 @@ func TestEndpointCloudd(t *testing.T) {
 	holder, took := endpointHolder(t, c.Nodes, vip, 2*time.Minute, "one node holds the floating address")
 	t.Logf("Galera formed; %s holds %s (%s later)", holder, vip, took.Round(time.Millisecond))
 	var cr struct {
-		User, Password, Database string
+		User, Password, Database, CA string
 	}
 	if err := json.Unmarshal([]byte(n1.MustRun(t, "database", "credentials", "identity", "--format", "json")), &cr); err != nil {
 		t.Fatal(err)
 	}
-	dsn := fmt.Sprintf("%s:%s@tcp(%s:3306)/%s", cr.User, cr.Password, vip, cr.Database)
+	dsn := fmt.Sprintf("%s:%s@tcp(%s:3306)/%s?tls=cloudctl&cafile=%s", cr.User, cr.Password, vip, cr.Database, caFile(t, cr.CA))
 
 	// Two writers through the address land on one Galera member.
 	var members []string

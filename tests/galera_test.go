@@ -2,8 +2,11 @@ package tests
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -68,7 +71,22 @@ func dsnOn(t testing.TB, via, nd *harness.Node) string {
 	if err := json.Unmarshal([]byte(via.MustRun(t, "database", "credentials", "identity", "--format", "json")), &cr); err != nil {
 		t.Fatal(err)
 	}
-	return fmt.Sprintf("%s:%s@tcp(%s:3306)/%s", cr.User, cr.Password, nd.IP, cr.Database)
+	return fmt.Sprintf("%s:%s@tcp(%s:3306)/%s?tls=cloudctl&cafile=%s", cr.User, cr.Password, nd.IP, cr.Database, caFile(t, cr.CA))
+}
+
+// caFile writes the control databases' CA where the test helpers read it
+// (dbwriter's cafile= DSN parameter); the name follows the content.
+func caFile(t testing.TB, caPEM string) string {
+	t.Helper()
+	if caPEM == "" {
+		t.Fatal("database credentials carry no CA")
+	}
+	sum := sha256.Sum256([]byte(caPEM))
+	p := filepath.Join(os.TempDir(), "cloudctl-test-ca-"+hex.EncodeToString(sum[:8])+".pem")
+	if err := os.WriteFile(p, []byte(caPEM), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func formGalera(t *testing.T) (*harness.Cluster, time.Duration) {
@@ -80,8 +98,10 @@ func formGalera(t *testing.T) (*harness.Cluster, time.Duration) {
 	join(t, n1, n2, "control")
 	start := time.Now()
 	join(t, n1, n3, "control")
+	// The joiners receive their state over stunnel (TLS): ~60 s each here
+	// under load, one donor at a time.
 	for _, nd := range c.Nodes {
-		waitInstances(t, nd, 3*time.Minute, galeraSize(3))
+		waitInstances(t, nd, 5*time.Minute, galeraSize(3))
 	}
 	return c, time.Since(start)
 }

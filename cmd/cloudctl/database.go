@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -47,10 +48,18 @@ func newDatabaseCmd(a *app) *cobra.Command {
 			})
 		},
 	}
+	var caFile string
 	creds := &cobra.Command{
 		Use:   "credentials SERVICE",
 		Short: "Print a service's database DSN (root only, on a cluster member)",
-		Args:  exactArgs(1, "cloudctl database credentials SERVICE"),
+		Long: `Print a service's database DSN (root only, on a cluster member).
+
+The servers accept TLS connections only, with certificates from the cluster's
+own CA. The DSN ends in ?tls=cloudctl: a go-sql-driver/mysql client registers
+that name with mysql.RegisterTLSConfig("cloudctl", &tls.Config{RootCAs: pool})
+where pool holds the CA (--ca-file FILE writes it; --format json carries it as
+"ca"). Other clients: --ssl-ca=FILE --ssl-verify-server-cert.`,
+		Args: exactArgs(1, "cloudctl database credentials SERVICE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.connect()
 			if err != nil {
@@ -60,12 +69,18 @@ func newDatabaseCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if caFile != "" {
+				if err := os.WriteFile(caFile, []byte(cr.CA), 0o644); err != nil {
+					return fmt.Errorf("could not write the CA certificate to %s (%v): choose a writable path for --ca-file", caFile, err)
+				}
+			}
 			return render.Write(a.out, a.format, cr, func(w io.Writer) error {
 				fmt.Fprintln(w, cr.DSN)
 				return nil
 			})
 		},
 	}
+	creds.Flags().StringVar(&caFile, "ca-file", "", "also write the CA certificate the servers' certificates chain to (PEM) to this file")
 	check := &cobra.Command{
 		Use:   "check [SERVICE...]",
 		Short: "Connect as each service (or the ones named) and write and read a row",

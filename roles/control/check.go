@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -19,11 +20,22 @@ type CheckResult struct {
 
 // CheckService connects with a service's own credentials to endpoint and
 // writes and reads back one row in its database: the proof that the service
-// can use it.
-func CheckService(ctx context.Context, service, user, password, endpoint, database string) (CheckResult, error) {
+// can use it. It connects over TLS, verifying the server's certificate
+// against the cluster's control CA (caPEM) and the endpoint's address, as a
+// service's client would.
+func CheckService(ctx context.Context, service, user, password, endpoint, database, caPEM string) (CheckResult, error) {
 	res := CheckResult{Service: service, Endpoint: endpoint}
+	host, _, err := net.SplitHostPort(endpoint)
+	if err != nil {
+		return res, fmt.Errorf("endpoint %q: %w", endpoint, err)
+	}
+	tc, err := ClientTLS(caPEM, host)
+	if err != nil {
+		return res, err
+	}
 	cfg := mysql.NewConfig()
 	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr, cfg.DBName = user, password, "tcp", endpoint, database
+	cfg.TLS = tc
 	cfg.Timeout, cfg.ReadTimeout, cfg.WriteTimeout = 3*time.Second, 10*time.Second, 10*time.Second
 	conn, err := mysql.NewConnector(cfg)
 	if err != nil {

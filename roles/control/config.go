@@ -23,6 +23,8 @@ type configInput struct {
 	Peers          []Peer
 	Provider       string
 	MaxConnections int
+	// TLS are the node's certificate files (tlsFiles).
+	TLS tlsPaths
 }
 
 // renderConfig writes the MariaDB defaults-file. No secret appears in it.
@@ -47,6 +49,13 @@ func renderConfig(in configInput) string {
 	w("binlog_format", "ROW")
 	w("default_storage_engine", "InnoDB")
 	w("innodb_autoinc_lock_mode", 2)
+	// Clients over TCP must use TLS with the cluster CA's certificates; the
+	// unix socket (cloudd's own admin account) counts as secure.
+	w("ssl_ca", in.TLS.ca)
+	w("ssl_cert", in.TLS.cert)
+	w("ssl_key", in.TLS.key)
+	w("require_secure_transport", "ON")
+	w("tls_version", "TLSv1.2,TLSv1.3")
 	if len(in.Peers) > 0 {
 		addrs := make([]string, len(in.Peers))
 		for i, p := range in.Peers {
@@ -58,11 +67,20 @@ func renderConfig(in configInput) string {
 		w("wsrep_cluster_address", "gcomm://"+strings.Join(addrs, ","))
 		w("wsrep_node_name", in.NodeName)
 		w("wsrep_node_address", net.JoinHostPort(in.IP, strconv.Itoa(in.Inst.GaleraPort)))
-		w("wsrep_provider_options", fmt.Sprintf(`"gmcast.listen_addr=tcp://%s;ist.recv_addr=%s;gcache.size=64M;pc.wait_prim_timeout=PT30S"`,
-			net.JoinHostPort(in.IP, strconv.Itoa(in.Inst.GaleraPort)), net.JoinHostPort(in.IP, strconv.Itoa(in.Inst.ISTPort))))
+		// Replication and IST over TLS: Galera accepts only peers whose
+		// certificate the cluster's CA signed (socket.ssl_ca).
+		w("wsrep_provider_options", fmt.Sprintf(`"gmcast.listen_addr=tcp://%s;ist.recv_addr=%s;gcache.size=64M;pc.wait_prim_timeout=PT30S;socket.ssl=YES;socket.ssl_ca=%s;socket.ssl_cert=%s;socket.ssl_key=%s"`,
+			net.JoinHostPort(in.IP, strconv.Itoa(in.Inst.GaleraPort)), net.JoinHostPort(in.IP, strconv.Itoa(in.Inst.ISTPort)), in.TLS.ca, in.TLS.cert, in.TLS.key))
 		w("wsrep_sst_method", "rsync")
 		w("wsrep_sst_receive_address", net.JoinHostPort(in.IP, strconv.Itoa(in.Inst.SSTPort)))
 		w("wsrep_slave_threads", 2)
+		// rsync SST through stunnel: both ends present the node certificate
+		// and verify the other's chain against the CA.
+		b.WriteString("[sst]\n")
+		w("tca", in.TLS.ca)
+		w("tcert", in.TLS.cert)
+		w("tkey", in.TLS.key)
+		w("ssl-mode", "VERIFY_CA")
 	} else {
 		w("wsrep_on", "OFF")
 	}

@@ -1,8 +1,10 @@
 package control
 
 import (
+	"net"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/cloudctl/cloudctl/manifests"
@@ -31,6 +33,13 @@ type ClusterView struct {
 	Now           time.Time
 	// Live is, per other control node answering now, its instances' wsrep status.
 	Live map[string]map[string]string
+	// CA is the control databases' CA (empty until recorded).
+	CA ClusterCA
+	// FloatingIP is the plan's floating address without its prefix length.
+	FloatingIP string
+	// ClientNetworks are extra networks (CIDR) the service accounts may
+	// connect from, from the plan's settings.
+	ClientNetworks []string
 }
 
 // GaleraPeers returns the Galera members: the recorded ones still holding the
@@ -93,10 +102,43 @@ func DBHost(v ClusterView) string {
 	return ""
 }
 
+// ClientHosts are the MariaDB host patterns of the service accounts: every
+// member's address (services and the floating endpoint's HAProxy run on
+// members) and the plan's client networks as address/netmask.
+func ClientHosts(v ClusterView) []string {
+	set := map[string]bool{}
+	for _, n := range v.Nodes {
+		if ip := net.ParseIP(n.IP); ip != nil {
+			set[ip.String()] = true
+		}
+	}
+	for _, c := range v.ClientNetworks {
+		_, ipn, err := net.ParseCIDR(strings.TrimSpace(c))
+		if err != nil || ipn.IP.To4() == nil {
+			continue
+		}
+		set[ipn.IP.String()+"/"+net.IP(ipn.Mask).String()] = true
+	}
+	out := make([]string, 0, len(set))
+	for h := range set {
+		out = append(out, h)
+	}
+	sort.Strings(out)
+	return out
+}
+
 // Decide computes what node should run.
 func Decide(v ClusterView, node string) (Desired, error) {
 	des := Desired{Topology: v.Topology, AdminPassword: v.AdminPassword, Credentials: v.Credentials, Formed: v.Formed,
-		PrimaryElsewhere: map[string]bool{}, Recovery: v.Recovery}
+		PrimaryElsewhere: map[string]bool{}, Recovery: v.Recovery, CA: v.CA, ClientHosts: ClientHosts(v)}
+	for _, n := range v.Nodes {
+		if n.Name == node && n.IP != "" {
+			des.CertIPs = append(des.CertIPs, n.IP)
+		}
+	}
+	if v.FloatingIP != "" {
+		des.CertIPs = append(des.CertIPs, v.FloatingIP)
+	}
 	if v.Topology == "" || v.Manifest == nil {
 		return des, nil
 	}

@@ -52,6 +52,13 @@ type Desired struct {
 	PrimaryElsewhere map[string]bool
 	// Recovery holds, per instance, the positions members reported after a full outage.
 	Recovery map[string][]Position
+	// CA is the cluster's control CA; CertIPs the addresses this node's
+	// certificate names (its own, the floating address).
+	CA      ClusterCA
+	CertIPs []string
+	// ClientHosts are the MariaDB host patterns the service accounts may
+	// connect from: every member's address, and the networks the plan names.
+	ClientHosts []string
 }
 
 // Position is a Galera member's last committed position.
@@ -113,11 +120,15 @@ type Engine struct {
 	Cmd      Commands
 	Log      *slog.Logger
 
-	mu          sync.Mutex
-	provisioned map[string]bool
-	lastStart   map[string]time.Time
-	failures    map[string]int
-	started     map[string]startMode
+	mu sync.Mutex
+	// provisioned holds, per instance, the client hosts it was provisioned for.
+	provisioned map[string]string
+	// sslLoaded holds, per instance, the fingerprint of the TLS files it serves.
+	sslLoaded map[string]string
+	tlsPrint  string
+	lastStart map[string]time.Time
+	failures  map[string]int
+	started   map[string]startMode
 }
 
 type startMode int
@@ -131,7 +142,7 @@ const (
 // NewEngine prepares an engine; nothing starts until Converge.
 func NewEngine(dir, node, ip string, m *manifests.Manifest, sup *supervisor.Supervisor, log *slog.Logger) *Engine {
 	return &Engine{Dir: dir, Node: node, IP: ip, Manifest: m, Sup: sup, Cmd: ExecCommands{}, Log: log,
-		provisioned: map[string]bool{}, lastStart: map[string]time.Time{}, failures: map[string]int{}, started: map[string]startMode{}}
+		provisioned: map[string]string{}, sslLoaded: map[string]string{}, lastStart: map[string]time.Time{}, failures: map[string]int{}, started: map[string]startMode{}}
 }
 
 func svcName(in Instance) string { return "mariadb-" + strings.TrimPrefix(in.Name, "mysql-") }
@@ -151,6 +162,17 @@ func (d *Engine) Converge(ctx context.Context, des Desired) []InstanceStatus {
 	}
 	want := map[string]bool{}
 	var out []InstanceStatus
+	print, err := d.ensureTLS(des, time.Now())
+	if err != nil {
+		d.Log.Warn("control: no TLS certificate for the databases", "error", err)
+		for _, in := range des.Instances {
+			out = append(out, InstanceStatus{Instance: in.Name, State: "failed", Comment: err.Error()})
+		}
+		return out
+	}
+	d.mu.Lock()
+	d.tlsPrint = print
+	d.mu.Unlock()
 	for _, in := range des.Instances {
 		want[svcName(in)] = true
 		st, err := d.convergeInstance(ctx, des, in)
@@ -177,7 +199,8 @@ func (d *Engine) StopAll() {
 		}
 	}
 	d.mu.Lock()
-	d.provisioned = map[string]bool{}
+	d.provisioned = map[string]string{}
+	d.sslLoaded = map[string]string{}
 	d.started = map[string]startMode{}
 	d.mu.Unlock()
 }
@@ -185,12 +208,13 @@ func (d *Engine) StopAll() {
 func (d *Engine) convergeInstance(ctx context.Context, des Desired, in Instance) (InstanceStatus, error) {
 	st := InstanceStatus{State: "stopped"}
 	p := instancePaths(d.Dir, in)
-	fresh, err := d.ensureData(ctx, p)
-	if err != nil {
+	if _, err := d.ensureData(ctx, p); err != nil {
 		return st, err
 	}
+	// An init file of an older cloudd held the admin password: it goes.
+	_ = os.Remove(p.initSQL)
 	provider, _ := d.Manifest.File("galera", "provider")
-	cfg := renderConfig(configInput{Inst: in, Paths: p, NodeName: d.Node, IP: d.IP, Peers: des.Peers, Provider: provider, MaxConnections: d.Manifest.MySQL.MaxConnections})
+	cfg := renderConfig(configInput{Inst: in, Paths: p, NodeName: d.Node, IP: d.IP, Peers: des.Peers, Provider: provider, MaxConnections: d.Manifest.MySQL.MaxConnections, TLS: tlsFiles(d.Dir)})
 	changed, err := writeIfChanged(p.cnf, cfg)
 	if err != nil {
 		return st, err
@@ -208,7 +232,7 @@ func (d *Engine) convergeInstance(ctx context.Context, des Desired, in Instance)
 			running = false
 		}
 		if !running {
-			if err := d.start(in, p, modeStandalone, fresh, des.AdminPassword); err != nil {
+			if err := d.start(in, p, modeStandalone); err != nil {
 				return st, err
 			}
 		}
@@ -227,7 +251,7 @@ func (d *Engine) convergeInstance(ctx context.Context, des Desired, in Instance)
 			if err := setSafeToBootstrap(p.grastate); err != nil {
 				return st, err
 			}
-			if err := d.start(in, p, modeNewCluster, fresh, des.AdminPassword); err != nil {
+			if err := d.start(in, p, modeNewCluster); err != nil {
 				return st, err
 			}
 		}
@@ -264,7 +288,7 @@ func (d *Engine) convergeInstance(ctx context.Context, des Desired, in Instance)
 			st.State, st.Comment = "starting", "waiting before the next start attempt"
 			return st, nil
 		}
-		if err := d.start(in, p, modeJoin, false, ""); err != nil {
+		if err := d.start(in, p, modeJoin); err != nil {
 			return st, err
 		}
 		st.State, st.Comment = "starting", "joining the Galera cluster"
@@ -282,7 +306,7 @@ func (d *Engine) convergeInstance(ctx context.Context, des Desired, in Instance)
 		if err := setSafeToBootstrap(p.grastate); err != nil {
 			return st, err
 		}
-		if err := d.start(in, p, modeNewCluster, false, ""); err != nil {
+		if err := d.start(in, p, modeNewCluster); err != nil {
 			return st, err
 		}
 		st.State, st.Comment = "starting", fmt.Sprintf("bootstrapping the Galera cluster from this node (seqno %d, the most recent)", pos.Seqno)
@@ -313,18 +337,13 @@ func (d *Engine) backoffOver(name string) bool {
 }
 
 // start launches mariadbd. modeNewCluster bootstraps a Galera cluster.
-func (d *Engine) start(in Instance, p paths, mode startMode, fresh bool, adminPassword string) error {
+//
+// No secret is handed to it: cloudd's admin account is created afterwards
+// over the unix socket (ensureAdmin), so a crash at any point leaves no
+// password file behind and the next round finishes the job.
+func (d *Engine) start(in Instance, p paths, mode startMode) error {
 	name := svcName(in)
 	args := []string{"--defaults-file=" + p.cnf}
-	if fresh && adminPassword != "" {
-		if err := os.WriteFile(p.initSQL, []byte(adminSQL(adminPassword)), 0o600); err != nil {
-			return fmt.Errorf("write init file: %w", err)
-		}
-		if err := chownMySQL(p.initSQL); err != nil {
-			return err
-		}
-		args = append(args, "--init-file="+p.initSQL)
-	}
 	if mode == modeNewCluster {
 		args = append(args, "--wsrep-new-cluster")
 	}
@@ -337,6 +356,7 @@ func (d *Engine) start(in Instance, p paths, mode startMode, fresh bool, adminPa
 	d.lastStart[name] = time.Now()
 	d.started[name] = mode
 	delete(d.provisioned, name)
+	d.sslLoaded[name] = d.tlsPrint
 	d.mu.Unlock()
 	if found, err := supervisor.StopStray(p.pid, "--defaults-file="+p.cnf, time.Minute); err != nil {
 		return fmt.Errorf("%s: %w", in.Name, err)
@@ -351,9 +371,44 @@ func (d *Engine) start(in Instance, p paths, mode startMode, fresh bool, adminPa
 	return nil
 }
 
-func adminSQL(pw string) string {
-	return fmt.Sprintf("CREATE USER IF NOT EXISTS '%s'@'localhost' IDENTIFIED BY '%s';\nALTER USER '%s'@'localhost' IDENTIFIED BY '%s';\nGRANT ALL PRIVILEGES ON *.* TO '%s'@'localhost' WITH GRANT OPTION;\n",
-		AdminUser, pw, AdminUser, pw, AdminUser)
+// ensureAdmin creates (or resets) cloudd's admin account when it cannot log
+// in: connected as MariaDB's root over the unix socket, which MariaDB
+// authenticates by the connecting process's user (root, as cloudd runs).
+// It covers a first start, a start that crashed before the account existed,
+// and a datadir an older cloudd made.
+func ensureAdmin(ctx context.Context, sock, pw string) error {
+	if pw == "" {
+		return errors.New("no admin password recorded yet")
+	}
+	cfg := mysql.NewConfig()
+	cfg.User, cfg.Net, cfg.Addr = "root", "unix", sock
+	cfg.Timeout, cfg.ReadTimeout, cfg.WriteTimeout = 2*time.Second, 10*time.Second, 10*time.Second
+	cfg.InterpolateParams = true
+	conn, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return fmt.Errorf("mysql connector: %w", err)
+	}
+	db := sql.OpenDB(conn)
+	defer db.Close()
+	stmts := []struct {
+		q    string
+		args []any
+	}{
+		{"CREATE USER IF NOT EXISTS '" + AdminUser + "'@'localhost' IDENTIFIED BY ?", []any{pw}},
+		{"ALTER USER '" + AdminUser + "'@'localhost' IDENTIFIED BY ?", []any{pw}},
+		{"GRANT ALL PRIVILEGES ON *.* TO '" + AdminUser + "'@'localhost' WITH GRANT OPTION", nil},
+	}
+	for _, s := range stmts {
+		if _, err := db.ExecContext(ctx, s.q, s.args...); err != nil {
+			return fmt.Errorf("create the admin account as root over the socket: %w", err)
+		}
+	}
+	return nil
+}
+
+func accessDenied(err error) bool {
+	var me *mysql.MySQLError
+	return errors.As(err, &me) && (me.Number == 1045 || me.Number == 1698)
 }
 
 // observe connects as the admin user, reads wsrep status, and provisions.
@@ -373,6 +428,14 @@ func (d *Engine) observe(ctx context.Context, des Desired, in Instance, p paths,
 	for {
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		pingErr = db.PingContext(pctx)
+		if accessDenied(pingErr) {
+			if err := ensureAdmin(pctx, p.sock, des.AdminPassword); err != nil {
+				cancel()
+				return st, err
+			}
+			d.Log.Info("control: created cloudd's admin account", "instance", in.Name)
+			pingErr = db.PingContext(pctx)
+		}
 		cancel()
 		if pingErr == nil || time.Now().After(deadline) {
 			break
@@ -397,16 +460,27 @@ func (d *Engine) observe(ctx context.Context, des Desired, in Instance, p paths,
 			return st, nil
 		}
 	}
-	_ = os.Remove(p.initSQL)
 	d.mu.Lock()
-	done := d.provisioned[name]
+	hosts := strings.Join(des.ClientHosts, ",")
+	done := d.provisioned[name] == hosts
+	reload := d.sslLoaded[name] != d.tlsPrint
+	tlsPrint := d.tlsPrint
 	d.mu.Unlock()
+	if reload {
+		// A renewed certificate (a new floating address): reload it without a restart.
+		if _, err := db.ExecContext(ctx, "FLUSH SSL"); err != nil {
+			return st, fmt.Errorf("reload the TLS certificate: %w", err)
+		}
+		d.mu.Lock()
+		d.sslLoaded[name] = tlsPrint
+		d.mu.Unlock()
+	}
 	if !done {
-		if err := provision(ctx, db, in, des.Credentials); err != nil {
+		if err := provision(ctx, db, in, des.Credentials, des.ClientHosts); err != nil {
 			return st, err
 		}
 		d.mu.Lock()
-		d.provisioned[name] = true
+		d.provisioned[name] = hosts
 		d.mu.Unlock()
 	}
 	st.Provisioned = true
@@ -458,8 +532,20 @@ func wsrepStatus(ctx context.Context, db *sql.DB) (wsrep, error) {
 
 var identRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
 
-// provision creates each service's database and account; it is idempotent.
-func provision(ctx context.Context, db *sql.DB, in Instance, creds map[string]Credential) error {
+var hostRE = regexp.MustCompile(`^[0-9a-fA-F:.]+(/[0-9.]+)?$`)
+
+// provision creates each service's database and its accounts, one per client
+// host (REQUIRE SSL), and drops the accounts of hosts no longer listed (and
+// the '%' accounts of older releases). It is idempotent.
+func provision(ctx context.Context, db *sql.DB, in Instance, creds map[string]Credential, hosts []string) error {
+	if len(hosts) == 0 {
+		return errors.New("no client hosts for the service accounts")
+	}
+	for _, h := range hosts {
+		if !hostRE.MatchString(h) {
+			return fmt.Errorf("client host %q: not an address or address/netmask", h)
+		}
+	}
 	for _, svc := range in.Services {
 		c, ok := creds[svc]
 		if !ok {
@@ -468,22 +554,56 @@ func provision(ctx context.Context, db *sql.DB, in Instance, creds map[string]Cr
 		if !identRE.MatchString(svc) || !identRE.MatchString(c.User) {
 			return fmt.Errorf("service %q: not a valid MySQL identifier", svc)
 		}
-		stmts := []struct {
+		type stmt struct {
 			q    string
 			args []any
-		}{
-			{"CREATE DATABASE IF NOT EXISTS `" + svc + "`", nil},
-			{"CREATE USER IF NOT EXISTS '" + c.User + "'@'%' IDENTIFIED BY ?", []any{c.Password}},
-			{"ALTER USER '" + c.User + "'@'%' IDENTIFIED BY ?", []any{c.Password}},
-			{"GRANT ALL PRIVILEGES ON `" + svc + "`.* TO '" + c.User + "'@'%'", nil},
+		}
+		stmts := []stmt{{"CREATE DATABASE IF NOT EXISTS `" + svc + "`", nil}}
+		want := map[string]bool{}
+		for _, h := range hosts {
+			want[h] = true
+			acct := "'" + c.User + "'@'" + h + "'"
+			stmts = append(stmts,
+				stmt{"CREATE USER IF NOT EXISTS " + acct + " IDENTIFIED BY ? REQUIRE SSL", []any{c.Password}},
+				stmt{"ALTER USER " + acct + " IDENTIFIED BY ? REQUIRE SSL", []any{c.Password}},
+				stmt{"GRANT ALL PRIVILEGES ON `" + svc + "`.* TO " + acct, nil})
 		}
 		for _, s := range stmts {
 			if _, err := db.ExecContext(ctx, s.q, s.args...); err != nil {
 				return fmt.Errorf("provision %s: %w", svc, err)
 			}
 		}
+		stale, err := accountHosts(ctx, db, c.User)
+		if err != nil {
+			return err
+		}
+		for _, h := range stale {
+			if want[h] {
+				continue
+			}
+			if _, err := db.ExecContext(ctx, "DROP USER IF EXISTS '"+c.User+"'@'"+strings.ReplaceAll(h, "'", "")+"'"); err != nil {
+				return fmt.Errorf("drop %s@%s: %w", c.User, h, err)
+			}
+		}
 	}
 	return nil
+}
+
+func accountHosts(ctx context.Context, db *sql.DB, user string) ([]string, error) {
+	rows, err := db.QueryContext(ctx, "SELECT Host FROM mysql.user WHERE User = ?", user)
+	if err != nil {
+		return nil, fmt.Errorf("read accounts of %s: %w", user, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var h string
+		if err := rows.Scan(&h); err != nil {
+			return nil, fmt.Errorf("read accounts of %s: %w", user, err)
+		}
+		out = append(out, h)
+	}
+	return out, rows.Err()
 }
 
 // ensureData creates the instance directory and, on first use, its datadir.

@@ -230,9 +230,12 @@ func (d *Driver) credentials(ctx context.Context, env *driver.Env, svc string) (
 		if c.Password == "" {
 			return api.DBCredentials{}, driver.Errorf(http.StatusServiceUnavailable, "the credentials of %s are not created yet: the control role is still starting, try again in a moment", svc)
 		}
-		out := api.DBCredentials{Service: svc, Database: ds.Database, User: c.User, Password: c.Password, Endpoints: ds.Endpoints}
+		if v.CA.CertPEM == "" {
+			return api.DBCredentials{}, driver.Errorf(http.StatusServiceUnavailable, "the control databases' CA is not created yet: the control role is still starting, try again in a moment")
+		}
+		out := api.DBCredentials{Service: svc, Database: ds.Database, User: c.User, Password: c.Password, Endpoints: ds.Endpoints, CA: v.CA.CertPEM}
 		if len(ds.Endpoints) > 0 {
-			out.DSN = fmt.Sprintf("%s:%s@tcp(%s)/%s", c.User, c.Password, ds.Endpoints[0], ds.Database)
+			out.DSN = fmt.Sprintf("%s:%s@tcp(%s)/%s?tls=%s", c.User, c.Password, ds.Endpoints[0], ds.Database, api.DBTLSConfigName)
 		}
 		return out, nil
 	}
@@ -276,7 +279,7 @@ func (d *Driver) handleCheck(ctx context.Context, env *driver.Env, req driver.Re
 			return nil, err
 		}
 		for _, ep := range cr.Endpoints {
-			r, err := CheckService(ctx, s.Service, cr.User, cr.Password, ep, cr.Database)
+			r, err := CheckService(ctx, s.Service, cr.User, cr.Password, ep, cr.Database, cr.CA)
 			c := api.DBCheck{Service: s.Service, Endpoint: ep, Rows: r.Rows, TookNS: int64(r.Took)}
 			if err != nil {
 				c.Error = err.Error()

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 
 	"github.com/cloudctl/cloudctl/roles"
@@ -17,6 +18,12 @@ import (
 const (
 	keyAdminPassword = "mysql_admin_password"
 	keyDBHost        = "db_host"
+	// keyCA is the control databases' CA (ClusterCA as JSON): certificate
+	// and key in one value, so two members recording at once cannot mix them.
+	keyCA = "ca"
+	// SettingClientNetworks is the plan setting naming extra networks
+	// (comma-separated CIDRs) the service accounts may connect from.
+	SettingClientNetworks = "control.client_networks"
 )
 
 // readView reads what the control decision needs from the cluster database.
@@ -25,6 +32,16 @@ const (
 func readView(ctx context.Context, env *driver.Env) (ClusterView, error) {
 	v := ClusterView{Formed: map[string]bool{}, Recovery: map[string][]Position{}, Credentials: map[string]Credential{},
 		Topology: env.Plan.MySQLTopology, Manifest: env.Manifest, InstalledGiB: env.InstalledGiB, Now: env.Now()}
+	if fa := env.Plan.FloatingAddress; fa != "" {
+		if ip, _, err := net.ParseCIDR(fa); err == nil {
+			v.FloatingIP = ip.String()
+		} else if ip := net.ParseIP(fa); ip != nil {
+			v.FloatingIP = ip.String()
+		}
+	}
+	if nets := env.Plan.Settings[SettingClientNetworks]; nets != "" {
+		v.ClientNetworks = strings.Split(nets, ",")
+	}
 	for _, n := range env.Nodes {
 		v.Nodes = append(v.Nodes, NodeView{Name: n.Name, IP: n.IP, Control: n.Has(roles.Control), JoinedAt: n.JoinedAt})
 	}
@@ -34,6 +51,9 @@ func readView(ctx context.Context, env *driver.Env) (ClusterView, error) {
 			return err
 		}
 		if v.AdminPassword, err = getConfig(ctx, tx, keyAdminPassword); err != nil {
+			return err
+		}
+		if v.CA, err = readCA(ctx, tx); err != nil {
 			return err
 		}
 		if v.Credentials, err = readCredentials(ctx, tx); err != nil {
@@ -55,7 +75,7 @@ func ensureState(ctx context.Context, env *driver.Env, v *ClusterView) error {
 	if v.Topology == "" || v.Manifest == nil {
 		return nil
 	}
-	missing := v.AdminPassword == "" || (v.DBHost == "" && DBHost(*v) != "")
+	missing := v.AdminPassword == "" || v.CA.CertPEM == "" || (v.DBHost == "" && DBHost(*v) != "")
 	for _, svc := range v.Manifest.ControlPlane.Services {
 		if _, ok := v.Credentials[svc]; !ok {
 			missing = true
@@ -71,6 +91,19 @@ func ensureState(ctx context.Context, env *driver.Env, v *ClusterView) error {
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO control_config (key, value) VALUES (?, ?)`, keyAdminPassword, pw); err != nil {
 			return fmt.Errorf("record admin password: %w", err)
+		}
+		if v.CA.CertPEM == "" {
+			ca, err := NewCA(v.Now)
+			if err != nil {
+				return err
+			}
+			enc, err := ca.encode()
+			if err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO control_config (key, value) VALUES (?, ?)`, keyCA, enc); err != nil {
+				return fmt.Errorf("record the control CA: %w", err)
+			}
 		}
 		for _, svc := range v.Manifest.ControlPlane.Services {
 			pw, err := randomSecret()
@@ -93,9 +126,20 @@ func ensureState(ctx context.Context, env *driver.Env, v *ClusterView) error {
 		if v.DBHost, err = getConfig(ctx, tx, keyDBHost); err != nil {
 			return err
 		}
+		if v.CA, err = readCA(ctx, tx); err != nil {
+			return err
+		}
 		v.Credentials, err = readCredentials(ctx, tx)
 		return err
 	})
+}
+
+func readCA(ctx context.Context, tx *sql.Tx) (ClusterCA, error) {
+	s, err := getConfig(ctx, tx, keyCA)
+	if err != nil {
+		return ClusterCA{}, err
+	}
+	return decodeCA(s)
 }
 
 func randomSecret() (string, error) {

@@ -2,19 +2,19 @@
 // "write DSN SECONDS" inserts rows in a loop and prints the id of every
 // acknowledged insert; "verify DSN" reads ids on stdin and prints the ones
 // missing from the table; "try DSN" makes one write and exits non-zero with
-// the server's error.
+// the server's error. A DSN with cafile=PATH connects over TLS trusting
+// that CA (package dbtls).
 package main
 
 import (
 	"bufio"
 	"context"
-	"database/sql"
 	"fmt"
 	"os"
 	"strconv"
 	"time"
 
-	_ "github.com/go-sql-driver/mysql"
+	"github.com/cloudctl/cloudctl/tests/dbtls"
 )
 
 func main() {
@@ -22,7 +22,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: dbwriter write|verify|try DSN [SECONDS]")
 		os.Exit(2)
 	}
-	db, err := sql.Open("mysql", os.Args[2]+"?timeout=2s&readTimeout=3s&writeTimeout=3s")
+	db, err := dbtls.Open(os.Args[2], 2*time.Second, 3*time.Second)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

@@ -25,7 +25,6 @@ import (
 	"syscall"
 	"time"
 
-	_ "github.com/go-sql-driver/mysql"
 	_ "github.com/mattn/go-sqlite3"
 
 	"github.com/cloudctl/cloudctl/api"
@@ -33,6 +32,7 @@ import (
 	"github.com/cloudctl/cloudctl/roles/driver"
 	"github.com/cloudctl/cloudctl/roles/endpoint"
 	"github.com/cloudctl/cloudctl/supervisor"
+	"github.com/cloudctl/cloudctl/tests/dbtls"
 )
 
 // Spec is the cluster as the test describes it to one node.
@@ -147,7 +147,7 @@ func writers(dsn, count string) error {
 	if err != nil {
 		return err
 	}
-	db, err := sql.Open("mysql", dsn+"?timeout=2s&readTimeout=5s&writeTimeout=5s")
+	db, err := dbtls.Open(dsn, 2*time.Second, 5*time.Second)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,228 @@
+package tests
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cloudctl/cloudctl/roles/control"
+	"github.com/cloudctl/cloudctl/tests/harness"
+)
+
+// TestControlTLS: the control databases refuse clients without TLS, service
+// accounts from hosts that are not members, and a rogue mariadbd that knows
+// the group name and the members' addresses but holds no certificate of the
+// cluster's CA (one with a certificate from another CA, one without TLS): it
+// never joins and receives no data.
+func TestControlTLS(t *testing.T) {
+	c := harness.New(t, 4)
+	n1, n2, n3, outsider := c.Node(1), c.Node(2), c.Node(3), c.Node(4)
+	t.Cleanup(func() {
+		if t.Failed() {
+			dumpMariaDBLogs(t, c.Nodes[:3])
+		}
+	})
+	bootstrap(t, n1, "control")
+	waitInstances(t, n1, 90*time.Second, standaloneUp)
+	join(t, n1, n2, "control")
+	start := time.Now()
+	join(t, n1, n3, "control")
+	for _, nd := range c.Nodes[:3] {
+		waitInstances(t, nd, 4*time.Minute, galeraSize(3))
+	}
+	t.Logf("Galera over TLS: third control join → size 3 everywhere in %s", time.Since(start).Round(time.Millisecond))
+	ctx := context.Background()
+	w := dbwriter(t)
+
+	good := dsnOn(t, n1, n1)
+	if out, err := n2.Exec(ctx, w, "try", good); err != nil {
+		t.Fatalf("a member with TLS and the cluster CA was refused: %v: %s", err, out)
+	}
+	plain, _, _ := strings.Cut(good, "?")
+	// The right password without TLS: the account requires SSL (REQUIRE
+	// SSL answers "Access denied"), and the server any TCP client
+	// (require_secure_transport answers "insecure transport").
+	out, err := n2.Exec(ctx, w, "try", plain)
+	if err == nil || !(strings.Contains(string(out), "insecure transport") || strings.Contains(string(out), "Access denied")) {
+		t.Fatalf("a client without TLS: want refused, got %v: %s", err, out)
+	}
+	out, err = outsider.Exec(ctx, w, "try", good)
+	if err == nil || !(strings.Contains(string(out), "not allowed to connect") || strings.Contains(string(out), "Access denied")) {
+		t.Fatalf("a service account from a host that is not a member: want refused, got %v: %s", err, out)
+	}
+	t.Logf("refused: a client without TLS, a TLS client from %s (not a member)", outsider.IP)
+
+	var addrs []string
+	for _, nd := range c.Nodes[:3] {
+		addrs = append(addrs, nd.IP+":4567")
+	}
+	for _, mode := range []string{"foreign-ca", "no-tls"} {
+		t.Run("rogue "+mode, func(t *testing.T) {
+			r := startRogue(t, outsider, mode, addrs)
+			harness.Eventually(t, 3*time.Minute, "the rogue mariadbd gives up", func() error {
+				if r.running() {
+					return fmt.Errorf("rogue still running; its log: %s", r.logTail(3))
+				}
+				return nil
+			})
+			log := r.log()
+			for _, bad := range []string{"Synchronized with group", "SST complete", "State transfer required"} {
+				if strings.Contains(log, bad) {
+					t.Fatalf("the rogue mariadbd got in (%q in its log):\n%s", bad, r.logTail(30))
+				}
+			}
+			if _, err := os.Stat(filepath.Join(r.data, "identity")); err == nil {
+				t.Fatalf("the rogue mariadbd received the identity database")
+			}
+			t.Logf("rogue (%s) refused: %s", mode, r.logTail(2))
+			for _, nd := range c.Nodes[:3] {
+				waitInstances(t, nd, time.Minute, galeraSize(3))
+			}
+		})
+	}
+}
+
+type rogue struct {
+	dir, data, errlog string
+	cmd               *exec.Cmd
+	done              chan struct{}
+}
+
+func (r *rogue) running() bool {
+	select {
+	case <-r.done:
+		return false
+	default:
+		return true
+	}
+}
+
+func (r *rogue) log() string {
+	b, _ := os.ReadFile(r.errlog)
+	return string(b)
+}
+
+func (r *rogue) logTail(n int) string {
+	ls := strings.Split(strings.TrimSpace(r.log()), "\n")
+	if len(ls) > n {
+		ls = ls[len(ls)-n:]
+	}
+	return strings.Join(ls, "\n")
+}
+
+// startRogue starts a mariadbd in nd's namespace that claims to be a member
+// of the cluster's "mysql" Galera group: mode "foreign-ca" uses TLS with a
+// certificate of a CA of its own, "no-tls" none.
+func startRogue(t *testing.T, nd *harness.Node, mode string, addrs []string) *rogue {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "cloudctl-rogue-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	u, err := user.Lookup("mysql")
+	if err != nil {
+		t.Skip("no mysql user")
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(dir, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	r := &rogue{dir: dir, data: filepath.Join(dir, "data"), errlog: filepath.Join(dir, "error.log"), done: make(chan struct{})}
+	opts := fmt.Sprintf("gmcast.listen_addr=tcp://%s:4567;ist.recv_addr=%s:4568;pc.wait_prim_timeout=PT15S", nd.IP, nd.IP)
+	var sst string
+	if mode == "foreign-ca" {
+		ca, err := control.NewCA(time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, key, err := ca.Issue("node1", []string{nd.IP}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, data := range map[string][]byte{"ca.pem": []byte(ca.CertPEM), "node.pem": cert, "node.key": key} {
+			p := filepath.Join(dir, name)
+			if err := os.WriteFile(p, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chown(p, uid, gid); err != nil {
+				t.Fatal(err)
+			}
+		}
+		opts += fmt.Sprintf(";socket.ssl=YES;socket.ssl_ca=%[1]s/ca.pem;socket.ssl_cert=%[1]s/node.pem;socket.ssl_key=%[1]s/node.key", dir)
+		sst = fmt.Sprintf("[sst]\ntca=%[1]s/ca.pem\ntcert=%[1]s/node.pem\ntkey=%[1]s/node.key\n", dir)
+	}
+	cnf := filepath.Join(dir, "my.cnf")
+	body := fmt.Sprintf(`[mysqld]
+user=mysql
+datadir=%[1]s/data
+socket=%[1]s/mysqld.sock
+pid-file=%[1]s/mysqld.pid
+log-error=%[2]s
+port=3306
+bind-address=%[3]s
+binlog_format=ROW
+default_storage_engine=InnoDB
+innodb_autoinc_lock_mode=2
+innodb_buffer_pool_size=64M
+wsrep_on=ON
+wsrep_provider=/usr/lib/galera/libgalera_smm.so
+wsrep_cluster_name=cloudctl-mysql
+wsrep_cluster_address=gcomm://%[4]s
+wsrep_node_name=node1
+wsrep_node_address=%[3]s:4567
+wsrep_provider_options="%[5]s"
+wsrep_sst_method=rsync
+wsrep_sst_receive_address=%[3]s:4569
+%[6]s`, dir, r.errlog, nd.IP, strings.Join(addrs, ","), opts, sst)
+	if err := os.WriteFile(cnf, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mariadb-install-db", "--defaults-file="+cnf, "--auth-root-authentication-method=socket", "--skip-test-db").CombinedOutput(); err != nil {
+		t.Fatalf("mariadb-install-db for the rogue: %v: %s", err, out)
+	}
+	cmd := exec.Command("ip", "netns", "exec", nd.NS, "mariadbd", "--defaults-file="+cnf)
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stderr, &stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start the rogue mariadbd: %v", err)
+	}
+	r.cmd = cmd
+	go func() { _ = cmd.Wait(); close(r.done) }()
+	t.Cleanup(func() {
+		if r.running() {
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-r.done
+		}
+	})
+	return r
+}
+
+// dumpMariaDBLogs prints the tail of every MariaDB error log of the nodes.
+func dumpMariaDBLogs(t *testing.T, nodes []*harness.Node) {
+	for _, nd := range nodes {
+		logs, _ := filepath.Glob(filepath.Join(nd.StateDir, "control", "*", "error.log"))
+		for _, l := range logs {
+			b, _ := os.ReadFile(l)
+			ls := strings.Split(strings.TrimSpace(string(b)), "\n")
+			if len(ls) > 40 {
+				ls = ls[len(ls)-40:]
+			}
+			t.Logf("==== %s %s ====\n%s", nd.Name, l, strings.Join(ls, "\n"))
+		}
+	}
+}
