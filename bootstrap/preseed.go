@@ -211,6 +211,25 @@ func (c *checker) fail(path, format string, args ...any) {
 	c.add(c.doc.Errorf(path, format, args...))
 }
 
+// missing reports that key is absent from the mapping at parent (at path),
+// unless a mistyped key in that mapping already suggested it: a typo gives
+// one message, not also the errors its absence causes.
+func (c *checker) missing(parent, key, path, format string, args ...any) {
+	hint := fmt.Sprintf("did you mean %q?", key)
+	for _, e := range c.errs {
+		p := e.Path
+		if i := strings.LastIndexAny(p, ".["); i >= 0 && p[i] == '.' {
+			p = p[:i]
+		} else if i < 0 {
+			p = ""
+		}
+		if p == parent && strings.Contains(e.Message, hint) {
+			return
+		}
+	}
+	c.fail(path, format, args...)
+}
+
 func (c *checker) has(path string) bool {
 	_, ok := c.doc.Find(path)
 	return ok
@@ -226,7 +245,7 @@ func (c *checker) line(path string) int {
 func (p *Preseed) check(c *checker, groups map[string][]roles.Role) {
 	switch {
 	case !c.has("version"):
-		c.fail("", "the preseed has no version; add \"version: %d\" at the top", PreseedVersion)
+		c.missing("", "version", "", "the preseed has no version; add \"version: %d\" at the top", PreseedVersion)
 	case p.Version != PreseedVersion:
 		c.fail("version", "unsupported preseed version %d; this cloudctl reads version %d", p.Version, PreseedVersion)
 	}
@@ -255,7 +274,7 @@ func (p *Preseed) check(c *checker, groups map[string][]roles.Role) {
 		}
 	}
 	if len(p.Nodes) == 0 {
-		c.fail("nodes", "the preseed describes no node; add an entry under nodes for each machine, with its name and roles")
+		c.missing("", "nodes", "nodes", "the preseed describes no node; add an entry under nodes for each machine, with its name and roles")
 	}
 	names := map[string]int{}
 	addrs := map[string]int{}
@@ -295,7 +314,7 @@ func (p *Preseed) check(c *checker, groups map[string][]roles.Role) {
 			if !c.has(path) {
 				path = at("")
 			}
-			c.fail(path, "no role for node %q; list one or more of control, compute, storage under roles", n.Name)
+			c.missing(at(""), "roles", path, "no role for node %q; list one or more of control, compute, storage under roles", n.Name)
 		}
 		for k, r := range n.Roles {
 			got, err := parseRole(r, groups)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -53,11 +54,13 @@ func newPreseedValidateCmd(a *app) *cobra.Command {
 	var join bool
 	cmd := &cobra.Command{
 		Use:   "validate FILE",
-		Short: "Check a preseed file against this machine's facts; print FILE: ok or every problem",
-		Long: `Check a preseed file as bootstrap (or, with --join, cluster join) would use it on
-this machine: the whole file (keys, types, names, roles, addresses, disk entries),
-then this machine's entry against its hardware and addresses. Every problem names
-FILE:LINE:COLUMN and the key path. Nothing is applied.`,
+		Short: "Check a preseed file; print FILE: ok or its problems",
+		Long: `Check a preseed file as bootstrap (or, with --join, cluster join) would use it:
+the whole file (keys, types, names, roles, addresses, disk entries), wherever it
+runs; then the entry for this machine (or the one --name picks) against this
+machine's hardware and addresses, when there is one. Every problem names
+FILE:LINE:COLUMN and the key path; the first 10 are shown and the rest counted
+(--format json lists all). Nothing is applied.`,
 		Args: exactArgs(1, "cloudctl preseed validate FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			file := args[0]
@@ -89,14 +92,30 @@ FILE:LINE:COLUMN and the key path. Nothing is applied.`,
 			if err != nil && !errors.As(err, &problems) {
 				return err
 			}
+			// The file is checked wherever it runs: without --name, a file
+			// with no entry for this machine is still a valid file (bootstrap
+			// and join match it to their machine).
+			noEntry := ""
+			if name == "" && len(problems) == 1 && problems[0].Path == "nodes" && strings.HasPrefix(problems[0].Message, noLocalEntry) {
+				noEntry = problems[0].Message
+				problems = nil
+			}
 			res.Errors = append(res.Errors, problems...)
 			res.OK = len(problems) == 0
 			werr := render.Write(a.out, a.format, res, func(w io.Writer) error {
 				if !res.OK {
-					_, err := fmt.Fprintln(w, problems.Error())
+					_, err := fmt.Fprintln(w, firstProblems(problems, maxProblemsShown))
 					return err
 				}
 				fmt.Fprintf(w, "%s: ok\n", file)
+				if res.Plan == nil {
+					fmt.Fprintf(w, "It holds no entry for this machine (%s): bootstrap or join on one of its nodes, or check an entry here with --name.\n",
+						strings.TrimPrefix(strings.SplitN(noEntry, ";", 2)[0], noLocalEntry+": "))
+					for _, ws := range res.Warnings {
+						fmt.Fprintf(w, "Warning: %s\n", ws)
+					}
+					return nil
+				}
 				fmt.Fprintf(w, "This machine is %s: %s, roles %s", res.Plan.Name, res.Plan.Address, joinOrDash(roleNames(res.Plan)))
 				if len(res.Plan.Disks) > 0 {
 					fmt.Fprintf(w, ", %d OSD disk(s)", len(res.Plan.Disks))
@@ -121,6 +140,22 @@ FILE:LINE:COLUMN and the key path. Nothing is applied.`,
 	cmd.Flags().StringVar(&snapshot, "snapshot", "", "check against a ghw snapshot's hardware instead of this machine's")
 	cmd.Flags().StringVar(&manifest, "manifest", "", "manifest file overlaid on the built-in default")
 	return cmd
+}
+
+// noLocalEntry starts the problem bootstrap.(*Preseed).Plan reports when no
+// entry of the file is for this machine.
+const noLocalEntry = "no entry in nodes is for this machine"
+
+// maxProblemsShown is how many problems a table shows; the rest are counted
+// (--format json lists them all).
+const maxProblemsShown = 10
+
+// firstProblems is the first n problems, one per line, and a count of the rest.
+func firstProblems(ps strictyaml.Errors, n int) string {
+	if len(ps) <= n {
+		return ps.Error()
+	}
+	return ps[:n].Error() + fmt.Sprintf("\n... and %d more (%d in all; --format json lists every one)", len(ps)-n, len(ps))
 }
 
 func roleNames(p *bootstrap.Plan) []string {
