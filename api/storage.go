@@ -12,12 +12,16 @@ type StorageDetails struct {
 	Monitors []string `json:"monitors"`
 	Quorum   []string `json:"quorum"`
 	// ManagerAvailable is true when an active manager runs.
-	ManagerAvailable bool          `json:"manager_available"`
-	OSDs             []StorageOSD  `json:"osds"`
-	Pools            []StoragePool `json:"pools"`
-	TotalBytes       int64         `json:"total_bytes"`
-	UsedBytes        int64         `json:"used_bytes"`
-	AvailBytes       int64         `json:"avail_bytes"`
+	ManagerAvailable bool `json:"manager_available"`
+	// PGs is the number of placement groups; PGsActiveClean how many of
+	// them are active+clean (as the manager last reported).
+	PGs            int           `json:"pgs"`
+	PGsActiveClean int           `json:"pgs_active_clean"`
+	OSDs           []StorageOSD  `json:"osds"`
+	Pools          []StoragePool `json:"pools"`
+	TotalBytes     int64         `json:"total_bytes"`
+	UsedBytes      int64         `json:"used_bytes"`
+	AvailBytes     int64         `json:"avail_bytes"`
 }
 
 // StorageOSD is one OSD: the node and plan entry it was made from.

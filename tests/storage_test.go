@@ -103,6 +103,18 @@ func TestStorage(t *testing.T) {
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, nd := range c.Nodes {
+				if !nd.Running() {
+					continue
+				}
+				for _, args := range [][]string{{"-s"}, {"health", "detail"}, {"pg", "dump_stuck"}, {"osd", "tree"}} {
+					dctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+					out, err := nd.Exec(dctx, "ceph", append([]string{"-c", cephConf(nd), "--connect-timeout", "10"}, args...)...)
+					cancel()
+					t.Logf("%s: ceph %v: %v\n%s", nd.Name, args, err, out)
+				}
+				break
+			}
+			for _, nd := range c.Nodes {
 				logs, _ := filepath.Glob(filepath.Join(nd.StateDir, "storage", "log", "*.log"))
 				for _, l := range logs {
 					b, _ := os.ReadFile(l)
@@ -200,7 +212,8 @@ func TestStorage(t *testing.T) {
 	t.Run("a writer goes on while a storage node is SIGKILLed; restarted, HEALTH_OK", func(t *testing.T) {
 		wctx, stop := context.WithCancel(ctx)
 		var wg sync.WaitGroup
-		var killedAt time.Time
+		var killedAt, lastAck time.Time
+		var maxGap time.Duration
 		afterKill := 0
 		var werr error
 		wg.Add(1)
@@ -224,7 +237,11 @@ func TestStorage(t *testing.T) {
 				acked[name] = data
 				if !killedAt.IsZero() {
 					afterKill++
+					if gap := time.Since(lastAck); gap > maxGap {
+						maxGap = gap
+					}
 				}
+				lastAck = time.Now()
 				mu.Unlock()
 			}
 		}()
@@ -268,6 +285,7 @@ func TestStorage(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		t.Logf("%d writes acknowledged, %d after the kill", len(acked), afterKill)
+		t.Logf("MEASURE longest wait for a write acknowledgement after the SIGKILL: %s", maxGap.Round(100*time.Millisecond))
 		for name, want := range acked {
 			got, err := radosGet(ctx, n2, "volumes", name)
 			if err != nil || !bytes.Equal(got, want) {
@@ -305,6 +323,47 @@ func TestStorage(t *testing.T) {
 			return healthy(l, det)
 		})
 		t.Logf("MEASURE power cut of three nodes to HEALTH_OK: %s", time.Since(t0).Round(100*time.Millisecond))
+		harness.Eventually(t, 2*time.Minute, "the RBD image and every acknowledged object read back", func() error {
+			rctx, cancel := context.WithTimeout(ctx, time.Minute)
+			defer cancel()
+			got, err := n2.Output(rctx, "rbd", "-c", cephConf(n2), "export", "volumes/img1", "-")
+			if err != nil || !bytes.Equal(got, image) {
+				return fmt.Errorf("rbd export: %v", err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for name, want := range acked {
+				got, err := radosGet(rctx, n2, "volumes", name)
+				if err != nil || !bytes.Equal(got, want) {
+					return fmt.Errorf("object %s: %v", name, err)
+				}
+			}
+			return nil
+		})
+	})
+
+	if t.Failed() {
+		return
+	}
+
+	t.Run("cluster remove --force: data intact, size lowered to 2, status says why", func(t *testing.T) {
+		n1.MustRun(t, "cluster", "remove", "node3", "--force")
+		waitStorage(t, n1, 4*time.Minute, "pools at size 2 on two hosts, node3's OSD and monitor gone", func(l api.Layer, det api.StorageDetails) error {
+			if len(det.OSDs) != 2 || len(det.Monitors) != 2 {
+				return fmt.Errorf("%d OSDs, monitors %v", len(det.OSDs), det.Monitors)
+			}
+			for _, p := range det.Pools {
+				if p.Size != 2 || p.MinSize != 1 || p.FailureDomain != "osd" {
+					return fmt.Errorf("pool %s: size %d min_size %d domain %s", p.Name, p.Size, p.MinSize, p.FailureDomain)
+				}
+			}
+			if l.HA == api.HAYes || l.Reason == "" {
+				return fmt.Errorf("HA %s, reason %q", l.HA, l.Reason)
+			}
+			return healthy(l, det)
+		})
+		l, _, _ := storageLayer(t, n1)
+		t.Logf("after the forced removal: HA %s: %s", l.HA, l.Reason)
 		harness.Eventually(t, 2*time.Minute, "the RBD image and every acknowledged object read back", func() error {
 			rctx, cancel := context.WithTimeout(ctx, time.Minute)
 			defer cancel()

@@ -62,6 +62,12 @@ func (d *Driver) details(ctx context.Context, env *driver.Env, conn *cephConn, s
 		return det, nil, err
 	}
 	det.Health, det.Reasons, det.Quorum, det.ManagerAvailable = stat.Health.Status, stat.reasons(), stat.QuorumNames, stat.MgrMap.Available
+	det.PGs = stat.PGMap.NumPGs
+	for _, p := range stat.PGMap.PGsByState {
+		if p.StateName == "active+clean" {
+			det.PGsActiveClean += p.Count
+		}
+	}
 	var mons struct {
 		Mons []struct {
 			Name string `json:"name"`
@@ -137,13 +143,18 @@ func verdict(det api.StorageDetails) (health, ha, reason string) {
 	default:
 		health = api.HealthWarning
 	}
+	var why []string
+	if health == api.HealthOK && det.PGsActiveClean < det.PGs {
+		// Ceph says HEALTH_OK while placement groups peer after a restart.
+		health = api.HealthWarning
+		why = append(why, fmt.Sprintf("%d of %d placement groups active+clean", det.PGsActiveClean, det.PGs))
+	}
 	minSize := 0
 	for i, p := range det.Pools {
 		if i == 0 || p.Size < minSize {
 			minSize = p.Size
 		}
 	}
-	var why []string
 	switch {
 	case len(det.Monitors) < 3:
 		ha = api.HANo
