@@ -92,6 +92,7 @@ func (d *Driver) Converge(ctx context.Context, env *driver.Env, step func(driver
 	if err != nil {
 		return driver.Result{Again: againBusy}, err
 	}
+	des.Recovery = peerReports(des.Recovery, des.Peers)
 	if d.engine == nil {
 		if !des.Host {
 			step(driver.Step{Name: "MariaDB", State: "waiting", Detail: "this node hosts no database copy (standby control node)"})
