@@ -68,30 +68,34 @@ func startCloudd(t *testing.T, e *snapEnv, stateDir string) *syncBuffer {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	// done is closed (not sent on) when cloudd has exited, so both the wait
+	// below and the cleanup can see it.
+	done := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(done) }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-done:
-		case <-time.After(15 * time.Second):
+		case <-time.After(time.Minute):
 			_ = cmd.Process.Kill()
 			<-done
 		}
 	})
 	sock := filepath.Join(stateDir, "control.socket")
-	deadline := time.Now().Add(30 * time.Second)
+	const wait = 2 * time.Minute // bounds a hung test; not a speed expectation
+	deadline := time.Now().Add(wait)
 	for {
 		if _, err := os.Stat(sock); err == nil {
 			return log
 		}
 		select {
-		case err := <-done:
-			t.Fatalf("cloudd exited before creating %s: %v\n%s", sock, err, log.String())
+		case <-done:
+			t.Fatalf("cloudd exited before creating %s: %v\n%s", sock, waitErr, log.String())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no %s after 30s; cloudd log:\n%s", sock, log.String())
+			t.Fatalf("no %s after %s; cloudd log:\n%s", sock, wait, log.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -24,14 +24,20 @@ func TestBootstrapJoinHA(t *testing.T) {
 	oneSentence(t, again, "already bootstrapped")
 
 	j2 := join(t, n1, n2, "control")
-	st = mustStatus(t, n1)
-	if st.HA.Summary != "HA: no — 2 of 3 control nodes" {
-		t.Fatalf("after 2 control nodes: %q", st.HA.Summary)
-	}
-	table := n1.MustRun(t, "status")
-	if !strings.Contains(table, "HA: no — 2 of 3 control nodes") {
-		t.Fatalf("status table lacks HA line:\n%s", table)
-	}
+	// The summary follows the control layer, which converges after the join.
+	harness.Eventually(t, time.Minute, "HA line after 2 control nodes", func() error {
+		st, err := status(t, n1)
+		if err != nil {
+			return err
+		}
+		if st.HA.Summary != "HA: no — 2 of 3 control nodes" {
+			return fmt.Errorf("summary %q", st.HA.Summary)
+		}
+		if table := n1.MustRun(t, "status"); !strings.Contains(table, "HA: no — 2 of 3 control nodes") {
+			return fmt.Errorf("status table lacks the HA line:\n%s", table)
+		}
+		return nil
+	})
 
 	start := time.Now()
 	j3 := join(t, n1, n3, "control,compute")
@@ -123,13 +129,20 @@ func TestNodeLoss(t *testing.T) {
 		return nil
 	})
 	t.Logf("first write after SIGKILL of leader %s: %s", leader.Name, took)
-	st := mustStatus(t, survivor)
-	if m := member(st, leader.Name); m == nil || m.Status != "offline" {
-		t.Fatalf("killed node should be offline: %+v", m)
-	}
-	if !strings.Contains(st.HA.Summary, "degraded") {
-		t.Fatalf("HA line should say degraded: %q", st.HA.Summary)
-	}
+	// Members see a node offline when its heartbeats stop: not at once.
+	harness.Eventually(t, time.Minute, "killed node offline and HA degraded", func() error {
+		st, err := status(t, survivor)
+		if err != nil {
+			return err
+		}
+		if m := member(st, leader.Name); m == nil || m.Status != "offline" {
+			return fmt.Errorf("killed node should be offline: %+v", m)
+		}
+		if !strings.Contains(st.HA.Summary, "degraded") {
+			return fmt.Errorf("HA line should say degraded: %q", st.HA.Summary)
+		}
+		return nil
+	})
 
 	leader.Start(t)
 	harness.Eventually(t, 60*time.Second, "restarted node back online and up to date", func() error {

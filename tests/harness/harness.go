@@ -579,11 +579,18 @@ func (c *Cluster) Dump(t testing.TB) {
 	t.Logf("%s", b.String())
 }
 
-// Eventually retries f until it returns nil or the timeout passes; then it
-// fails the test with f's last error (and, through the cluster's cleanup,
-// each node's status and log tail).
+// MinWait is the shortest deadline Eventually applies. A deadline bounds a
+// hung test; it is not a speed expectation, and a 2-core CI machine running
+// several daemons per node can be ten times slower than a quiet one.
+const MinWait = 2 * time.Minute
+
+// Eventually retries f until it returns nil or the timeout (at least
+// MinWait) passes; then it fails the test with f's last error (and, through
+// the cluster's cleanup, each node's status and log tail). It returns how
+// long the condition took, for the log; never assert on it.
 func Eventually(t testing.TB, timeout time.Duration, what string, f func() error) time.Duration {
 	t.Helper()
+	timeout = max(timeout, MinWait)
 	start := time.Now()
 	var last error
 	tries := 0
