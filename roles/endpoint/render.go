@@ -139,9 +139,21 @@ func renderHAProxy(in haproxyInput) string {
 		if !f.OneActive {
 			w("  balance roundrobin")
 		}
+		tls := in.Des.TLSAddrs != nil
+		for _, be := range f.Backends {
+			tls = tls && in.Des.TLSAddrs[be.Addr]
+		}
+		if tls {
+			// A TLS API (cloudd, LXD): the check completes a handshake and
+			// one HTTP request, so the server logs nothing; any HTTP answer
+			// (even 401/403/404) shows the API serves.
+			w("  option httpchk")
+			w("  http-check send meth GET uri /1.0")
+			w("  http-check expect rstatus ^[234]")
+		}
 		for i, be := range f.Backends {
 			line := fmt.Sprintf("  server %s %s check", cfgName(be.Node), be.Addr)
-			if in.Des.TLSAddrs[be.Addr] {
+			if tls {
 				line += " check-ssl verify none"
 			}
 			if f.OneActive && i > 0 {
