@@ -22,11 +22,11 @@ var errForbidden = errors.New("refused")
 
 // planTimeout bounds a preflight plan call with its large exchange; a path
 // that drops large packets stalls it until then.
-const planTimeout = 10 * time.Second
+const planTimeout = preflight.ExchangeTimeout + 5*time.Second
 
 // probeTimeout bounds a member's dial back (blocked ports cost a dial
 // timeout each, a path that drops large packets a few exchanges).
-const probeTimeout = 50 * time.Second
+const probeTimeout = 75 * time.Second
 
 // untrusted POSTs in to https://addr/1.0/path as a joiner: over TLS pinned
 // to fp, without a client certificate, from the local address (nil: any),
@@ -231,7 +231,7 @@ func (j joiner) diagnose(ctx context.Context, name, addr string, req preflight.J
 		return preflight.Findings{preflight.Unreached(j.node.Name, name, cp, err, false)}
 	}
 	largest := preflight.LargestPacket(ctx, j.mtu, func(ctx context.Context, mss int) error {
-		_, _, _, err := j.plan(ctx, addr, req, mss, preflight.DialTimeout+2*time.Second)
+		_, _, _, err := j.plan(ctx, addr, req, mss, preflight.SearchTimeout+2*time.Second)
 		return err
 	})
 	if largest > 0 {

@@ -55,7 +55,7 @@ func (d *Daemon) preflightEndpoints() []rest.Endpoint {
 
 // preflightTimeout bounds one member's checks of the others (a blocked port
 // costs a dial timeout, a path that drops large packets a few exchanges).
-const preflightTimeout = 40 * time.Second
+const preflightTimeout = 60 * time.Second
 
 // decodeUntrusted decodes the body of an untrusted preflight request and
 // checks its join secret. A bad secret gets a refusal that says nothing else.
@@ -230,7 +230,7 @@ func (d *Daemon) dialBack(ctx context.Context, self string, jn driver.Node, port
 			if i == 0 {
 				size = preflight.PadSize
 			}
-			err := preflight.DialBack(ctx, addr, nonce, size, 0)
+			err := preflight.DialBack(ctx, addr, nonce, size, 0, preflight.ExchangeTimeout)
 			if err == nil {
 				out[i] = preflight.Reached(self, jn.Name, p)
 				if i == 0 {
@@ -242,7 +242,7 @@ func (d *Daemon) dialBack(ctx context.Context, self string, jn driver.Node, port
 				// The port answers but the large exchange does not pass.
 				mtu := preflight.InterfaceMTU(localIPFor(addr))
 				largest := preflight.LargestPacket(ctx, mtu, func(ctx context.Context, mss int) error {
-					return preflight.DialBack(ctx, addr, nonce, preflight.PadSize, mss)
+					return preflight.DialBack(ctx, addr, nonce, preflight.PadSize, mss, preflight.SearchTimeout)
 				})
 				if largest > 0 {
 					out[i] = preflight.Reached(self, jn.Name, p)
@@ -287,21 +287,21 @@ func (d *Daemon) handlePreflightEcho(s *state.State, r *http.Request) response.R
 
 // echoClient is a client for another member's cloudd on a fresh connection
 // whose TCP segments are clamped to mss (0: not clamped).
-func echoClient(s *state.State, mss int) (*http.Client, error) {
+func echoClient(s *state.State, mss int, timeout time.Duration) (*http.Client, error) {
 	fp, err := clusterFingerprint(s)
 	if err != nil {
 		return nil, err
 	}
 	dialer := preflight.Dialer(mss, nil)
 	tr := &http.Transport{TLSClientConfig: client.PinnedTLS(fp, s.ServerCert().KeyPair()), DialContext: dialer.DialContext, DisableKeepAlives: true}
-	return &http.Client{Transport: tr, Timeout: 2 * preflight.DialTimeout}, nil
+	return &http.Client{Transport: tr, Timeout: timeout}, nil
 }
 
 // echo makes one large exchange with the member at addr and returns its
 // answer and the local clock before and after.
-func echo(ctx context.Context, s *state.State, addr string, mss int) (preflight.ProbeResult, time.Time, time.Time, error) {
+func echo(ctx context.Context, s *state.State, addr string, mss int, timeout time.Duration) (preflight.ProbeResult, time.Time, time.Time, error) {
 	var res preflight.ProbeResult
-	hc, err := echoClient(s, mss)
+	hc, err := echoClient(s, mss, timeout)
 	if err != nil {
 		return res, time.Time{}, time.Time{}, err
 	}
@@ -380,7 +380,7 @@ func (d *Daemon) checkPeers(ctx context.Context, s *state.State) (preflight.Find
 
 // checkCloudd checks another member's cloudd port: reach, path MTU, clock.
 func (d *Daemon) checkCloudd(ctx context.Context, s *state.State, self, m driver.Node, p preflight.PortSpec) preflight.Findings {
-	res, sent, recv, err := echo(ctx, s, m.Address, 0)
+	res, sent, recv, err := echo(ctx, s, m.Address, 0, preflight.ExchangeTimeout)
 	mtu := preflight.InterfaceMTU(self.IP)
 	if err == nil {
 		off, unc := preflight.Offset(sent, res.Time, recv)
@@ -390,7 +390,7 @@ func (d *Daemon) checkCloudd(ctx context.Context, s *state.State, self, m driver
 		return preflight.Findings{preflight.Unreached(self.Name, m.Name, p, derr, false)}
 	}
 	largest := preflight.LargestPacket(ctx, mtu, func(ctx context.Context, mss int) error {
-		_, _, _, err := echo(ctx, s, m.Address, mss)
+		_, _, _, err := echo(ctx, s, m.Address, mss, preflight.SearchTimeout)
 		return err
 	})
 	if largest > 0 {
@@ -452,11 +452,10 @@ func (d *Daemon) handlePreflightCluster(s *state.State, r *http.Request) respons
 	if err != nil {
 		return response.SmartError(err)
 	}
-	hc, err := echoClient(s, 0)
+	hc, err := echoClient(s, 0, preflightTimeout+10*time.Second)
 	if err != nil {
 		return response.SmartError(err)
 	}
-	hc.Timeout = preflightTimeout + 10*time.Second
 	rep := preflight.Report{Members: make([]preflight.MemberReport, len(env.Nodes)), Findings: preflight.Findings{}}
 	answers := make([]peersAnswer, len(env.Nodes))
 	var wg sync.WaitGroup

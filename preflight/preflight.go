@@ -79,7 +79,8 @@ func (f Finding) Text() string {
 // Findings is a list of findings.
 type Findings []Finding
 
-// Worst is the worst severity among fs (OK when empty).
+// Worst is the worst severity among fs: Fail, Warn, else OK (a check that
+// could not be made is not a problem).
 func (fs Findings) Worst() Severity {
 	w := OK
 	for _, f := range fs {
@@ -96,8 +97,6 @@ func rank(s Severity) int {
 		return 3
 	case Warn:
 		return 2
-	case Skip:
-		return 1
 	}
 	return 0
 }

@@ -20,8 +20,15 @@ import (
 // something else listens there.
 var ErrWrongAnswer = errors.New("not a cloudctl preflight listener")
 
-// DialTimeout bounds one dial or one echo exchange of a probe.
-const DialTimeout = 3 * time.Second
+// Deadlines of the probes. A dial is answered by the kernel, so a few
+// seconds without an answer mean the packets are dropped. A full-size
+// exchange gets more, for machines under load; each try of the MTU search
+// (after a full-size exchange failed) gets less.
+const (
+	DialTimeout     = 3 * time.Second
+	ExchangeTimeout = 15 * time.Second
+	SearchTimeout   = 5 * time.Second
+)
 
 const (
 	helloPrefix = "CLOUDCTL-PREFLIGHT "
@@ -104,7 +111,7 @@ func (e *Echo) Serve(ln net.Listener) {
 
 func (e *Echo) answer(conn net.Conn) {
 	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(2 * DialTimeout))
+	_ = conn.SetDeadline(time.Now().Add(ExchangeTimeout))
 	r := bufio.NewReaderSize(conn, 256)
 	line, err := readLine(r)
 	if err != nil {
@@ -204,9 +211,10 @@ func Dial(ctx context.Context, addr string) error {
 }
 
 // DialBack dials a joiner's echo listener at addr, says the nonce and
-// exchanges size bytes each way, with segments clamped to mss (0: none).
-func DialBack(ctx context.Context, addr, nonce string, size, mss int) error {
-	ctx, cancel := context.WithTimeout(ctx, DialTimeout)
+// exchanges size bytes each way, with segments clamped to mss (0: none),
+// within timeout.
+func DialBack(ctx context.Context, addr, nonce string, size, mss int, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	conn, err := Dialer(mss, nil).DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -246,13 +254,13 @@ func DialBack(ctx context.Context, addr, nonce string, size, mss int) error {
 // full-size exchange failed: exchange(ctx, mss) repeats that exchange with
 // segments clamped to mss. It returns 0 when even the smallest segments do
 // not pass (not an MTU problem), else the largest packet size seen to pass,
-// to within 32 bytes of mtu, the interface's MTU.
+// to within 64 bytes (the search makes at most five tries).
 func LargestPacket(ctx context.Context, mtu int, exchange func(ctx context.Context, mss int) error) int {
 	if exchange(ctx, minMSS) != nil {
 		return 0
 	}
 	lo, hi := minMSS, mtu-tcpIPHeaders
-	for hi-lo > 32 && ctx.Err() == nil {
+	for hi-lo > 64 && ctx.Err() == nil {
 		mid := (lo + hi) / 2
 		if exchange(ctx, mid) == nil {
 			lo = mid

@@ -110,9 +110,11 @@ func Reached(from, to string, p PortSpec) Finding {
 }
 
 // Unreached is the finding of a failed dial from from to to on p; err is
-// the dial's error. A refused connection to a service that may not have
-// started yet (refusedOK) is a warning: the host answered, so no firewall
-// drops the traffic, but one that rejects with a reset looks the same.
+// the dial's error. A refused connection to a port that listens only at
+// times (refusedOK: a member's service port, such as Galera's state
+// transfer ports) is not a failure: the host answered, so no firewall drops
+// the traffic; one that rejects with a reset looks the same, which the
+// finding (Skip) says.
 func Unreached(from, to string, p PortSpec, err error, refusedOK bool) Finding {
 	f := Finding{Check: CheckReach, From: from, To: to, Port: p.Port, Proto: p.Proto, Purpose: p.Purpose, Severity: Fail}
 	switch {
@@ -120,9 +122,8 @@ func Unreached(from, to string, p PortSpec, err error, refusedOK bool) Finding {
 		f.Message = fmt.Sprintf("%s reaches port %s on %s but something other than cloudctl answers there (%s)", from, p, to, p.Purpose)
 		f.Fix = fmt.Sprintf("stop what listens on port %d of %s, or give this node another address", p.Port, to)
 	case isRefused(err) && refusedOK:
-		f.Severity = Warn
-		f.Message = fmt.Sprintf("nothing listens on port %s of %s yet (%s), as seen from %s", p, to, p.Purpose, from)
-		f.Fix = fmt.Sprintf("nothing to do if that service has not started yet; otherwise make sure no firewall on %s rejects port %d", to, p.Port)
+		f.Severity = Skip
+		f.Message = fmt.Sprintf("nothing listens on port %s of %s now (%s): %s reaches %s, which answers with a reset, but a firewall that rejects with a reset would look the same", p, to, p.Purpose, from, to)
 	case isRefused(err):
 		f.Message = fmt.Sprintf("%s cannot reach %s on port %s (%s): the connection is refused", from, to, p, p.Purpose)
 		f.Fix = fmt.Sprintf("open port %d/%s from %s to %s in the firewall", p.Port, p.Proto, from, to)
