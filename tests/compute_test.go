@@ -50,7 +50,7 @@ func TestCompute(t *testing.T) {
 		return membersOnline(l, "node1")
 	})
 	t.Logf("bootstrap to LXD member online: %s", time.Since(t0).Round(time.Millisecond))
-	c1 := lxdOf(t, n1)
+	c1 := lxdOf(ctx, t, n1)
 	harness.Eventually(t, time.Minute, "default profile has the root disk and eth0", func() error {
 		p, _, err := c1.GetProfile("default")
 		if err != nil {
@@ -307,9 +307,9 @@ func membersOnline(l api.Layer, names ...string) error {
 
 // lxdOf connects to a node's LXD over its unix socket (a path, reachable
 // from the test's namespace; no network).
-func lxdOf(t testing.TB, nd *harness.Node) lxd.InstanceServer {
+func lxdOf(ctx context.Context, t testing.TB, nd *harness.Node) lxd.InstanceServer {
 	t.Helper()
-	c, err := lxd.ConnectLXDUnix(filepath.Join(nd.StateDir, "compute", "lxd", "unix.socket"), nil)
+	c, err := lxd.ConnectLXDUnixWithContext(ctx, filepath.Join(nd.StateDir, "compute", "lxd", "unix.socket"), nil)
 	if err != nil {
 		t.Fatalf("connect to %s's LXD: %v", nd.Name, err)
 	}

@@ -62,6 +62,8 @@ func (p sockPeers) Get(ctx context.Context, node, path string, out any) error {
 }
 
 func agentCall(ctx context.Context, root, node, method, path string, body any, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
 	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", agentSocket(root, node))

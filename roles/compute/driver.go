@@ -3,6 +3,7 @@ package compute
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -31,12 +32,13 @@ type Driver struct {
 	// RBDPresent reports whether the kernel's rbd module is loaded.
 	RBDPresent func() bool
 
-	mu       sync.Mutex
-	dir      string
-	kvm      *hwprobe.KVM
-	readyIn  time.Duration
-	joinedIn time.Duration
-	sup      *supervisor.Supervisor
+	mu        sync.Mutex
+	dir       string
+	startedAt time.Time
+	kvm       *hwprobe.KVM
+	readyIn   time.Duration
+	joinedIn  time.Duration
+	sup       *supervisor.Supervisor
 }
 
 // New returns the compute driver.
@@ -167,24 +169,52 @@ func (d *Driver) start(ctx context.Context, env *driver.Env, p paths, step func(
 		if err := env.Sup.Start(spec); err != nil {
 			return nil, fmt.Errorf("start LXD: %w", err)
 		}
+		d.mu.Lock()
+		d.startedAt = time.Now()
+		d.mu.Unlock()
 	}
-	t0 := time.Now()
-	wctx, cancel := context.WithTimeout(ctx, startTimeout(env))
+	// Wait a little here; LXD waiting for its cluster database (members
+	// down) must not hold the loop and the other roles: come back later.
+	wctx, cancel := context.WithTimeout(ctx, readyWait)
 	defer cancel()
-	c, err := waitReady(wctx, p, env.Sup)
+	c, err := waitReady(ctx, wctx, p, env.Sup)
+	d.mu.Lock()
+	since := time.Since(d.startedAt)
+	d.mu.Unlock()
 	if err != nil {
-		return nil, err
+		if since < startTimeout(env) && ctx.Err() == nil {
+			step(driver.Step{Name: "start LXD", State: "waiting", Detail: "LXD is not ready yet (it may wait for other LXD members)"})
+			return nil, errNotReady
+		}
+		return nil, fmt.Errorf("LXD not ready %s after its start: %w", since.Round(time.Second), err)
 	}
 	d.mu.Lock()
-	d.readyIn = time.Since(t0)
+	d.readyIn = since
 	d.mu.Unlock()
-	env.Log.Info("compute: LXD ready", "in", time.Since(t0).Round(time.Millisecond))
+	env.Log.Info("compute: LXD ready", "in", since.Round(time.Millisecond))
 	step(driver.Step{Name: "start LXD", State: "done"})
 	return c, nil
 }
 
+// readyWait is how long one round waits for LXD to become ready.
+const readyWait = 15 * time.Second
+
+// errNotReady means LXD runs but is not ready yet: try again next round.
+var errNotReady = errors.New("LXD is not ready yet")
+
+// notReady turns errNotReady into a quiet retry.
+func notReady(err error) (driver.Result, error) {
+	if errors.Is(err, errNotReady) {
+		return driver.Result{Again: 2 * time.Second}, nil
+	}
+	return driver.Result{Again: 5 * time.Second}, err
+}
+
 // Converge implements driver.Driver.
 func (d *Driver) Converge(ctx context.Context, env *driver.Env, step func(driver.Step)) (driver.Result, error) {
+	// A round ends, whatever LXD does: evacuations are the longest step.
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Minute)
+	defer cancel()
 	p := pathsIn(env.Dir)
 	d.mu.Lock()
 	d.dir = env.Dir
@@ -194,7 +224,7 @@ func (d *Driver) Converge(ctx context.Context, env *driver.Env, step func(driver
 	}
 	c, err := d.start(ctx, env, p, step)
 	if err != nil {
-		return driver.Result{Again: 5 * time.Second}, err
+		return notReady(err)
 	}
 	addr := net.JoinHostPort(env.Local.IP, strconv.Itoa(lxdPort(env)))
 	srv, etag, err := c.GetServer()
@@ -262,7 +292,7 @@ func (d *Driver) cluster(ctx context.Context, env *driver.Env, c lxd.InstanceSer
 		if err != nil {
 			return driver.Result{Again: 5 * time.Second}, fmt.Errorf("enable LXD clustering: %w", err)
 		}
-		if err := wait(ctx, op, "enable LXD clustering"); err != nil {
+		if err := wait(bounded(ctx, 2*time.Minute), op, "enable LXD clustering"); err != nil {
 			return driver.Result{Again: 5 * time.Second}, err
 		}
 		step(driver.Step{Name: "form the LXD cluster", State: "done"})
@@ -283,7 +313,7 @@ func (d *Driver) cluster(ctx context.Context, env *driver.Env, c lxd.InstanceSer
 		if err != nil {
 			return driver.Result{Again: 5 * time.Second}, fmt.Errorf("join the LXD cluster through %s: %w", dec.Via, err)
 		}
-		if err := wait(ctx, op, "join the LXD cluster through "+dec.Via); err != nil {
+		if err := wait(bounded(ctx, 2*time.Minute), op, "join the LXD cluster through "+dec.Via); err != nil {
 			return driver.Result{Again: 5 * time.Second}, err
 		}
 		step(driver.Step{Name: "join the LXD cluster", State: "done"})
@@ -424,7 +454,7 @@ func (d *Driver) leave(ctx context.Context, env *driver.Env, p paths, step func(
 	}
 	c, err := d.start(ctx, env, p, step)
 	if err != nil {
-		return driver.Result{Again: 5 * time.Second}, err
+		return notReady(err)
 	}
 	srv, _, err := c.GetServer()
 	if err != nil {
@@ -451,7 +481,7 @@ func (d *Driver) leave(ctx context.Context, env *driver.Env, p paths, step func(
 				step(driver.Step{Name: "evacuate LXD instances", State: "running", Detail: fmt.Sprintf("%d instance(s)", n)})
 				op, err := c.UpdateClusterMemberState(me, lxdapi.ClusterMemberStatePost{Action: "evacuate"})
 				if err == nil {
-					err = wait(ctx, op, "evacuate "+me)
+					err = wait(bounded(ctx, 10*time.Minute), op, "evacuate "+me)
 				}
 				if err != nil {
 					step(driver.Step{Name: "evacuate LXD instances", State: "failed", Detail: err.Error()})
@@ -469,8 +499,8 @@ func (d *Driver) leave(ctx context.Context, env *driver.Env, p paths, step func(
 	}
 	// LXD restarts itself standalone after leaving: wait for it, then stop
 	// it; SIGPWR (which stops instances first) only when some are left.
-	wctx, cancel := context.WithTimeout(ctx, startTimeout(env))
-	c, err = waitReady(wctx, p, env.Sup)
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	c, err = waitReady(ctx, wctx, p, env.Sup)
 	cancel()
 	if err != nil {
 		return driver.Result{Again: 5 * time.Second}, err

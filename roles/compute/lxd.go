@@ -112,10 +112,11 @@ func ensureCgroup() (bool, error) {
 	return true, nil
 }
 
-// connect opens LXD's unix socket. The client outlives ctx (it is used for
-// the rest of a round); operations take their own context.
-func connect(_ context.Context, p paths) (lxd.InstanceServer, error) {
-	c, err := lxd.ConnectLXDUnix(p.socket(), &lxd.ConnectionArgs{SkipGetServer: true})
+// connect opens LXD's unix socket. Every request of the returned client
+// ends with ctx: a hung LXD (waiting for its cluster database) cannot hold
+// a status request or a reconcile round past its deadline.
+func connect(ctx context.Context, p paths) (lxd.InstanceServer, error) {
+	c, err := lxd.ConnectLXDUnixWithContext(ctx, p.socket(), &lxd.ConnectionArgs{SkipGetServer: true})
 	if err != nil {
 		return nil, fmt.Errorf("connect to LXD at %s: %w", p.socket(), err)
 	}
@@ -134,20 +135,21 @@ func ready(ctx context.Context, p paths) (lxd.InstanceServer, error) {
 	return c, nil
 }
 
-// waitReady waits until LXD is ready or ctx ends.
-func waitReady(ctx context.Context, p paths, sup *supervisor.Supervisor) (lxd.InstanceServer, error) {
+// waitReady waits until LXD is ready or wctx ends; the client it returns
+// lives as long as ctx.
+func waitReady(ctx, wctx context.Context, p paths, sup *supervisor.Supervisor) (lxd.InstanceServer, error) {
 	var last error
 	for {
-		c, err := ready(ctx, p)
+		_, err := ready(wctx, p)
 		if err == nil {
-			return c, nil
+			return connect(ctx, p)
 		}
 		last = err
 		if _, ok := sup.Status(serviceName); !ok {
 			return nil, fmt.Errorf("LXD exited while starting (see %s): %w", p.log, last)
 		}
 		select {
-		case <-ctx.Done():
+		case <-wctx.Done():
 			return nil, fmt.Errorf("LXD did not become ready (see %s): %w", p.log, last)
 		case <-time.After(100 * time.Millisecond):
 		}
@@ -170,6 +172,14 @@ func rssKiB(pid int) int64 {
 		}
 	}
 	return 0
+}
+
+// bounded is ctx limited to d; its cancel runs when ctx ends or d passes
+// (a timer), so callers need not keep it.
+func bounded(ctx context.Context, d time.Duration) context.Context {
+	c, cancel := context.WithTimeout(ctx, d)
+	go func() { <-c.Done(); cancel() }()
+	return c
 }
 
 // wait waits for an LXD operation with ctx.

@@ -176,7 +176,9 @@ func (r *rig) kill(nd *rigNode) {
 }
 
 func (r *rig) lxd(nd *rigNode) lxd.InstanceServer {
-	c, err := lxd.ConnectLXDUnix(pathsIn(filepath.Join(r.root, nd.name, "compute")).socket(), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	r.t.Cleanup(cancel)
+	c, err := lxd.ConnectLXDUnixWithContext(ctx, pathsIn(filepath.Join(r.root, nd.name, "compute")).socket(), nil)
 	if err != nil {
 		r.t.Fatalf("connect to %s's LXD: %v", nd.name, err)
 	}
