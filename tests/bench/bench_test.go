@@ -50,6 +50,14 @@ type bench struct {
 	start  time.Time
 	// kept are 1-node clusters from the bootstrap phase, measured at rest.
 	kept map[string]*Cluster
+	logf func(format string, args ...any)
+}
+
+// step logs progress with the run's elapsed time.
+func (b *bench) step(format string, args ...any) {
+	if b.logf != nil {
+		b.logf("[%s] %s", time.Since(b.start).Round(time.Second), fmt.Sprintf(format, args...))
+	}
 }
 
 func TestBench(t *testing.T) {
@@ -102,6 +110,7 @@ func TestBench(t *testing.T) {
 	b.cp = roles.Compute
 	b.header()
 	only := os.Getenv("CLOUDBENCH_ONLY")
+	b.logf = t.Logf
 	phase := func(name string, f func() error) {
 		if only != "" && !strings.Contains(","+only+",", ","+name+",") {
 			return
@@ -447,6 +456,55 @@ func layerHA(st api.Status, layer string) error {
 		return fmt.Errorf("%s HA %s: %s", layer, l.HA, l.Reason)
 	}
 	return nil
+}
+
+// haLayers are the built layers whose HA verdict is yes.
+func haLayers(st api.Status) map[string]bool {
+	out := map[string]bool{}
+	for _, l := range st.Layers {
+		if l.Built && l.HA == api.HAYes {
+			out[l.Name] = true
+		}
+	}
+	return out
+}
+
+// haBack is nil when every layer of want is HA again in st.
+func haBack(st api.Status, want map[string]bool) error {
+	got := haLayers(st)
+	var missing []string
+	for _, k := range sortedKeys(want) {
+		if !got[k] {
+			l := st.Layer(k)
+			if l == nil {
+				missing = append(missing, k+": absent")
+				continue
+			}
+			missing = append(missing, fmt.Sprintf("%s: HA %s (%s)", k, l.HA, l.Reason))
+		}
+	}
+	if len(missing) > 0 {
+		return errors.New(strings.Join(missing, "; "))
+	}
+	return nil
+}
+
+// anyStatus is the status from the first node that answers.
+func (b *bench) anyStatus(c *Cluster) (api.Status, error) {
+	var st api.Status
+	var err error
+	for _, nd := range c.Nodes {
+		if nd.Exited() {
+			continue
+		}
+		if st, err = b.status(nd); err == nil {
+			return st, nil
+		}
+	}
+	if err == nil {
+		err = errors.New("no node runs")
+	}
+	return st, err
 }
 
 func voters(st api.Status) int {
