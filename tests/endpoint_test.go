@@ -464,6 +464,20 @@ func TestEndpointCloudd(t *testing.T) {
 	c := harness.New(t, 4)
 	n1, n2, n3, client := c.Node(1), c.Node(2), c.Node(3), c.Node(4)
 	cands := []*harness.Node{n1, n2, n3}
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		for _, nd := range cands {
+			for _, f := range []string{"keepalived.log", "haproxy.log", "health"} {
+				b, _ := os.ReadFile(filepath.Join(nd.StateDir, "endpoint", f))
+				if len(b) > 3000 {
+					b = b[len(b)-3000:]
+				}
+				t.Logf("---- %s endpoint/%s ----\n%s", nd.Name, f, b)
+			}
+		}
+	})
 	ctx := context.Background()
 	bin := buildEndpointNode(t, c.Dir())
 	w := dbwriter(t)
@@ -562,8 +576,14 @@ func TestEndpointCloudd(t *testing.T) {
 			return err
 		}
 		for _, cs := range det.Candidates {
-			if cs.Name == hn.Name && cs.View != nil && cs.View.Active && cs.View.Healthy {
+			if cs.Name != hn.Name {
+				continue
+			}
+			if cs.View != nil && cs.View.Active && cs.View.Healthy {
 				return nil
+			}
+			if cs.View != nil {
+				return fmt.Errorf("%s not an active healthy candidate: %+v", hn.Name, *cs.View)
 			}
 		}
 		return fmt.Errorf("%s not an active healthy candidate: %+v", hn.Name, det)
@@ -630,6 +650,13 @@ func TestEndpointCloudd(t *testing.T) {
 	for _, nd := range cands {
 		if p, err := mariadbPid(nd); err != nil || p != pids[nd.Name] {
 			t.Fatalf("mariadbd on %s restarted while the floating address changed (%d → %d, %v)", nd.Name, pids[nd.Name], p, err)
+		}
+	}
+	// HAProxy's checks of the cloudd API complete a TLS handshake and a request: cloudd logs no handshake errors.
+	for _, nd := range cands {
+		b, _ := os.ReadFile(nd.LogPath)
+		if n := strings.Count(string(b), "TLS handshake error"); n > 0 {
+			t.Errorf("%s's cloudd logged %d TLS handshake errors", nd.Name, n)
 		}
 	}
 }
