@@ -141,7 +141,11 @@ func (HostSystem) Dial(ctx context.Context, addr string) error {
 	var dl net.Dialer
 	c, err := dl.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return errors.Unwrap(err)
+		// "connect: connection refused" reads better than the whole OpError.
+		if u := errors.Unwrap(err); u != nil {
+			return u
+		}
+		return err
 	}
 	return c.Close()
 }
