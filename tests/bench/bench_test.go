@@ -507,6 +507,18 @@ func (b *bench) anyStatus(c *Cluster) (api.Status, error) {
 	return st, err
 }
 
+// waitHA waits (untimed) until every layer of want is HA.
+func (b *bench) waitHA(c *Cluster, want map[string]bool) error {
+	_, err := waitFor(b.ctx, 5*time.Minute, "layers HA before the next measurement", func() error {
+		st, err := b.anyStatus(c)
+		if err != nil {
+			return err
+		}
+		return haBack(st, want)
+	})
+	return err
+}
+
 func voters(st api.Status) int {
 	n := 0
 	for _, m := range st.Members {
@@ -522,14 +534,29 @@ func (b *bench) bootstrapCloudd(nd *Node, rs string) (time.Duration, error) {
 	c, cancel := context.WithTimeout(b.ctx, 3*time.Minute)
 	defer cancel()
 	_, took, err := b.cli(c, nd, append([]string{"bootstrap", "--name", nd.Name, "--address", nd.IP, "--role", rs}, roleArgs(rs)...)...)
-	return took, err
+	if err != nil {
+		return took, err
+	}
+	return took, b.addDisk(nd, rs)
 }
 
-// roleArgs are the extra flags a role needs here: storage gets one
-// file-backed OSD (there are no spare disks in a namespace).
+// addDisk gives a storage node one file-backed OSD (a namespace has no
+// spare disk); nothing for other roles.
+func (b *bench) addDisk(nd *Node, rs string) error {
+	if !strings.Contains(rs, string(roles.Storage)) {
+		return nil
+	}
+	c, cancel := context.WithTimeout(b.ctx, 3*time.Minute)
+	defer cancel()
+	_, _, err := b.cli(c, nd, "storage", "disk", "add", nd.Name, "loop:2GiB")
+	return err
+}
+
+// roleArgs are the extra flags a role needs here: storage takes no disk
+// at bootstrap or join (addDisk gives it a file-backed one afterwards).
 func roleArgs(rs string) []string {
 	if strings.Contains(rs, string(roles.Storage)) {
-		return []string{"--disk", "loop:2GiB"}
+		return []string{"--disk", "none"}
 	}
 	return nil
 }
@@ -543,7 +570,10 @@ func (b *bench) joinCloudd(via, nd *Node, rs string) (time.Duration, error) {
 		return 0, err
 	}
 	_, took, err := b.cli(c, nd, append([]string{"cluster", "join", strings.TrimSpace(tok), "--role", rs, "--address", nd.IP}, roleArgs(rs)...)...)
-	return took, err
+	if err != nil {
+		return took, err
+	}
+	return took, b.addDisk(nd, rs)
 }
 
 func (b *bench) bootstrapMicrod(nd *Node) (time.Duration, error) {

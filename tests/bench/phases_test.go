@@ -408,6 +408,7 @@ func (b *bench) phaseRestFailPower() error {
 	form := b.rep.Section("Formation to HA (3 nodes)")
 	form.Intro = []string{"From the start of the third node's join to its layer reporting `HA: yes` in status (dqlite needs 3 voters first)."}
 	var errs []error
+	var formed []named
 	add := func(label string, n int, f func(*Cluster) error) *Cluster {
 		b.step("forming %s", label)
 		c, err := b.lab.NewCluster(b.ctx, n)
@@ -417,8 +418,10 @@ func (b *bench) phaseRestFailPower() error {
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", label, err))
+			c.Close()
 			return nil
 		}
+		formed = append(formed, named{label, c})
 		return c
 	}
 	var P, B, C, A *Cluster
@@ -427,6 +430,7 @@ func (b *bench) phaseRestFailPower() error {
 	type drivenCluster struct {
 		label string
 		c     *Cluster
+		want  map[string]bool
 	}
 	var driven []drivenCluster
 	for _, r := range b.driven {
@@ -448,7 +452,7 @@ func (b *bench) phaseRestFailPower() error {
 		if c == nil {
 			continue
 		}
-		driven = append(driven, drivenCluster{label, c})
+		driven = append(driven, drivenCluster{label, c, map[string]bool{api.LayerClusterDB: true, layerOf(r): true}})
 		switch r {
 		case roles.Control:
 			C = c
@@ -458,12 +462,7 @@ func (b *bench) phaseRestFailPower() error {
 	}
 	// At rest: everything formed, then a settling pause (not an assertion),
 	// then six 10 s windows over every process the harness started.
-	var rest []named
-	for _, n := range clusters {
-		if n.c != nil && len(n.c.Nodes) > 0 && !n.c.Nodes[0].Exited() {
-			rest = append(rest, n)
-		}
-	}
+	rest := append([]named(nil), formed...)
 	for _, k := range sortedKeys(b.kept) {
 		rest = append(rest, named{k, b.kept[k]})
 	}
@@ -481,7 +480,7 @@ func (b *bench) phaseRestFailPower() error {
 		}
 	}
 	for _, d := range driven {
-		if err := b.powerCut(d.label, d.c, 2); err != nil {
+		if err := b.powerCut(d.label, d.c, 2, d.want); err != nil {
 			errs = append(errs, err)
 		}
 		if d.c != A {
@@ -693,18 +692,17 @@ func (b *bench) failoverControl(c *Cluster) error {
 				break
 			}
 		}
-		base, err := b.anyStatus(c)
-		if err != nil {
+		want := map[string]bool{api.LayerClusterDB: true, api.LayerControl: true}
+		if err := b.waitHA(c, want); err != nil {
 			return err
 		}
-		want := haLayers(base)
 		b.step("control failover %d: killing %s (HA layers before: %v)", rep+1, leader.Name, sortedKeys(want))
 		cnf, err := b.dbClientConfig(survivor, fmt.Sprintf("fo%d", rep))
 		if err != nil {
 			return err
 		}
-		if err := b.dbWrite(survivor, cnf); err != nil {
-			return fmt.Errorf("control database write before the failover: %w", err)
+		if _, err := waitFor(b.ctx, 2*time.Minute, "control database write before the failover", func() error { return b.dbWrite(survivor, cnf) }); err != nil {
+			return err
 		}
 		leader.PowerOff(b.ctx)
 		t0 := time.Now()
@@ -824,16 +822,14 @@ func (b *bench) dbWrite(nd *Node, cnf string) error {
 
 // powerCut kills every process of every node, starts every cloudd at once,
 // and times each layer's return to HA and the whole `HA: yes`.
-func (b *bench) powerCut(label string, c *Cluster, reps int) error {
+func (b *bench) powerCut(label string, c *Cluster, reps int, want map[string]bool) error {
 	var layers []string
 	per := map[string]*Sample{}
 	all := secs()
 	for rep := 0; rep < reps; rep++ {
-		base, err := b.anyStatus(c)
-		if err != nil {
+		if err := b.waitHA(c, want); err != nil {
 			return err
 		}
-		want := haLayers(base)
 		b.step("%s: power cut %d (HA layers before: %v)", label, rep+1, sortedKeys(want))
 		for _, nd := range c.Nodes {
 			nd.PowerOff(b.ctx)
@@ -845,7 +841,7 @@ func (b *bench) powerCut(label string, c *Cluster, reps int) error {
 			}
 		}
 		seen := map[string]time.Duration{}
-		_, err = waitFor(b.ctx, 5*time.Minute, label+" layers HA again after a power cut", func() error {
+		_, err := waitFor(b.ctx, 5*time.Minute, label+" layers HA again after a power cut", func() error {
 			st, err := b.anyStatus(c)
 			if err != nil {
 				return err
@@ -895,11 +891,10 @@ func (b *bench) powerCut(label string, c *Cluster, reps int) error {
 func (b *bench) powerCutBare(P, B *Cluster, reps int) error {
 	ours, floor, ha := secs(), secs(), secs()
 	for rep := 0; rep < reps; rep++ {
-		base, err := b.anyStatus(P)
-		if err != nil {
+		want := map[string]bool{api.LayerClusterDB: true}
+		if err := b.waitHA(P, want); err != nil {
 			return err
 		}
-		want := haLayers(base)
 		b.step("clouddcore power cut %d", rep+1)
 		for _, nd := range P.Nodes {
 			nd.PowerOff(b.ctx)
