@@ -118,10 +118,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return fmt.Errorf("open microcluster state in %s: %w", d.cfg.StateDir, err)
 	}
 	m.AddServers(d.servers())
+	d.resumeRecovery(m)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go d.sweepLoop(ctx)
+	go d.finishRecovery(ctx)
 	loopDone := make(chan struct{})
 	go func() { d.reconcileLoop(ctx); close(loopDone) }()
 	defer func() {

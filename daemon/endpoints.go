@@ -46,8 +46,10 @@ func (d *Daemon) servers() []rest.Server {
 		// and the answer reveals only whether that secret is usable.
 		{Path: "token-check", Post: rest.EndpointAction{Handler: d.handleTokenCheck, AllowUntrusted: true}},
 	}
+	eps = d.refuseWithoutQuorum(eps)
 	eps = append(eps, d.preflightEndpoints()...)
 	eps = append(eps, d.driverEndpoints()...)
+	eps = append(eps, d.recoverEndpoints()...)
 	return []rest.Server{{
 		CoreAPI:   true,
 		ServeUnix: true,

@@ -152,6 +152,13 @@ func TestStorage(t *testing.T) {
 		if !strings.Contains(out, "loop:4GiB") || !strings.Contains(out, "file-backed: not for production") {
 			t.Fatalf("disk list:\n%s", out)
 		}
+		// Refused disks: one sentence with the reason, nothing recorded.
+		oneSentence(t, n1.Run("storage", "disk", "add", "node1", "/dev/cloudctl-no-such-disk"), "not a block device")
+		oneSentence(t, n1.Run("storage", "disk", "add", "node1", "loop:8"), "needs a unit")
+		oneSentence(t, n1.Run("storage", "disk", "add", "node9", "loop:8GiB"), "not a member")
+		if again := n1.MustRun(t, "storage", "disk", "list"); again != out {
+			t.Fatalf("a refused disk changed the list:\n%s", again)
+		}
 		var pools []api.StoragePool
 		waitStorage(t, n1, time.Minute, "pools from the manifest at size 1", func(l api.Layer, det api.StorageDetails) error {
 			pools = det.Pools

@@ -22,7 +22,7 @@ func newClusterCmd(a *app) *cobra.Command {
 		Use:   "cluster",
 		Short: "Add, join, list and remove cluster members; manage join tokens",
 	}
-	cmd.AddCommand(newClusterAddCmd(a), newClusterJoinCmd(a), newClusterListCmd(a), newClusterRemoveCmd(a), newTokensCmd(a), newClusterPlanCmd(a), newClusterSetCmd(a))
+	cmd.AddCommand(newClusterAddCmd(a), newClusterJoinCmd(a), newClusterListCmd(a), newClusterRemoveCmd(a), newTokensCmd(a), newClusterPlanCmd(a), newClusterSetCmd(a), newClusterRecoverCmd(a))
 	cmd.AddCommand(newClusterCheckCmd(a))
 	return cmd
 }

@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -14,10 +15,21 @@ import (
 // cephConn is a librados connection as client.admin, configured in memory
 // (monitor addresses and the key from the cluster database): nothing is
 // written to disk to open one.
+//
+// A connection is shared by Converge, Status, Guard and the endpoints;
+// librados must never be called on a handle that was shut down (it
+// dereferences it), so every call holds mu for reading and close waits
+// for the calls in flight.
 type cephConn struct {
 	conn    *rados.Conn
 	monHost string
+
+	mu     sync.RWMutex
+	closed bool
 }
+
+// errClosed is a call on a connection that was dropped.
+var errClosed = errors.New("the Ceph connection was closed; try again")
 
 // opTimeout bounds every monitor and OSD operation (seconds).
 const opTimeout = "10"
@@ -68,7 +80,15 @@ func dial(ctx context.Context, monHost, adminKey string) (*cephConn, error) {
 	}
 }
 
-func (c *cephConn) close() { c.conn.Shutdown() }
+// close shuts the connection down once no call is in flight.
+func (c *cephConn) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closed {
+		c.closed = true
+		c.conn.Shutdown()
+	}
+}
 
 // mon runs one monitor command and decodes its JSON answer into out (when not nil).
 func (c *cephConn) mon(ctx context.Context, cmd map[string]any, in []byte, out any) error {
@@ -85,7 +105,15 @@ func (c *cephConn) mon(ctx context.Context, cmd map[string]any, in []byte, out a
 		err error
 	}
 	ch := make(chan result, 1)
+	c.mu.RLock()
+	if c.closed {
+		c.mu.RUnlock()
+		return fmt.Errorf("ceph %s: %w", cmd["prefix"], errClosed)
+	}
 	go func() {
+		// The read lock is held until librados returns, even when the
+		// caller gave up waiting.
+		defer c.mu.RUnlock()
 		var r result
 		if in != nil {
 			r.buf, r.st, r.err = c.conn.MonCommandWithInputBuffer(b, in)
@@ -129,7 +157,7 @@ func (cc *connCache) get(ctx context.Context, monHost, key string) (*cephConn, e
 		return cc.c, nil
 	}
 	if cc.c != nil {
-		cc.c.close()
+		go cc.c.close()
 		cc.c = nil
 	}
 	c, err := dial(ctx, monHost, key)
@@ -140,21 +168,23 @@ func (cc *connCache) get(ctx context.Context, monHost, key string) (*cephConn, e
 	return c, nil
 }
 
+// drop forgets c; it is shut down once the calls in flight on it return.
 func (cc *connCache) drop(c *cephConn) {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
 	if cc.c == c && c != nil {
-		cc.c.close()
+		go c.close()
 		cc.c = nil
 	}
 }
 
 func (cc *connCache) close() {
 	cc.mu.Lock()
-	defer cc.mu.Unlock()
-	if cc.c != nil {
-		cc.c.close()
-		cc.c = nil
+	c := cc.c
+	cc.c = nil
+	cc.mu.Unlock()
+	if c != nil {
+		c.close()
 	}
 }
 

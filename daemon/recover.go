@@ -1,0 +1,536 @@
+package daemon
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/canonical/lxd/lxd/response"
+	lxdapi "github.com/canonical/lxd/shared/api"
+	"github.com/canonical/microcluster/cluster"
+	"github.com/canonical/microcluster/microcluster"
+	"github.com/canonical/microcluster/rest"
+	"github.com/canonical/microcluster/state"
+
+	"github.com/cloudctl/cloudctl/client"
+	"github.com/cloudctl/cloudctl/roles/driver"
+)
+
+// Recovery from the permanent loss of a majority (`cloudctl cluster
+// recover`). The cluster database (dqlite) cannot change its membership
+// without a quorum, and microcluster rewrites it only while the daemon is
+// stopped. So cloudd, asked on its control socket:
+//
+//  1. refuses while a majority of the dqlite voters answers (the cluster then
+//     recovers by itself, and a dead node goes with `cluster remove --force`);
+//  2. records the request in <state-dir>/recover.json, stops its roles and
+//     re-executes itself (same pid, same namespace, same arguments);
+//  3. at start, before microcluster opens the database, rewrites the raft
+//     membership with microcluster's RecoverFromQuorumLoss: this node the
+//     only voter, the lost members spares (their number cannot change there);
+//  4. once the database is open (a quorum of one), removes the lost members
+//     with microcluster's forced removal, so every layer sees a cluster of
+//     one: the control role then bootstraps its Galera instances from this
+//     node alone and records the new membership.
+
+const recoverFileName = "recover.json"
+
+// recoverProbeTimeout bounds how long a member has to answer before it
+// counts as lost.
+const recoverProbeTimeout = 3 * time.Second
+
+func (d *Daemon) recoverPath() string { return filepath.Join(d.cfg.StateDir, recoverFileName) }
+
+func (d *Daemon) readRecovery() (client.Recovery, error) {
+	var r client.Recovery
+	b, err := os.ReadFile(d.recoverPath())
+	if errors.Is(err, os.ErrNotExist) {
+		return r, nil
+	}
+	if err != nil {
+		return r, fmt.Errorf("read %s: %w", d.recoverPath(), err)
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		return r, fmt.Errorf("read %s: %w", d.recoverPath(), err)
+	}
+	return r, nil
+}
+
+func (d *Daemon) writeRecovery(r client.Recovery) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode recovery state: %w", err)
+	}
+	tmp := d.recoverPath() + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("write recovery state: %w", err)
+	}
+	if err := os.Rename(tmp, d.recoverPath()); err != nil {
+		return fmt.Errorf("write recovery state: %w", err)
+	}
+	return nil
+}
+
+// recoverEndpoints serve `cloudctl cluster recover`, on the control socket
+// only. They answer before the database is open: a node that lost its quorum
+// may be restarting with no database.
+func (d *Daemon) recoverEndpoints() []rest.Endpoint {
+	return []rest.Endpoint{{
+		Path:              "recover",
+		AllowedBeforeInit: true,
+		Get:               rest.EndpointAction{Handler: d.handleRecoverGet},
+		Post:              rest.EndpointAction{Handler: d.handleRecoverPost},
+	}}
+}
+
+func localOnly(r *http.Request) error {
+	if r.RemoteAddr != "@" {
+		return lxdapi.StatusErrorf(http.StatusForbidden, "cluster recovery is only answered on the local control socket (root on the survivor)")
+	}
+	return nil
+}
+
+func (d *Daemon) handleRecoverGet(s *state.State, r *http.Request) response.Response {
+	if err := localOnly(r); err != nil {
+		return response.SmartError(err)
+	}
+	rec, err := d.readRecovery()
+	if err != nil {
+		return response.SmartError(err)
+	}
+	return response.SyncResponse(true, rec)
+}
+
+// handleRecoverPost checks that a majority is lost, records the request and
+// restarts cloudd into the recovery.
+func (d *Daemon) handleRecoverPost(s *state.State, r *http.Request) response.Response {
+	if err := localOnly(r); err != nil {
+		return response.SmartError(err)
+	}
+	ctx, cancel := reqCtx(s, r)
+	defer cancel()
+	if prev, err := d.readRecovery(); err != nil {
+		return response.SmartError(err)
+	} else if prev.State == client.RecoveryRequested || prev.State == client.RecoveryRestarted {
+		return response.SmartError(lxdapi.StatusErrorf(http.StatusConflict, "a recovery is already under way on this node (state %s, asked %s): wait for it; `cloudctl status` shows the cluster", prev.State, prev.RequestedAt.UTC().Format(time.RFC3339)))
+	}
+	rec, err := d.planRecovery(ctx, s)
+	if err != nil {
+		return response.SmartError(err)
+	}
+	if err := d.writeRecovery(rec); err != nil {
+		return response.SmartError(err)
+	}
+	d.log.Warn("cluster recovery requested: this node rebuilds the cluster alone", "survivor", rec.Survivor, "dropped", rec.Dropped, "reachable_voters", rec.Reachable, "voters", rec.Voters)
+	return response.ManualResponse(func(w http.ResponseWriter) error {
+		if err := response.SyncResponse(true, rec).Render(w); err != nil {
+			return err
+		}
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush()
+		}
+		go d.restartForRecovery()
+		return nil
+	})
+}
+
+// planRecovery decides who survives and who is dropped, or refuses with the
+// reason when a majority of the cluster database voters still answers.
+func (d *Daemon) planRecovery(ctx context.Context, s *state.State) (client.Recovery, error) {
+	rec := client.Recovery{State: client.RecoveryRequested, Survivor: s.Name(), RequestedAt: time.Now().UTC()}
+	if s.Address() == nil || s.Address().URL.Host == "" || s.Name() == "" {
+		return rec, lxdapi.StatusErrorf(http.StatusConflict, "this node is not part of a cluster: there is nothing to recover")
+	}
+	m, err := microcluster.App(microcluster.Args{StateDir: d.cfg.StateDir})
+	if err != nil {
+		return rec, fmt.Errorf("open microcluster state: %w", err)
+	}
+	members, err := m.GetDqliteClusterMembers()
+	if err != nil {
+		return rec, fmt.Errorf("read the cluster database membership: %w", err)
+	}
+	if len(members) < 2 {
+		return rec, lxdapi.StatusErrorf(http.StatusConflict, "refusing to recover: %s is the only member of its cluster database, so there is nothing to recover", s.Name())
+	}
+	self := s.Address().URL.Host
+	answers := d.probeAll(ctx, s, members, self)
+	voters := 0
+	for _, mb := range members {
+		if mb.Role == "voter" {
+			voters++
+		}
+	}
+	countAll := voters == 0
+	if countAll {
+		voters = len(members)
+	}
+	reachable := 0
+	for _, mb := range members {
+		isVoter := countAll || mb.Role == "voter"
+		if answers[mb.Address] {
+			if isVoter {
+				reachable++
+				rec.Reachable = append(rec.Reachable, mb.Name)
+			}
+			continue
+		}
+		rec.Dropped = append(rec.Dropped, mb.Name)
+	}
+	sort.Strings(rec.Reachable)
+	sort.Strings(rec.Dropped)
+	rec.Voters = voters
+	if reachable*2 > voters {
+		return rec, lxdapi.StatusErrorf(http.StatusConflict, "refusing to recover: %d of %d cluster database voters answer (%s), a majority, so the cluster keeps working and heals by itself; to replace a node that will never return, run `cloudctl cluster remove NAME --force`", reachable, voters, strings.Join(rec.Reachable, ", "))
+	}
+	if len(rec.Reachable) > 1 || len(rec.Dropped) == len(members) {
+		// Another member answers but together we are no majority: rebuilding
+		// from one of us would leave the other behind with different data.
+		return rec, lxdapi.StatusErrorf(http.StatusConflict, "refusing to recover: %s answer but are no majority of the %d voters; stop cloudd on all but one of them first, then run `cloudctl cluster recover` on the one left", strings.Join(rec.Reachable, " and "), voters)
+	}
+	// The database may answer after all (a quorum of spares promoted): then
+	// nothing is lost.
+	if s.Database != nil && s.Database.IsOpen(ctx) == nil {
+		qctx, cancel := context.WithTimeout(ctx, recoverProbeTimeout)
+		err := s.Database.Transaction(qctx, func(ctx context.Context, tx *sql.Tx) error {
+			_, err := tx.ExecContext(ctx, `SELECT 1`)
+			return err
+		})
+		cancel()
+		if err == nil {
+			return rec, lxdapi.StatusErrorf(http.StatusConflict, "refusing to recover: the cluster database still answers with a quorum; remove dead nodes with `cloudctl cluster remove NAME --force`")
+		}
+	}
+	return rec, nil
+}
+
+// probeAll asks every member's cloudd whether it answers at all (any HTTP
+// answer counts: a member that answers is not lost).
+func (d *Daemon) probeAll(ctx context.Context, s *state.State, members []cluster.DqliteMember, self string) map[string]bool {
+	out := map[string]bool{self: true}
+	hc, err := peerHTTP(s, recoverProbeTimeout)
+	if err != nil {
+		return out
+	}
+	defer hc.CloseIdleConnections()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, mb := range members {
+		if mb.Address == self {
+			continue
+		}
+		wg.Add(1)
+		go func(addr string) {
+			defer wg.Done()
+			pctx, cancel := context.WithTimeout(ctx, recoverProbeTimeout)
+			defer cancel()
+			req, err := http.NewRequestWithContext(pctx, http.MethodGet, "https://"+addr+"/cluster/1.0", nil)
+			if err != nil {
+				return
+			}
+			resp, err := hc.Do(req)
+			if err != nil {
+				return
+			}
+			resp.Body.Close()
+			mu.Lock()
+			out[addr] = true
+			mu.Unlock()
+		}(mb.Address)
+	}
+	wg.Wait()
+	return out
+}
+
+// restartForRecovery stops the roles and re-executes cloudd: microcluster
+// rewrites the membership only while no daemon runs on the state directory.
+func (d *Daemon) restartForRecovery() {
+	d.leaving.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	d.stopDrivers(ctx)
+	d.sup.StopAll(time.Minute)
+	exe, err := os.Executable()
+	if err != nil {
+		d.failRecovery(fmt.Errorf("find cloudd's own executable to restart it: %w", err))
+		return
+	}
+	d.log.Warn("cluster recovery: restarting cloudd to rewrite the cluster database membership", "exe", exe)
+	// The new process is this one (same pid): whoever supervises cloudd
+	// keeps supervising it.
+	err = syscall.Exec(exe, os.Args, os.Environ())
+	d.failRecovery(fmt.Errorf("restart cloudd: %w", err))
+}
+
+func (d *Daemon) failRecovery(err error) {
+	d.log.Error("cluster recovery failed", "error", err)
+	rec, rerr := d.readRecovery()
+	if rerr != nil {
+		rec = client.Recovery{}
+	}
+	rec.State, rec.Error, rec.FinishedAt = client.RecoveryFailed, err.Error(), time.Now().UTC()
+	if werr := d.writeRecovery(rec); werr != nil {
+		d.log.Error("cannot record the failed recovery", "error", werr)
+	}
+	d.leaving.Store(false)
+	d.kick()
+}
+
+// resumeRecovery runs at start, before microcluster opens the database: a
+// requested recovery rewrites the dqlite membership with this node as the
+// only voter; finishRecovery goes on once the database is open.
+func (d *Daemon) resumeRecovery(m *microcluster.MicroCluster) {
+	rec, err := d.readRecovery()
+	if err != nil {
+		d.log.Error("cluster recovery: unreadable state", "error", err)
+		return
+	}
+	if rec.State == client.RecoveryRestarted {
+		// Interrupted after the rewrite: finishRecovery goes on, with the
+		// roles paused until the lost members are gone.
+		d.leaving.Store(true)
+		return
+	}
+	if rec.State != client.RecoveryRequested {
+		return
+	}
+	d.leaving.Store(true)
+	// This process is the only cloudd on the state directory (the one that
+	// accepted the request replaced itself with it): its socket is stale.
+	sock := filepath.Join(d.cfg.StateDir, "control.socket")
+	if err := os.Remove(sock); err != nil && !errors.Is(err, os.ErrNotExist) {
+		d.failRecovery(fmt.Errorf("remove the stale control socket: %w", err))
+		return
+	}
+	members, err := m.GetDqliteClusterMembers()
+	if err != nil {
+		d.failRecovery(fmt.Errorf("read the cluster database membership: %w", err))
+		return
+	}
+	found := false
+	next := make([]cluster.DqliteMember, 0, len(members))
+	for _, mb := range members {
+		if mb.Name == rec.Survivor {
+			mb.Role, found = "voter", true
+		} else {
+			mb.Role = "spare"
+		}
+		next = append(next, mb)
+	}
+	if !found {
+		d.failRecovery(fmt.Errorf("%s is not in its own cluster database membership: nothing was changed", rec.Survivor))
+		return
+	}
+	tarball, err := m.RecoverFromQuorumLoss(next)
+	if err != nil {
+		d.failRecovery(fmt.Errorf("rewrite the cluster database membership (nothing was changed): %w", err))
+		return
+	}
+	// The tarball is for the other members, and there are none: this node's
+	// database directory already holds the new membership. microcluster
+	// would load it again at start and, with this go-dqlite (its NodeInfo
+	// has no YAML names), fail to find this node in it.
+	if err := os.Remove(tarball); err != nil && !errors.Is(err, os.ErrNotExist) {
+		d.failRecovery(fmt.Errorf("remove the recovery tarball %s: %w", tarball, err))
+		return
+	}
+	d.log.Warn("cluster recovery: this node is now the only cluster database voter")
+	rec.State = client.RecoveryRestarted
+	if err := d.writeRecovery(rec); err != nil {
+		d.log.Error("cluster recovery", "error", err)
+	}
+	return
+}
+
+// finishRecovery removes the lost members once the database is open, so
+// every layer sees a cluster of one, then records that the recovery is done.
+func (d *Daemon) finishRecovery(ctx context.Context) {
+	rec, err := d.readRecovery()
+	if err != nil || rec.State != client.RecoveryRestarted {
+		return
+	}
+	m, err := microcluster.App(microcluster.Args{StateDir: d.cfg.StateDir})
+	if err != nil {
+		d.failRecovery(fmt.Errorf("open microcluster state: %w", err))
+		return
+	}
+	deadline := time.Now().Add(10 * time.Minute)
+	var last error
+	for time.Now().Before(deadline) {
+		if last = d.recoverRoles(ctx, rec.Dropped); last == nil {
+			last = d.dropLost(ctx, m, rec.Dropped)
+		}
+		if last == nil {
+			rec.State, rec.FinishedAt, rec.Error = client.RecoveryDone, time.Now().UTC(), ""
+			if err := d.writeRecovery(rec); err != nil {
+				d.log.Error("cluster recovery", "error", err)
+			}
+			d.log.Warn("cluster recovery done: this node is a cluster of one; join new nodes with `cloudctl cluster add`", "dropped", rec.Dropped, "took", rec.FinishedAt.Sub(rec.RequestedAt).Round(time.Millisecond))
+			d.leaving.Store(false)
+			d.kick()
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+	d.failRecovery(fmt.Errorf("the lost members could not be removed: %w; remove each with `cloudctl cluster remove NAME --force`", last))
+}
+
+// recoverRoles lets every role with a quorum of its own rebuild its layer
+// from this node (driver.Recoverer), before the lost members are removed.
+func (d *Daemon) recoverRoles(ctx context.Context, lost []string) error {
+	s := d.getState()
+	if s == nil || s.Database == nil || s.Database.IsOpen(ctx) != nil {
+		return errors.New("the cluster database is not open yet")
+	}
+	ectx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	env, err := d.buildEnv(ectx, s)
+	cancel()
+	if err != nil {
+		return err
+	}
+	for _, dr := range d.drivers {
+		r, ok := dr.(driver.Recoverer)
+		if !ok || !dr.AppliesTo(env, env.Local) {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		err := r.RecoverAlone(rctx, d.envFor(env, dr), lost)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("rebuild the %s layer from this node: %w", dr.Name(), err)
+		}
+	}
+	return nil
+}
+
+// dropLost removes every lost member still recorded; it is idempotent.
+func (d *Daemon) dropLost(ctx context.Context, m *microcluster.MicroCluster, names []string) error {
+	s := d.getState()
+	if s == nil || s.Database == nil || s.Database.IsOpen(ctx) != nil {
+		return errors.New("the cluster database is not open yet")
+	}
+	lc, err := m.LocalClient()
+	if err != nil {
+		return fmt.Errorf("connect to microcluster: %w", err)
+	}
+	for _, name := range names {
+		present, err := d.isMember(ctx, s, name)
+		if err != nil {
+			return err
+		}
+		if !present {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, time.Minute)
+		err = lc.DeleteClusterMember(rctx, name, true)
+		cancel()
+		// The forced removal also tells the other members, the lost ones
+		// included, and reports their silence: what counts is that the
+		// member is gone.
+		if present, perr := d.isMember(ctx, s, name); perr == nil && !present {
+			d.log.Warn("cluster recovery: removed a lost member", "node", name)
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("remove %s: %w", name, err)
+		}
+		return fmt.Errorf("%s is still a member", name)
+	}
+	return nil
+}
+
+func (d *Daemon) isMember(ctx context.Context, s *state.State, name string) (bool, error) {
+	present := false
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	err := s.Database.Transaction(qctx, func(ctx context.Context, tx *sql.Tx) error {
+		members, err := cluster.GetInternalClusterMembers(ctx, tx)
+		if err != nil {
+			return fmt.Errorf("read members: %w", err)
+		}
+		for _, mb := range members {
+			if mb.Name == name {
+				present = true
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return false, err
+	}
+	if present {
+		return true, nil
+	}
+	return s.Remotes().RemotesByName()[name].Name != "", nil
+}
+
+// quorumWait is how long a change waits for this node to find the cluster
+// database's leader before it is refused (a leader election after a lost
+// member takes a few seconds).
+const quorumWait = 10 * time.Second
+
+// refuseWithoutQuorum wraps cloudd's own endpoints: on a node that cannot
+// reach a majority of the cluster database voters (the minority side of a
+// partition, or the survivor of lost nodes) a request is refused with one
+// sentence saying so, instead of a transaction timing out. Status answers
+// anyway (it says which members it reaches), and so do the endpoints that
+// never read the database.
+func (d *Daemon) refuseWithoutQuorum(eps []rest.Endpoint) []rest.Endpoint {
+	skip := map[string]bool{"token-check": true, "reconcile": true, "recover": true, "status": true, "nodes": true}
+	out := make([]rest.Endpoint, len(eps))
+	for i, e := range eps {
+		out[i] = e
+		if skip[e.Path] {
+			continue
+		}
+		for _, act := range []*rest.EndpointAction{&out[i].Get, &out[i].Post, &out[i].Put, &out[i].Patch, &out[i].Delete} {
+			if act.Handler == nil {
+				continue
+			}
+			next := act.Handler
+			act.Handler = func(s *state.State, r *http.Request) response.Response {
+				if err := d.haveQuorum(r.Context(), s); err != nil {
+					return response.SmartError(err)
+				}
+				return next(s, r)
+			}
+		}
+	}
+	return out
+}
+
+// haveQuorum checks that this node reaches the cluster database's leader.
+func (d *Daemon) haveQuorum(ctx context.Context, s *state.State) error {
+	if s == nil || s.Database == nil || s.Database.IsOpen(ctx) != nil {
+		return nil // microcluster answers "not ready" itself
+	}
+	ctx, cancel := context.WithTimeout(ctx, quorumWait)
+	defer cancel()
+	for {
+		lctx, lcancel := context.WithTimeout(ctx, 3*time.Second)
+		c, err := s.Database.Leader(lctx)
+		lcancel()
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return lxdapi.StatusErrorf(http.StatusServiceUnavailable, "this node cannot reach a majority of the cluster database voters (a network partition, or nodes down), so it can neither change nor read the cluster's state: retry once the other nodes are reachable, run the command on a node of the majority, or, if the others are lost for good, run `cloudctl cluster recover` here")
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
