@@ -15,11 +15,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	mrand "math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -575,8 +577,59 @@ func (c *Cluster) Dump(t testing.TB) {
 			b.WriteString("cloudd is not running (killed or never started)\n")
 		}
 		fmt.Fprintf(&b, "$ tail -40 %s\n%s\n", nd.LogPath, nd.LogTail(40))
+		for _, f := range roleLogs(nd.StateDir, 8) {
+			fmt.Fprintf(&b, "$ tail -15 %s\n%s\n", f, tailLines(f, 15))
+		}
 	}
 	t.Logf("%s", b.String())
+}
+
+// roleLogs lists the most recently written log files of the node's role
+// processes (mariadbd.out, ceph and LXD logs: *.log, *.out, *.err below its
+// state directory), at most max of them.
+func roleLogs(stateDir string, max int) []string {
+	type logFile struct {
+		path string
+		mod  time.Time
+	}
+	var found []logFile
+	_ = filepath.WalkDir(stateDir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		switch filepath.Ext(path) {
+		case ".log", ".out", ".err":
+			if info, err := d.Info(); err == nil && info.Mode().IsRegular() && info.Size() > 0 {
+				found = append(found, logFile{path, info.ModTime()})
+			}
+		}
+		return nil
+	})
+	sort.Slice(found, func(i, j int) bool { return found[i].mod.After(found[j].mod) })
+	var out []string
+	for i := 0; i < len(found) && i < max; i++ {
+		out = append(out, found[i].path)
+	}
+	return out
+}
+
+// tailLines returns the last n lines of a file (reading at most its last 64 KiB).
+func tailLines(path string, n int) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Sprintf("(%v)", err)
+	}
+	defer f.Close()
+	const window = 64 << 10
+	if info, err := f.Stat(); err == nil && info.Size() > window {
+		_, _ = f.Seek(info.Size()-window, 0)
+	}
+	b, _ := io.ReadAll(f)
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }
 
 // MinWait is the shortest deadline Eventually applies. A deadline bounds a
