@@ -276,7 +276,7 @@ func handshake(sock string) error {
 
 func (b *bench) phaseJoin() error {
 	maxN := envInt("CLOUDBENCH_JOIN_N", 25)
-	reps := envInt("CLOUDBENCH_JOIN_REPS", 3)
+	reps := envInt("CLOUDBENCH_JOIN_REPS", 2)
 	ours := make([]Sample, maxN+1)
 	floor := make([]Sample, maxN+1)
 	for k := range ours {

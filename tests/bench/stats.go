@@ -63,6 +63,13 @@ func (s Sample) Spread() string {
 
 // Cell is "median unit (spread, n=N)" for a table.
 func (s Sample) Cell() string {
+	if s.Unit == "ms" && s.N() > 0 && s.Median() >= 10000 {
+		sec := Sample{Unit: "s"}
+		for _, v := range s.Values {
+			sec.Add(v / 1000)
+		}
+		return sec.Cell()
+	}
 	if s.N() == 0 {
 		return "not measured"
 	}
