@@ -133,32 +133,46 @@ func PreflightJoin(ctx context.Context, jt api.JoinToken, node preflight.NodeSpe
 	if !preflight.HasAddress(host) {
 		return preflight.Findings{preflight.AddressMissing(node.Name, host)}, nil
 	}
+	// What CheckToken refuses without asking the cluster (another node's
+	// token, an expired one) is refused here the same way; a token the
+	// cluster rejects is explained below, when it refuses the secret.
+	if node.Name != jt.Name || (!jt.ExpiresAt.IsZero() && !jt.ExpiresAt.After(now())) {
+		if _, err := CheckToken(ctx, jt, node.Name, now()); err != nil {
+			return nil, err
+		}
+	}
 	j := joiner{jt: jt, node: node, local: net.ParseIP(host), mtu: preflight.InterfaceMTU(host)}
 	req := preflight.JoinRequest{Token: jt.Name, Secret: jt.Secret, Node: node, Version: api.Version, Pad: preflight.Pad(preflight.PadSize)}
 
-	// The plan, from the first member that answers.
-	var plan preflight.JoinPlan
-	var fs preflight.Findings
-	answered := false
-	for _, addr := range jt.Addresses {
-		var err error
-		plan, _, _, err = j.plan(ctx, addr, req, 0, planTimeout)
-		if err == nil {
-			answered = true
-			break
-		}
-		if errors.Is(err, errForbidden) || errors.Is(err, ErrForeignCluster) {
-			if _, cerr := CheckToken(ctx, jt, node.Name, now()); cerr != nil {
-				return nil, cerr
-			}
-			return nil, fmt.Errorf("the cluster refused the preflight checks (%v): ask for a new token with `cloudctl cluster add %s`", err, jt.Name)
-		}
-		fs = append(fs, j.diagnose(ctx, addr, addr, req, err)...)
-	}
+	// The plan, from the first member that answers: all are asked at once,
+	// so unreachable ones cost one deadline, not one each.
+	plan, answered, errs := j.firstPlan(ctx, req)
 	if !answered {
+		for _, err := range errs {
+			if errors.Is(err, errForbidden) || errors.Is(err, ErrForeignCluster) {
+				if _, cerr := CheckToken(ctx, jt, node.Name, now()); cerr != nil {
+					return nil, cerr
+				}
+				return nil, fmt.Errorf("the cluster refused the preflight checks (%v): ask for a new token with `cloudctl cluster add %s`", err, jt.Name)
+			}
+		}
+		per := make([]preflight.Findings, len(jt.Addresses))
+		var wg sync.WaitGroup
+		for i, addr := range jt.Addresses {
+			wg.Add(1)
+			go func(i int, addr string) {
+				defer wg.Done()
+				per[i] = j.diagnose(ctx, addr, addr, req, errs[i])
+			}(i, addr)
+		}
+		wg.Wait()
+		var fs preflight.Findings
+		for _, f := range per {
+			fs = append(fs, f...)
+		}
 		return fs, nil
 	}
-	fs = append(preflight.Findings{}, plan.Findings...)
+	fs := append(preflight.Findings{}, plan.Findings...)
 
 	// The ports, free here: held open while the members dial back.
 	nonce, err := preflight.NewNonce()
@@ -214,6 +228,34 @@ type joiner struct {
 	node  preflight.NodeSpec
 	local net.IP
 	mtu   int
+}
+
+// firstPlan asks every address of the token for the plan at once and
+// returns the first answer, or every address's error.
+func (j joiner) firstPlan(ctx context.Context, req preflight.JoinRequest) (preflight.JoinPlan, bool, []error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type answer struct {
+		i    int
+		plan preflight.JoinPlan
+		err  error
+	}
+	ch := make(chan answer, len(j.jt.Addresses))
+	for i, addr := range j.jt.Addresses {
+		go func(i int, addr string) {
+			plan, _, _, err := j.plan(ctx, addr, req, 0, planTimeout)
+			ch <- answer{i, plan, err}
+		}(i, addr)
+	}
+	errs := make([]error, len(j.jt.Addresses))
+	for range j.jt.Addresses {
+		a := <-ch
+		if a.err == nil {
+			return a.plan, true, nil
+		}
+		errs[a.i] = a.err
+	}
+	return preflight.JoinPlan{}, false, errs
 }
 
 func (j joiner) plan(ctx context.Context, addr string, req preflight.JoinRequest, mss int, timeout time.Duration) (preflight.JoinPlan, time.Time, time.Time, error) {

@@ -71,7 +71,7 @@ func TestPreflight(t *testing.T) {
 	})
 
 	tok := token(t, n1, "node4")
-	joinArgs := []string{"cluster", "join", tok, "--role", "control", "--address", n4.IP}
+	joinArgs := []string{"cluster", "join", "--token-file", tokenFile(t, n4, tok), "--role", "control", "--address", n4.IP}
 
 	t.Run("blocked port", func(t *testing.T) {
 		// The joiner's firewall drops Galera replication.
@@ -93,6 +93,20 @@ func TestPreflight(t *testing.T) {
 		stop := listenIn(t, n4, 4568)
 		defer stop()
 		refused(t, n4.Run(joinArgs...), "port 4568/tcp", "needed on node4", "already in use")
+		unchangedJoin(t, n1, 3, n4)
+	})
+
+	t.Run("path drops large packets", func(t *testing.T) {
+		// Packets above 1200 bytes never reach the joiner (a tunnel with a
+		// smaller MTU that sends no "fragmentation needed").
+		nft(t, n4, "add table inet preflightmtu",
+			"add chain inet preflightmtu input { type filter hook input priority 0 ; }",
+			"add rule inet preflightmtu input ip length > 1200 drop")
+		defer nft(t, n4, "delete table inet preflightmtu")
+		start := time.Now()
+		r := n4.Run(joinArgs...)
+		refused(t, r, "packets larger than about", "dropped between node4 and", "the interface MTU is 1500")
+		t.Logf("refused after %s", time.Since(start).Round(time.Second))
 		unchangedJoin(t, n1, 3, n4)
 	})
 
@@ -143,6 +157,7 @@ func refused(t testing.TB, r harness.Result, want ...string) {
 			t.Fatalf("refusal does not say %q:\n%s", w, r.Stderr)
 		}
 	}
+	t.Logf("refused:\n%s", r.Stderr)
 }
 
 // unchangedJoin checks that a refused join changed nothing: the members,
