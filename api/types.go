@@ -79,6 +79,8 @@ type Token struct {
 	ExpiresAt time.Time `json:"expires_at"`
 	// Token is the string to hand to the joining node; only for pending tokens.
 	Token string `json:"token,omitempty"`
+	// UsedBy names the node that used the token (state used).
+	UsedBy string `json:"used_by,omitempty"`
 }
 
 // TokenCheck is the body of POST /1.0/tokens/check, sent by a joining node
@@ -98,6 +100,9 @@ type TokenCheckResult struct {
 	ExpiresAt time.Time `json:"expires_at"`
 	// UsedBy names the member that consumed the token.
 	UsedBy string `json:"used_by,omitempty"`
+	// Secret is, in the answer of POST /1.0/token-redeem only, the
+	// single-use microcluster secret the joiner joins with.
+	Secret string `json:"secret,omitempty"`
 }
 
 // Plan is the record of how the cluster was set up, kept in the cluster

@@ -388,6 +388,13 @@ func ApplyJoin(ctx context.Context, d Daemon, p Plan, jt api.JoinToken, now func
 	if _, err := client.CheckToken(ctx, jt, p.Name, now()); err != nil {
 		return Result{}, err
 	}
+	// Spend the token (name, expiry, single use checked by the cluster in
+	// one transaction) for the one-join secret microcluster takes.
+	secret, err := client.RedeemToken(ctx, jt, p.Name)
+	if err != nil {
+		return Result{}, err
+	}
+	jt.Secret = secret
 	start := now()
 	if err := d.Join(ctx, p.Name, p.Address, jt, p.nodeInit()); err != nil {
 		return Result{}, err

@@ -74,7 +74,38 @@ func explainCheck(r api.TokenCheckResult, jt api.JoinToken) error {
 	}
 }
 
+// RedeemToken spends jt at the issuing cluster for a node called name and
+// returns the single-use microcluster secret to join with. The cluster
+// checks the name, the expiry and that the token was never used in one
+// transaction: of two joiners with one token, one gets the secret and the
+// other the sentence of a used token.
+func RedeemToken(ctx context.Context, jt api.JoinToken, name string) (string, error) {
+	var unreachable []string
+	for _, addr := range jt.Addresses {
+		r, err := postAt(ctx, addr, "token-redeem", jt, name)
+		if errors.Is(err, ErrForeignCluster) {
+			return "", fmt.Errorf("%w: the server at %s is not the cluster that issued this token (its certificate does not match the one the token pins)", ErrTokenRejected, addr)
+		}
+		if err != nil {
+			unreachable = append(unreachable, fmt.Sprintf("%s (%v)", addr, err))
+			continue
+		}
+		if err := explainCheck(r, jt); err != nil {
+			return "", err
+		}
+		if r.Secret == "" {
+			return "", fmt.Errorf("the cluster at %s accepted the token but sent no join secret: is it running an older cloudd?", addr)
+		}
+		return r.Secret, nil
+	}
+	return "", fmt.Errorf("could not reach the cluster that issued this token at %s: check the network between this node and the cluster", strings.Join(unreachable, ", "))
+}
+
 func checkAt(ctx context.Context, addr string, jt api.JoinToken, name string) (api.TokenCheckResult, error) {
+	return postAt(ctx, addr, "token-check", jt, name)
+}
+
+func postAt(ctx context.Context, addr, path string, jt api.JoinToken, name string) (api.TokenCheckResult, error) {
 	var res api.TokenCheckResult
 	tr := &http.Transport{TLSClientConfig: PinnedTLS(jt.Fingerprint)}
 	defer tr.CloseIdleConnections()
@@ -83,7 +114,7 @@ func checkAt(ctx context.Context, addr string, jt api.JoinToken, name string) (a
 	if err != nil {
 		return res, fmt.Errorf("encode token check: %w", err)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+addr+"/1.0/token-check", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+addr+"/1.0/"+path, bytes.NewReader(body))
 	if err != nil {
 		return res, fmt.Errorf("token check request: %w", err)
 	}

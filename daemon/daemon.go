@@ -69,6 +69,8 @@ type Daemon struct {
 	// pruned the token history.
 	sweepKick chan struct{}
 	lastPrune time.Time
+	// untrusted limits the endpoints reachable before trust, per source.
+	untrusted attemptGuard
 	// leaving is set while this node is being removed: roles stop converging.
 	leaving atomic.Bool
 }

@@ -45,6 +45,7 @@ func (d *Daemon) servers() []rest.Server {
 		// A joining node is not trusted yet: it proves nothing but the secret,
 		// and the answer reveals only whether that secret is usable.
 		{Path: "token-check", Post: rest.EndpointAction{Handler: d.handleTokenCheck, AllowUntrusted: true}},
+		{Path: "token-redeem", Post: rest.EndpointAction{Handler: d.handleTokenRedeem, AllowUntrusted: true}},
 	}
 	eps = d.refuseWithoutQuorum(eps)
 	eps = append(eps, d.preflightEndpoints()...)
@@ -340,15 +341,7 @@ func (d *Daemon) handleTokenDelete(s *state.State, r *http.Request) response.Res
 func (d *Daemon) handleTokenCheck(s *state.State, r *http.Request) response.Response {
 	ctx, cancel := reqCtx(s, r)
 	defer cancel()
-	var req api.TokenCheck
-	if err := decode(r, &req); err != nil {
-		return response.SmartError(err)
-	}
-	res, err := d.checkToken(ctx, s, req)
-	if err != nil {
-		return response.SmartError(err)
-	}
-	return response.SyncResponse(true, res)
+	return d.untrustedToken(r, func(req api.TokenCheck) (api.TokenCheckResult, error) { return d.checkToken(ctx, s, req) })
 }
 
 // handleManifest returns the cluster's effective manifest as YAML. Before

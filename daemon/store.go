@@ -123,7 +123,7 @@ type tokenRow struct {
 }
 
 func (t tokenRow) api() api.Token {
-	return api.Token{Name: t.Name, State: t.State, IssuedAt: t.IssuedAt, ExpiresAt: t.ExpiresAt}
+	return api.Token{Name: t.Name, State: t.State, IssuedAt: t.IssuedAt, ExpiresAt: t.ExpiresAt, UsedBy: t.UsedBy}
 }
 
 const tokenColumns = `name, secret_sha256, state, issued_at, expires_at, used_by`

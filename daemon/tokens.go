@@ -83,12 +83,10 @@ func (d *Daemon) issueToken(ctx context.Context, s *state.State, req api.TokenRe
 			return lxdapi.StatusErrorf(http.StatusConflict, "a join token for %q is already pending (expires %s): use it, or revoke it first with `cloudctl cluster tokens revoke %s`",
 				req.Name, old.ExpiresAt.UTC().Format(time.RFC3339), req.Name)
 		}
-		// A stale microcluster record under this name would make the insert fail.
+		// microcluster's own secret is made only when the joiner redeems
+		// this one (redeemToken); a stale record under this name goes.
 		if err := deleteInternalToken(ctx, tx, req.Name); err != nil {
 			return err
-		}
-		if _, err := cluster.CreateInternalTokenRecord(ctx, tx, cluster.InternalTokenRecord{Name: req.Name, Secret: secret}); err != nil {
-			return fmt.Errorf("record microcluster token: %w", err)
 		}
 		if err := putToken(ctx, tx, row, now); err != nil {
 			return err
@@ -183,26 +181,25 @@ func (d *Daemon) checkToken(ctx context.Context, s *state.State, req api.TokenCh
 	now := d.cfg.Now()
 	sum := api.SecretSHA256(req.Secret)
 	err := s.Database.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		var err error
-		if res.Cluster, err = clusterName(ctx, tx); err != nil {
-			return err
-		}
 		t, err := getToken(ctx, tx, req.Name)
 		if err != nil {
 			return err
 		}
 		if t == nil || subtle.ConstantTimeCompare([]byte(t.SecretSHA256), []byte(sum)) != 1 {
 			// Is the secret good under another name?
-			rec, err := cluster.GetInternalTokenRecord(ctx, tx, req.Secret)
-			if err == nil && rec != nil {
+			if other, err := tokenNameBySecret(ctx, tx, sum); err != nil {
+				return err
+			} else if other != "" {
 				res.Reason = "wrong-name"
-				res.UsedBy = rec.Name
+				res.UsedBy = other
 				return nil
 			}
-			if t != nil {
-				res.Reason = "superseded"
-			}
+			// A wrong secret learns nothing of the name's tokens (an older
+			// one, a newer one) nor the cluster's name.
 			return nil
+		}
+		if res.Cluster, err = clusterName(ctx, tx); err != nil {
+			return err
 		}
 		res.ExpiresAt = t.ExpiresAt
 		switch {
@@ -213,14 +210,6 @@ func (d *Daemon) checkToken(ctx context.Context, s *state.State, req api.TokenCh
 		case t.State == api.TokenExpired || !t.ExpiresAt.After(now):
 			res.Reason = "expired"
 		default:
-			ok, err := cluster.InternalTokenRecordExists(ctx, tx, req.Secret)
-			if err != nil {
-				return fmt.Errorf("read microcluster token: %w", err)
-			}
-			if !ok {
-				res.Reason = "used"
-				return nil
-			}
 			res.Valid, res.Reason = true, "ok"
 		}
 		return nil
@@ -319,23 +308,26 @@ func (d *Daemon) reconcileTokens(ctx context.Context, s *state.State) (int, erro
 		changed := false
 		for _, r := range rows {
 			if r.State != api.TokenPending {
+				// A redeemed token's microcluster secret serves one join
+				// attempt, for redeemWindow at most.
+				if live[r.Name] {
+					at, err := tokenUpdatedAt(ctx, tx, r.Name)
+					if err != nil {
+						return err
+					}
+					if now.Sub(at) > redeemWindow {
+						if err := deleteInternalToken(ctx, tx, r.Name); err != nil {
+							return err
+						}
+						changed = true
+						d.log.Info("join token: redeemed secret not used in time, withdrawn", "name", r.Name)
+					} else {
+						pending++
+					}
+				}
 				continue
 			}
 			switch {
-			case !live[r.Name]:
-				// microcluster deletes its record when the token is used.
-				member, err := cluster.InternalClusterMemberExists(ctx, tx, r.Name)
-				if err != nil {
-					return fmt.Errorf("check members: %w", err)
-				}
-				state, usedBy := api.TokenRevoked, ""
-				if member {
-					state, usedBy = api.TokenUsed, r.Name
-				}
-				if err := setTokenState(ctx, tx, r.Name, state, usedBy, now); err != nil {
-					return err
-				}
-				changed = true
 			case !r.ExpiresAt.After(now):
 				if err := deleteInternalToken(ctx, tx, r.Name); err != nil {
 					return err

@@ -57,7 +57,7 @@ func TestJoinTokenSources(t *testing.T) {
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("join with the token on standard input: %v\n%s%s", err, stdout.String(), stderr.String())
 	}
-	if strings.Contains(stderr.String(), "Warning") {
+	if strings.Contains(stderr.String(), "visible to other users") {
 		t.Fatalf("a warning for a token on standard input: %s", stderr.String())
 	}
 
@@ -68,5 +68,39 @@ func TestJoinTokenSources(t *testing.T) {
 	}
 	if st := mustStatus(t, n1); len(st.Members) != 3 {
 		t.Fatalf("members: %+v", st.Members)
+	}
+}
+
+// TestJoinTokenRace: two machines join with one token at the same moment:
+// exactly one becomes a member, the other gets the sentence of a used token,
+// and `tokens list` says which node used it.
+func TestJoinTokenRace(t *testing.T) {
+	c := harness.New(t, 3)
+	n1, a, b := c.Node(1), c.Node(2), c.Node(3)
+	bootstrap(t, n1, "compute")
+	tok := token(t, n1, "node2")
+	results := make(chan harness.Result, 2)
+	for _, nd := range []*harness.Node{a, b} {
+		f := tokenFile(t, nd, tok)
+		go func(nd *harness.Node) {
+			results <- nd.Run("cluster", "join", "--token-file", f, "--name", "node2", "--role", "compute", "--address", nd.IP)
+		}(nd)
+	}
+	r1, r2 := <-results, <-results
+	ok, refused := r1, r2
+	if r1.Code != 0 {
+		ok, refused = r2, r1
+	}
+	if ok.Code != 0 || refused.Code == 0 {
+		t.Fatalf("want exactly one join to succeed:\n1: exit %d %s%s\n2: exit %d %s%s", r1.Code, r1.Stdout, r1.Stderr, r2.Code, r2.Stdout, r2.Stderr)
+	}
+	oneSentence(t, refused, "already used by node2")
+	st := mustStatus(t, n1)
+	if len(st.Members) != 2 {
+		t.Fatalf("members after the race: %+v", st.Members)
+	}
+	out := n1.MustRun(t, "cluster", "tokens", "list")
+	if !strings.Contains(out, "used by node2") {
+		t.Fatalf("tokens list should say who used the token:\n%s", out)
 	}
 }

@@ -226,3 +226,73 @@ func dumpMariaDBLogs(t *testing.T, nodes []*harness.Node) {
 		}
 	}
 }
+
+// TestUntrustedEndpoint: a thousand wrong token checks from one namespace
+// are slowed (refused with 429 while the source backs off), the daemon's
+// memory stays bounded, an oversized body is refused, and a wrong secret
+// learns nothing: not the cluster's name.
+func TestUntrustedEndpoint(t *testing.T) {
+	c := harness.New(t, 2)
+	n1, attacker := c.Node(1), c.Node(2)
+	bootstrap(t, n1, "compute")
+	bin := buildHelper(t, "tokenflood")
+	ctx := context.Background()
+	addr := n1.IP + ":7443"
+
+	out, err := attacker.Output(ctx, bin, "once", addr, "0")
+	if err != nil || !strings.HasPrefix(string(out), "200 ") || !strings.Contains(string(out), `"reason":"unknown"`) || strings.Contains(string(out), `"cluster":"cloud"`) {
+		t.Fatalf("a wrong secret: want 200, reason unknown and no cluster name, got %v %s", err, out)
+	}
+	out, err = attacker.Output(ctx, bin, "big", addr, "100000")
+	if err != nil || strings.TrimSpace(string(out)) != "413" {
+		t.Fatalf("a 100 kB body: want 413, got %v %s", err, out)
+	}
+	before := rssKiB(t, n1)
+	out, err = attacker.Output(ctx, bin, "flood", addr, "1000")
+	if err != nil {
+		t.Fatalf("flood: %v %s", err, out)
+	}
+	counts := map[string]int{}
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if code, n, ok := strings.Cut(l, " "); ok {
+			counts[code], _ = strconv.Atoi(n)
+		}
+	}
+	after := rssKiB(t, n1)
+	t.Logf("1000 wrong secrets: %v; cloudd RSS %d → %d KiB", counts, before, after)
+	if counts["429"] < 900 || counts["200"] > 100 {
+		t.Fatalf("wrong secrets were not slowed: %v", counts)
+	}
+	if after-before > 64*1024 {
+		t.Fatalf("cloudd grew by %d KiB under the flood", after-before)
+	}
+	if strings.Contains(n1.Log(), "panic") {
+		t.Fatalf("cloudd panicked: %s", n1.LogTail(20))
+	}
+}
+
+func rssKiB(t *testing.T, nd *harness.Node) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", nd.Pid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+			n, _ := strconv.Atoi(f[1])
+			return n
+		}
+	}
+	t.Fatal("no VmRSS")
+	return 0
+}
+
+// buildHelper builds a test helper command (tests/NAME) once per test.
+func buildHelper(t *testing.T, name string) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), name)
+	if b, err := exec.Command("go", "build", "-o", out, "./"+name).CombinedOutput(); err != nil {
+		t.Fatalf("build %s: %v: %s", name, err, b)
+	}
+	return out
+}

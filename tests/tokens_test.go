@@ -75,7 +75,7 @@ func TestBadTokens(t *testing.T) {
 		n1.MustRun(t, "cluster", "tokens", "revoke", "node2")
 		token(t, n1, "node2")
 		defer n1.MustRun(t, "cluster", "tokens", "revoke", "node2")
-		oneSentence(t, n2.Run(joinArgs(old)...), "newer token")
+		oneSentence(t, n2.Run(joinArgs(old)...), "does not know this token")
 		unchanged(t, n1, 1, n2)
 	})
 	t.Run("pending twice", func(t *testing.T) {

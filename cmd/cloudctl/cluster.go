@@ -249,7 +249,11 @@ func newTokensCmd(a *app) *cobra.Command {
 					if tk.State == api.TokenPending {
 						exp = ago(tk.ExpiresAt, now)
 					}
-					t.Row(tk.Name, tk.State, tk.IssuedAt.UTC().Format(time.RFC3339), exp)
+					state := tk.State
+					if tk.State == api.TokenUsed && tk.UsedBy != "" {
+						state += " by " + tk.UsedBy
+					}
+					t.Row(tk.Name, state, tk.IssuedAt.UTC().Format(time.RFC3339), exp)
 				}
 				return t.Flush()
 			})

@@ -1,0 +1,81 @@
+// Command tokenflood is a test helper run inside a namespace that is not a
+// cluster member: "flood ADDR N" sends N join-token checks with a wrong
+// secret to cloudd at ADDR, one after the other, and prints how many got
+// each HTTP status ("200 3" / "429 997"); "big ADDR BYTES" sends one check
+// with a body of BYTES bytes and prints its status; "once ADDR 0" sends one
+// wrong check and prints the status and the answer.
+package main
+
+import (
+	"bytes"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func main() {
+	if len(os.Args) != 4 {
+		fmt.Fprintln(os.Stderr, "usage: tokenflood flood|big ADDR N")
+		os.Exit(2)
+	}
+	n, err := strconv.Atoi(os.Args[3])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	// An attacker does not know the cluster certificate: no pin.
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	url := "https://" + os.Args[2] + "/1.0/token-check"
+	post := func(body []byte) (int, error) {
+		resp, err := hc.Post(url, "application/json", bytes.NewReader(body))
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.StatusCode, nil
+	}
+	switch os.Args[1] {
+	case "flood":
+		counts := map[int]int{}
+		for i := 0; i < n; i++ {
+			code, err := post([]byte(fmt.Sprintf(`{"name":"node%d","secret":"wrong-%d"}`, i%7, i)))
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(1)
+			}
+			counts[code]++
+		}
+		var keys []int
+		for k := range counts {
+			keys = append(keys, k)
+		}
+		sort.Ints(keys)
+		for _, k := range keys {
+			fmt.Printf("%d %d\n", k, counts[k])
+		}
+	case "once":
+		resp, err := hc.Post(url, "application/json", strings.NewReader(`{"name":"node2","secret":"wrong"}`))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+		fmt.Printf("%d %s\n", resp.StatusCode, b)
+	case "big":
+		body := `{"name":"node2","secret":"` + strings.Repeat("x", n) + `"}`
+		code, err := post([]byte(body))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Println(code)
+	}
+}
