@@ -101,7 +101,7 @@ up() {
   done
   # dqlite promotes the third member to voter right after its join.
   for _ in $(seq 1 50); do
-    ctl 1 status --format json | grep -c '"database": "voter"' | grep -q 3 && break
+    ctl 1 status --format json | grep -c '"dqlite_role": "voter"' | grep -q 3 && break
     sleep 0.2
   done
   echo "==> Waiting for the control databases to replicate across the three control nodes (Galera)"
