@@ -280,8 +280,13 @@ func (d *Daemon) handlePlanPut(s *state.State, r *http.Request) response.Respons
 				return fmt.Errorf("stored plan is unreadable: %w", err)
 			}
 		}
-		if cur.MySQLTopology != "" && p.MySQLTopology != cur.MySQLTopology {
-			return lxdapi.StatusErrorf(http.StatusConflict, "the MySQL topology was fixed at bootstrap (%s) and cannot be changed to %q afterwards", cur.MySQLTopology, p.MySQLTopology)
+		// Each driver refuses a change to what it decided at bootstrap.
+		for _, dr := range d.drivers {
+			if v, ok := dr.(driver.PlanChangeValidator); ok && raw != "" {
+				if err := v.ValidatePlanChange(cur, p); err != nil {
+					return lxdapi.StatusErrorf(http.StatusConflict, "%s", err.Error())
+				}
+			}
 		}
 		if cur.Cluster != "" && p.Cluster != cur.Cluster {
 			return lxdapi.StatusErrorf(http.StatusConflict, "the cluster name %q cannot be changed", cur.Cluster)

@@ -61,6 +61,15 @@ func (d *Driver) ValidatePlan(p api.Plan, m *manifests.Manifest) error {
 	return err
 }
 
+// ValidatePlanChange implements driver.PlanChangeValidator: the topology
+// was fixed at bootstrap.
+func (d *Driver) ValidatePlanChange(old, next api.Plan) error {
+	if old.MySQLTopology != "" && next.MySQLTopology != old.MySQLTopology {
+		return fmt.Errorf("the MySQL topology was fixed at bootstrap (%s) and cannot be changed to %q afterwards", old.MySQLTopology, next.MySQLTopology)
+	}
+	return nil
+}
+
 // localControl is what GET /1.0/control/local answers: this member's live
 // view of its own instances, from its last convergence.
 type localControl struct {

@@ -289,3 +289,10 @@ func DecodeBody(req Request, v any) error {
 type PlanValidator interface {
 	ValidatePlan(p api.Plan, m *manifests.Manifest) error
 }
+
+// PlanChangeValidator is implemented by drivers whose part of the plan was
+// fixed at bootstrap (the control role's MySQL topology): a later plan change
+// that alters it is refused with the driver's sentence.
+type PlanChangeValidator interface {
+	ValidatePlanChange(old, next api.Plan) error
+}
