@@ -73,7 +73,7 @@ func requireRoot(t *testing.T) {
 func newRig(t *testing.T, n int) *rig {
 	requireRoot(t)
 	seq := rigSeq.Add(1)
-	r := &rig{t: t, id: fmt.Sprintf("cmp%d%d", os.Getpid()%10000, seq), subnet: fmt.Sprintf("10.252.%d", (os.Getpid()+int(seq)*41)%250+1)}
+	r := &rig{t: t, id: fmt.Sprintf("cmp%d%d", os.Getpid()%10000, seq), subnet: fmt.Sprintf("10.254.%d", (os.Getpid()+int(seq)*41)%250+1)}
 	root, err := os.MkdirTemp("", "compute-rig-")
 	if err != nil {
 		t.Fatal(err)
@@ -89,6 +89,7 @@ func newRig(t *testing.T, n int) *rig {
 	must(sh("ip", "netns", "add", r.id+"-br"))
 	must(sh("ip", "-n", r.id+"-br", "link", "add", "br0", "type", "bridge"))
 	must(sh("ip", "-n", r.id+"-br", "link", "set", "br0", "up"))
+	// 10.254.x: the harness uses 10.251.x and the bench lab 10.252.x.
 	must(sh("ip", "route", "add", "unreachable", r.subnet+".0/24"))
 	for i := 1; i <= n; i++ {
 		nd := &rigNode{name: fmt.Sprintf("node%d", i), ns: fmt.Sprintf("%s-n%d", r.id, i), ip: fmt.Sprintf("%s.%d", r.subnet, i), roles: []roles.Role{roles.Compute}}
@@ -156,7 +157,9 @@ func (r *rig) start(nd *rigNode) {
 	cmd := exec.Command("ip", "netns", "exec", nd.ns, os.Args[0])
 	cmd.Env = append(os.Environ(), agentEnv+"="+string(cfg))
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// The agent (ip execs it in place) dies with the test binary, even
+	// when a test timeout ends it before the cleanups run.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		r.t.Fatal(err)
 	}
