@@ -371,6 +371,9 @@ func TestStorage(t *testing.T) {
 		})
 		l, _, _ := storageLayer(t, n1)
 		t.Logf("after the forced removal: HA %s: %s", l.HA, l.Reason)
+		// node2's only OSD cannot go without --force: size 2 on two hosts.
+		oneSentence(t, n1.Run("storage", "disk", "remove", "node2", "loop:4GiB"), "below their size")
+		oneSentence(t, n1.Run("storage", "disk", "remove", "node2", "/dev/sdz"), "has no OSD on disk /dev/sdz")
 		harness.Eventually(t, 2*time.Minute, "the RBD image and every acknowledged object read back", func() error {
 			rctx, cancel := context.WithTimeout(ctx, time.Minute)
 			defer cancel()

@@ -13,7 +13,7 @@ import (
 
 func newStorageCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{Use: "storage", Short: "The storage role's Ceph cluster: its OSD disks"}
-	disk := &cobra.Command{Use: "disk", Short: "List the OSD disks, or give a storage node another disk"}
+	disk := &cobra.Command{Use: "disk", Short: "List the OSD disks, give a storage node another disk, or take one away"}
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List the OSDs: node, disk, up/in, file-backed or disk",
@@ -61,7 +61,28 @@ func newStorageCmd(a *app) *cobra.Command {
 		},
 	}
 	add.Flags().BoolVar(&wipe, "wipe", false, "consent to erasing the signature the disk carries")
-	disk.AddCommand(list, add)
+	var force bool
+	remove := &cobra.Command{
+		Use:   "remove NODE PATH",
+		Short: "Take a disk's OSD away: marked out, purged once its data moved to the other OSDs",
+		Args:  exactArgs(2, "cloudctl storage disk remove NODE PATH"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.connect()
+			if err != nil {
+				return err
+			}
+			o, err := c.RemoveStorageDisk(cmd.Context(), args[0], args[1], force)
+			if err != nil {
+				return err
+			}
+			return render.Write(a.out, a.format, o, func(w io.Writer) error {
+				fmt.Fprintf(w, "osd.%d (%s of %s) is draining; it is removed once its data moved (`cloudctl storage disk list`).\n", o.ID, o.Path, o.Node)
+				return nil
+			})
+		},
+	}
+	remove.Flags().BoolVar(&force, "force", false, "go ahead even when a pool would drop below its size or lose its last copy")
+	disk.AddCommand(list, add, remove)
 	cmd.AddCommand(disk)
 	return cmd
 }

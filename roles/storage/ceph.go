@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -141,6 +142,42 @@ func (c *cephConn) mon(ctx context.Context, cmd map[string]any, in []byte, out a
 		}
 	}
 	return nil
+}
+
+// safeToDestroy asks the manager whether osd id holds no data any more
+// (`osd safe-to-destroy`): every placement group it had is active+clean
+// elsewhere. An error means not (yet) safe, or no manager answered.
+func (c *cephConn) safeToDestroy(ctx context.Context, id int) error {
+	// Plain format: the manager answers EBUSY while it is not safe (with
+	// a JSON format it lists the state and answers 0).
+	b, err := json.Marshal(map[string]any{"prefix": "osd safe-to-destroy", "ids": []string{strconv.Itoa(id)}})
+	if err != nil {
+		return err
+	}
+	c.mu.RLock()
+	if c.closed {
+		c.mu.RUnlock()
+		return errClosed
+	}
+	type result struct {
+		st  string
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		defer c.mu.RUnlock()
+		_, st, err := c.conn.MgrCommand([][]byte{b})
+		ch <- result{st, err}
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return fmt.Errorf("osd.%d is not safe to destroy yet: %w: %s", id, r.err, strings.TrimSpace(r.st))
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // connCache keeps one connection per driver; it is dropped on errors and

@@ -75,7 +75,13 @@ const (
 const (
 	osdCreating = "creating"
 	osdReady    = "ready"
+	// osdDraining: the node is being removed and its OSDs drain (Guard).
 	osdDraining = "draining"
+	// osdRemoving: `storage disk remove` marked the OSD out; its node
+	// purges it once every placement group is active+clean again.
+	osdRemoving = "removing"
+	// osdRemoved keeps the plan entry taken, so the OSD is not made again.
+	osdRemoved = "removed"
 )
 
 // secrets are the cluster-wide facts every member needs.
@@ -138,10 +144,11 @@ func (s state) monitor(node string) (monitorRow, bool) {
 	return monitorRow{}, false
 }
 
+// osdsOf are node's OSDs, the removed ones left out.
 func (s state) osdsOf(node string) []osdRow {
 	var out []osdRow
 	for _, o := range s.OSDs {
-		if o.Node == node {
+		if o.Node == node && o.State != osdRemoved {
 			out = append(out, o)
 		}
 	}
@@ -152,7 +159,7 @@ func (s state) osdsOf(node string) []osdRow {
 func (s state) hostsWithOSDs(env *driver.Env) []string {
 	var out []string
 	for _, o := range s.OSDs {
-		if o.State == osdCreating {
+		if o.State != osdReady && o.State != osdDraining {
 			continue
 		}
 		if _, member := env.Node(o.Node); member && !contains(out, o.Node) {

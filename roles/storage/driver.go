@@ -242,6 +242,7 @@ func (d *Driver) converge(ctx context.Context, env *driver.Env, step func(driver
 		}
 	}
 
+	settledOK := true
 	conn, err := d.conn(ctx, st)
 	if err != nil {
 		return false, waitingError{"waiting for the Ceph monitors: " + err.Error()}
@@ -268,6 +269,13 @@ func (d *Driver) converge(ctx context.Context, env *driver.Env, step func(driver
 		if err := d.cleanupInterrupted(ctx, env, conn, l, st); err != nil {
 			return false, err
 		}
+		removing, err := d.finishRemovals(ctx, env, conn, l, st, stat)
+		if err != nil {
+			return false, err
+		}
+		if removing {
+			settledOK = false
+		}
 		for _, s := range newSlots {
 			if err := d.createOSD(ctx, env, conn, l, s, step); err != nil {
 				step(driver.Step{Name: "create an OSD on " + s.Path, State: "failed", Detail: err.Error()})
@@ -281,7 +289,44 @@ func (d *Driver) converge(ctx context.Context, env *driver.Env, step func(driver
 	if err := d.ensurePools(ctx, env, conn, st); err != nil {
 		return false, err
 	}
-	return stat.Health.Status == "HEALTH_OK", nil
+	return settledOK && stat.Health.Status == "HEALTH_OK", nil
+}
+
+// finishRemovals purges this node's OSDs that `storage disk remove` marked
+// out, once the data moved off them (every placement group active+clean).
+// It reports whether one is still draining.
+func (d *Driver) finishRemovals(ctx context.Context, env *driver.Env, conn *cephConn, l layout, st state, stat cephStatus) (bool, error) {
+	waiting := false
+	for _, o := range st.osdsOf(env.Local.Name) {
+		if o.State != osdRemoving {
+			continue
+		}
+		if !stat.allClean() {
+			waiting = true
+			continue
+		}
+		if err := conn.safeToDestroy(ctx, o.ID); err != nil {
+			env.Log.Info("storage: waiting for the data to move off an OSD being removed", "osd", o.ID, "why", err)
+			waiting = true
+			continue
+		}
+		id := strconv.Itoa(o.ID)
+		d.stopDaemon(env, "osd", id)
+		// purge-actual is what `ceph osd purge` sends once the manager
+		// judged it safe; the monitor wants the OSD down.
+		_ = conn.mon(ctx, map[string]any{"prefix": "osd down", "ids": []string{id}}, nil, nil)
+		if err := conn.mon(ctx, map[string]any{"prefix": "osd purge-actual", "id": o.ID, "yes_i_really_mean_it": true}, nil, nil); err != nil {
+			return true, fmt.Errorf("remove osd.%d: %w", o.ID, err)
+		}
+		if err := os.RemoveAll(l.osdData(o.ID)); err != nil {
+			return true, fmt.Errorf("remove osd.%d: %w", o.ID, err)
+		}
+		if err := setOSDState(ctx, env.DB, o.ID, osdRemoved); err != nil {
+			return true, err
+		}
+		env.Log.Info("storage: removed an OSD after draining it", "osd", o.ID, "disk", o.Path)
+	}
+	return waiting, nil
 }
 
 func (d *Driver) conn(ctx context.Context, st state) (*cephConn, error) {
@@ -476,8 +521,8 @@ func (d *Driver) checkDisks(ctx context.Context, env *driver.Env, st state) ([]D
 		policy = env.Manifest.ProbePolicy()
 	}
 	have := map[string]bool{}
-	for _, o := range st.osdsOf(env.Local.Name) {
-		if o.State != osdCreating {
+	for _, o := range st.OSDs {
+		if o.Node == env.Local.Name && o.State != osdCreating {
 			have[o.Path+"#"+strconv.Itoa(o.Slot)] = true
 		}
 	}
@@ -529,7 +574,7 @@ func (d *Driver) cleanupInterrupted(ctx context.Context, env *driver.Env, conn *
 		env.Log.Info("storage: removing an OSD whose creation was interrupted", "osd", o.ID)
 		d.stopDaemon(env, "osd", strconv.Itoa(o.ID))
 		if err := conn.mon(ctx, map[string]any{"prefix": "osd purge-new", "id": o.ID, "yes_i_really_mean_it": true}, nil, nil); err != nil {
-			if err := conn.mon(ctx, map[string]any{"prefix": "osd purge", "id": o.ID, "yes_i_really_mean_it": true}, nil, nil); err != nil {
+			if err := conn.mon(ctx, map[string]any{"prefix": "osd purge-actual", "id": o.ID, "yes_i_really_mean_it": true}, nil, nil); err != nil {
 				return fmt.Errorf("remove the unfinished osd.%d: %w", o.ID, err)
 			}
 		}
@@ -720,6 +765,7 @@ func (d *Driver) forgetDeparted(ctx context.Context, env *driver.Env, conn *ceph
 	if err != nil {
 		return err
 	}
+	var errs []error
 	emptied := map[string]bool{}
 	for _, o := range st.OSDs {
 		if _, member := env.Node(o.Node); member {
@@ -730,8 +776,9 @@ func (d *Driver) forgetDeparted(ctx context.Context, env *driver.Env, conn *ceph
 			continue
 		}
 		if _, ok := osds[o.ID]; ok {
-			if err := conn.mon(ctx, map[string]any{"prefix": "osd purge", "id": o.ID, "yes_i_really_mean_it": true}, nil, nil); err != nil {
-				return fmt.Errorf("remove osd.%d of the departed %s: %w", o.ID, o.Node, err)
+			if err := conn.mon(ctx, map[string]any{"prefix": "osd purge-actual", "id": o.ID, "yes_i_really_mean_it": true}, nil, nil); err != nil {
+				errs = append(errs, fmt.Errorf("remove osd.%d of the departed %s: %w", o.ID, o.Node, err))
+				continue
 			}
 		}
 		env.Log.Info("storage: removed the OSD of a departed member", "osd", o.ID, "node", o.Node)
@@ -754,14 +801,15 @@ func (d *Driver) forgetDeparted(ctx context.Context, env *driver.Env, conn *ceph
 			continue
 		}
 		if err := conn.mon(ctx, map[string]any{"prefix": "mon remove", "name": m.Node}, nil, nil); err != nil {
-			return fmt.Errorf("remove the monitor of %s: %w", m.Node, err)
+			errs = append(errs, fmt.Errorf("remove the monitor of %s: %w", m.Node, err))
+			continue
 		}
 		env.Log.Info("storage: removed a monitor", "node", m.Node)
 		if err := deleteMonitor(ctx, env.DB, m.Node); err != nil {
-			return err
+			errs = append(errs, err)
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func sortedKeys(m map[string]string) []string {

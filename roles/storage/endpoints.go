@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/cloudctl/cloudctl/api"
@@ -17,6 +18,7 @@ func (d *Driver) Endpoints() []driver.Endpoint {
 	return []driver.Endpoint{
 		{Path: "storage/disks", Method: http.MethodGet, Handler: d.listDisks},
 		{Path: "storage/disks", Method: http.MethodPost, Handler: d.addDisk},
+		{Path: "storage/disks", Method: http.MethodDelete, Handler: d.removeDisk},
 	}
 }
 
@@ -83,6 +85,9 @@ func (d *Driver) listDisks(ctx context.Context, env *driver.Env, _ driver.Reques
 		}
 	}
 	for _, o := range st.OSDs {
+		if o.State == osdRemoved {
+			continue
+		}
 		so := api.StorageOSD{ID: o.ID, Node: o.Node, Path: o.Path, FileBacked: o.FileBacked, SizeBytes: o.SizeBytes, State: o.State}
 		if s, ok := osds[o.ID]; ok {
 			so.Up, so.In = s.Up, s.In
@@ -93,4 +98,57 @@ func (d *Driver) listDisks(ctx context.Context, env *driver.Env, _ driver.Reques
 		out = append(out, so)
 	}
 	return out, nil
+}
+
+// removeDisk takes the OSD made from a disk entry away: it is refused when
+// it would leave a pool below its size or lose its last copy (unless
+// forced); otherwise the OSD is marked out and its node purges it once the
+// data moved (the disk entry stays taken, so it is not made again).
+// Query: node, path, force.
+func (d *Driver) removeDisk(ctx context.Context, env *driver.Env, req driver.Request) (any, error) {
+	node, path, force := req.Query.Get("node"), req.Query.Get("path"), req.Query.Get("force") == "1"
+	if _, ok := env.Node(node); !ok {
+		return nil, driver.Errorf(http.StatusNotFound, "node %q is not a member of this cluster; `cloudctl cluster list` shows the members", node)
+	}
+	st, err := readState(ctx, env.DB)
+	if err != nil {
+		return nil, err
+	}
+	var target *osdRow
+	left := 0
+	for _, o := range st.osdsOf(node) {
+		if o.State != osdReady {
+			continue
+		}
+		left++
+		if o.Path == path && (target == nil || o.Slot > target.Slot) {
+			o := o
+			target = &o
+		}
+	}
+	if target == nil {
+		return nil, driver.Errorf(http.StatusNotFound, "node %s has no OSD on disk %s; `cloudctl storage disk list` shows the OSDs", node, path)
+	}
+	conn, err := d.conn(ctx, st)
+	if err != nil {
+		return nil, driver.Errorf(http.StatusServiceUnavailable, "cannot remove the OSD on %s: %v; try again when the monitors answer", path, err)
+	}
+	if left == 1 && !force {
+		uses, err := poolUses(ctx, conn)
+		if err != nil {
+			d.conns.drop(conn)
+			return nil, driver.Errorf(http.StatusServiceUnavailable, "cannot check what removing the OSD on %s would lose: %v", path, err)
+		}
+		if err := GuardRemoval(node, st.hostsWithOSDs(env), uses); err != nil {
+			return nil, driver.Errorf(http.StatusConflict, "%s (the OSD on %s is the last one of %s)", err.Error(), path, node)
+		}
+	}
+	if err := conn.mon(ctx, map[string]any{"prefix": "osd out", "ids": []string{strconv.Itoa(target.ID)}}, nil, nil); err != nil {
+		d.conns.drop(conn)
+		return nil, driver.Errorf(http.StatusServiceUnavailable, "mark osd.%d out: %v", target.ID, err)
+	}
+	if err := setOSDState(ctx, env.DB, target.ID, osdRemoving); err != nil {
+		return nil, err
+	}
+	return api.StorageOSD{ID: target.ID, Node: node, Path: path, FileBacked: target.FileBacked, State: osdRemoving}, nil
 }

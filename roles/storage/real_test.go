@@ -181,6 +181,22 @@ func TestRealCephOneNode(t *testing.T) {
 	})
 	t.Logf("MEASURE OSD add time (file-backed, to up and HEALTH_OK): %s", took.Round(100*time.Millisecond))
 
+	// Remove it again: drained (marked out, data moved), then purged; the
+	// entry stays taken so the OSD is not made again.
+	if _, err := d.removeDisk(context.Background(), env, driver.Request{Query: map[string][]string{"node": {"node1"}, "path": {"loop:2GiB"}}}); err != nil {
+		t.Fatalf("remove the second OSD: %v", err)
+	}
+	took = converge(t, d, env, "the second OSD drained and removed", 3*time.Minute, func(l api.Layer) bool {
+		var det api.StorageDetails
+		_ = json.Unmarshal(l.Details, &det)
+		return len(det.OSDs) == 1 && l.Health == api.HealthOK
+	})
+	t.Logf("MEASURE OSD removal (drain + purge): %s", took.Round(100*time.Millisecond))
+	if _, err := os.Stat(filepath.Join(env.Dir, "osd", "ceph-1")); !os.IsNotExist(err) {
+		t.Fatalf("osd.1's directory left behind: %v", err)
+	}
+	writeReadRBD(t, d, env, "volumes", "img2", want[:4096])
+
 	// Power cut: every daemon killed, a fresh driver (a restarted cloudd).
 	for _, n := range env.Sup.Names() {
 		s, _ := env.Sup.Status(n)

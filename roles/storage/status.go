@@ -84,6 +84,9 @@ func (d *Driver) details(ctx context.Context, env *driver.Env, conn *cephConn, s
 		return det, nil, err
 	}
 	for _, o := range st.OSDs {
+		if o.State == osdRemoved {
+			continue
+		}
 		s := osds[o.ID]
 		so := api.StorageOSD{ID: o.ID, Node: o.Node, Path: o.Path, FileBacked: o.FileBacked, SizeBytes: o.SizeBytes, Up: s.Up, In: s.In, State: o.State}
 		if o.FileBacked {
