@@ -9,7 +9,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/cloudctl/cloudctl/api.Version=$(VERSION)
 DEMO_DIR ?= /tmp/cloudctl-demo
 
-.PHONY: all deps build test unit integration stress demo demo-down lint bench install clean
+.PHONY: all deps build test unit integration stress demo demo-down lint bench install clean fuzz
 
 all: build
 
@@ -20,9 +20,20 @@ build:
 	$(GO) build $(GOFLAGS_TAGS) -ldflags "$(LDFLAGS)" -o bin/cloudctl ./cmd/cloudctl
 	$(GO) build $(GOFLAGS_TAGS) -ldflags "$(LDFLAGS)" -o bin/cloudd ./cmd/cloudd
 
-# The whole suite: unit tests, then the multi-node integration tests (real daemons in namespaces).
+# The whole suite: unit tests, then the multi-node integration tests (real daemons in namespaces),
+# then each fuzzer briefly (its committed seed corpus under testdata/fuzz also runs in go test).
 test: deps build lint
 	$(GO) test $(GOFLAGS_TAGS) -count=1 -timeout 25m -p 1 ./...
+	@$(MAKE) --no-print-directory fuzz
+
+# Fuzzers (package:function), each run for FUZZTIME: the token decoder, the preseed and
+# manifest parsers, the JSON bodies of the API endpoints.
+FUZZ := ./api:FuzzDecodeJoinToken ./bootstrap:FuzzParsePreseed ./manifests:FuzzParse ./daemon:FuzzDecodeBodies
+FUZZTIME ?= 5s
+fuzz:
+	@set -e; for f in $(FUZZ); do \
+	  $(GO) test $(GOFLAGS_TAGS) -run '^$$' -fuzz "^$${f##*:}$$" -fuzztime $(FUZZTIME) $${f%%:*}; \
+	done
 
 unit: build
 	$(GO) test $(GOFLAGS_TAGS) -count=1 -short ./...
