@@ -1,6 +1,7 @@
 package bootstrap
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,46 @@ import (
 	"github.com/AlecAivazis/survey/v2/core"
 	"github.com/AlecAivazis/survey/v2/terminal"
 )
+
+// TypeAhead wraps a terminal's input for SurveyAsker so that no key typed
+// (or pasted) ahead of a prompt is lost. survey reads through short-lived
+// buffered readers (one per prompt, one per cursor-position query) and drops
+// whatever they read beyond what they needed: keys that arrived together with
+// a cursor-position report, or after the Enter that ended a prompt,
+// vanished. Each Read of the wrapper returns input up to the end of a line
+// ('\r', '\n') or of a cursor-position report ('R'); the rest waits in the
+// wrapper for the next Read. Use one wrapper for all the prompts of a run.
+func TypeAhead(in terminal.FileReader) terminal.FileReader {
+	return &typeAheadReader{in: in}
+}
+
+type typeAheadReader struct {
+	in      terminal.FileReader
+	pending []byte
+	buf     [256]byte
+}
+
+func (r *typeAheadReader) Fd() uintptr { return r.in.Fd() }
+
+func (r *typeAheadReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if len(r.pending) == 0 {
+		n, err := r.in.Read(r.buf[:])
+		if n == 0 {
+			return 0, err
+		}
+		r.pending = append(r.pending[:0], r.buf[:n]...)
+	}
+	end := len(r.pending)
+	if i := bytes.IndexAny(r.pending, "\r\nR"); i >= 0 {
+		end = i + 1
+	}
+	n := copy(p, r.pending[:end])
+	r.pending = r.pending[n:]
+	return n, nil
+}
 
 // SurveyAsker asks on a terminal with github.com/AlecAivazis/survey/v2.
 // Out should be the terminal the person looks at (stderr, so that stdout

@@ -207,7 +207,7 @@ func terminalAsker(a *app) (bootstrap.Asker, error) {
 	if !okIn || !okOut || !term.IsTerminal(int(in.Fd())) || !term.IsTerminal(int(out.Fd())) {
 		return nil, fmt.Errorf("--guided needs a terminal on stdin and stderr: run it interactively, or use --preseed FILE or --accept-defaults to run unattended")
 	}
-	return bootstrap.SurveyAsker{In: in, Out: out}, nil
+	return bootstrap.SurveyAsker{In: bootstrap.TypeAhead(in), Out: out}, nil
 }
 
 func hostOf(addr string) string {

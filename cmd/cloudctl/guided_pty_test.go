@@ -68,8 +68,7 @@ type terminalSession struct {
 	cmd    *exec.Cmd
 	stdout bytes.Buffer
 
-	fd      int    // the master, in blocking mode
-	ttyName string // the program's side of the terminal
+	fd int // the master, in blocking mode
 
 	// mu guards the terminal's output: the reader reads the master and
 	// feeds vt10x (which answers cursor queries) only while holding it, so
@@ -96,7 +95,7 @@ func startTerminal(t *testing.T, bin string, args ...string) *terminalSession {
 	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 60, Cols: 220}); err != nil {
 		t.Fatal(err)
 	}
-	s := &terminalSession{t: t, ptmx: ptmx, fd: int(ptmx.Fd()), ttyName: tty.Name(), exited: make(chan struct{})}
+	s := &terminalSession{t: t, ptmx: ptmx, fd: int(ptmx.Fd()), exited: make(chan struct{})}
 	vt := vt10x.New(vt10x.WithWriter(ptmx), vt10x.WithSize(220, 60))
 	s.cmd = exec.Command(bin, args...)
 	s.cmd.Stdin, s.cmd.Stderr, s.cmd.Stdout = tty, tty, &s.stdout
@@ -194,37 +193,18 @@ func (s *terminalSession) expect(text string) {
 	}
 }
 
-// waitingForKeys reports whether a prompt is blocked reading keys: the
-// terminal is in the raw mode a prompt sets (no line editing, Ctrl-C is a
-// key, not a SIGINT), a thread of the program is blocked in read(0), no
-// input is pending, and every byte the program wrote has been handled (so
-// each cursor-position query it sent has been answered and the answer
-// consumed). survey draws a prompt, then sets raw mode, then asks the
-// terminal for the cursor position: keys typed before that answer is read
-// are lost (it reads the answer through a temporary buffer). On Linux
-// TCGETS on the master returns the terminal's (the slave's) settings.
+// waitingForKeys reports whether a prompt is reading keys: the terminal is
+// in the raw mode a prompt sets after drawing itself (no line editing, and
+// Ctrl-C is a key, not a SIGINT the prompt never sees) and a thread of the
+// program is blocked in read(0). Keys sent then may still arrive while the
+// prompt asks the terminal for the cursor position: cloudctl's TypeAhead
+// reader keeps them (survey alone dropped keys that came with the answer).
+// On Linux TCGETS on the master returns the terminal's (the slave's) settings.
 func (s *terminalSession) waitingForKeys() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	var tio syscall.Termios
 	if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, uintptr(s.fd), syscall.TCGETS, uintptr(unsafe.Pointer(&tio))); errno != 0 ||
 		tio.Lflag&(syscall.ICANON|syscall.ISIG) != 0 {
 		return false
-	}
-	if len(s.pending) != 0 {
-		return false
-	}
-	if n, err := unix.IoctlGetInt(s.fd, unix.TIOCINQ); err != nil || n != 0 {
-		return false // output not read yet
-	}
-	slave, err := unix.Open(s.ttyName, unix.O_RDWR|unix.O_NOCTTY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return false
-	}
-	n, err := unix.IoctlGetInt(slave, unix.TIOCINQ)
-	unix.Close(slave)
-	if err != nil || n != 0 {
-		return false // input not consumed yet
 	}
 	return blockedReadingStdin(s.cmd.Process.Pid)
 }
