@@ -578,7 +578,9 @@ func (c *Cluster) Dump(t testing.TB) {
 		}
 		fmt.Fprintf(&b, "$ tail -40 %s\n%s\n", nd.LogPath, nd.LogTail(40))
 		for _, f := range roleLogs(nd.StateDir, 8) {
-			fmt.Fprintf(&b, "$ tail -15 %s\n%s\n", f, tailLines(f, 15))
+			if tail := tailLines(f, 15); !strings.ContainsRune(tail, 0) { // skip binary files named *.log
+				fmt.Fprintf(&b, "$ tail -15 %s\n%s\n", f, tail)
+			}
 		}
 	}
 	t.Logf("%s", b.String())
@@ -607,7 +609,10 @@ func roleLogs(stateDir string, max int) []string {
 	})
 	sort.Slice(found, func(i, j int) bool { return found[i].mod.After(found[j].mod) })
 	var out []string
-	for i := 0; i < len(found) && i < max; i++ {
+	for i := 0; i < len(found) && len(out) < max; i++ {
+		if strings.Contains(found[i].path, ".db/") || strings.Contains(found[i].path, "/data/") {
+			continue // database files (RocksDB, InnoDB) that end in .log
+		}
 		out = append(out, found[i].path)
 	}
 	return out
