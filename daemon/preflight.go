@@ -66,10 +66,17 @@ func (d *Daemon) decodeUntrusted(ctx context.Context, s *state.State, r *http.Re
 	if err := dec.Decode(&req); err != nil {
 		return req, lxdapi.StatusErrorf(http.StatusBadRequest, "invalid request body")
 	}
+	// The same per-source limit and backoff as the token endpoints: this
+	// one must not become a way round them to guess secrets.
+	src, now := sourceOf(r), d.cfg.Now()
+	if wait := d.untrusted.admit(src, now); wait > 0 {
+		return req, lxdapi.StatusErrorf(http.StatusTooManyRequests, "too many join token attempts from %s: wait %s and try again", src, wait.Round(time.Millisecond))
+	}
 	res, err := d.checkToken(ctx, s, api.TokenCheck{Name: req.Token, Secret: req.Secret})
 	if err != nil {
 		return req, err
 	}
+	d.untrusted.result(src, res.Reason != "unknown", now)
 	if !res.Valid {
 		return req, lxdapi.StatusErrorf(http.StatusForbidden, "the join secret is not valid here: check the token with `cloudctl cluster join`")
 	}
