@@ -53,7 +53,10 @@ func (g *attemptGuard) admit(src string, now time.Time) time.Duration {
 	if now.Before(a.until) {
 		return a.until.Sub(now)
 	}
-	a.tokens += now.Sub(a.last).Seconds() * guardRate
+	// A clock stepped back (NTP) must not take a source's tokens away.
+	if el := now.Sub(a.last); el > 0 {
+		a.tokens += el.Seconds() * guardRate
+	}
 	if a.tokens > guardBurst {
 		a.tokens = guardBurst
 	}
