@@ -24,6 +24,10 @@ var ErrForeignCluster = errors.New("certificate mismatch")
 // ErrTokenRejected means the cluster answered that the token cannot be used.
 var ErrTokenRejected = errors.New("join token rejected")
 
+// errTooManyAttempts means the cluster refused to look at the token now:
+// this machine presented too many wrong ones (its answer says how long to wait).
+var errTooManyAttempts = errors.New("the cluster is refusing join attempts from this machine for a while")
+
 // CheckToken asks the issuing cluster, over TLS pinned to the token's
 // certificate fingerprint, whether jt can be used by a node called name. It
 // changes nothing on either side. The error is one sentence for a person.
@@ -41,6 +45,9 @@ func CheckToken(ctx context.Context, jt api.JoinToken, name string, now time.Tim
 		r, err := checkAt(ctx, addr, jt, name)
 		if errors.Is(err, ErrForeignCluster) {
 			return res, fmt.Errorf("%w: the server at %s is not the cluster that issued this token (its certificate does not match the one the token pins): the token belongs to another cluster, or the address now points somewhere else", ErrTokenRejected, addr)
+		}
+		if errors.Is(err, errTooManyAttempts) {
+			return res, fmt.Errorf("%w: %v", ErrTokenRejected, err)
 		}
 		if err != nil {
 			unreachable = append(unreachable, fmt.Sprintf("%s (%v)", addr, err))
@@ -86,6 +93,9 @@ func RedeemToken(ctx context.Context, jt api.JoinToken, name string) (string, er
 		if errors.Is(err, ErrForeignCluster) {
 			return "", fmt.Errorf("%w: the server at %s is not the cluster that issued this token (its certificate does not match the one the token pins)", ErrTokenRejected, addr)
 		}
+		if errors.Is(err, errTooManyAttempts) {
+			return "", fmt.Errorf("%w: %v", ErrTokenRejected, err)
+		}
 		if err != nil {
 			unreachable = append(unreachable, fmt.Sprintf("%s (%v)", addr, err))
 			continue
@@ -128,12 +138,16 @@ func postAt(ctx context.Context, addr, path string, jt api.JoinToken, name strin
 	}
 	defer resp.Body.Close()
 	var env struct {
-		Type     string          `json:"type"`
-		Error    string          `json:"error"`
-		Metadata json.RawMessage `json:"metadata"`
+		Type      string          `json:"type"`
+		Error     string          `json:"error"`
+		ErrorCode int             `json:"error_code"`
+		Metadata  json.RawMessage `json:"metadata"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&env); err != nil {
 		return res, fmt.Errorf("unreadable answer: %w", err)
+	}
+	if env.Type == "error" && (env.ErrorCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusTooManyRequests) {
+		return res, fmt.Errorf("%w: %s", errTooManyAttempts, env.Error)
 	}
 	if env.Type == "error" {
 		return res, fmt.Errorf("cluster error: %s", env.Error)

@@ -24,8 +24,8 @@ const (
 	// guardRate and guardBurst: attempts per second per source, sustained and in a burst.
 	guardRate  = 5.0
 	guardBurst = 10.0
-	// After a wrong secret a source waits backoffBase, doubling with each
-	// further wrong secret up to backoffMax; a right one clears it.
+	// After a second wrong secret a source waits backoffBase, doubling with
+	// each further wrong secret up to backoffMax; a right one clears it.
 	backoffBase = 250 * time.Millisecond
 	backoffMax  = 30 * time.Second
 )
@@ -77,11 +77,16 @@ func (g *attemptGuard) result(src string, known bool, now time.Time) {
 		a.failures, a.until = 0, time.Time{}
 		return
 	}
-	wait := backoffBase << min(a.failures, 16)
+	// The first wrong secret is free (a joiner with a stale token asks
+	// preflight and token-check in a row and must get its sentence).
+	a.failures++
+	if a.failures == 1 {
+		return
+	}
+	wait := backoffBase << min(a.failures-2, 16)
 	if wait > backoffMax || wait <= 0 {
 		wait = backoffMax
 	}
-	a.failures++
 	a.until = now.Add(wait)
 }
 

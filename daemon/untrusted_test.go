@@ -13,8 +13,12 @@ func TestAttemptGuardBacksOff(t *testing.T) {
 		t.Fatalf("first attempt waits %s", w)
 	}
 	g.result("10.0.0.9", false, now)
+	if w := g.admit("10.0.0.9", now); w != 0 {
+		t.Fatalf("after one wrong secret: wait %s, want none", w)
+	}
+	g.result("10.0.0.9", false, now)
 	if w := g.admit("10.0.0.9", now); w != backoffBase {
-		t.Fatalf("after a wrong secret: wait %s, want %s", w, backoffBase)
+		t.Fatalf("after two wrong secrets: wait %s, want %s", w, backoffBase)
 	}
 	// Each further wrong secret doubles the wait, up to backoffMax.
 	for i := 0; i < 20; i++ {
