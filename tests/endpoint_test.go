@@ -505,7 +505,7 @@ func TestEndpointCloudd(t *testing.T) {
 	join(t, n1, n2, "control")
 	join(t, n1, n3, "control")
 	for _, nd := range cands {
-		waitInstances(t, nd, 3*time.Minute, galeraSize(3))
+		waitInstances(t, nd, 6*time.Minute, galeraSize(3))
 	}
 	holder, took := endpointHolder(t, c.Nodes, vip, 2*time.Minute, "one node holds the floating address")
 	t.Logf("Galera formed; %s holds %s (%s later)", holder, vip, took.Round(time.Millisecond))
@@ -568,7 +568,7 @@ func TestEndpointCloudd(t *testing.T) {
 	// The old holder returns: one namespace holds the address.
 	hn.Start(t)
 	for _, nd := range cands {
-		waitInstances(t, nd, 3*time.Minute, galeraSize(3))
+		waitInstances(t, nd, 6*time.Minute, galeraSize(3))
 	}
 	harness.Eventually(t, time.Minute, "the returned node runs keepalived", func() error {
 		_, det, err := endpointLayer(t, hn)
@@ -612,7 +612,7 @@ func TestEndpointCloudd(t *testing.T) {
 	t.Logf("mariadbd SIGKILL on %s (cloudd alive): address on %s after %s, first write through it after %s",
 		hn.Name, newHolder, tMove.Round(time.Millisecond), time.Since(t0).Round(time.Millisecond))
 	for _, nd := range cands {
-		waitInstances(t, nd, 3*time.Minute, galeraSize(3))
+		waitInstances(t, nd, 6*time.Minute, galeraSize(3))
 	}
 
 	// The address changes after bootstrap, then is removed; nothing else restarts.
