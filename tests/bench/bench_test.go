@@ -74,7 +74,7 @@ func TestBench(t *testing.T) {
 	if cleaned := CleanStale(ctx, strings.TrimSpace(string(self))); len(cleaned) > 0 {
 		t.Logf("removed leftovers of an earlier run: %s", strings.Join(cleaned, ", "))
 	}
-	dir, err := os.MkdirTemp("", "cloudbench-")
+	dir, err := os.MkdirTemp("", "cloudbench-"+strconv.FormatInt(int64(os.Getpid()), 36)+"-")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -363,6 +363,19 @@ func CleanStale(ctx context.Context, self string) []string {
 			cleaned = append(cleaned, name)
 		}
 	}
+	// Scratch directories of dead runs (cloudbench-<pid36>-*).
+	if dirs, err := filepath.Glob(filepath.Join(os.TempDir(), "cloudbench-*")); err == nil {
+		for _, d := range dirs {
+			f := strings.SplitN(strings.TrimPrefix(filepath.Base(d), "cloudbench-"), "-", 2)
+			pid, err := strconv.ParseInt(f[0], 36, 64)
+			if len(f) != 2 || err != nil || alive(int(pid), self) {
+				continue
+			}
+			if os.RemoveAll(d) == nil {
+				cleaned = append(cleaned, d)
+			}
+		}
+	}
 	if !otherLive {
 		routes, _ := exec.CommandContext(ctx, "ip", "route", "show", "type", "unreachable").Output()
 		for _, line := range strings.Split(string(routes), "\n") {
