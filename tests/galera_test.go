@@ -83,9 +83,13 @@ func caFile(t testing.TB, caPEM string) string {
 	}
 	sum := sha256.Sum256([]byte(caPEM))
 	p := filepath.Join(os.TempDir(), "cloudctl-test-ca-"+hex.EncodeToString(sum[:8])+".pem")
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
 	if err := os.WriteFile(p, []byte(caPEM), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { os.Remove(p) })
 	return p
 }
 
