@@ -100,7 +100,7 @@ func New(cfg Config) (*Daemon, error) {
 		seen[dr.Name()] = true
 	}
 	d := &Daemon{cfg: cfg, log: cfg.Log, drivers: cfg.Drivers, sup: supervisor.New(nil, cfg.Log), sweepKick: make(chan struct{}, 1)}
-	d.loop.init()
+	d.loop.init(cfg.Drivers)
 	d.peers = newPeerClient(d)
 	return d, nil
 }

@@ -25,7 +25,10 @@ const retrySoon = 2 * time.Second
 
 // loopState is the reconcile loop's own state.
 type loopState struct {
-	kick chan struct{}
+	// kicks wake each driver's worker; driverMu keeps one driver's
+	// Converge and Stop apart.
+	kicks    []chan struct{}
+	driverMu map[string]*sync.Mutex
 
 	mu sync.Mutex
 	// active are the drivers that converged on this node and not stopped since.
@@ -37,23 +40,43 @@ type loopState struct {
 	steps map[string][]driver.Step
 }
 
-func (l *loopState) init() {
-	l.kick = make(chan struct{}, 1)
+func (l *loopState) init(drivers []driver.Driver) {
+	l.driverMu = map[string]*sync.Mutex{}
+	for _, dr := range drivers {
+		l.kicks = append(l.kicks, make(chan struct{}, 1))
+		l.driverMu[dr.Name()] = &sync.Mutex{}
+	}
 	l.active, l.lastErr, l.steps = map[string]bool{}, map[string]string{}, map[string][]driver.Step{}
 }
 
-// kick asks the reconcile loop to run now.
+// kick asks every driver's worker to run now.
 func (d *Daemon) kick() {
-	select {
-	case d.loop.kick <- struct{}{}:
-	default:
+	for _, k := range d.loop.kicks {
+		select {
+		case k <- struct{}{}:
+		default:
+		}
 	}
 }
 
-// reconcileLoop runs the drivers when kicked (membership hooks, role and
-// plan changes) and otherwise as soon as a driver asked to come back, or
-// after the resync interval: a settled cluster is quiet.
+// reconcileLoop runs one worker per driver, so a slow role (a Ceph mkfs,
+// LXD starting) never holds back another (Galera forming). Each worker runs
+// its driver when kicked (membership hooks, role and plan changes) and
+// otherwise as soon as the driver asked to come back, or after the resync
+// interval: a settled cluster is quiet.
 func (d *Daemon) reconcileLoop(ctx context.Context) {
+	var wg sync.WaitGroup
+	for i, dr := range d.drivers {
+		wg.Add(1)
+		go func(dr driver.Driver, kick chan struct{}) {
+			defer wg.Done()
+			d.driverWorker(ctx, dr, kick)
+		}(dr, d.loop.kicks[i])
+	}
+	wg.Wait()
+}
+
+func (d *Daemon) driverWorker(ctx context.Context, dr driver.Driver, kick chan struct{}) {
 	timer := time.NewTimer(d.cfg.Resync)
 	defer timer.Stop()
 	for {
@@ -61,9 +84,9 @@ func (d *Daemon) reconcileLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-timer.C:
-		case <-d.loop.kick:
+		case <-kick:
 		}
-		next := d.reconcileOnce(ctx)
+		next := d.reconcileOnce(ctx, dr)
 		if !timer.Stop() {
 			select {
 			case <-timer.C:
@@ -74,8 +97,9 @@ func (d *Daemon) reconcileLoop(ctx context.Context) {
 	}
 }
 
-// reconcileOnce runs one round and returns when the next should be.
-func (d *Daemon) reconcileOnce(ctx context.Context) time.Duration {
+// reconcileOnce runs one round of one driver and returns when the next
+// should be.
+func (d *Daemon) reconcileOnce(ctx context.Context, dr driver.Driver) time.Duration {
 	s := d.getState()
 	if s == nil || s.Database == nil || s.Database.IsOpen(ctx) != nil {
 		return retrySoon
@@ -93,51 +117,66 @@ func (d *Daemon) reconcileOnce(ctx context.Context) time.Duration {
 		return retrySoon
 	}
 	d.logOnce("reconcile", "", nil)
-	return d.runDrivers(ctx, env)
+	return d.runDriver(ctx, env, dr)
 }
 
-// runDrivers converges every driver that applies to this node, stops those
-// that applied before and no longer do, and returns when to come back.
+// runDrivers runs every driver once, in order (tests use it).
 func (d *Daemon) runDrivers(ctx context.Context, env *driver.Env) time.Duration {
 	next := d.cfg.Resync
 	for _, dr := range d.drivers {
-		name := dr.Name()
-		d.loop.mu.Lock()
-		active := d.loop.active[name]
-		d.loop.mu.Unlock()
-		if !dr.AppliesTo(env, env.Local) {
-			if active {
-				d.log.Info("role no longer applies to this node: stopping it", "role", name)
-				if err := dr.Stop(ctx); err != nil {
-					d.log.Warn("stop role", "role", name, "error", err)
-				}
-				d.loop.mu.Lock()
-				delete(d.loop.active, name)
-				delete(d.loop.steps, name)
-				d.loop.mu.Unlock()
+		next = min(next, d.runDriver(ctx, env, dr))
+	}
+	return next
+}
+
+// runDriver converges dr when it applies to this node, stops it when it
+// applied before and no longer does, and returns when to come back. Converge
+// and Stop of one driver never overlap.
+func (d *Daemon) runDriver(ctx context.Context, env *driver.Env, dr driver.Driver) time.Duration {
+	next := d.cfg.Resync
+	name := dr.Name()
+	mu := d.loop.driverMu[name]
+	mu.Lock()
+	defer mu.Unlock()
+	if d.leaving.Load() {
+		return next
+	}
+	denv := d.envFor(env, dr)
+	d.loop.mu.Lock()
+	active := d.loop.active[name]
+	d.loop.mu.Unlock()
+	if !dr.AppliesTo(denv, env.Local) {
+		if active {
+			d.log.Info("role no longer applies to this node: stopping it", "role", name)
+			if err := dr.Stop(ctx); err != nil {
+				d.log.Warn("stop role", "role", name, "error", err)
 			}
-			continue
+			d.loop.mu.Lock()
+			delete(d.loop.active, name)
+			delete(d.loop.steps, name)
+			d.loop.mu.Unlock()
 		}
-		if ctx.Err() != nil {
-			return next
-		}
-		d.loop.mu.Lock()
-		d.loop.active[name] = true
-		d.loop.mu.Unlock()
-		var steps []driver.Step
-		res, err := dr.Converge(ctx, d.envFor(env, dr), func(st driver.Step) { steps = append(steps, st) })
-		d.loop.mu.Lock()
-		d.loop.steps[name] = steps
-		d.loop.mu.Unlock()
-		if err != nil && ctx.Err() == nil {
-			d.logOnce(name, "role did not converge", err)
-			next = min(next, retrySoon)
-		} else if err == nil {
-			d.logOnce(name, "", nil)
-		}
-		if res.Again > 0 {
-			next = min(next, res.Again)
-		}
+		return next
+	}
+	if ctx.Err() != nil {
+		return next
+	}
+	d.loop.mu.Lock()
+	d.loop.active[name] = true
+	d.loop.mu.Unlock()
+	var steps []driver.Step
+	res, err := dr.Converge(ctx, denv, func(st driver.Step) { steps = append(steps, st) })
+	d.loop.mu.Lock()
+	d.loop.steps[name] = steps
+	d.loop.mu.Unlock()
+	if err != nil && ctx.Err() == nil {
+		d.logOnce(name, "role did not converge", err)
+		next = min(next, retrySoon)
+	} else if err == nil {
+		d.logOnce(name, "", nil)
+	}
+	if res.Again > 0 {
+		next = min(next, res.Again)
 	}
 	return next
 }
@@ -161,16 +200,18 @@ func (d *Daemon) logOnce(key, msg string, err error) {
 func (d *Daemon) stopDrivers(ctx context.Context) {
 	for i := len(d.drivers) - 1; i >= 0; i-- {
 		dr := d.drivers[i]
+		mu := d.loop.driverMu[dr.Name()]
+		mu.Lock()
 		d.loop.mu.Lock()
 		active := d.loop.active[dr.Name()]
 		delete(d.loop.active, dr.Name())
 		d.loop.mu.Unlock()
-		if !active {
-			continue
+		if active {
+			if err := dr.Stop(ctx); err != nil {
+				d.log.Warn("stop role", "role", dr.Name(), "error", err)
+			}
 		}
-		if err := dr.Stop(ctx); err != nil {
-			d.log.Warn("stop role", "role", dr.Name(), "error", err)
-		}
+		mu.Unlock()
 	}
 }
 

@@ -82,6 +82,15 @@ func MonitorNodes(nodes []driver.Node, max int) []string {
 	if max <= 0 {
 		max = 3
 	}
+	// A cloud without a storage node runs no Ceph at all: control nodes
+	// only fill in monitors for a storage layer that exists.
+	anyStorage := false
+	for _, n := range nodes {
+		anyStorage = anyStorage || n.Has(roles.Storage)
+	}
+	if !anyStorage {
+		return nil
+	}
 	sorted := append([]driver.Node(nil), nodes...)
 	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].JoinedAt.Before(sorted[j].JoinedAt) })
 	var out []string

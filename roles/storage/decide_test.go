@@ -60,6 +60,8 @@ func TestMonitorNodes(t *testing.T) {
 		// Oldest first, whatever the order given; compute-only nodes never.
 		{[]driver.Node{node("n5", 5, s), node("n4", 4, s, c), node("n6", 6, roles.Compute), node("n1", 1, s), node("n2", 2, s)}, []string{"n1", "n2", "n4"}},
 		{nil, nil},
+		// No storage node: no Ceph on the control nodes either.
+		{[]driver.Node{node("n1", 1, c), node("n2", 2, c), node("n3", 3, roles.Compute)}, nil},
 	}
 	for i, tc := range cases {
 		if got := MonitorNodes(tc.nodes, 3); !reflect.DeepEqual(got, tc.want) {
