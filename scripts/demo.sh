@@ -95,21 +95,22 @@ up() {
   echo "==> node1: bootstrap with roles control,compute,storage"
   ctl 1 bootstrap --name node1 --address "$SUBNET.1" --role control,compute,storage
   for n in 2 3; do
-    echo "==> node$n: join as control,compute"
-    tok=$(ctl 1 cluster add "node$n" --quiet)
-    ctl "$n" cluster join "$tok" --name "node$n" --address "$SUBNET.$n" --role control,compute
+    echo "==> node$n: join as control,compute,storage (the token goes through standard input)"
+    ctl 1 cluster add "node$n" --quiet | ctl "$n" cluster join - --name "node$n" --address "$SUBNET.$n" --role control,compute,storage
   done
-  # dqlite promotes the third member to voter right after its join.
-  for _ in $(seq 1 50); do
-    ctl 1 status --format json | grep -c '"dqlite_role": "voter"' | grep -q 3 && break
-    sleep 0.2
+  for n in 1 2 3; do
+    echo "==> node$n: a file-backed OSD (loop:8GiB, a sparse file: for demos, not for production)"
+    ctl 1 storage disk add "node$n" loop:8GiB
   done
-  echo "==> Waiting for the control databases to replicate across the three control nodes (Galera)"
-  for _ in $(seq 1 90); do
-    ctl 1 status --format json | grep -q '"replication": "galera"' \
-      && ctl 1 status --format json | grep -q '"size": 3' \
-      && [ "$(ctl 1 status --format json | grep -c '"wsrep_status": "Primary"')" = 3 ] && break
-    sleep 1
+  echo "==> The floating address $SUBNET.100 in front of the control plane (keepalived + HAProxy)"
+  ctl 1 cluster set floating-address "$SUBNET.100/24"
+  echo "==> Waiting for every layer to be highly available (Galera, Ceph, LXD, the floating address)"
+  ha=""
+  for _ in $(seq 1 72); do
+    ha=$(ctl 1 status 2>/dev/null | grep '^HA:' || true)
+    [ "$ha" = "HA: yes" ] && break
+    echo "    $ha"
+    sleep 5
   done
   echo
   ctl 1 status
@@ -119,7 +120,8 @@ The demo cluster is up: 3 nodes in network namespaces $PFX-n1..3, state in $DIR.
 Use it (as root) from this shell; each node's CLI talks to its own daemon:
 
   $BIN/cloudctl --state-dir $DIR/node1 status
-  $BIN/cloudctl --state-dir $DIR/node2 role add node2 storage
+  $BIN/cloudctl --state-dir $DIR/node1 storage disk list
+  $BIN/cloudctl --state-dir $DIR/node1 compute access
   $BIN/cloudctl --state-dir $DIR/node1 cluster tokens list
   $BIN/cloudctl --state-dir $DIR/node1 database list
   $BIN/cloudctl --state-dir $DIR/node1 database credentials identity

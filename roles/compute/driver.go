@@ -314,6 +314,12 @@ func (d *Driver) cluster(ctx context.Context, env *driver.Env, c lxd.InstanceSer
 			return driver.Result{Again: 5 * time.Second}, fmt.Errorf("join the LXD cluster through %s: %w", dec.Via, err)
 		}
 		if err := wait(bounded(ctx, 2*time.Minute), op, "join the LXD cluster through "+dec.Via); err != nil {
+			// A failed join can leave LXD believing it is clustered (it
+			// then never tries again): start over from a fresh standalone
+			// LXD, which holds nothing yet.
+			if rerr := d.resetAfterFailedJoin(ctx, env, c, p); rerr != nil {
+				env.Log.Warn("compute: could not reset LXD after a failed join", "error", rerr)
+			}
 			return driver.Result{Again: 5 * time.Second}, err
 		}
 		step(driver.Step{Name: "join the LXD cluster", State: "done"})
@@ -519,6 +525,19 @@ func (d *Driver) leave(ctx context.Context, env *driver.Env, p paths, step func(
 		return driver.Result{Again: 10 * time.Second}, err
 	}
 	return driver.Result{}, nil
+}
+
+// resetAfterFailedJoin stops LXD and removes its state, when it holds no
+// instance, so the next round joins from scratch.
+func (d *Driver) resetAfterFailedJoin(ctx context.Context, env *driver.Env, c lxd.InstanceServer, p paths) error {
+	if insts, err := c.GetInstances(lxdapi.InstanceTypeAny); err != nil || len(insts) > 0 {
+		return fmt.Errorf("LXD holds instances (or cannot list them: %v): leaving it as it is", err)
+	}
+	env.Log.Warn("compute: the LXD join failed; starting over from a fresh LXD")
+	if err := d.shutdown(ctx, env.Sup, false); err != nil {
+		return err
+	}
+	return removeState(p)
 }
 
 // shutdown stops LXD: with its instances first (SIGPWR) when instances is
