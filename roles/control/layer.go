@@ -86,10 +86,13 @@ func (d *Driver) databases(ctx context.Context, env *driver.Env) (api.Databases,
 			di.Size = 1
 		}
 		sort.Slice(di.Members, func(i, j int) bool { return di.Members[i].Node < di.Members[j].Node })
-		var away []string
+		var away, notServing []string
 		for _, m := range di.Members {
-			if m.State == "unreachable" || m.State == "stale" {
+			switch {
+			case m.State == "unreachable" || m.State == "stale":
 				away = append(away, m.Node)
+			case replicated && (m.State != "running" || m.WsrepStatus != "Primary"):
+				notServing = append(notServing, m.Node+" "+m.State)
 			}
 		}
 		switch {
@@ -101,6 +104,8 @@ func (d *Driver) databases(ctx context.Context, env *driver.Env) (api.Databases,
 			di.Degraded = "not replicated: a single copy on " + out.Host
 		case len(away) > 0:
 			di.Degraded = fmt.Sprintf("cloudd on %s does not answer", strings.Join(away, ", "))
+		case len(notServing) > 0:
+			di.Degraded = "not serving yet: " + strings.Join(notServing, ", ")
 		}
 		out.Instances = append(out.Instances, di)
 		var eps []string
