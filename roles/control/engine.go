@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"os/user"
 	"path/filepath"
 	"regexp"
@@ -86,29 +85,10 @@ type InstanceStatus struct {
 }
 
 // Commands runs one-off programs (mariadb-install-db, mariadbd --wsrep-recover).
-type Commands interface {
-	Run(ctx context.Context, name string, args ...string) ([]byte, error)
-}
+type Commands = supervisor.Commands
 
 // ExecCommands is the real Commands.
-type ExecCommands struct{}
-
-// Run implements Commands.
-func (ExecCommands) Run(ctx context.Context, name string, args ...string) ([]byte, error) {
-	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
-	if err != nil {
-		return out, fmt.Errorf("%s: %w: %s", filepath.Base(name), err, lastLines(out, 5))
-	}
-	return out, nil
-}
-
-func lastLines(b []byte, n int) string {
-	ls := strings.Split(strings.TrimSpace(string(b)), "\n")
-	if len(ls) > n {
-		ls = ls[len(ls)-n:]
-	}
-	return strings.Join(ls, " | ")
-}
+type ExecCommands = supervisor.Exec
 
 // Engine converges this node's MariaDB instances: it writes their configuration, starts them under the supervisor, forms and rejoins Galera, and provisions service databases.
 type Engine struct {
@@ -688,7 +668,7 @@ func (d *Engine) recoverPosition(ctx context.Context, in Instance, p paths) (Pos
 	}
 	m := regexp.MustCompile(`Recovered position: ([0-9a-f-]+):(-?\d+)`).FindAllStringSubmatch(string(b), -1)
 	if len(m) == 0 {
-		return pos, fmt.Errorf("wsrep-recover %s printed no position: %s", in.Name, lastLines(b, 3))
+		return pos, fmt.Errorf("wsrep-recover %s printed no position: %s", in.Name, supervisor.LastLines(b, 3))
 	}
 	pos.UUID = m[len(m)-1][1]
 	pos.Seqno, _ = strconv.ParseInt(m[len(m)-1][2], 10, 64)
@@ -763,5 +743,5 @@ func tail(path string, n int) string {
 	if err != nil {
 		return "(no error log)"
 	}
-	return lastLines(b, n)
+	return supervisor.LastLines(b, n)
 }

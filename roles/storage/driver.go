@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -27,29 +26,10 @@ const Name = api.LayerStorage
 
 // Commands runs the one-off Ceph programs (monmaptool, mkfs of a monitor or
 // an OSD). Tests of the decisions pass their own.
-type Commands interface {
-	Run(ctx context.Context, name string, args ...string) ([]byte, error)
-}
+type Commands = supervisor.Commands
 
 // ExecCommands is the real Commands.
-type ExecCommands struct{}
-
-// Run implements Commands.
-func (ExecCommands) Run(ctx context.Context, name string, args ...string) ([]byte, error) {
-	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
-	if err != nil {
-		return out, fmt.Errorf("%s: %w: %s", filepath.Base(name), err, lastLines(out, 4))
-	}
-	return out, nil
-}
-
-func lastLines(b []byte, n int) string {
-	ls := strings.Split(strings.TrimSpace(string(b)), "\n")
-	if len(ls) > n {
-		ls = ls[len(ls)-n:]
-	}
-	return strings.Join(ls, " | ")
-}
+type ExecCommands = supervisor.Exec
 
 // Inspector checks a disk against the probe's OSD rules.
 type Inspector func(ctx context.Context, path string, p hwprobe.Policy) (*hwprobe.Disk, error)
