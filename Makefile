@@ -23,7 +23,7 @@ build:
 # The whole suite: unit tests, then the multi-node integration tests (real daemons in namespaces),
 # then each fuzzer briefly (its committed seed corpus under testdata/fuzz also runs in go test).
 test: deps build lint
-	$(GO) test $(GOFLAGS_TAGS) -count=1 -timeout 25m -p 1 ./...
+	$(GO) test $(GOFLAGS_TAGS) -count=1 -timeout 60m -p 1 ./...
 	@$(MAKE) --no-print-directory fuzz
 
 # Fuzzers (package:function), each run for FUZZTIME: the token decoder, the preseed and
