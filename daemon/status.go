@@ -271,7 +271,9 @@ func (d *Daemon) probeMembers(ctx context.Context, s *state.State, members []clu
 	var wg sync.WaitGroup
 	for _, m := range members {
 		if m.Address == s.Address().URL.Host {
+			mu.Lock()
 			out[m.Address] = true
+			mu.Unlock()
 			continue
 		}
 		wg.Add(1)
