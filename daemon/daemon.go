@@ -110,8 +110,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := os.MkdirAll(d.cfg.StateDir, 0o711); err != nil {
 		return fmt.Errorf("create state directory %s: %w", d.cfg.StateDir, err)
 	}
-	// Role services (mariadbd runs as the mysql user) must be able to reach
-	// their own directories below the state directory: traverse, not read.
+	// Role services that drop privileges must be able to reach their own
+	// directories below the state directory: traverse, not read.
 	if err := os.Chmod(d.cfg.StateDir, 0o711); err != nil {
 		return fmt.Errorf("state directory %s: %w", d.cfg.StateDir, err)
 	}

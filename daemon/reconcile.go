@@ -59,8 +59,8 @@ func (d *Daemon) kick() {
 	}
 }
 
-// reconcileLoop runs one worker per driver, so a slow role (a Ceph mkfs,
-// LXD starting) never holds back another (Galera forming). Each worker runs
+// reconcileLoop runs one worker per driver, so a slow role never holds back
+// another. Each worker runs
 // its driver when kicked (membership hooks, role and plan changes) and
 // otherwise as soon as the driver asked to come back, or after the resync
 // interval: a settled cluster is quiet.

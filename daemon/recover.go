@@ -40,8 +40,8 @@ import (
 //     only voter, the lost members spares (their number cannot change there);
 //  4. once the database is open (a quorum of one), removes the lost members
 //     with microcluster's forced removal, so every layer sees a cluster of
-//     one: the control role then bootstraps its Galera instances from this
-//     node alone and records the new membership.
+//     one: each role driver's Recoverer then rebuilds its layer from this
+//     node alone.
 
 const recoverFileName = "recover.json"
 
