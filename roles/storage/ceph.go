@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/ceph/go-ceph/rados"
 )
@@ -91,15 +92,11 @@ func (c *cephConn) close() {
 	}
 }
 
-// mon runs one monitor command and decodes its JSON answer into out (when not nil).
-func (c *cephConn) mon(ctx context.Context, cmd map[string]any, in []byte, out any) error {
-	if _, ok := cmd["format"]; !ok {
-		cmd["format"] = "json"
-	}
-	b, err := json.Marshal(cmd)
-	if err != nil {
-		return err
-	}
+// call runs one librados command with ctx's deadline; an error names the
+// command and carries Ceph's own status text. The connection's read lock is
+// held until librados returns, even when the caller gave up waiting, so the
+// connection is never shut down under a running command.
+func (c *cephConn) call(ctx context.Context, what string, fn func(*rados.Conn) ([]byte, string, error)) ([]byte, error) {
 	type result struct {
 		buf []byte
 		st  string
@@ -109,35 +106,52 @@ func (c *cephConn) mon(ctx context.Context, cmd map[string]any, in []byte, out a
 	c.mu.RLock()
 	if c.closed {
 		c.mu.RUnlock()
-		return fmt.Errorf("ceph %s: %w", cmd["prefix"], errClosed)
+		return nil, fmt.Errorf("ceph %s: %w", what, errClosed)
 	}
 	go func() {
-		// The read lock is held until librados returns, even when the
-		// caller gave up waiting.
 		defer c.mu.RUnlock()
 		var r result
-		if in != nil {
-			r.buf, r.st, r.err = c.conn.MonCommandWithInputBuffer(b, in)
-		} else {
-			r.buf, r.st, r.err = c.conn.MonCommand(b)
-		}
+		r.buf, r.st, r.err = fn(c.conn)
 		ch <- r
 	}()
-	var r result
 	select {
-	case r = <-ch:
+	case r := <-ch:
+		if r.err != nil {
+			if st := strings.TrimSpace(r.st); st != "" {
+				return nil, fmt.Errorf("ceph %s: %w: %s", what, r.err, st)
+			}
+			return nil, fmt.Errorf("ceph %s: %w", what, r.err)
+		}
+		return r.buf, nil
 	case <-ctx.Done():
-		return fmt.Errorf("ceph %s: %w", cmd["prefix"], ctx.Err())
+		return nil, fmt.Errorf("ceph %s: %w", what, ctx.Err())
 	}
-	if r.err != nil {
-		return fmt.Errorf("ceph %s: %w: %s", cmd["prefix"], r.err, strings.TrimSpace(r.st))
+}
+
+// mon runs one monitor command and decodes its JSON answer into out (when not nil).
+func (c *cephConn) mon(ctx context.Context, cmd map[string]any, in []byte, out any) error {
+	if _, ok := cmd["format"]; !ok {
+		cmd["format"] = "json"
 	}
-	if out != nil && len(r.buf) > 0 {
+	b, err := json.Marshal(cmd)
+	if err != nil {
+		return err
+	}
+	buf, err := c.call(ctx, fmt.Sprint(cmd["prefix"]), func(rc *rados.Conn) ([]byte, string, error) {
+		if in != nil {
+			return rc.MonCommandWithInputBuffer(b, in)
+		}
+		return rc.MonCommand(b)
+	})
+	if err != nil {
+		return err
+	}
+	if out != nil && len(buf) > 0 {
 		if raw, ok := out.(*[]byte); ok {
-			*raw = r.buf
+			*raw = buf
 			return nil
 		}
-		if err := json.Unmarshal(r.buf, out); err != nil {
+		if err := json.Unmarshal(buf, out); err != nil {
 			return fmt.Errorf("ceph %s: decode the answer: %w", cmd["prefix"], err)
 		}
 	}
@@ -146,7 +160,9 @@ func (c *cephConn) mon(ctx context.Context, cmd map[string]any, in []byte, out a
 
 // safeToDestroy asks the manager whether osd id holds no data any more
 // (`osd safe-to-destroy`): every placement group it had is active+clean
-// elsewhere. An error means not (yet) safe, or no manager answered.
+// elsewhere. An error means not (yet) safe, or no manager answered. The
+// manager judges from the placement-group statistics it last received, so
+// callers flush them first (flushPGStats).
 func (c *cephConn) safeToDestroy(ctx context.Context, id int) error {
 	// Plain format: the manager answers EBUSY while it is not safe (with
 	// a JSON format it lists the state and answers 0).
@@ -154,30 +170,71 @@ func (c *cephConn) safeToDestroy(ctx context.Context, id int) error {
 	if err != nil {
 		return err
 	}
-	c.mu.RLock()
-	if c.closed {
-		c.mu.RUnlock()
-		return errClosed
+	if _, err := c.call(ctx, "osd safe-to-destroy", func(rc *rados.Conn) ([]byte, string, error) {
+		return rc.MgrCommand([][]byte{b})
+	}); err != nil {
+		return fmt.Errorf("osd.%d is not safe to destroy yet: %w", id, err)
 	}
-	type result struct {
-		st  string
-		err error
+	return nil
+}
+
+// flushPGStats makes every running OSD report its placement-group
+// statistics now and waits until the monitors have them, so that what
+// follows (all PGs active+clean? safe to destroy?) is judged on the state
+// after the last change and not on statistics from before it (they are
+// otherwise sent every few seconds: an OSD marked out a moment ago still
+// looks empty or clean).
+func (c *cephConn) flushPGStats(ctx context.Context) error {
+	var dump struct {
+		OSDs []struct {
+			ID int `json:"osd"`
+			Up int `json:"up"`
+		} `json:"osds"`
 	}
-	ch := make(chan result, 1)
-	go func() {
-		defer c.mu.RUnlock()
-		_, st, err := c.conn.MgrCommand([][]byte{b})
-		ch <- result{st, err}
-	}()
-	select {
-	case r := <-ch:
-		if r.err != nil {
-			return fmt.Errorf("osd.%d is not safe to destroy yet: %w: %s", id, r.err, strings.TrimSpace(r.st))
+	if err := c.mon(ctx, map[string]any{"prefix": "osd dump"}, nil, &dump); err != nil {
+		return err
+	}
+	want := map[int]uint64{}
+	for _, o := range dump.OSDs {
+		if o.Up != 1 {
+			continue
 		}
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+		b, _ := json.Marshal(map[string]any{"prefix": "flush_pg_stats"})
+		id := o.ID
+		buf, err := c.call(ctx, "flush_pg_stats", func(rc *rados.Conn) ([]byte, string, error) {
+			return rc.OsdCommand(id, [][]byte{b})
+		})
+		if err != nil {
+			return fmt.Errorf("ask osd.%d for its placement-group statistics: %w", id, err)
+		}
+		seq, err := strconv.ParseUint(strings.TrimSpace(string(buf)), 10, 64)
+		if err != nil {
+			return fmt.Errorf("osd.%d answered %q to flush_pg_stats, not a sequence number", id, buf)
+		}
+		want[id] = seq
 	}
+	for id, seq := range want {
+		for {
+			// Plain format: with a JSON one the monitor answers nothing.
+			var raw []byte
+			if err := c.mon(ctx, map[string]any{"prefix": "osd last-stat-seq", "id": id, "format": "plain"}, nil, &raw); err != nil {
+				return err
+			}
+			got, err := strconv.ParseUint(strings.TrimSpace(string(raw)), 10, 64)
+			if err != nil {
+				return fmt.Errorf("the monitor answered %q for osd.%d's last statistics, not a sequence number", raw, id)
+			}
+			if got >= seq {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("osd.%d's placement-group statistics did not arrive: %w", id, ctx.Err())
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}
+	return nil
 }
 
 // connCache keeps one connection per driver; it is dropped on errors and

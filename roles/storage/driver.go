@@ -277,9 +277,23 @@ func (d *Driver) converge(ctx context.Context, env *driver.Env, step func(driver
 // It reports whether one is still draining.
 func (d *Driver) finishRemovals(ctx context.Context, env *driver.Env, conn *cephConn, l layout, st state, stat cephStatus) (bool, error) {
 	waiting := false
+	fresh := false
 	for _, o := range st.osdsOf(env.Local.Name) {
 		if o.State != osdRemoving {
 			continue
+		}
+		if !fresh {
+			// Judge on statistics from after the OSD was marked out: the
+			// ones in stat may predate it and show it empty.
+			if err := conn.flushPGStats(ctx); err != nil {
+				env.Log.Info("storage: waiting for placement-group statistics before removing an OSD", "osd", o.ID, "why", err)
+				return true, nil
+			}
+			s, err := conn.status(ctx)
+			if err != nil {
+				return true, nil
+			}
+			stat, fresh = s, true
 		}
 		if !stat.allClean() {
 			waiting = true

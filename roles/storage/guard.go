@@ -90,7 +90,13 @@ func (d *Driver) drain(ctx context.Context, env *driver.Env, conn *cephConn, st 
 	env.Log.Info("storage: draining the OSDs of a node before its removal", "node", node, "osds", ids)
 	var last string
 	for {
-		stat, err := conn.status(ctx)
+		// Fresh statistics first: right after `osd out` the last ones
+		// still show every placement group clean where it was.
+		err := conn.flushPGStats(ctx)
+		var stat cephStatus
+		if err == nil {
+			stat, err = conn.status(ctx)
+		}
 		if err == nil && stat.allClean() {
 			return nil
 		}

@@ -222,18 +222,24 @@ func TestRealCephOneNode(t *testing.T) {
 		dumpLogs(t, env)
 		j, _ := json.MarshalIndent(d2.Status(context.Background(), env), "", "  ")
 		t.Logf("status: %s", j)
-		for _, args := range [][]string{{"ceph", "-s"}, {"ceph", "pg", "dump_stuck"}, {"ceph", "osd", "dump"}, {"ceph", "pg", "ls", "--pool", "volumes"}, {"rados", "-p", "volumes", "ls"}} {
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			out, err := exec.CommandContext(ctx, args[0], append([]string{"-c", filepath.Join(env.Dir, "ceph.conf")}, args[1:]...)...).CombinedOutput()
-			cancel()
-			t.Logf("%v: %v\n%s", args, err, out)
-		}
+		cephDiag(t, env)
 		t.Fatalf("read the RBD image after the restart: %v", rerr)
 	}
 	if !bytes.Equal(got, want) {
 		t.Fatal("RBD image changed across the restart")
 	}
 	converge(t, d2, env, "HEALTH_OK after the reads", 2*time.Minute, healthOK)
+}
+
+// cephDiag logs what Ceph itself says about the cluster, for a failure.
+func cephDiag(t *testing.T, env *driver.Env) {
+	t.Helper()
+	for _, args := range [][]string{{"ceph", "-s"}, {"ceph", "health", "detail"}, {"ceph", "pg", "dump_stuck"}, {"ceph", "osd", "dump"}, {"ceph", "pg", "ls-by-pool", "volumes"}, {"rados", "-p", "volumes", "ls"}} {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		out, err := exec.CommandContext(ctx, args[0], append([]string{"-c", filepath.Join(env.Dir, "ceph.conf")}, args[1:]...)...).CombinedOutput()
+		cancel()
+		t.Logf("%v: %v\n%s", args, err, out)
+	}
 }
 
 func writeReadRBD(t *testing.T, d *Driver, env *driver.Env, pool, name string, data []byte) {
@@ -252,6 +258,8 @@ func writeReadRBD(t *testing.T, d *Driver, env *driver.Env, pool, name string, d
 	}
 	defer ioctx.Destroy()
 	if err := rbd.CreateImage(ioctx, name, uint64(len(data))*4, rbd.NewRbdImageOptions()); err != nil {
+		dumpLogs(t, env)
+		cephDiag(t, env)
 		t.Fatalf("create image: %v", err)
 	}
 	img, err := rbd.OpenImage(ioctx, name, rbd.NoSnapshot)
