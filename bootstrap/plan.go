@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	controlplan "github.com/cloudctl/cloudctl/roles/control/plan"
+	splan "github.com/cloudctl/cloudctl/roles/storage/plan"
 	"net"
 	"net/netip"
 	"regexp"
@@ -168,10 +169,16 @@ func (p Plan) validate() Problems {
 		}
 	}
 	seen := map[string]bool{}
-	for _, d := range p.Disks {
+	for j, d := range p.Disks {
 		switch {
+		case splan.IsFileDisk(d.Path):
+			// The same file-backed entry twice is two OSDs.
+			if _, _, err := splan.ParseFileDisk(d.Path); err != nil {
+				add(fmt.Sprintf("disk:%s#%d", d.Path, j), "%v", err)
+			}
+			continue
 		case !strings.HasPrefix(d.Path, "/dev/"):
-			add("disk:"+d.Path, "invalid disk path %q: name a disk by its /dev path, such as /dev/sdb", d.Path)
+			add("disk:"+d.Path, "invalid disk path %q: name a disk by its /dev path, such as /dev/sdb, or loop:SIZE (such as loop:8GiB) for a file-backed OSD", d.Path)
 		case seen[d.Path]:
 			add("disk:"+d.Path, "disk %s is listed twice: list each disk once", d.Path)
 		}
@@ -257,7 +264,19 @@ func (p Plan) Check(f Facts, join bool) Problems {
 			warn("role:"+string(fd.Role), "%s: %s", fd.Role, fd.Message)
 		}
 	}
-	for _, d := range p.Disks {
+	var files []string
+	fileKey := ""
+	for j, d := range p.Disks {
+		if splan.IsFileDisk(d.Path) {
+			key := fmt.Sprintf("disk:%s#%d", d.Path, j)
+			// validate refused a bad size already.
+			if _, _, err := splan.ParseFileDisk(d.Path); err == nil {
+				if files = append(files, d.Path); fileKey == "" {
+					fileKey = key
+				}
+			}
+			continue
+		}
 		disk, ok := f.Disk(d.Path)
 		switch {
 		case !ok:
@@ -270,6 +289,13 @@ func (p Plan) Check(f Facts, join bool) Problems {
 		default:
 			fail("disk:"+d.Path, "disk %s cannot hold an OSD: %s; pick an eligible disk (`cloudctl probe` lists them)", d.Path, strings.Join(disk.Reasons, "; "))
 		}
+	}
+	switch len(files) {
+	case 0:
+	case 1:
+		warn(fileKey, "disk %s is a sparse file below the state directory (%s): fine for a demo or a test, it shares the state disk and is lost with it", files[0], splan.FileBackedNote)
+	default:
+		warn(fileKey, "disks %s are sparse files below the state directory (%s): fine for a demo or a test, they share the state disk and are lost with it", strings.Join(files, ", "), splan.FileBackedNote)
 	}
 	if roles.Has(p.Roles, roles.Storage) && len(p.Disks) == 0 {
 		warn("disks", "the storage role has no OSD disk: this node runs a Ceph monitor and manager but stores no data; add a blank disk to the plan to store data here")

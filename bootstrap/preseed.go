@@ -3,6 +3,7 @@ package bootstrap
 import (
 	"errors"
 	"fmt"
+	splan "github.com/cloudctl/cloudctl/roles/storage/plan"
 	"net"
 	"net/netip"
 	"strconv"
@@ -348,8 +349,15 @@ func (p *Preseed) check(c *checker, groups map[string][]roles.Role) {
 				} else {
 					c.fail(dp, "empty disk entry; give path: /dev/NAME, or a filter with min_size and/or type")
 				}
+			case splan.IsFileDisk(d.Path):
+				// A file-backed OSD; the same entry twice is two OSDs.
+				if _, _, err := splan.ParseFileDisk(d.Path); err != nil {
+					c.fail(dp+".path", "%v", err)
+				} else if d.Wipe {
+					c.fail(dp+".wipe", "wipe applies to disks, not to a file-backed OSD (%s); remove wipe from this entry", d.Path)
+				}
 			case d.Path != "" && !strings.HasPrefix(d.Path, "/dev/"):
-				c.fail(dp+".path", "invalid disk path %q; name the disk by its /dev path, such as /dev/sdb or /dev/disk/by-id/...", d.Path)
+				c.fail(dp+".path", "invalid disk path %q; name the disk by its /dev path, such as /dev/sdb or /dev/disk/by-id/..., or loop:SIZE (such as loop:8GiB) for a file-backed OSD, not for production", d.Path)
 			case d.Path != "":
 				if k, dup := paths[d.Path]; dup {
 					c.fail(dp+".path", "disk %s is already listed at line %d; list each disk once", d.Path, c.line(at(fmt.Sprintf(".disks[%d].path", k))))

@@ -3,6 +3,7 @@ package bootstrap
 import (
 	"fmt"
 	controlplan "github.com/cloudctl/cloudctl/roles/control/plan"
+	splan "github.com/cloudctl/cloudctl/roles/storage/plan"
 	"net/netip"
 	"strings"
 
@@ -260,6 +261,12 @@ func (r *resolver) disks(n NodeSpec, rs []roles.Role) []api.DiskChoice {
 	}
 	for j, ds := range n.Disks {
 		entry := fmt.Sprintf("%s.disks[%d]", r.base, j)
+		if splan.IsFileDisk(ds.Path) {
+			// Keyed by its place in the plan: the same entry twice is two OSDs.
+			r.set(fmt.Sprintf("disk:%s#%d", ds.Path, len(out)), entry+".path", entry)
+			out = append(out, api.DiskChoice{Path: ds.Path})
+			continue
+		}
 		if ds.Path != "" {
 			c := canonical(ds.Path)
 			if chosen[c] {

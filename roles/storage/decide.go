@@ -3,19 +3,12 @@ package storage
 import (
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/cloudctl/cloudctl/api"
 	"github.com/cloudctl/cloudctl/roles"
 	"github.com/cloudctl/cloudctl/roles/driver"
 )
-
-// FilePrefix starts a disk entry that asks for a file-backed OSD ("loop:8GiB").
-const FilePrefix = "loop:"
-
-// FileBackedNote is how plan and status show a file-backed OSD.
-const FileBackedNote = "file-backed: not for production"
 
 // Failure domains of the CRUSH rules the pools use.
 const (
@@ -28,34 +21,6 @@ const (
 	RuleOSD  = "cloudctl-osd"
 	RuleHost = "cloudctl-host"
 )
-
-// ParseFileDisk reads a file-backed disk entry ("loop:8GiB", "loop:512MiB",
-// "loop:10G"). ok is false when path is not such an entry.
-func ParseFileDisk(path string) (size int64, ok bool, err error) {
-	if !strings.HasPrefix(path, FilePrefix) {
-		return 0, false, nil
-	}
-	s := strings.TrimSpace(strings.TrimPrefix(path, FilePrefix))
-	units := []struct {
-		suffix string
-		mult   int64
-	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"T", 1 << 40}, {"G", 1 << 30}, {"M", 1 << 20}}
-	for _, u := range units {
-		if !strings.HasSuffix(s, u.suffix) {
-			continue
-		}
-		n, perr := strconv.ParseInt(strings.TrimSuffix(s, u.suffix), 10, 64)
-		if perr != nil || n <= 0 {
-			return 0, true, fmt.Errorf("disk %q: the size must be a positive whole number followed by MiB, GiB or TiB (e.g. loop:8GiB)", path)
-		}
-		size = n * u.mult
-		if size < 1<<30 {
-			return 0, true, fmt.Errorf("disk %q: a file-backed OSD needs at least 1GiB (BlueStore keeps its metadata on the same file)", path)
-		}
-		return size, true, nil
-	}
-	return 0, true, fmt.Errorf("disk %q: the size needs a unit, MiB, GiB or TiB (e.g. loop:8GiB)", path)
-}
 
 // DiskSlot is one disk entry of a node's plan, numbered so that two equal
 // file-backed entries ("loop:8GiB" twice) stay two OSDs.

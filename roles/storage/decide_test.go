@@ -17,23 +17,6 @@ import (
 	"github.com/cloudctl/cloudctl/roles/driver"
 )
 
-func TestParseFileDisk(t *testing.T) {
-	for in, want := range map[string]int64{"loop:8GiB": 8 << 30, "loop:1GiB": 1 << 30, "loop:2048MiB": 2 << 30, "loop:1TiB": 1 << 40, "loop:10G": 10 << 30} {
-		got, ok, err := ParseFileDisk(in)
-		if !ok || err != nil || got != want {
-			t.Errorf("%s: %d %v %v, want %d", in, got, ok, err, want)
-		}
-	}
-	for _, in := range []string{"loop:", "loop:8", "loop:0GiB", "loop:-1GiB", "loop:512MiB", "loop:eightGiB"} {
-		if _, ok, err := ParseFileDisk(in); !ok || err == nil {
-			t.Errorf("%s: ok %v err %v, want a refusal", in, ok, err)
-		}
-	}
-	if _, ok, _ := ParseFileDisk("/dev/sdb"); ok {
-		t.Error("/dev/sdb taken for a file disk")
-	}
-}
-
 func TestSlots(t *testing.T) {
 	got := Slots([]api.DiskChoice{{Path: "loop:8GiB"}, {Path: "/dev/sdb", Wipe: true}, {Path: "loop:8GiB"}})
 	want := []DiskSlot{{Path: "loop:8GiB", Slot: 0}, {Path: "/dev/sdb", Slot: 0, Wipe: true}, {Path: "loop:8GiB", Slot: 1}}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	splan "github.com/cloudctl/cloudctl/roles/storage/plan"
 	"os"
 	"path/filepath"
 	"sort"
@@ -524,7 +525,7 @@ func (d *Driver) checkDisks(ctx context.Context, env *driver.Env, st state) ([]D
 		if have[s.Path+"#"+strconv.Itoa(s.Slot)] {
 			continue
 		}
-		if _, file, err := ParseFileDisk(s.Path); file {
+		if _, file, err := splan.ParseFileDisk(s.Path); file {
 			if err != nil {
 				refused = append(refused, err.Error())
 				continue
@@ -595,7 +596,7 @@ func (d *Driver) createOSD(ctx context.Context, env *driver.Env, conn *cephConn,
 	step(driver.Step{Name: name, State: "running"})
 	ctx, cancel := context.WithTimeout(ctx, stepTimeout(env, "ceph_osd_create", 5*time.Minute))
 	defer cancel()
-	size, file, _ := ParseFileDisk(s.Path)
+	size, file, _ := splan.ParseFileDisk(s.Path)
 	uuid, err := NewUUID()
 	if err != nil {
 		return err
@@ -666,7 +667,7 @@ func (d *Driver) createOSD(ctx context.Context, env *driver.Env, conn *cephConn,
 	}
 	detail := fmt.Sprintf("osd.%d", id)
 	if file {
-		detail += " (" + FileBackedNote + ")"
+		detail += " (" + splan.FileBackedNote + ")"
 	}
 	step(driver.Step{Name: name, State: "done", Detail: detail})
 	return nil

@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"encoding/json"
+	splan "github.com/cloudctl/cloudctl/roles/storage/plan"
 	"net/http"
 	"strconv"
 	"strings"
@@ -40,7 +41,7 @@ func (d *Driver) addDisk(ctx context.Context, env *driver.Env, req driver.Reques
 	case !n.Has(roles.Storage):
 		return nil, driver.Errorf(http.StatusBadRequest, "node %s has no storage role; add it first with `cloudctl role add %s storage`", in.Node, in.Node)
 	}
-	_, file, err := ParseFileDisk(in.Path)
+	_, file, err := splan.ParseFileDisk(in.Path)
 	switch {
 	case err != nil:
 		return nil, driver.Errorf(http.StatusBadRequest, "%v", err)
@@ -93,7 +94,7 @@ func (d *Driver) listDisks(ctx context.Context, env *driver.Env, _ driver.Reques
 			so.Up, so.In = s.Up, s.In
 		}
 		if o.FileBacked {
-			so.Note = FileBackedNote
+			so.Note = splan.FileBackedNote
 		}
 		out = append(out, so)
 	}

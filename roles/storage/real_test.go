@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	splan "github.com/cloudctl/cloudctl/roles/storage/plan"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -148,7 +149,7 @@ func TestRealCephOneNode(t *testing.T) {
 	if err := json.Unmarshal(st.Details, &det); err != nil {
 		t.Fatal(err)
 	}
-	if len(det.OSDs) != 1 || !det.OSDs[0].FileBacked || det.OSDs[0].Note != FileBackedNote || !det.OSDs[0].Up {
+	if len(det.OSDs) != 1 || !det.OSDs[0].FileBacked || det.OSDs[0].Note != splan.FileBackedNote || !det.OSDs[0].Up {
 		t.Fatalf("OSDs: %+v", det.OSDs)
 	}
 	if len(det.Pools) < 3 || st.HA != api.HANo {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	splan "github.com/cloudctl/cloudctl/roles/storage/plan"
 	"sort"
 	"strconv"
 	"strings"
@@ -90,7 +91,7 @@ func (d *Driver) details(ctx context.Context, env *driver.Env, conn *cephConn, s
 		s := osds[o.ID]
 		so := api.StorageOSD{ID: o.ID, Node: o.Node, Path: o.Path, FileBacked: o.FileBacked, SizeBytes: o.SizeBytes, Up: s.Up, In: s.In, State: o.State}
 		if o.FileBacked {
-			so.Note = FileBackedNote
+			so.Note = splan.FileBackedNote
 		}
 		det.OSDs = append(det.OSDs, so)
 	}
@@ -209,7 +210,7 @@ func members(env *driver.Env, st state, det api.StorageDetails, osds map[int]osd
 				up++
 			}
 			if o.FileBacked {
-				w += " (" + FileBackedNote + ")"
+				w += " (" + splan.FileBackedNote + ")"
 			} else {
 				w += " (" + o.Path + ")"
 			}
