@@ -437,6 +437,28 @@ func TestInspectFake(t *testing.T) {
 	if d.Checks[CheckType] != Fail || d.Checks[CheckSignatures] != Pass || d.Eligible {
 		t.Errorf("loop0: %+v", d.Checks)
 	}
+	// Admitted by the policy (a test's manifest), the same loop device is
+	// judged as a disk: its type passes and its mount is found.
+	admit := p
+	admit.AdmitLoopDevices = []string{"/dev/loop0"}
+	if d, err = Inspect(context.Background(), m.source(), "/dev/loop0", admit); err != nil {
+		t.Fatal(err)
+	}
+	if d.Kind != KindDisk || d.Checks[CheckType] != Pass || d.Checks[CheckMounts] != Fail || d.Eligible {
+		t.Errorf("admitted loop0: kind %s, checks %+v", d.Kind, d.Checks)
+	}
+	f, err := Probe(context.Background(), m.source(), admit, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range f.Disks {
+		if d.Name == "loop0" && (d.Kind != KindDisk || d.Checks[CheckMounts] != Fail) {
+			t.Errorf("probe with loop0 admitted: kind %s, checks %+v", d.Kind, d.Checks)
+		}
+	}
+	if admit.admitsLoop("loop") || admit.admitsLoop("loop00") || DefaultPolicy().admitsLoop("loop0") {
+		t.Error("admitsLoop matches more than the named device")
+	}
 	if _, err := Inspect(context.Background(), m.source(), "/dev/sdd1", p); err == nil || !strings.Contains(err.Error(), "partition of sdd") {
 		t.Errorf("partition: err = %v", err)
 	}

@@ -19,6 +19,20 @@ type Policy struct {
 	MinOSDDiskBytes uint64 `json:"min_osd_disk_bytes"`
 	// Roles holds the per-role minimums. A role without an entry has none.
 	Roles map[roles.Role]RoleMinimums `json:"roles"`
+	// AdmitLoopDevices are loop devices (/dev/loopN) judged as local disks
+	// (tests of the disk rules on real block devices); empty: none.
+	AdmitLoopDevices []string `json:"admit_loop_devices,omitempty"`
+}
+
+// admitsLoop reports whether the loop device named name (loop3) is judged
+// as a disk.
+func (p Policy) admitsLoop(name string) bool {
+	for _, d := range p.AdmitLoopDevices {
+		if d == "/dev/"+name {
+			return true
+		}
+	}
+	return false
 }
 
 // RoleMinimums are what a machine needs to take a role. Zero values mean

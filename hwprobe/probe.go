@@ -35,7 +35,7 @@ func Probe(ctx context.Context, src Source, p Policy, rs []roles.Role) (*Facts, 
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if f.Disks, err = newDiskEnv(src).readDisks(ctx); err != nil {
+	if f.Disks, err = newDiskEnv(src, p).readDisks(ctx); err != nil {
 		return nil, err
 	}
 	if f.NICs, err = readNICs(ctx, src); err != nil {
@@ -61,7 +61,7 @@ func InspectDevice(ctx context.Context, path string, p Policy) (*Disk, error) {
 
 // Inspect is InspectDevice on any source; path is a /dev path inside it.
 func Inspect(ctx context.Context, src Source, path string, p Policy) (*Disk, error) {
-	env := newDiskEnv(src)
+	env := newDiskEnv(src, p)
 	name, ok := env.sb.resolveDevice(path)
 	if !ok {
 		return nil, fmt.Errorf("inspect %s: not a block device listed in /sys/block", path)

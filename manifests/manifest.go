@@ -110,6 +110,11 @@ type Storage struct {
 	// Pools maps a purpose (PoolInstances, PoolImages, PoolVolumes or an
 	// administrator's own) to a Ceph pool name.
 	Pools map[string]string `yaml:"pools" json:"pools"`
+	// AdmitLoopDevices names loop devices (/dev/loopN) the probe judges as
+	// local disks, so tests can exercise the disk rules (partitions,
+	// mounts, signatures, wipe) on real block devices. Empty by default:
+	// a loop device is never offered for an OSD.
+	AdmitLoopDevices []string `yaml:"admit_loop_devices" json:"admit_loop_devices"`
 }
 
 // Pool purposes the code uses.

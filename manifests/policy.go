@@ -26,6 +26,7 @@ func (m *Manifest) ProbePolicy() hwprobe.Policy {
 			roles.Storage: {MinCores: rm.Storage.Cores, MinRAMGiB: rm.Storage.RAMGiB, RecommendedRAMGiB: rm.Storage.RecommendedRAMGiB, MinOSDDisks: rm.Storage.EligibleDisks},
 		},
 	}
+	p.AdmitLoopDevices = append([]string(nil), m.Storage.AdmitLoopDevices...)
 	if p.MySQLMultiMinGiB <= 0 {
 		p.MySQLMultiMinGiB = hwprobe.DefaultPolicy().MySQLMultiMinGiB
 	}

@@ -171,6 +171,8 @@ func (v *validator) mysql() {
 	v.between("mysql.max_connections", int64(my.MaxConnections), 10, 100000, "the connection limit")
 }
 
+var loopDevice = regexp.MustCompile(`^/dev/loop[0-9]+$`)
+
 func (v *validator) storage() {
 	st := v.m.Storage
 	if st.MinOSDDiskBytes < minOSDDiskBytes {
@@ -181,6 +183,11 @@ func (v *validator) storage() {
 		v.fail("storage.monitors_max", "%d monitors cannot form a useful quorum; use 1, 3 or 5", m)
 	}
 	v.between("storage.osd_memory_target_mib", int64(st.OSDMemoryTargetMiB), 512, 1<<20, "the OSD memory target in MiB")
+	for i, d := range st.AdmitLoopDevices {
+		if !loopDevice.MatchString(d) {
+			v.fail(fmt.Sprintf("storage.admit_loop_devices[%d]", i), "%q is not a loop device; write /dev/loopN (this setting is for tests: it lets the probe judge a loop device as a disk)", d)
+		}
+	}
 	for _, purpose := range []string{PoolInstances, PoolImages, PoolVolumes} {
 		if st.Pools[purpose] == "" {
 			v.fail("storage.pools."+purpose, "no pool name for %s; set one, e.g. %q", purpose, purpose)
