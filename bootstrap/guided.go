@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	controlplan "github.com/cloudctl/cloudctl/roles/control/plan"
+	splan "github.com/cloudctl/cloudctl/roles/storage/plan"
 	"net/netip"
 	"strings"
 
@@ -303,6 +304,10 @@ func (g *guide) topology() (Topology, error) {
 	return Topology(v), err
 }
 
+// demoFileDisk is the file-backed OSD the wizard offers when no disk can
+// hold one.
+const demoFileDisk = "loop:8GiB"
+
 func (g *guide) disks() ([]DiskSpec, error) {
 	var b strings.Builder
 	b.WriteString("Disks of this machine:\n")
@@ -327,8 +332,23 @@ func (g *guide) disks() ([]DiskSpec, error) {
 		b.WriteString("  (none)\n")
 	}
 	if len(opts) == 0 {
-		b.WriteString("No disk can hold an OSD: the storage role will run a Ceph monitor and manager only.")
-		return []DiskSpec{}, g.ask.Say(b.String())
+		b.WriteString("No disk can hold an OSD.")
+		if err := g.ask.Say(b.String()); err != nil {
+			return nil, err
+		}
+		if err := g.check(); err != nil {
+			return nil, err
+		}
+		file, err := g.ask.Confirm(Question{ID: "disks:file",
+			Message: "Store data in a file-backed OSD instead (" + demoFileDisk + ", a sparse file in the state directory; for a demo or a test, " + splan.FileBackedNote + ")?",
+			Help:    "Without an OSD the storage role runs a Ceph monitor and manager only. You can add disks later with `cloudctl storage disk add`."}, false)
+		if err != nil {
+			return nil, err
+		}
+		if file {
+			return []DiskSpec{{Path: demoFileDisk}}, nil
+		}
+		return []DiskSpec{}, g.ask.Say("The storage role will run a Ceph monitor and manager only.")
 	}
 	if err := g.ask.Say(strings.TrimRight(b.String(), "\n")); err != nil {
 		return nil, err

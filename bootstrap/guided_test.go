@@ -278,11 +278,27 @@ func TestGuidedBlockedRolesNotOffered(t *testing.T) {
 	if !strings.Contains(s.options["roles"][0].Description, "not possible here: 1 CPU cores; control needs at least 2") {
 		t.Fatalf("blocked role not marked: %+v", s.options["roles"])
 	}
-	if roles.Join(p.Roles) != "storage" || len(p.Disks) != 0 || !reflect.DeepEqual(s.asked, []string{"name", "address", "roles", "floating_address", "region", "zone", "apply"}) {
+	// No disk can hold an OSD: a file-backed one is offered, declined by default.
+	if roles.Join(p.Roles) != "storage" || len(p.Disks) != 0 || !reflect.DeepEqual(s.asked, []string{"name", "address", "roles", "disks:file", "floating_address", "region", "zone", "apply"}) {
 		t.Fatalf("plan %+v, asked %v", p, s.asked)
 	}
 	if !strings.Contains(strings.Join(warnings.Messages(), "\n"), "the storage role has no OSD disk") {
 		t.Fatalf("storage without disks is not warned: %v", warnings)
+	}
+}
+
+func TestGuidedOffersFileBackedOSD(t *testing.T) {
+	s := newScript(t, map[string]any{"roles": []string{"storage"}, "disks:file": true})
+	s.rejects["roles"] = []string{"storage", "compute"}
+	p, warnings, err := Guide(context.Background(), s, smallFacts(), GuideOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Disks) != 1 || p.Disks[0].Path != "loop:8GiB" {
+		t.Fatalf("accepting the file-backed OSD: disks %+v", p.Disks)
+	}
+	if !strings.Contains(strings.Join(warnings.Messages(), "\n"), "file-backed: not for production") {
+		t.Fatalf("the file-backed OSD is not warned: %v", warnings)
 	}
 }
 
