@@ -285,7 +285,7 @@ func (p Plan) Check(f Facts, join bool) Problems {
 		case disk.WipeEligible && d.Wipe:
 			warn("disk:"+d.Path, "disk %s will be wiped: its %s signature is erased before it becomes an OSD", d.Path, strings.Join(disk.Signatures, ", "))
 		case disk.WipeEligible:
-			fail("disk:"+d.Path, "disk %s carries a %s signature: consent to erase it (preseed \"wipe: true\", --wipe, or confirm in the wizard) or pick another disk", d.Path, strings.Join(disk.Signatures, ", "))
+			fail("disk:"+d.Path, "disk %s carries a signature (%s): consent to erase it (preseed \"wipe: true\", --wipe, or confirm in the wizard) or pick another disk", d.Path, strings.Join(disk.Signatures, ", "))
 		default:
 			fail("disk:"+d.Path, "disk %s cannot hold an OSD: %s; pick an eligible disk (`cloudctl probe` lists them)", d.Path, strings.Join(disk.Reasons, "; "))
 		}

@@ -169,7 +169,7 @@ func TestCheckAgainstFacts(t *testing.T) {
 		"loop disk":            {mod: func(p *Plan) { p.Disks = []api.DiskChoice{{Path: "/dev/loop0"}} }, field: "disk:/dev/loop0", want: "loop device"},
 		"wipe without consent": {mod: func(p *Plan) { p.Disks = []api.DiskChoice{{Path: "/dev/sdd"}} }, field: "disk:/dev/sdd", want: "consent to erase it"},
 		"wipe with consent":    {mod: func(p *Plan) { p.Disks = []api.DiskChoice{{Path: "/dev/sdd", Wipe: true}} }, field: "disk:/dev/sdd", want: "will be wiped", warning: true},
-		"alias":                {mod: func(p *Plan) { p.Disks = []api.DiskChoice{{Path: "/dev/disk/by-id/wwn-0x5000c500a1b2c3d4"}} }, field: "disk:/dev/disk/by-id/wwn-0x5000c500a1b2c3d4", want: "gpt signature"},
+		"alias":                {mod: func(p *Plan) { p.Disks = []api.DiskChoice{{Path: "/dev/disk/by-id/wwn-0x5000c500a1b2c3d4"}} }, field: "disk:/dev/disk/by-id/wwn-0x5000c500a1b2c3d4", want: "signature (gpt)"},
 		"storage no disks":     {mod: func(p *Plan) { p.Disks = nil }, field: "disks", want: "no OSD disk", warning: true},
 		"disks no storage":     {mod: func(p *Plan) { p.Roles = []roles.Role{roles.Control} }, field: "disks", want: "no storage role"},
 		"floating local":       {mod: func(p *Plan) { p.FloatingAddress = "192.168.5.10" }, field: "floating_address", want: "already in use on this machine"},

@@ -224,6 +224,7 @@ func (e *diskEnv) complete(ctx context.Context, d *Disk, openDevice bool) {
 	}
 	d.SignatureSource = "device"
 	d.Signatures = ds.Signatures
+	d.TableEntries = ds.TableEntries
 	if d.Signatures == nil {
 		d.Signatures = []string{}
 	}

@@ -64,9 +64,12 @@ func Evaluate(d *Disk, p Policy) {
 		pass(CheckSize)
 	}
 
-	if len(d.Partitions) > 0 {
+	switch {
+	case len(d.Partitions) > 0:
 		fail(CheckPartitions, "has partitions: "+strings.Join(d.Partitions, ", "))
-	} else {
+	case len(d.TableEntries) > 0:
+		fail(CheckPartitions, "its partition table lists partition(s) "+strings.Join(d.TableEntries, ", ")+", which this kernel does not show")
+	default:
 		pass(CheckPartitions)
 	}
 

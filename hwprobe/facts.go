@@ -120,6 +120,10 @@ type Disk struct {
 	Removable bool   `json:"removable"`
 	// Partitions are the kernel's partitions of this disk (sda1, ...).
 	Partitions []string `json:"partitions"`
+	// TableEntries are the partitions its on-disk partition table lists,
+	// read from the device (a kernel without that table's parser shows
+	// none in Partitions).
+	TableEntries []string `json:"table_entries,omitempty"`
 	// Holders are the devices stacked on this disk or on its partitions.
 	Holders []Holder `json:"holders"`
 	// Mounts are the mounts (and active swap) of this disk or of anything stacked on it.

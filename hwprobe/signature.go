@@ -76,6 +76,10 @@ type DeviceSignatures struct {
 	// OSDUUID and ClusterFSID come from a bluestore label.
 	OSDUUID     string
 	ClusterFSID string
+	// TableEntries are the partitions the on-disk partition table lists
+	// ("1 (type 0x83)"), read from the device itself: a kernel without
+	// that table's parser shows none.
+	TableEntries []string
 }
 
 // ReadSignatures reads the partition-table and filesystem signatures of a
@@ -116,10 +120,12 @@ func detect(head, tail []byte, tailOff, size int64) DeviceSignatures {
 	// Partition tables.
 	if at(head, 512, "EFI PART") || at(head, 4096, "EFI PART") {
 		add(SigGPT)
+		ds.TableEntries = gptEntries(head)
 	} else if size >= 512 && isBackupGPT(tail, tailOff, size) {
 		add(SigGPT)
 	} else if isMBR(head) {
 		add(SigDOS)
+		ds.TableEntries = mbrEntries(head)
 	}
 
 	// Filesystems and volume labels at the start.
@@ -191,6 +197,50 @@ func isMBR(b []byte) bool {
 		}
 	}
 	return true
+}
+
+// mbrEntries lists the used entries of a DOS partition table: a type and a
+// length.
+func mbrEntries(b []byte) []string {
+	var out []string
+	for i := 0; i < 4; i++ {
+		e := b[446+16*i : 446+16*(i+1)]
+		if e[4] != 0 && binary.LittleEndian.Uint32(e[12:16]) != 0 {
+			out = append(out, fmt.Sprintf("%d (type 0x%02x)", i+1, e[4]))
+		}
+	}
+	return out
+}
+
+// gptEntries lists the used entries (a non-zero type GUID) of a GUID
+// partition table whose primary header and entries lie in head, for
+// 512-byte and 4 KiB sectors.
+func gptEntries(head []byte) []string {
+	for _, ss := range []int{512, 4096} {
+		if len(head) < ss+92 || string(head[ss:ss+8]) != "EFI PART" {
+			continue
+		}
+		h := head[ss:]
+		lba := binary.LittleEndian.Uint64(h[72:80])
+		n := binary.LittleEndian.Uint32(h[80:84])
+		size := binary.LittleEndian.Uint32(h[84:88])
+		if size < 128 || size > 4096 || n > 4096 || lba > uint64(len(head)/ss) {
+			return nil
+		}
+		var out []string
+		zero := make([]byte, 16)
+		for i := uint32(0); i < n; i++ {
+			off := int(lba)*ss + int(i*size)
+			if off+16 > len(head) {
+				break
+			}
+			if string(head[off:off+16]) != string(zero) {
+				out = append(out, fmt.Sprintf("%d", i+1))
+			}
+		}
+		return out
+	}
+	return nil
 }
 
 // isBackupGPT looks for the backup GPT header in the last 512-byte sector

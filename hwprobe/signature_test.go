@@ -178,3 +178,47 @@ func TestHumanBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestPartitionTableEntries: the partitions a table lists are read from the
+// device, so a kernel without the table's parser (no partitions in sysfs)
+// still refuses the disk instead of offering it for a wipe.
+func TestPartitionTableEntries(t *testing.T) {
+	const size = 64 << 20
+	mbr := make([]byte, 512)
+	mbr[510], mbr[511] = 0x55, 0xAA
+	ds := detect(mbr, mbr, 0, size)
+	if len(ds.Signatures) != 1 || ds.Signatures[0] != SigDOS || len(ds.TableEntries) != 0 {
+		t.Fatalf("empty DOS table: %+v", ds)
+	}
+	e := mbr[446+16 : 446+32] // the second entry
+	e[4] = 0x83
+	binary.LittleEndian.PutUint32(e[8:12], 2048)
+	binary.LittleEndian.PutUint32(e[12:16], 4096)
+	if ds = detect(mbr, mbr, 0, size); len(ds.TableEntries) != 1 || ds.TableEntries[0] != "2 (type 0x83)" {
+		t.Fatalf("DOS table with one partition: %+v", ds)
+	}
+
+	gpt := make([]byte, 64<<10)
+	copy(gpt[512:], "EFI PART")
+	binary.LittleEndian.PutUint64(gpt[512+72:], 2) // entries from LBA 2
+	binary.LittleEndian.PutUint32(gpt[512+80:], 128)
+	binary.LittleEndian.PutUint32(gpt[512+84:], 128)
+	if ds = detect(gpt, gpt, 0, size); len(ds.TableEntries) != 0 {
+		t.Fatalf("empty GPT: %+v", ds)
+	}
+	gpt[1024+3*128] = 0xaf // a type GUID in the fourth entry
+	if ds = detect(gpt, gpt, 0, size); len(ds.TableEntries) != 1 || ds.TableEntries[0] != "4" {
+		t.Fatalf("GPT with one partition: %+v", ds)
+	}
+
+	d := &Disk{Name: "vdb", Kind: KindDisk, SizeBytes: 100 << 30, Partitions: []string{}, Signatures: []string{SigGPT}, TableEntries: ds.TableEntries, Mounts: []Mount{}, Holders: []Holder{}}
+	Evaluate(d, DefaultPolicy())
+	if d.Eligible || d.WipeEligible || d.Checks[CheckPartitions] != Fail {
+		t.Fatalf("a table that lists a partition: eligible %v, wipe-eligible %v, checks %+v", d.Eligible, d.WipeEligible, d.Checks)
+	}
+	d.TableEntries = nil
+	Evaluate(d, DefaultPolicy())
+	if !d.WipeEligible {
+		t.Fatalf("an empty table is a signature only: %+v", d.Checks)
+	}
+}
