@@ -225,6 +225,17 @@ func (d *Daemon) envFor(env *driver.Env, dr driver.Driver) *driver.Env {
 // buildEnv reads the cluster as the drivers see it, in one read transaction.
 func (d *Daemon) buildEnv(ctx context.Context, s *state.State) (*driver.Env, error) {
 	env := &driver.Env{Sup: d.sup, Log: d.log, DB: s.Database, Peers: d.peers, Now: d.cfg.Now, InstalledGiB: d.memory(ctx).InstalledGiB}
+	env.IsMember = func(ctx context.Context, name string) (bool, error) {
+		found := false
+		err := s.Database.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
+			ms, err := cluster.GetInternalClusterMembers(ctx, tx)
+			for _, m := range ms {
+				found = found || m.Name == name
+			}
+			return err
+		})
+		return found, err
+	}
 	var rawPlan, rawManifest string
 	var nodes map[string]nodeRow
 	var members []cluster.InternalClusterMember

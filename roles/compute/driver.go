@@ -420,8 +420,11 @@ func sameDevice(a, b map[string]string) bool {
 }
 
 // removeDeparted removes, from the first online compute member only, LXD
-// members whose node no longer has the compute role (or left the cluster)
-// and whose LXD is offline: a node that still runs LXD leaves by itself.
+// members whose node left the cluster and whose LXD is offline. A node that
+// is still a member but lost the compute role leaves by itself, after
+// evacuating: removing it from here would drop its instances (an LXD member
+// under load can look offline for a while, and a node that joined after this
+// round's snapshot is not in it yet).
 func (d *Driver) removeDeparted(ctx context.Context, env *driver.Env, c lxd.InstanceServer) {
 	compute := map[string]bool{}
 	for _, n := range env.WithRole(roles.Compute) {
@@ -443,11 +446,15 @@ func (d *Driver) removeDeparted(ctx context.Context, env *driver.Env, c lxd.Inst
 		return
 	}
 	for _, m := range ms {
-		if !compute[m.ServerName] && m.Status == "Offline" {
-			env.Log.Warn("compute: removing offline LXD member that is no longer a compute node", "member", m.ServerName)
-			if err := c.DeleteClusterMember(m.ServerName, true); err != nil {
-				env.Log.Warn("compute: cannot remove LXD member", "member", m.ServerName, "error", err)
-			}
+		if compute[m.ServerName] || m.Status != "Offline" {
+			continue
+		}
+		if gone, err := env.Departed(ctx, m.ServerName); err != nil || !gone {
+			continue
+		}
+		env.Log.Warn("compute: removing the offline LXD member of a node that left the cluster", "member", m.ServerName)
+		if err := c.DeleteClusterMember(m.ServerName, true); err != nil {
+			env.Log.Warn("compute: cannot remove LXD member", "member", m.ServerName, "error", err)
 		}
 	}
 }

@@ -157,6 +157,27 @@ type Env struct {
 	// Frontends are what the drivers implementing Frontender offer, for the
 	// floating endpoint.
 	Frontends []Frontend
+	// IsMember reads the membership again, now: Nodes is the snapshot taken
+	// when the round began, and a node may have joined since. A driver asks
+	// it before treating a node missing from Nodes as departed (and
+	// removing what it left). Nil: Nodes is all there is.
+	IsMember func(ctx context.Context, name string) (bool, error)
+}
+
+// Departed reports whether name has left the cluster: missing from Nodes and,
+// read again now, not a member either. An error means "do not know yet".
+func (e *Env) Departed(ctx context.Context, name string) (bool, error) {
+	if _, ok := e.Node(name); ok {
+		return false, nil
+	}
+	if e.IsMember == nil {
+		return true, nil
+	}
+	member, err := e.IsMember(ctx, name)
+	if err != nil {
+		return false, fmt.Errorf("is %s still a member: %w", name, err)
+	}
+	return !member, nil
 }
 
 // Node returns the member called name.

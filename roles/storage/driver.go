@@ -762,8 +762,24 @@ func (d *Driver) forgetDeparted(ctx context.Context, env *driver.Env, conn *ceph
 	}
 	var errs []error
 	emptied := map[string]bool{}
+	// A node missing from this round's snapshot may have joined since (its
+	// OSD or monitor recorded after the snapshot): only what a departed
+	// node left is removed.
+	departed := map[string]bool{}
+	isDeparted := func(node string) bool {
+		gone, seen := departed[node]
+		if !seen {
+			var err error
+			if gone, err = env.Departed(ctx, node); err != nil {
+				env.Log.Info("storage: cannot tell whether a node left; looking again next round", "node", node, "error", err)
+				gone = false
+			}
+			departed[node] = gone
+		}
+		return gone
+	}
 	for _, o := range st.OSDs {
-		if _, member := env.Node(o.Node); member {
+		if !isDeparted(o.Node) {
 			continue
 		}
 		if s, ok := osds[o.ID]; ok && s.Up {
@@ -794,6 +810,9 @@ func (d *Driver) forgetDeparted(ctx context.Context, env *driver.Env, conn *ceph
 	for _, m := range st.Monitors {
 		if contains(monNodes, m.Node) || keep == 0 {
 			continue
+		}
+		if _, member := env.Node(m.Node); !member && !isDeparted(m.Node) {
+			continue // joined after this round's snapshot
 		}
 		if err := conn.mon(ctx, map[string]any{"prefix": "mon remove", "name": m.Node}, nil, nil); err != nil {
 			errs = append(errs, fmt.Errorf("remove the monitor of %s: %w", m.Node, err))
