@@ -273,7 +273,11 @@ func (j joiner) diagnose(ctx context.Context, name, addr string, req preflight.J
 		return preflight.Findings{preflight.Unreached(j.node.Name, name, cp, err, false)}
 	}
 	largest := preflight.LargestPacket(ctx, j.mtu, func(ctx context.Context, mss int) error {
-		_, _, _, err := j.plan(ctx, addr, req, mss, preflight.SearchTimeout+2*time.Second)
+		timeout := preflight.SearchTimeout + 2*time.Second
+		if mss <= preflight.MinMSS {
+			timeout = planTimeout
+		}
+		_, _, _, err := j.plan(ctx, addr, req, mss, timeout)
 		return err
 	})
 	if largest > 0 {

@@ -249,7 +249,11 @@ func (d *Daemon) dialBack(ctx context.Context, self string, jn driver.Node, port
 				// The port answers but the large exchange does not pass.
 				mtu := preflight.InterfaceMTU(localIPFor(addr))
 				largest := preflight.LargestPacket(ctx, mtu, func(ctx context.Context, mss int) error {
-					return preflight.DialBack(ctx, addr, nonce, preflight.PadSize, mss, preflight.SearchTimeout)
+					timeout := preflight.SearchTimeout
+					if mss <= preflight.MinMSS {
+						timeout = preflight.ExchangeTimeout
+					}
+					return preflight.DialBack(ctx, addr, nonce, preflight.PadSize, mss, timeout)
 				})
 				if largest > 0 {
 					out[i] = preflight.Reached(self, jn.Name, p)
@@ -397,7 +401,11 @@ func (d *Daemon) checkCloudd(ctx context.Context, s *state.State, self, m driver
 		return preflight.Findings{preflight.Unreached(self.Name, m.Name, p, derr, false)}
 	}
 	largest := preflight.LargestPacket(ctx, mtu, func(ctx context.Context, mss int) error {
-		_, _, _, err := echo(ctx, s, m.Address, mss, preflight.SearchTimeout)
+		timeout := preflight.SearchTimeout
+		if mss <= preflight.MinMSS {
+			timeout = preflight.ExchangeTimeout
+		}
+		_, _, _, err := echo(ctx, s, m.Address, mss, timeout)
 		return err
 	})
 	if largest > 0 {

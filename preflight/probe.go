@@ -33,8 +33,11 @@ const (
 const (
 	helloPrefix = "CLOUDCTL-PREFLIGHT "
 	okPrefix    = "CLOUDCTL-PREFLIGHT-OK "
-	// minMSS is the smallest TCP segment every IPv4 path carries.
-	minMSS = 536
+	// MinMSS is the smallest TCP segment every IPv4 path carries: the first
+	// exchange LargestPacket tries, which decides whether the problem is the
+	// packet size at all, so callers give it their full exchange timeout
+	// (a loaded member answers slowly, which is not a small MTU).
+	MinMSS = 536
 	// tcpIPHeaders is what an IPv4 TCP packet adds to its segment.
 	tcpIPHeaders = 40
 )
@@ -256,10 +259,10 @@ func DialBack(ctx context.Context, addr, nonce string, size, mss int, timeout ti
 // not pass (not an MTU problem), else the largest packet size seen to pass,
 // to within 64 bytes (the search makes at most five tries).
 func LargestPacket(ctx context.Context, mtu int, exchange func(ctx context.Context, mss int) error) int {
-	if exchange(ctx, minMSS) != nil {
+	if exchange(ctx, MinMSS) != nil {
 		return 0
 	}
-	lo, hi := minMSS, mtu-tcpIPHeaders
+	lo, hi := MinMSS, mtu-tcpIPHeaders
 	for hi-lo > 64 && ctx.Err() == nil {
 		mid := (lo + hi) / 2
 		if exchange(ctx, mid) == nil {
