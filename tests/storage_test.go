@@ -130,8 +130,8 @@ func TestStorage(t *testing.T) {
 	defer cancel()
 
 	t0 := time.Now()
-	n1.MustRun(t, "bootstrap", "--name", n1.Name, "--address", n1.IP, "--role", "storage", "--disk", "none")
-	n1.MustRun(t, "storage", "disk", "add", "node1", "loop:4GiB")
+	// A file-backed OSD straight from the bootstrap's plan.
+	n1.MustRun(t, "bootstrap", "--name", n1.Name, "--address", n1.IP, "--role", "storage", "--disk", "loop:4GiB")
 	waitStorage(t, n1, 4*time.Minute, "one node HEALTH_OK with one OSD", func(l api.Layer, det api.StorageDetails) error {
 		if len(det.OSDs) != 1 {
 			return fmt.Errorf("%d OSDs", len(det.OSDs))
@@ -185,11 +185,13 @@ func TestStorage(t *testing.T) {
 
 	t.Run("three storage nodes: three monitors in quorum, size 3, failure domain host", func(t *testing.T) {
 		t0 := time.Now()
-		for _, nd := range []*harness.Node{n2, n3} {
-			tok := token(t, n1, nd.Name)
-			nd.MustRun(t, "cluster", "join", tok, "--role", "storage", "--address", nd.IP, "--disk", "none")
-			n1.MustRun(t, "storage", "disk", "add", nd.Name, "loop:4GiB")
-		}
+		// node2 names its file-backed disk in the join; node3 gets it
+		// afterwards with `storage disk add`.
+		tok := token(t, n1, n2.Name)
+		n2.MustRun(t, "cluster", "join", tok, "--role", "storage", "--address", n2.IP, "--disk", "loop:4GiB")
+		tok = token(t, n1, n3.Name)
+		n3.MustRun(t, "cluster", "join", tok, "--role", "storage", "--address", n3.IP, "--disk", "none")
+		n1.MustRun(t, "storage", "disk", "add", n3.Name, "loop:4GiB")
 		waitStorage(t, n1, 6*time.Minute, "three monitors in quorum, three OSDs, size 3 across hosts, HA yes", func(l api.Layer, det api.StorageDetails) error {
 			if len(det.Quorum) != 3 || len(det.OSDs) != 3 {
 				return fmt.Errorf("quorum %v, %d OSDs", det.Quorum, len(det.OSDs))
