@@ -160,6 +160,9 @@ func (d *Daemon) setState(s *state.State) {
 	d.mu.Lock()
 	d.state = s
 	d.mu.Unlock()
+	if s != nil && s.Endpoints != nil {
+		d.limitAPIServers(s.Endpoints)
+	}
 }
 
 func (d *Daemon) getState() *state.State {
@@ -178,7 +181,13 @@ func (d *Daemon) hooks() *config.Hooks {
 		PreBootstrap:  d.preBootstrap,
 		PostBootstrap: d.postBootstrap,
 		PostJoin:      d.postJoin,
-		OnNewMember:   d.onNewMember,
+		// The servers microcluster started for the new member get their
+		// limits before the other members run their OnNewMember hooks.
+		PreJoin: func(s *state.State, _ map[string]string) error {
+			d.limitAPIServers(s.Endpoints)
+			return nil
+		},
+		OnNewMember: d.onNewMember,
 		PreRemove: func(s *state.State, force bool) error {
 			d.log.Info("this node is being removed from the cluster", "node", s.Name(), "force", force)
 			d.leaving.Store(true)
