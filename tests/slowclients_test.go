@@ -65,8 +65,9 @@ func TestSlowClients(t *testing.T) {
 	if err != nil || last != "closed 100" {
 		t.Fatalf("cloudd did not close the slow connections: %v, last line %q, %s\ncloudd: %s", err, last, stderr.String(), n1.LogTail(20))
 	}
-	// And still answers after them.
-	if out, err := other.Output(ctx, flood, "once", addr, "0"); err != nil || !strings.HasPrefix(string(out), "200 ") {
+	// And still answers after them (this is the source's second wrong
+	// secret: the guard may answer 429 and a wait; either is an answer).
+	if out, err := other.Output(ctx, flood, "once", addr, "0"); err != nil || !(strings.HasPrefix(string(out), "200 ") || strings.HasPrefix(string(out), "429 ")) {
 		t.Fatalf("a normal request after the slow connections: %v %s", err, out)
 	}
 }
