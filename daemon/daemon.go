@@ -73,6 +73,8 @@ type Daemon struct {
 	untrusted attemptGuard
 	// leaving is set while this node is being removed: roles stop converging.
 	leaving atomic.Bool
+	// apiLimits are what limitAPIServers sets on microcluster's servers.
+	apiLimits serverLimits
 }
 
 // New prepares a daemon; Run starts it.
@@ -101,6 +103,7 @@ func New(cfg Config) (*Daemon, error) {
 	}
 	d := &Daemon{cfg: cfg, log: cfg.Log, drivers: cfg.Drivers, sup: supervisor.New(nil, cfg.Log), sweepKick: make(chan struct{}, 1)}
 	d.loop.init(cfg.Drivers)
+	d.apiLimits = defaultAPILimits(d.log, cfg.Now)
 	d.peers = newPeerClient(d)
 	return d, nil
 }

@@ -2,8 +2,11 @@ package daemon
 
 import (
 	"fmt"
+	"log"
+	"log/slog"
 	"net/http"
 	"reflect"
+	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -28,6 +31,10 @@ import (
 //     over /cluster/internal/database) are not cut.
 //   - IdleTimeout closes a kept-alive connection that sends no next request.
 //   - MaxHeaderBytes caps the headers (net/http's default is 1 MiB).
+//   - ErrorLog sends net/http's per-connection errors ("http: TLS handshake
+//     error from ...", one per cut connection) to cloudd's log, at most
+//     apiErrorBurst lines a second with a count of those dropped, so slow
+//     clients cannot grow the log without bound.
 //
 // ReadTimeout and WriteTimeout are not set: they stay on a hijacked
 // connection and would cut dqlite's.
@@ -35,6 +42,7 @@ const (
 	apiReadHeaderTimeout = 10 * time.Second
 	apiIdleTimeout       = 2 * time.Minute
 	apiMaxHeaderBytes    = 64 << 10
+	apiErrorBurst        = 10
 )
 
 // serverLimits are the values limitServers sets.
@@ -42,9 +50,51 @@ type serverLimits struct {
 	ReadHeaderTimeout time.Duration
 	IdleTimeout       time.Duration
 	MaxHeaderBytes    int
+	ErrorLog          *log.Logger
 }
 
-var apiLimits = serverLimits{ReadHeaderTimeout: apiReadHeaderTimeout, IdleTimeout: apiIdleTimeout, MaxHeaderBytes: apiMaxHeaderBytes}
+func defaultAPILimits(lg *slog.Logger, now func() time.Time) serverLimits {
+	return serverLimits{
+		ReadHeaderTimeout: apiReadHeaderTimeout,
+		IdleTimeout:       apiIdleTimeout,
+		MaxHeaderBytes:    apiMaxHeaderBytes,
+		ErrorLog:          log.New(&limitedLog{log: lg, burst: apiErrorBurst, now: now}, "", 0),
+	}
+}
+
+// limitedLog writes net/http's error lines to cloudd's log, at most burst
+// in each second; the number dropped is logged with the next line let
+// through.
+type limitedLog struct {
+	log   *slog.Logger
+	burst int
+	now   func() time.Time
+
+	mu      sync.Mutex
+	window  time.Time
+	n       int
+	dropped int
+}
+
+func (l *limitedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	if now.Sub(l.window) >= time.Second {
+		l.window, l.n = now, 0
+	}
+	if l.n >= l.burst {
+		l.dropped++
+		return len(p), nil
+	}
+	l.n++
+	if l.dropped > 0 {
+		l.log.Warn("cluster API: error lines dropped (too many)", "count", l.dropped)
+		l.dropped = 0
+	}
+	l.log.Warn("cluster API", "error", strings.TrimSpace(string(p)))
+	return len(p), nil
+}
 
 // limitServers sets lim on every http.Server microcluster's endpoints
 // (state.State.Endpoints, a *endpoints.Endpoints) serve, and returns how
@@ -99,10 +149,13 @@ func limitServers(endpoints any, lim serverLimits) (found, changed int, err erro
 		}
 		srv := (*http.Server)(unsafe.Pointer(f.Pointer()))
 		found++
-		if srv.ReadHeaderTimeout == lim.ReadHeaderTimeout && srv.IdleTimeout == lim.IdleTimeout && srv.MaxHeaderBytes == lim.MaxHeaderBytes {
+		if srv.ReadHeaderTimeout == lim.ReadHeaderTimeout && srv.IdleTimeout == lim.IdleTimeout && srv.MaxHeaderBytes == lim.MaxHeaderBytes && (lim.ErrorLog == nil || srv.ErrorLog == lim.ErrorLog) {
 			continue
 		}
 		srv.ReadHeaderTimeout, srv.IdleTimeout, srv.MaxHeaderBytes = lim.ReadHeaderTimeout, lim.IdleTimeout, lim.MaxHeaderBytes
+		if lim.ErrorLog != nil {
+			srv.ErrorLog = lim.ErrorLog
+		}
 		changed++
 	}
 	return found, changed, nil
@@ -111,12 +164,13 @@ func limitServers(endpoints any, lim serverLimits) (found, changed int, err erro
 // limitAPIServers applies apiLimits to the servers s's endpoints hold now
 // (run from every hook that follows microcluster starting a server).
 func (d *Daemon) limitAPIServers(endpoints any) {
-	found, changed, err := limitServers(endpoints, apiLimits)
+	lim := d.apiLimits
+	found, changed, err := limitServers(endpoints, lim)
 	if err != nil {
 		d.log.Error("the cluster API runs without header timeouts", "err", err)
 		return
 	}
 	if changed > 0 {
-		d.log.Info("cluster API limits set", "servers", found, "read_header_timeout", apiLimits.ReadHeaderTimeout, "idle_timeout", apiLimits.IdleTimeout, "max_header_bytes", apiLimits.MaxHeaderBytes)
+		d.log.Info("cluster API limits set", "servers", found, "read_header_timeout", lim.ReadHeaderTimeout, "idle_timeout", lim.IdleTimeout, "max_header_bytes", lim.MaxHeaderBytes)
 	}
 }

@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"bytes"
+	"log/slog"
 	"net/http"
 	"reflect"
 	"strings"
@@ -19,7 +21,7 @@ func TestLimitServersLayout(t *testing.T) {
 		t.Fatalf("state.State has no Endpoints pointer")
 	}
 	eps := reflect.New(f.Type.Elem())
-	found, changed, err := limitServers(eps.Interface(), apiLimits)
+	found, changed, err := limitServers(eps.Interface(), defaultAPILimits(slog.Default(), time.Now))
 	if err != nil || found != 0 || changed != 0 {
 		t.Fatalf("empty endpoints: found %d changed %d err %v", found, changed, err)
 	}
@@ -58,5 +60,26 @@ func TestLimitServers(t *testing.T) {
 	}
 	if _, _, err := limitServers(nil, lim); err == nil {
 		t.Fatal("nil endpoints: want an error")
+	}
+}
+
+// TestLimitedLog: at most burst lines a second reach the log, and the number
+// dropped is told with the next line let through.
+func TestLimitedLog(t *testing.T) {
+	var buf bytes.Buffer
+	now := time.Unix(1000, 0)
+	l := &limitedLog{log: slog.New(slog.NewTextHandler(&buf, nil)), burst: 2, now: func() time.Time { return now }}
+	for i := 0; i < 5; i++ {
+		if n, err := l.Write([]byte("http: TLS handshake error\n")); err != nil || n == 0 {
+			t.Fatalf("write: %d %v", n, err)
+		}
+	}
+	if got := strings.Count(buf.String(), "TLS handshake error"); got != 2 {
+		t.Fatalf("in one second: want 2 lines, got %d:\n%s", got, buf.String())
+	}
+	now = now.Add(time.Second)
+	_, _ = l.Write([]byte("http: TLS handshake error\n"))
+	if !strings.Contains(buf.String(), "count=3") || strings.Count(buf.String(), "TLS handshake error") != 3 {
+		t.Fatalf("next second: want the 3 dropped counted and one more line:\n%s", buf.String())
 	}
 }

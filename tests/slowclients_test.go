@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -65,6 +66,27 @@ func TestSlowClients(t *testing.T) {
 	if err != nil || last != "closed 100" {
 		t.Fatalf("cloudd did not close the slow connections: %v, last line %q, %s\ncloudd: %s", err, last, stderr.String(), n1.LogTail(20))
 	}
+	// net/http's line for each cut connection goes through cloudd's log,
+	// rate-limited, never straight to its standard error.
+	b, err := os.ReadFile(n1.LogPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	routed := 0
+	for _, l := range strings.Split(string(b), "\n") {
+		if !strings.Contains(l, "TLS handshake error") {
+			continue
+		}
+		if !strings.Contains(l, `msg="cluster API"`) {
+			t.Fatalf("a net/http error line bypassed cloudd's log: %q", l)
+		}
+		routed++
+	}
+	if routed == 0 {
+		t.Fatalf("no handshake error of the cut connections in cloudd's log:\n%s", n1.LogTail(20))
+	}
+	t.Logf("%d of the cut connections' handshake errors logged (at most %d a second)", routed, 10)
+
 	// And still answers after them (this is the source's second wrong
 	// secret: the guard may answer 429 and a wait; either is an answer).
 	if out, err := other.Output(ctx, flood, "once", addr, "0"); err != nil || !(strings.HasPrefix(string(out), "200 ") || strings.HasPrefix(string(out), "429 ")) {
