@@ -30,6 +30,10 @@ import (
 //     long-lived connections microcluster hijacks (dqlite's replication
 //     over /cluster/internal/database) are not cut.
 //   - IdleTimeout closes a kept-alive connection that sends no next request.
+//     It is longer than the 90 s after which cloudd's peer client
+//     (peers.go) drops its idle connections, and microcluster's own clients
+//     keep none, so no request of the cluster's races the server closing an
+//     idle connection.
 //   - MaxHeaderBytes caps the headers (net/http's default is 1 MiB).
 //   - ErrorLog sends net/http's per-connection errors ("http: TLS handshake
 //     error from ...", one per cut connection) to cloudd's log, at most
