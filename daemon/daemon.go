@@ -73,6 +73,8 @@ type Daemon struct {
 	untrusted attemptGuard
 	// leaving is set while this node is being removed: roles stop converging.
 	leaving atomic.Bool
+	// apiLimits are what limitAPIServers sets on microcluster's servers.
+	apiLimits serverLimits
 }
 
 // New prepares a daemon; Run starts it.
@@ -101,6 +103,7 @@ func New(cfg Config) (*Daemon, error) {
 	}
 	d := &Daemon{cfg: cfg, log: cfg.Log, drivers: cfg.Drivers, sup: supervisor.New(nil, cfg.Log), sweepKick: make(chan struct{}, 1)}
 	d.loop.init(cfg.Drivers)
+	d.apiLimits = defaultAPILimits(d.log, cfg.Now)
 	d.peers = newPeerClient(d)
 	return d, nil
 }
@@ -160,6 +163,9 @@ func (d *Daemon) setState(s *state.State) {
 	d.mu.Lock()
 	d.state = s
 	d.mu.Unlock()
+	if s != nil && s.Endpoints != nil {
+		d.limitAPIServers(s.Endpoints)
+	}
 }
 
 func (d *Daemon) getState() *state.State {
@@ -178,7 +184,13 @@ func (d *Daemon) hooks() *config.Hooks {
 		PreBootstrap:  d.preBootstrap,
 		PostBootstrap: d.postBootstrap,
 		PostJoin:      d.postJoin,
-		OnNewMember:   d.onNewMember,
+		// The servers microcluster started for the new member get their
+		// limits before the other members run their OnNewMember hooks.
+		PreJoin: func(s *state.State, _ map[string]string) error {
+			d.limitAPIServers(s.Endpoints)
+			return nil
+		},
+		OnNewMember: d.onNewMember,
 		PreRemove: func(s *state.State, force bool) error {
 			d.log.Info("this node is being removed from the cluster", "node", s.Name(), "force", force)
 			d.leaving.Store(true)

@@ -91,6 +91,10 @@ func (d *Daemon) redeemToken(ctx context.Context, s *state.State, req api.TokenC
 		if err := deleteInternalToken(ctx, tx, req.Name); err != nil {
 			return err
 		}
+		// The secret is usable for req.Name only (joinbind.go).
+		if err := ensureJoinBinding(ctx, tx); err != nil {
+			return err
+		}
 		if _, err := cluster.CreateInternalTokenRecord(ctx, tx, cluster.InternalTokenRecord{Name: req.Name, Secret: fresh}); err != nil {
 			return fmt.Errorf("record microcluster token: %w", err)
 		}

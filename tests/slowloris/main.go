@@ -1,0 +1,107 @@
+// Command slowloris is a test helper run inside a namespace: "slowloris
+// ADDR N WAIT" opens N connections to ADDR, half of them finishing a TLS
+// handshake and then sending a request's headers a byte every 200 ms, half
+// sending nothing at all (not even a TLS hello), and never finishing. It
+// prints "open N" once all are connected, then "closed N" when the server
+// has closed every one of them and exits 0; if some are still open after
+// WAIT (a Go duration) it prints "still open K" and exits 1.
+package main
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+)
+
+func main() {
+	if len(os.Args) != 4 {
+		fail(fmt.Errorf("usage: slowloris ADDR N WAIT"))
+	}
+	addr := os.Args[1]
+	n, err := strconv.Atoi(os.Args[2])
+	if err != nil {
+		fail(err)
+	}
+	wait, err := time.ParseDuration(os.Args[3])
+	if err != nil {
+		fail(err)
+	}
+	conns := make([]net.Conn, 0, n)
+	for i := 0; i < n; i++ {
+		c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+		if err != nil {
+			fail(fmt.Errorf("connection %d: %w", i, err))
+		}
+		if i%2 == 0 {
+			tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true})
+			_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
+			if err := tc.Handshake(); err != nil {
+				fail(fmt.Errorf("connection %d: TLS handshake: %w", i, err))
+			}
+			_ = tc.SetDeadline(time.Time{})
+			c = tc
+		}
+		conns = append(conns, c)
+	}
+	fmt.Printf("open %d\n", n)
+
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	closed := 0
+	header := []byte("GET /cluster/1.0 HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+	for i, c := range conns {
+		wg.Add(1)
+		go func(i int, c net.Conn) {
+			defer wg.Done()
+			defer c.Close()
+			done := make(chan struct{})
+			go func() {
+				// The server closing the connection ends this read.
+				buf := make([]byte, 512)
+				for {
+					if _, err := c.Read(buf); err != nil {
+						close(done)
+						return
+					}
+				}
+			}()
+			tick := time.NewTicker(200 * time.Millisecond)
+			defer tick.Stop()
+			deadline := time.After(wait)
+			for j := 0; ; j++ {
+				select {
+				case <-done:
+					mu.Lock()
+					closed++
+					mu.Unlock()
+					return
+				case <-deadline:
+					return
+				case <-tick.C:
+					if i%2 == 0 {
+						b := byte('a')
+						if j < len(header) {
+							b = header[j]
+						}
+						_, _ = c.Write([]byte{b})
+					}
+				}
+			}
+		}(i, c)
+	}
+	wg.Wait()
+	if closed < n {
+		fmt.Printf("still open %d\n", n-closed)
+		os.Exit(1)
+	}
+	fmt.Printf("closed %d\n", n)
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, err)
+	os.Exit(1)
+}
