@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	controlplan "github.com/cloudctl/cloudctl/roles/control/plan"
 	"net/netip"
 	"strings"
 
+	"github.com/cloudctl/cloudctl/api"
 	"github.com/cloudctl/cloudctl/hwprobe"
+	controlplan "github.com/cloudctl/cloudctl/roles/control/plan"
 	"github.com/cloudctl/cloudctl/roles"
 )
 
@@ -394,6 +395,9 @@ func (g *guide) floating(addr string) (string, error) {
 			}
 			if ip.IsLoopback() || ip.IsUnspecified() || ip.IsMulticast() {
 				return fmt.Errorf("%s cannot float between nodes: pick a free address on the nodes' network", ip)
+			}
+			if _, _, err := api.ParseFloatingAddress(s); err != nil {
+				return err
 			}
 			return nil
 		}})

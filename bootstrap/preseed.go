@@ -10,6 +10,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/cloudctl/cloudctl/api"
 	"github.com/cloudctl/cloudctl/internal/strictyaml"
 	"github.com/cloudctl/cloudctl/roles"
 )
@@ -261,6 +262,10 @@ func (p *Preseed) check(c *checker, groups map[string][]roles.Role) {
 		case ip.IsLoopback() || ip.IsUnspecified() || ip.IsMulticast():
 			c.fail("cluster.floating_address", "a loopback, unspecified or multicast address cannot float between nodes; pick a free address on the nodes' network")
 		default:
+			if _, _, err := api.ParseFloatingAddress(p.Cluster.FloatingAddress); err != nil {
+				c.fail("cluster.floating_address", "%v", err)
+				break
+			}
 			floating = ip
 		}
 	}
