@@ -9,8 +9,8 @@ import (
 
 	"github.com/cloudctl/cloudctl/api"
 	"github.com/cloudctl/cloudctl/hwprobe"
-	controlplan "github.com/cloudctl/cloudctl/roles/control/plan"
 	"github.com/cloudctl/cloudctl/roles"
+	controlplan "github.com/cloudctl/cloudctl/roles/control/plan"
 )
 
 // Asker asks a person questions. SurveyAsker asks on a terminal; tests
