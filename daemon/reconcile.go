@@ -225,6 +225,10 @@ func (d *Daemon) envFor(env *driver.Env, dr driver.Driver) *driver.Env {
 // buildEnv reads the cluster as the drivers see it, in one read transaction.
 func (d *Daemon) buildEnv(ctx context.Context, s *state.State) (*driver.Env, error) {
 	env := &driver.Env{Sup: d.sup, Log: d.log, DB: s.Database, Peers: d.peers, Now: d.cfg.Now, InstalledGiB: d.memory(ctx).InstalledGiB}
+	// microcluster keeps this member's certificate (server.*) and the
+	// cluster certificate its API serves (cluster.crt) in the state directory.
+	env.TLS = driver.ClusterTLS{CertFile: filepath.Join(d.cfg.StateDir, "server.crt"), KeyFile: filepath.Join(d.cfg.StateDir, "server.key"),
+		CAFile: filepath.Join(d.cfg.StateDir, "cluster.crt")}
 	var rawPlan, rawManifest string
 	var nodes map[string]nodeRow
 	var members []cluster.InternalClusterMember

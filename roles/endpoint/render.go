@@ -98,6 +98,33 @@ type haproxyInput struct {
 	Des Desired
 	// User and Group drop the workers' privileges when set.
 	User, Group string
+	// ClientPEM (this member's certificate and key) and CAFile (the cluster
+	// certificate) let HAProxy run backends' HTTP checks on members' cloudd
+	// (driver.HTTPCheck) over mutual TLS; without them backends are checked
+	// with a connect. ClientPrint changes when the certificate does, so a
+	// renewed one reaches HAProxy (a reload).
+	ClientPEM, CAFile, ClientPrint string
+}
+
+// httpCheck is the check path every backend of f shares, or "" when some
+// backend has none (or another path): HAProxy's http-check is per backend
+// section, so a mixed frontend falls back to connects.
+func httpCheck(f driver.Frontend) string {
+	path := ""
+	for i, be := range f.Backends {
+		if be.Check == nil || be.Check.Path == "" || !strings.HasPrefix(be.Check.Path, "/") || strings.ContainsAny(be.Check.Path, " \t\n#") {
+			return ""
+		}
+		if _, _, err := net.SplitHostPort(be.Check.Addr); err != nil || strings.ContainsAny(be.Check.Addr, " \t\n#") {
+			return ""
+		}
+		if i == 0 {
+			path = be.Check.Path
+		} else if be.Check.Path != path {
+			return ""
+		}
+	}
+	return path
 }
 
 var nameRE = regexp.MustCompile(`[^A-Za-z0-9_.-]`)
@@ -113,6 +140,9 @@ func renderHAProxy(in haproxyInput) string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	w("# Written by cloudd (floating endpoint); changes are overwritten.")
+	if in.ClientPrint != "" {
+		w("# client certificate %s", in.ClientPrint)
+	}
 	w("global")
 	if in.User != "" {
 		w("  user %s", in.User)
@@ -143,7 +173,20 @@ func renderHAProxy(in haproxyInput) string {
 		for _, be := range f.Backends {
 			tls = tls && in.Des.TLSAddrs[be.Addr]
 		}
-		if tls {
+		check := ""
+		if in.ClientPEM != "" && in.CAFile != "" {
+			check = httpCheck(f)
+		}
+		if check != "" {
+			// The offering driver judges each backend on its member's
+			// cloudd (a Galera member serves only while Synced): a request
+			// over mutual TLS, this member's certificate as the client's,
+			// the server verified against the cluster certificate.
+			tls = false
+			w("  option httpchk")
+			w("  http-check send meth GET uri %s ver HTTP/1.1 hdr Host cloudd", check)
+			w("  http-check expect status 200")
+		} else if tls {
 			// A TLS API (cloudd, LXD): the check completes a handshake and
 			// one HTTP request, so the server logs nothing; any HTTP answer
 			// (even 401/403/404) shows the API serves.
@@ -153,6 +196,10 @@ func renderHAProxy(in haproxyInput) string {
 		}
 		for i, be := range f.Backends {
 			line := fmt.Sprintf("  server %s %s check", cfgName(be.Node), be.Addr)
+			if check != "" {
+				host, port, _ := net.SplitHostPort(be.Check.Addr)
+				line += fmt.Sprintf(" addr %s port %s check-ssl verify required ca-file %s crt %s", host, port, in.CAFile, in.ClientPEM)
+			}
 			if tls {
 				line += " check-ssl verify none"
 			}
