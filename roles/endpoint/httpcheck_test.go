@@ -82,13 +82,12 @@ func TestRenderHTTPCheck(t *testing.T) {
 		t.Fatalf("client PEM mode: %v %v", st, err)
 	}
 	cfg := renderHAProxy(haproxyInput{Des: des, ClientPEM: pemFile, CAFile: ca, ClientPrint: print})
-	mysqlSection := cfg[strings.Index(cfg, "backend mysql"):]
 	for _, want := range []string{
-		"  option httpchk\n  http-check send meth GET uri /1.0/control/instances/mysql/writable ver HTTP/1.1 hdr Host cloudd\n  http-check expect status 200\n",
-		"  server node1 10.9.0.1:3306 check addr 10.9.0.1 port 7443 check-ssl verify required ca-file " + ca + " crt " + pemFile + "\n",
-		"  server node2 10.9.0.2:3306 check addr 10.9.0.2 port 7443 check-ssl verify required ca-file " + ca + " crt " + pemFile + " backup\n",
+		"backend mysql\n  server node1 10.9.0.1:3306 track check.mysql.node1/node1\n  server node2 10.9.0.2:3306 track check.mysql.node2/node2 backup\n  server node3 10.9.0.3:3306 track check.mysql.node3/node3 backup\n",
+		"backend check.mysql.node2\n  option httpchk\n  http-check send meth GET uri /1.0/control/instances/mysql/writable ver HTTP/1.1 hdr Host 10.9.0.2:7443\n  http-check expect status 200\n" +
+			"  server node2 10.9.0.2:7443 check check-ssl verify required ca-file " + ca + " crt " + pemFile + "\n",
 	} {
-		if !strings.Contains(mysqlSection, want) {
+		if !strings.Contains(cfg, want) {
 			t.Errorf("haproxy.cfg lacks %q:\n%s", want, cfg)
 		}
 	}
@@ -110,22 +109,25 @@ func TestRenderHTTPCheck(t *testing.T) {
 	}
 
 	// Without certificate files: connects.
-	if c := renderHAProxy(haproxyInput{Des: des}); strings.Contains(c[strings.Index(c, "backend mysql"):], "httpchk") {
+	if c := renderHAProxy(haproxyInput{Des: des}); strings.Contains(c, "track") || !strings.Contains(c, "server node1 10.9.0.1:3306 check\n") {
 		t.Errorf("HTTP check without a client certificate:\n%s", c)
 	}
 	// One backend without the check (or with another path): connects.
 	mixed := withChecks(mysqlFrontend(1, 2, 3), "/1.0/control/instances/mysql/writable")
+	if !httpChecks(mixed) {
+		t.Error("a frontend whose backends all carry a check is not checked over HTTP")
+	}
 	mixed.Backends[2].Check = nil
-	if httpCheck(mixed) != "" {
+	if httpChecks(mixed) {
 		t.Error("a frontend with a backend lacking the check got an HTTP check")
 	}
-	mixed.Backends[2].Check = &driver.HTTPCheck{Addr: "10.9.0.3:7443", Path: "/1.0/other"}
-	if httpCheck(mixed) != "" {
-		t.Error("a frontend with two check paths got an HTTP check")
-	}
 	mixed.Backends[2].Check = &driver.HTTPCheck{Addr: "10.9.0.3:7443", Path: "/1.0/x y"}
-	if httpCheck(mixed) != "" {
+	if httpChecks(mixed) {
 		t.Error("a check path with a space was rendered")
+	}
+	mixed.Backends[2].Check = &driver.HTTPCheck{Addr: "10.9.0.3", Path: "/1.0/x"}
+	if httpChecks(mixed) {
+		t.Error("a check address without a port was rendered")
 	}
 	// No certificate files: no PEM, no error.
 	if p, err := writeClientPEM(driver.ClusterTLS{}, filepath.Join(dir, "none.pem")); p != "" || err != nil {

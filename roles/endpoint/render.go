@@ -106,26 +106,24 @@ type haproxyInput struct {
 	ClientPEM, CAFile, ClientPrint string
 }
 
-// httpCheck is the check path every backend of f shares, or "" when some
-// backend has none (or another path): HAProxy's http-check is per backend
-// section, so a mixed frontend falls back to connects.
-func httpCheck(f driver.Frontend) string {
-	path := ""
-	for i, be := range f.Backends {
-		if be.Check == nil || be.Check.Path == "" || !strings.HasPrefix(be.Check.Path, "/") || strings.ContainsAny(be.Check.Path, " \t\n#") {
-			return ""
+// httpChecks reports whether every backend of f carries a usable HTTP
+// check; a frontend with one backend lacking it falls back to connects.
+func httpChecks(f driver.Frontend) bool {
+	for _, be := range f.Backends {
+		if be.Check == nil || !strings.HasPrefix(be.Check.Path, "/") || strings.ContainsAny(be.Check.Path, " \t\n#") {
+			return false
 		}
 		if _, _, err := net.SplitHostPort(be.Check.Addr); err != nil || strings.ContainsAny(be.Check.Addr, " \t\n#") {
-			return ""
-		}
-		if i == 0 {
-			path = be.Check.Path
-		} else if be.Check.Path != path {
-			return ""
+			return false
 		}
 	}
-	return path
+	return len(f.Backends) > 0
 }
+
+// checkBackend names the backend that runs the HTTP check of f's backend
+// on node (HAProxy's http-check is per backend section, and cloudd wants
+// each member's own address as the Host header).
+func checkBackend(f, node string) string { return "check." + cfgName(f) + "." + cfgName(node) }
 
 var nameRE = regexp.MustCompile(`[^A-Za-z0-9_.-]`)
 
@@ -173,19 +171,9 @@ func renderHAProxy(in haproxyInput) string {
 		for _, be := range f.Backends {
 			tls = tls && in.Des.TLSAddrs[be.Addr]
 		}
-		check := ""
-		if in.ClientPEM != "" && in.CAFile != "" {
-			check = httpCheck(f)
-		}
-		if check != "" {
-			// The offering driver judges each backend on its member's
-			// cloudd (a Galera member serves only while Synced): a request
-			// over mutual TLS, this member's certificate as the client's,
-			// the server verified against the cluster certificate.
+		checked := in.ClientPEM != "" && in.CAFile != "" && httpChecks(f)
+		if checked {
 			tls = false
-			w("  option httpchk")
-			w("  http-check send meth GET uri %s ver HTTP/1.1 hdr Host cloudd", check)
-			w("  http-check expect status 200")
 		} else if tls {
 			// A TLS API (cloudd, LXD): the check completes a handshake and
 			// one HTTP request, so the server logs nothing; any HTTP answer
@@ -196,9 +184,9 @@ func renderHAProxy(in haproxyInput) string {
 		}
 		for i, be := range f.Backends {
 			line := fmt.Sprintf("  server %s %s check", cfgName(be.Node), be.Addr)
-			if check != "" {
-				host, port, _ := net.SplitHostPort(be.Check.Addr)
-				line += fmt.Sprintf(" addr %s port %s check-ssl verify required ca-file %s crt %s", host, port, in.CAFile, in.ClientPEM)
+			if checked {
+				// The server follows its check backend's verdict.
+				line = fmt.Sprintf("  server %s %s track %s/%s", cfgName(be.Node), be.Addr, checkBackend(f.Name, be.Node), cfgName(be.Node))
 			}
 			if tls {
 				line += " check-ssl verify none"
@@ -207,6 +195,22 @@ func renderHAProxy(in haproxyInput) string {
 				line += " backup"
 			}
 			w("%s", line)
+		}
+		if !checked {
+			continue
+		}
+		// The offering driver judges each backend on its member's cloudd (a
+		// Galera member serves only while Synced): a request over mutual
+		// TLS, this member's certificate as the client's, the server
+		// verified against the cluster certificate, the member's address
+		// as Host (cloudd refuses another).
+		for _, be := range f.Backends {
+			w("")
+			w("backend %s", checkBackend(f.Name, be.Node))
+			w("  option httpchk")
+			w("  http-check send meth GET uri %s ver HTTP/1.1 hdr Host %s", be.Check.Path, be.Check.Addr)
+			w("  http-check expect status 200")
+			w("  server %s %s check check-ssl verify required ca-file %s crt %s", cfgName(be.Node), be.Check.Addr, in.CAFile, in.ClientPEM)
 		}
 	}
 	return b.String()
