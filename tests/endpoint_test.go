@@ -603,10 +603,11 @@ func TestEndpointCloudd(t *testing.T) {
 	// Desynced) while everything runs: HAProxy's writable check on its
 	// cloudd fails and new writers land on a Synced member.
 	active := c.Node(int(members[0][len(members[0])-1] - '0'))
+	t0 := time.Now()
 	if out, err := memberSQL(active, "SET GLOBAL wsrep_desync=ON"); err != nil {
 		t.Fatalf("desync %s: %v: %s", active.Name, err, out)
 	}
-	t0 := time.Now()
+	tSet := time.Since(t0)
 	if st, err := memberSQL(active, "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME='wsrep_local_state'"); err != nil || strings.TrimSpace(st) == "4" {
 		t.Fatalf("%s still Synced after wsrep_desync=ON: %q %v", active.Name, st, err)
 	}
@@ -622,6 +623,19 @@ func TestEndpointCloudd(t *testing.T) {
 		return nil
 	})
 	tAway := time.Since(t0)
+	// It is HAProxy's writable check (cloudd answers 503) that took it out.
+	hnode := c.Node(int(holder[len(holder)-1] - '0'))
+	downLine := fmt.Sprintf("Server check.mysql.%[1]s/%[1]s is DOWN, reason: Layer7 wrong status, code: 503", active.Name)
+	harness.Eventually(t, 30*time.Second, "the holder's HAProxy reports the desynced member down by its writable check", func() error {
+		b, err := os.ReadFile(filepath.Join(hnode.StateDir, "endpoint", "haproxy.log"))
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(string(b), downLine) {
+			return fmt.Errorf("no %q in %s's haproxy.log", downLine, hnode.Name)
+		}
+		return nil
+	})
 	// And they stay away while it is desynced.
 	for i := 0; i < 3; i++ {
 		out, err := client.Output(ctx, bin, "writers", dsn, "1")
@@ -632,7 +646,7 @@ func TestEndpointCloudd(t *testing.T) {
 			t.Fatalf("a writer landed on the desynced %s", active.Name)
 		}
 	}
-	t.Logf("wsrep_desync=ON on %s: writers through %s on another member after %s", active.Name, vip, tAway.Round(time.Millisecond))
+	t.Logf("wsrep_desync=ON on %s (the statement took %s): writers through %s on another member %s after it was issued", active.Name, tSet.Round(time.Millisecond), vip, tAway.Round(time.Millisecond))
 	if out, err := memberSQL(active, "SET GLOBAL wsrep_desync=OFF"); err != nil {
 		t.Fatalf("resync %s: %v: %s", active.Name, err, out)
 	}
