@@ -540,6 +540,10 @@ func (d *Driver) Stop(ctx context.Context) error {
 	d.stopHealth()
 	if dir != "" {
 		f := pathsIn(dir)
+		// The copy of this member's key is needed only by a running HAProxy.
+		if err := os.Remove(f.clientPEM); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
 		if p, iface, ok := recordedVIP(f.vip); ok {
 			if d.sys.HasAddress(p.Addr()) {
 				errs = append(errs, d.sys.DeleteAddress(ctx, iface, p))

@@ -8,10 +8,12 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -135,5 +137,49 @@ func TestRenderHTTPCheck(t *testing.T) {
 	}
 	if _, err := writeClientPEM(driver.ClusterTLS{CertFile: filepath.Join(dir, "missing"), KeyFile: key, CAFile: ca}, filepath.Join(dir, "x.pem")); err == nil {
 		t.Error("a missing certificate file is not reported")
+	}
+}
+
+// Converge copies this member's certificate and key for HAProxy (0600),
+// checks the databases over HTTP, reloads HAProxy when the certificate
+// changes, and Stop removes the copy.
+func TestConvergeHTTPCheck(t *testing.T) {
+	ctx := context.Background()
+	sys := newFakeSys()
+	env := testEnv(t, sys)
+	env.Frontends = []driver.Frontend{withChecks(mysqlFrontend(1, 2, 3), "/1.0/control/instances/mysql/writable"), apiFrontend(1, 2, 3)}
+	tlsDir := t.TempDir()
+	cert, key := selfSigned(t, tlsDir, "server")
+	ca, _ := selfSigned(t, tlsDir, "cluster")
+	env.TLS = driver.ClusterTLS{CertFile: cert, KeyFile: key, CAFile: ca}
+	d := NewWithSystem(sys)
+	t.Cleanup(func() { _ = d.Stop(ctx) })
+	if _, err := d.Converge(ctx, env, nil); err != nil {
+		t.Fatal(err)
+	}
+	f := pathsIn(env.Dir)
+	if st, err := os.Stat(f.clientPEM); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("client PEM: %v %v", st, err)
+	}
+	cfg := readFile(t, f.haproxyCfg)
+	if !strings.Contains(cfg, "track check.mysql.node1/node1") || !strings.Contains(cfg, "crt "+f.clientPEM) {
+		t.Fatalf("haproxy.cfg without the writable checks:\n%s", cfg)
+	}
+	sys.takeSignals()
+	// A renewed certificate reaches HAProxy (a reload).
+	cert2, key2 := selfSigned(t, t.TempDir(), "server")
+	env.TLS.CertFile, env.TLS.KeyFile = cert2, key2
+	if _, err := d.Converge(ctx, env, nil); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := env.Sup.Status(haproxyName)
+	if got := sys.takeSignals(); len(got) != 1 || got[0] != fmt.Sprintf("%d:%s", st.Pid, syscall.SIGUSR2) {
+		t.Errorf("renewed certificate: signals %v, want one HAProxy reload (%d)", got, st.Pid)
+	}
+	if err := d.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(f.clientPEM); !os.IsNotExist(err) {
+		t.Fatalf("the copy of the key is left after Stop: %v", err)
 	}
 }
