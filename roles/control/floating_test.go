@@ -57,7 +57,7 @@ func TestFloatingEndpoint(t *testing.T) {
 		dial     error
 		note     string
 	}{
-		"one control node": {controls: 1, floating: "10.9.0.100", note: "one control node: the floating address is not highly available: clients use the members' own addresses"},
+		"one control node": {controls: 1, floating: "10.9.0.100", note: "one control node (the floating endpoint needs two or more): clients use the members' own addresses, and the database endpoint is not highly available"},
 		"no address":       {controls: 3, note: "the plan has no floating address: clients use the members' own addresses, and the database endpoint is not highly available"},
 		"ipv6 in the plan": {controls: 3, floating: "fd00::100", note: "only IPv4 floating addresses are supported"},
 		"nobody holds it":  {controls: 3, floating: "10.9.0.100", dial: errors.New("no route to host"), note: "the floating address 10.9.0.100 does not answer on port 3306 (no control node holds it yet)"},

@@ -189,7 +189,7 @@ func (e *Env) FloatingAddress() (addr netip.Addr, why string) {
 		return netip.Addr{}, err.Error()
 	}
 	if len(e.WithRole(roles.Control)) < 2 {
-		return netip.Addr{}, "one control node: the floating address is not highly available"
+		return netip.Addr{}, "one control node (the floating endpoint needs two or more)"
 	}
 	return a, ""
 }
