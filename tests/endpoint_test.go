@@ -611,16 +611,23 @@ func TestEndpointCloudd(t *testing.T) {
 	if st, err := memberSQL(active, "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME='wsrep_local_state'"); err != nil || strings.TrimSpace(st) == "4" {
 		t.Fatalf("%s still Synced after wsrep_desync=ON: %q %v", active.Name, st, err)
 	}
+	var seen []string // what the attempts met, for a slow move's log
 	harness.Eventually(t, time.Minute, "writers through the address leave the desynced member", func() error {
-		out, err := client.Output(ctx, bin, "writers", dsn, "2")
+		err := func() error {
+			out, err := client.Output(ctx, bin, "writers", dsn, "2")
+			if err != nil {
+				return err
+			}
+			got := strings.Fields(string(out))
+			if len(got) != 2 || got[0] != got[1] || got[0] == active.Name {
+				return fmt.Errorf("writers on %v (desynced: %s)", got, active.Name)
+			}
+			return nil
+		}()
 		if err != nil {
-			return err
+			seen = append(seen, fmt.Sprintf("%s: %v", time.Since(t0).Round(time.Millisecond), err))
 		}
-		got := strings.Fields(string(out))
-		if len(got) != 2 || got[0] != got[1] || got[0] == active.Name {
-			return fmt.Errorf("writers on %v (desynced: %s)", got, active.Name)
-		}
-		return nil
+		return err
 	})
 	tAway := time.Since(t0)
 	// It is HAProxy's writable check (cloudd answers 503) that took it out.
@@ -645,6 +652,10 @@ func TestEndpointCloudd(t *testing.T) {
 		if got := strings.TrimSpace(string(out)); got == active.Name {
 			t.Fatalf("a writer landed on the desynced %s", active.Name)
 		}
+	}
+	if tAway > 5*time.Second {
+		b, _ := os.ReadFile(filepath.Join(hnode.StateDir, "endpoint", "haproxy.log"))
+		t.Logf("slow move off the desynced member; attempts: %s\n%s's haproxy.log:\n%s", strings.Join(seen, "\n  "), hnode.Name, b)
 	}
 	t.Logf("wsrep_desync=ON on %s (the statement took %s): writers through %s on another member %s after it was issued", active.Name, tSet.Round(time.Millisecond), vip, tAway.Round(time.Millisecond))
 	if out, err := memberSQL(active, "SET GLOBAL wsrep_desync=OFF"); err != nil {

@@ -86,7 +86,7 @@ func TestRenderHTTPCheck(t *testing.T) {
 	cfg := renderHAProxy(haproxyInput{Des: des, ClientPEM: pemFile, CAFile: ca, ClientPrint: print})
 	for _, want := range []string{
 		"backend mysql\n  server node1 10.9.0.1:3306 track check.mysql.node1/node1\n  server node2 10.9.0.2:3306 track check.mysql.node2/node2 backup\n  server node3 10.9.0.3:3306 track check.mysql.node3/node3 backup\n",
-		"backend check.mysql.node2\n  option httpchk\n  http-check send meth GET uri /1.0/control/instances/mysql/writable ver HTTP/1.1 hdr Host 10.9.0.2:7443\n  http-check expect status 200\n" +
+		"backend check.mysql.node2\n  option httpchk\n  http-check send meth GET uri /1.0/control/instances/mysql/writable ver HTTP/1.1 hdr Host 10.9.0.2:7443\n  http-check expect status 200\n  timeout check 2s\n" +
 			"  server node2 10.9.0.2:7443 check check-ssl verify required ca-file " + ca + " crt " + pemFile + "\n",
 	} {
 		if !strings.Contains(cfg, want) {

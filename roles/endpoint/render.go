@@ -210,6 +210,8 @@ func renderHAProxy(in haproxyInput) string {
 			w("  option httpchk")
 			w("  http-check send meth GET uri %s ver HTTP/1.1 hdr Host %s", be.Check.Path, be.Check.Addr)
 			w("  http-check expect status 200")
+			// cloudd under load may answer late: a slow answer is not a no.
+			w("  timeout check 2s")
 			w("  server %s %s check check-ssl verify required ca-file %s crt %s", cfgName(be.Node), be.Check.Addr, in.CAFile, in.ClientPEM)
 		}
 	}
