@@ -199,6 +199,9 @@ type DBService struct {
 	// Endpoints are the ip:port addresses serving it.
 	Endpoints   []string `json:"endpoints"`
 	Replication string   `json:"replication"`
+	// Floating is the floating endpoint (floating address and the HAProxy
+	// frontend's port) when it exists and answers; clients should use it.
+	Floating string `json:"floating,omitempty"`
 }
 
 // Databases is the answer of GET /1.0/databases.
@@ -208,6 +211,10 @@ type Databases struct {
 	Host      string       `json:"host,omitempty"`
 	Instances []DBInstance `json:"instances"`
 	Services  []DBService  `json:"services"`
+	// EndpointNote says why services have no floating endpoint (one control
+	// node, no floating address, nobody holds it): clients then use the
+	// members' own addresses and the endpoint is not highly available.
+	EndpointNote string `json:"endpoint_note,omitempty"`
 }
 
 // DBCredentials is the answer of GET /1.0/databases/{service}/credentials (local socket only).
@@ -217,9 +224,14 @@ type DBCredentials struct {
 	User      string   `json:"user"`
 	Password  string   `json:"password"`
 	Endpoints []string `json:"endpoints"`
-	// DSN is a go-sql-driver/mysql data source name for the first endpoint,
-	// with tls=DBTLSConfigName: the client registers a TLS configuration
-	// under that name that trusts CA (mysql.RegisterTLSConfig).
+	// Floating is the floating endpoint when it exists and answers.
+	Floating string `json:"floating,omitempty"`
+	// Note says why there is no floating endpoint (see Databases.EndpointNote).
+	Note string `json:"note,omitempty"`
+	// DSN is a go-sql-driver/mysql data source name for the floating
+	// endpoint, or else the first endpoint, with tls=DBTLSConfigName: the
+	// client registers a TLS configuration under that name that trusts CA
+	// (mysql.RegisterTLSConfig).
 	DSN string `json:"dsn"`
 	// CA is the PEM certificate of the CA that signed the servers'
 	// certificates; servers accept TLS connections only.

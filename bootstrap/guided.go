@@ -4,13 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	controlplan "github.com/cloudctl/cloudctl/roles/control/plan"
-	splan "github.com/cloudctl/cloudctl/roles/storage/plan"
 	"net/netip"
 	"strings"
 
+	"github.com/cloudctl/cloudctl/api"
 	"github.com/cloudctl/cloudctl/hwprobe"
 	"github.com/cloudctl/cloudctl/roles"
+	controlplan "github.com/cloudctl/cloudctl/roles/control/plan"
+	splan "github.com/cloudctl/cloudctl/roles/storage/plan"
 )
 
 // Asker asks a person questions. SurveyAsker asks on a terminal; tests
@@ -414,6 +415,9 @@ func (g *guide) floating(addr string) (string, error) {
 			}
 			if ip.IsLoopback() || ip.IsUnspecified() || ip.IsMulticast() {
 				return fmt.Errorf("%s cannot float between nodes: pick a free address on the nodes' network", ip)
+			}
+			if _, _, err := api.ParseFloatingAddress(s); err != nil {
+				return err
 			}
 			return nil
 		}})

@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	controlplan "github.com/cloudctl/cloudctl/roles/control/plan"
 	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/cloudctl/cloudctl/api"
 	"github.com/cloudctl/cloudctl/roles"
+	controlplan "github.com/cloudctl/cloudctl/roles/control/plan"
 )
 
 // script is an Asker with scripted answers by question ID. A question

@@ -14,8 +14,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	controlplan "github.com/cloudctl/cloudctl/roles/control/plan"
-	splan "github.com/cloudctl/cloudctl/roles/storage/plan"
 	"net"
 	"net/netip"
 	"regexp"
@@ -27,6 +25,8 @@ import (
 	"github.com/cloudctl/cloudctl/client"
 	"github.com/cloudctl/cloudctl/hwprobe"
 	"github.com/cloudctl/cloudctl/roles"
+	controlplan "github.com/cloudctl/cloudctl/roles/control/plan"
+	splan "github.com/cloudctl/cloudctl/roles/storage/plan"
 )
 
 // Plan is the single input to applying a bootstrap or a join: every source
@@ -205,6 +205,9 @@ func (p Plan) validate() Problems {
 		case ip.IsLoopback() || ip.IsUnspecified() || ip.IsMulticast():
 			add("floating_address", "invalid floating address %s: a loopback, unspecified or multicast address cannot be shared; pick a free address on the nodes' network", ip)
 		default:
+			if _, _, err := api.ParseFloatingAddress(p.FloatingAddress); err != nil {
+				add("floating_address", "%v", err)
+			}
 			if host, _, err := net.SplitHostPort(p.Address); err == nil && host == ip.String() {
 				add("floating_address", "floating address %s is this node's own address: pick a free address on the same network", ip)
 			}

@@ -3,7 +3,6 @@ package bootstrap
 import (
 	"errors"
 	"fmt"
-	splan "github.com/cloudctl/cloudctl/roles/storage/plan"
 	"net"
 	"net/netip"
 	"strconv"
@@ -11,8 +10,10 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/cloudctl/cloudctl/api"
 	"github.com/cloudctl/cloudctl/internal/strictyaml"
 	"github.com/cloudctl/cloudctl/roles"
+	splan "github.com/cloudctl/cloudctl/roles/storage/plan"
 )
 
 // PreseedVersion is the preseed format this code reads and writes.
@@ -262,6 +263,10 @@ func (p *Preseed) check(c *checker, groups map[string][]roles.Role) {
 		case ip.IsLoopback() || ip.IsUnspecified() || ip.IsMulticast():
 			c.fail("cluster.floating_address", "a loopback, unspecified or multicast address cannot float between nodes; pick a free address on the nodes' network")
 		default:
+			if _, _, err := api.ParseFloatingAddress(p.Cluster.FloatingAddress); err != nil {
+				c.fail("cluster.floating_address", "%v", err)
+				break
+			}
 			floating = ip
 		}
 	}

@@ -2,8 +2,6 @@ package bootstrap
 
 import (
 	"fmt"
-	controlplan "github.com/cloudctl/cloudctl/roles/control/plan"
-	splan "github.com/cloudctl/cloudctl/roles/storage/plan"
 	"net/netip"
 	"strings"
 
@@ -11,6 +9,8 @@ import (
 	"github.com/cloudctl/cloudctl/hwprobe"
 	"github.com/cloudctl/cloudctl/internal/strictyaml"
 	"github.com/cloudctl/cloudctl/roles"
+	controlplan "github.com/cloudctl/cloudctl/roles/control/plan"
+	splan "github.com/cloudctl/cloudctl/roles/storage/plan"
 )
 
 // Selection says which entry of a preseed is this machine's, and what the

@@ -127,15 +127,11 @@ func (d *Daemon) handleFloatingAddress(s *state.State, r *http.Request) response
 	return response.SyncResponse(true, p)
 }
 
-// validFloatingAddress accepts an IPv4 or IPv6 address, bare or with a prefix length.
+// validFloatingAddress accepts an IPv4 address, bare or with a prefix
+// length (api.ParseFloatingAddress: IPv6 is refused, as by the driver).
 func validFloatingAddress(a string) error {
-	if ip, _, err := net.ParseCIDR(a); err == nil && ip != nil {
-		return nil
-	}
-	if net.ParseIP(a) != nil {
-		return nil
-	}
-	return fmt.Errorf("%q is not an IP address: give one such as 10.0.0.100 or 10.0.0.100/24", a)
+	_, _, err := api.ParseFloatingAddress(a)
+	return err
 }
 
 // memberIPs maps each member's IP to its name.

@@ -236,6 +236,10 @@ func (d *Daemon) buildEnv(ctx context.Context, s *state.State) (*driver.Env, err
 		})
 		return found, err
 	}
+	// microcluster keeps this member's certificate (server.*) and the
+	// cluster certificate its API serves (cluster.crt) in the state directory.
+	env.TLS = driver.ClusterTLS{CertFile: filepath.Join(d.cfg.StateDir, "server.crt"), KeyFile: filepath.Join(d.cfg.StateDir, "server.key"),
+		CAFile: filepath.Join(d.cfg.StateDir, "cluster.crt")}
 	var rawPlan, rawManifest string
 	var nodes map[string]nodeRow
 	var members []cluster.InternalClusterMember

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	controlplan "github.com/cloudctl/cloudctl/roles/control/plan"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/cloudctl/cloudctl/roles"
+	controlplan "github.com/cloudctl/cloudctl/roles/control/plan"
 )
 
 // fakeMachine is a synthetic machine: a sysfs/procfs tree in a temporary

@@ -3,7 +3,6 @@ package hwprobe
 import (
 	"context"
 	"fmt"
-	controlplan "github.com/cloudctl/cloudctl/roles/control/plan"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 	"github.com/jaypipes/ghw/pkg/snapshot"
 
 	"github.com/cloudctl/cloudctl/roles"
+	controlplan "github.com/cloudctl/cloudctl/roles/control/plan"
 )
 
 // ghwSnapshots returns the real machine snapshots that ship in ghw's module,

@@ -455,6 +455,39 @@ func mariadbPid(nd *harness.Node) (int, error) {
 	return strconv.Atoi(strings.TrimSpace(string(b)))
 }
 
+// credentials reads `database credentials SERVICE --format json` on nd.
+func credentials(t *testing.T, nd *harness.Node, svc string) api.DBCredentials {
+	t.Helper()
+	var cr api.DBCredentials
+	if err := json.Unmarshal([]byte(nd.MustRun(t, "database", "credentials", svc, "--format", "json")), &cr); err != nil {
+		t.Fatal(err)
+	}
+	return cr
+}
+
+// dsnHost is the host:port of a DSN (no secret), for messages.
+func dsnHost(dsn string) string {
+	_, rest, ok := strings.Cut(dsn, "@tcp(")
+	if !ok {
+		return "?"
+	}
+	h, _, _ := strings.Cut(rest, ")")
+	return h
+}
+
+// memberSQL runs one statement as MariaDB's root (unix socket
+// authentication) on nd's copy of the control instance "mysql".
+func memberSQL(nd *harness.Node, stmt string) (string, error) {
+	ms, _ := filepath.Glob(filepath.Join(nd.StateDir, "*", "mysql", "mysqld.sock"))
+	if len(ms) == 0 {
+		return "", fmt.Errorf("no mysqld.sock under %s", nd.StateDir)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "mariadb", "--socket="+ms[0], "-u", "root", "-N", "-B", "-e", stmt).CombinedOutput()
+	return string(out), err
+}
+
 // TestEndpointCloudd: three control nodes with a floating address, through
 // real cloudd, MariaDB/Galera, keepalived and HAProxy, a MySQL client in its
 // own namespace: the holder's power cut, its return, the holder's database
@@ -501,6 +534,21 @@ func TestEndpointCloudd(t *testing.T) {
 	if h, _ := holders(ctx, c.Nodes, vip); len(h) != 0 {
 		t.Fatalf("%s held by %v with one control node", vip, h)
 	}
+	// The credentials name the node's own address and say why.
+	harness.Eventually(t, time.Minute, "credentials with one control node", func() error {
+		r := n1.Run("database", "credentials", "identity", "--format", "json")
+		if r.Code != 0 {
+			return fmt.Errorf("exit %d: %s", r.Code, r.Stderr)
+		}
+		var cr api.DBCredentials
+		if err := json.Unmarshal([]byte(r.Stdout), &cr); err != nil {
+			return err
+		}
+		if cr.Floating != "" || !strings.Contains(cr.DSN, "@tcp("+n1.IP+":3306)/") || !strings.Contains(cr.Note, "not highly available") {
+			return fmt.Errorf("floating %q, DSN host %q, note %q", cr.Floating, dsnHost(cr.DSN), cr.Note)
+		}
+		return nil
+	})
 
 	join(t, n1, n2, "control")
 	join(t, n1, n3, "control")
@@ -509,13 +557,32 @@ func TestEndpointCloudd(t *testing.T) {
 	}
 	holder, took := endpointHolder(t, c.Nodes, vip, 2*time.Minute, "one node holds the floating address")
 	t.Logf("Galera formed; %s holds %s (%s later)", holder, vip, took.Round(time.Millisecond))
-	var cr struct {
-		User, Password, Database, CA string
-	}
-	if err := json.Unmarshal([]byte(n1.MustRun(t, "database", "credentials", "identity", "--format", "json")), &cr); err != nil {
+	// database credentials and list name the floating endpoint once it
+	// answers; the client (its own namespace) writes through that DSN.
+	var cr api.DBCredentials
+	harness.Eventually(t, time.Minute, "the credentials name the floating endpoint", func() error {
+		cr = credentials(t, n2, "identity")
+		if cr.Floating != vip+":3306" || !strings.Contains(cr.DSN, "@tcp("+vip+":3306)/") || cr.Note != "" {
+			return fmt.Errorf("floating %q, DSN host %q, note %q", cr.Floating, dsnHost(cr.DSN), cr.Note)
+		}
+		return nil
+	})
+	var dbs api.Databases
+	if err := json.Unmarshal([]byte(n3.MustRun(t, "database", "list", "--format", "json")), &dbs); err != nil {
 		t.Fatal(err)
 	}
-	dsn := fmt.Sprintf("%s:%s@tcp(%s:3306)/%s?tls=cloudctl&cafile=%s", cr.User, cr.Password, vip, cr.Database, caFile(t, cr.CA))
+	for _, s := range dbs.Services {
+		if s.Floating != vip+":3306" {
+			t.Fatalf("database list: %s has floating endpoint %q, want %s:3306 (note %q)", s.Service, s.Floating, vip, dbs.EndpointNote)
+		}
+	}
+	dsn := cr.DSN + "&cafile=" + caFile(t, cr.CA)
+	harness.Eventually(t, time.Minute, "a write through the credentials' DSN", func() error {
+		if out, err := client.Exec(ctx, w, "try", dsn); err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
 
 	// Two writers through the address land on one Galera member.
 	var members []string
@@ -531,6 +598,76 @@ func TestEndpointCloudd(t *testing.T) {
 		t.Fatalf("two writers through the floating address landed on %v; want one Galera member", members)
 	}
 	t.Logf("two writers through %s both on %s", vip, members[0])
+
+	// The writers' member leaves the Synced state (wsrep_desync: Donor/
+	// Desynced) while everything runs: HAProxy's writable check on its
+	// cloudd fails and new writers land on a Synced member.
+	active := c.Node(int(members[0][len(members[0])-1] - '0'))
+	t0 := time.Now()
+	if out, err := memberSQL(active, "SET GLOBAL wsrep_desync=ON"); err != nil {
+		t.Fatalf("desync %s: %v: %s", active.Name, err, out)
+	}
+	tSet := time.Since(t0)
+	if st, err := memberSQL(active, "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME='wsrep_local_state'"); err != nil || strings.TrimSpace(st) == "4" {
+		t.Fatalf("%s still Synced after wsrep_desync=ON: %q %v", active.Name, st, err)
+	}
+	var seen []string // what the attempts met, for a slow move's log
+	harness.Eventually(t, time.Minute, "writers through the address leave the desynced member", func() error {
+		err := func() error {
+			out, err := client.Output(ctx, bin, "writers", dsn, "2")
+			if err != nil {
+				return err
+			}
+			got := strings.Fields(string(out))
+			if len(got) != 2 || got[0] != got[1] || got[0] == active.Name {
+				return fmt.Errorf("writers on %v (desynced: %s)", got, active.Name)
+			}
+			return nil
+		}()
+		if err != nil {
+			seen = append(seen, fmt.Sprintf("%s: %v", time.Since(t0).Round(time.Millisecond), err))
+		}
+		return err
+	})
+	tAway := time.Since(t0)
+	// It is HAProxy's writable check (cloudd answers 503) that took it out.
+	hnode := c.Node(int(holder[len(holder)-1] - '0'))
+	downLine := fmt.Sprintf("Server check.mysql.%[1]s/%[1]s is DOWN, reason: Layer7 wrong status, code: 503", active.Name)
+	harness.Eventually(t, 30*time.Second, "the holder's HAProxy reports the desynced member down by its writable check", func() error {
+		b, err := os.ReadFile(filepath.Join(hnode.StateDir, "endpoint", "haproxy.log"))
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(string(b), downLine) {
+			return fmt.Errorf("no %q in %s's haproxy.log", downLine, hnode.Name)
+		}
+		return nil
+	})
+	// And they stay away while it is desynced.
+	for i := 0; i < 3; i++ {
+		out, err := client.Output(ctx, bin, "writers", dsn, "1")
+		if err != nil {
+			t.Fatalf("write through the address while %s is desynced: %v", active.Name, err)
+		}
+		if got := strings.TrimSpace(string(out)); got == active.Name {
+			t.Fatalf("a writer landed on the desynced %s", active.Name)
+		}
+	}
+	if tAway > 5*time.Second {
+		b, _ := os.ReadFile(filepath.Join(hnode.StateDir, "endpoint", "haproxy.log"))
+		t.Logf("slow move off the desynced member; attempts: %s\n%s's haproxy.log:\n%s", strings.Join(seen, "\n  "), hnode.Name, b)
+	}
+	t.Logf("wsrep_desync=ON on %s (the statement took %s): writers through %s on another member %s after it was issued", active.Name, tSet.Round(time.Millisecond), vip, tAway.Round(time.Millisecond))
+	if out, err := memberSQL(active, "SET GLOBAL wsrep_desync=OFF"); err != nil {
+		t.Fatalf("resync %s: %v: %s", active.Name, err, out)
+	}
+	harness.Eventually(t, time.Minute, active.Name+" Synced again", func() error {
+		st, err := memberSQL(active, "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME='wsrep_local_state'")
+		if err != nil || strings.TrimSpace(st) != "4" {
+			return fmt.Errorf("wsrep_local_state %q %v", st, err)
+		}
+		return nil
+	})
 	harness.Eventually(t, time.Minute, "endpoint layer: HA with a holder", func() error {
 		l, det, err := endpointLayer(t, n2)
 		if err != nil {
@@ -544,7 +681,7 @@ func TestEndpointCloudd(t *testing.T) {
 
 	// SIGKILL of the holder (cloudd and its process group).
 	hn := c.Node(int(holder[len(holder)-1] - '0'))
-	t0 := time.Now()
+	t0 = time.Now()
 	hn.Kill(t)
 	var others []*harness.Node
 	for _, nd := range cands {

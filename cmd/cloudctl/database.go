@@ -35,6 +35,9 @@ func newDatabaseCmd(a *app) *cobra.Command {
 					fmt.Fprintf(w, " (%s)", dbs.Reason)
 				}
 				fmt.Fprintln(w)
+				if dbs.EndpointNote != "" {
+					fmt.Fprintf(w, "Endpoint: %s.\n", dbs.EndpointNote)
+				}
 				fmt.Fprintln(w)
 				t := render.NewTable(w, "SERVICE", "DATABASE", "USER", "INSTANCE", "ENDPOINTS", "REPLICATION")
 				state := map[string]string{}
@@ -42,7 +45,12 @@ func newDatabaseCmd(a *app) *cobra.Command {
 					state[in.Name] = instanceState(in)
 				}
 				for _, s := range dbs.Services {
-					t.Row(s.Service, s.Database, s.User, s.Instance, joinOrDash(s.Endpoints), state[s.Instance])
+					eps := joinOrDash(s.Endpoints)
+					if s.Floating != "" {
+						// Clients use the floating endpoint; the members serve behind it.
+						eps = s.Floating + " (floating; members " + eps + ")"
+					}
+					t.Row(s.Service, s.Database, s.User, s.Instance, eps, state[s.Instance])
 				}
 				return t.Flush()
 			})
@@ -55,7 +63,10 @@ func newDatabaseCmd(a *app) *cobra.Command {
 		Long: `Print a service's database DSN (root only, on a cluster member).
 
 The servers accept TLS connections only, with certificates from the cluster's
-own CA. The DSN ends in ?tls=cloudctl: a go-sql-driver/mysql client registers
+own CA. The DSN names the floating endpoint (the floating address and the
+database's port on it) when the cluster has one and a control node holds it;
+otherwise a member's own address, and a note on standard error says the
+endpoint is not highly available. The DSN ends in ?tls=cloudctl: a go-sql-driver/mysql client registers
 that name with mysql.RegisterTLSConfig("cloudctl", &tls.Config{RootCAs: pool})
 where pool holds the CA (--ca-file FILE writes it; --format json carries it as
 "ca"). Other clients: --ssl-ca=FILE --ssl-verify-server-cert.`,
@@ -76,6 +87,10 @@ where pool holds the CA (--ca-file FILE writes it; --format json carries it as
 			}
 			return render.Write(a.out, a.format, cr, func(w io.Writer) error {
 				fmt.Fprintln(w, cr.DSN)
+				if cr.Note != "" {
+					// Standard error: standard output stays the DSN alone.
+					fmt.Fprintf(a.errOut, "Note: %s.\n", cr.Note)
+				}
 				return nil
 			})
 		},

@@ -3,11 +3,11 @@ package main
 import (
 	"fmt"
 	"io"
-	"net/netip"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/cloudctl/cloudctl/api"
 	"github.com/cloudctl/cloudctl/client"
 	"github.com/cloudctl/cloudctl/render"
 )
@@ -67,14 +67,8 @@ func floatingArg(s string) (string, error) {
 	if strings.EqualFold(s, "none") {
 		return client.FloatingAddressNone, nil
 	}
-	var a netip.Addr
-	if p, err := netip.ParsePrefix(s); err == nil {
-		a = p.Addr()
-	} else if a, err = netip.ParseAddr(s); err != nil {
-		return "", fmt.Errorf("floating address %q is not an IPv4 address: write it as 10.0.0.100 or 10.0.0.100/24, or none to remove it", s)
-	}
-	if !a.Is4() {
-		return "", fmt.Errorf("floating address %q is not an IPv4 address: write it as 10.0.0.100 or 10.0.0.100/24, or none to remove it", s)
+	if _, _, err := api.ParseFloatingAddress(s); err != nil {
+		return "", fmt.Errorf("%w (or none to remove it)", err)
 	}
 	return s, nil
 }

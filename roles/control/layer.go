@@ -205,6 +205,7 @@ func firstReasons(rs []string, n int) string {
 func (d *Driver) Endpoints() []driver.Endpoint {
 	return []driver.Endpoint{
 		{Path: "control/local", Method: http.MethodGet, Handler: d.handleLocal, Light: true},
+		{Path: WritablePath, Method: http.MethodGet, Handler: d.handleWritable, Light: true},
 		{Path: "databases", Method: http.MethodGet, Handler: d.handleDatabases},
 		{Path: "databases/{name}/credentials", Method: http.MethodGet, Handler: d.handleCredentials, LocalOnly: true},
 		{Path: "databases/check", Method: http.MethodPost, Handler: d.handleCheck, LocalOnly: true},
@@ -219,7 +220,11 @@ func (d *Driver) handleLocal(ctx context.Context, env *driver.Env, req driver.Re
 
 func (d *Driver) handleDatabases(ctx context.Context, env *driver.Env, req driver.Request) (any, error) {
 	dbs, _, err := d.databases(ctx, env)
-	return dbs, err
+	if err != nil {
+		return dbs, err
+	}
+	d.floating(ctx, env, &dbs)
+	return dbs, nil
 }
 
 func (d *Driver) credentials(ctx context.Context, env *driver.Env, svc string) (api.DBCredentials, error) {
@@ -227,6 +232,7 @@ func (d *Driver) credentials(ctx context.Context, env *driver.Env, svc string) (
 	if err != nil {
 		return api.DBCredentials{}, err
 	}
+	d.floating(ctx, env, &dbs)
 	for _, ds := range dbs.Services {
 		if ds.Service != svc {
 			continue
@@ -238,8 +244,12 @@ func (d *Driver) credentials(ctx context.Context, env *driver.Env, svc string) (
 		if v.CA.CertPEM == "" {
 			return api.DBCredentials{}, driver.Errorf(http.StatusServiceUnavailable, "the control databases' CA is not created yet: the control role is still starting, try again in a moment")
 		}
-		out := api.DBCredentials{Service: svc, Database: ds.Database, User: c.User, Password: c.Password, Endpoints: ds.Endpoints, CA: v.CA.CertPEM}
-		if len(ds.Endpoints) > 0 {
+		out := api.DBCredentials{Service: svc, Database: ds.Database, User: c.User, Password: c.Password, Endpoints: ds.Endpoints, CA: v.CA.CertPEM,
+			Floating: ds.Floating, Note: dbs.EndpointNote}
+		switch {
+		case ds.Floating != "":
+			out.DSN = fmt.Sprintf("%s:%s@tcp(%s)/%s?tls=%s", c.User, c.Password, ds.Floating, ds.Database, api.DBTLSConfigName)
+		case len(ds.Endpoints) > 0:
 			out.DSN = fmt.Sprintf("%s:%s@tcp(%s)/%s?tls=%s", c.User, c.Password, ds.Endpoints[0], ds.Database, api.DBTLSConfigName)
 		}
 		return out, nil
@@ -283,7 +293,11 @@ func (d *Driver) handleCheck(ctx context.Context, env *driver.Env, req driver.Re
 		if err != nil {
 			return nil, err
 		}
-		for _, ep := range cr.Endpoints {
+		eps := cr.Endpoints
+		if cr.Floating != "" {
+			eps = append([]string{cr.Floating}, eps...)
+		}
+		for _, ep := range eps {
 			r, err := CheckService(ctx, s.Service, cr.User, cr.Password, ep, cr.Database, cr.CA)
 			c := api.DBCheck{Service: s.Service, Endpoint: ep, Rows: r.Rows, TookNS: int64(r.Took)}
 			if err != nil {

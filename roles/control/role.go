@@ -38,6 +38,11 @@ type Driver struct {
 
 	lastMu sync.Mutex
 	last   localControl
+
+	// writers answer the floating endpoint's writable checks.
+	writers writers
+	// dial checks the floating endpoint answers (nil: a TCP connect).
+	dial Dialer
 }
 
 // New returns the control role's driver.
@@ -102,6 +107,7 @@ func (d *Driver) Converge(ctx context.Context, env *driver.Env, step func(driver
 		return driver.Result{Again: againBusy}, err
 	}
 	des.Recovery = peerReports(des.Recovery, des.Peers)
+	d.writers.set(hostedInstances(env.Dir, des))
 	if d.engine == nil {
 		if !des.Host {
 			step(driver.Step{Name: "MariaDB", State: "waiting", Detail: "this node hosts no database copy (standby control node)"})
@@ -249,6 +255,7 @@ func (d *Driver) Stop(ctx context.Context) error {
 	if d.engine != nil {
 		d.engine.StopAll()
 	}
+	d.writers.close()
 	d.lastMu.Lock()
 	d.last = localControl{}
 	d.lastMu.Unlock()
@@ -300,7 +307,8 @@ func (d *Driver) Ports(env *driver.Env, n driver.Node) []driver.Port {
 }
 
 // Frontends implements driver.Frontender: one writer at a time per instance,
-// the Galera members in order.
+// the Galera members in order. Each backend is checked on its member's
+// cluster API (WritablePath): it serves only while its copy is Synced.
 func (d *Driver) Frontends(env *driver.Env) []driver.Frontend {
 	if env.Plan.MySQLTopology == "" || env.Manifest == nil {
 		return nil
@@ -322,7 +330,12 @@ func (d *Driver) Frontends(env *driver.Env) []driver.Frontend {
 		f := driver.Frontend{Name: in.Name, Port: in.Port, OneActive: true}
 		for _, p := range peers {
 			if n, ok := env.Node(p); ok && n.IP != "" {
-				f.Backends = append(f.Backends, driver.Backend{Node: p, Addr: net.JoinHostPort(n.IP, strconv.Itoa(in.Port))})
+				be := driver.Backend{Node: p, Addr: net.JoinHostPort(n.IP, strconv.Itoa(in.Port))}
+				if n.Address != "" {
+					// Writes go only to a member whose copy is Synced.
+					be.Check = &driver.HTTPCheck{Addr: n.Address, Path: writablePath(in.Name)}
+				}
+				f.Backends = append(f.Backends, be)
 			}
 		}
 		out = append(out, f)

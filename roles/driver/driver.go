@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"time"
 
@@ -162,6 +163,10 @@ type Env struct {
 	// it before treating a node missing from Nodes as departed (and
 	// removing what it left). Nil: Nodes is all there is.
 	IsMember func(ctx context.Context, name string) (bool, error)
+	// TLS is this member's identity on the cluster API (PEM files), for
+	// programs a driver runs that call members' cloudd themselves (the
+	// floating endpoint's HAProxy checks Backend.Check with it).
+	TLS ClusterTLS
 }
 
 // Departed reports whether name has left the cluster: missing from Nodes and,
@@ -178,6 +183,46 @@ func (e *Env) Departed(ctx context.Context, name string) (bool, error) {
 		return false, fmt.Errorf("is %s still a member: %w", name, err)
 	}
 	return !member, nil
+}
+
+// ClusterTLS are the PEM files of this member's cluster API identity.
+type ClusterTLS struct {
+	// CertFile and KeyFile are this member's own certificate and key: other
+	// members trust a client presenting them (mutual TLS).
+	CertFile string
+	KeyFile  string
+	// CAFile is the cluster certificate every member's API serves: a client
+	// verifies the server against it.
+	CAFile string
+}
+
+// FloatingAddress returns the plan's floating address when the floating
+// endpoint runs: the plan has one (api.ParseFloatingAddress accepts it)
+// and two or more control nodes exist. Otherwise the address is invalid
+// and why says, in one clause, why clients use the members' own addresses.
+// Whether a node holds the address now is not known here.
+func (e *Env) FloatingAddress() (addr netip.Addr, why string) {
+	if e.Plan.FloatingAddress == "" {
+		return netip.Addr{}, "the plan has no floating address"
+	}
+	a, _, err := api.ParseFloatingAddress(e.Plan.FloatingAddress)
+	if err != nil {
+		return netip.Addr{}, err.Error()
+	}
+	if len(e.WithRole(roles.Control)) < 2 {
+		return netip.Addr{}, "one control node (the floating endpoint needs two or more)"
+	}
+	return a, ""
+}
+
+// Frontend returns the offered frontend called name.
+func (e *Env) Frontend(name string) (Frontend, bool) {
+	for _, f := range e.Frontends {
+		if f.Name == name {
+			return f, true
+		}
+	}
+	return Frontend{}, false
 }
 
 // Node returns the member called name.
@@ -285,6 +330,19 @@ type Backend struct {
 	Node string `json:"node"`
 	// Addr is ip:port on the member.
 	Addr string `json:"addr"`
+	// Check, when set, decides whether the backend serves instead of a
+	// connect to Addr: the backend serves while the member's cloudd answers
+	// 200 to a GET of Check.Path (mutual TLS with Env.TLS). The driver
+	// offering the backend serves that path.
+	Check *HTTPCheck `json:"check,omitempty"`
+}
+
+// HTTPCheck is a backend's health check on a member's cluster API.
+type HTTPCheck struct {
+	// Addr is the member's cloudd address (ip:port).
+	Addr string `json:"addr"`
+	// Path is absolute ("/1.0/control/instances/mysql/writable").
+	Path string `json:"path"`
 }
 
 // MaxBody is the largest request body a driver's endpoint accepts.

@@ -10,11 +10,12 @@ package endpoint
 
 import (
 	"fmt"
+
+	"github.com/cloudctl/cloudctl/api"
 	"net"
 	"net/netip"
 	"sort"
 	"strconv"
-	"strings"
 
 	"github.com/cloudctl/cloudctl/roles"
 	"github.com/cloudctl/cloudctl/roles/driver"
@@ -61,31 +62,10 @@ type Desired struct {
 // InterfaceLookup finds the interface holding ip and that address's network.
 type InterfaceLookup func(ip netip.Addr) (name string, network netip.Prefix, err error)
 
-// ParseAddress reads the plan's floating address: a bare IPv4 address
-// ("10.0.0.100") or one with a prefix length ("10.0.0.100/24"). bits is -1
-// when no prefix length was given.
+// ParseAddress reads the plan's floating address (api.ParseFloatingAddress:
+// IPv4, bare or with a prefix length; bits is -1 without one).
 func ParseAddress(s string) (addr netip.Addr, bits int, err error) {
-	s = strings.TrimSpace(s)
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return netip.Addr{}, 0, fmt.Errorf("floating address %q is not an address with a prefix length; write it as 10.0.0.100/24 or 10.0.0.100", s)
-		}
-		addr, bits = p.Addr(), p.Bits()
-	} else {
-		a, err := netip.ParseAddr(s)
-		if err != nil {
-			return netip.Addr{}, 0, fmt.Errorf("floating address %q is not an IP address; write it as 10.0.0.100/24 or 10.0.0.100", s)
-		}
-		addr, bits = a, -1
-	}
-	if !addr.Is4() {
-		return netip.Addr{}, 0, fmt.Errorf("floating address %q: only IPv4 floating addresses are supported; choose a free IPv4 address on the control nodes' network", s)
-	}
-	if addr.IsUnspecified() || addr.IsLoopback() || addr.IsMulticast() {
-		return netip.Addr{}, 0, fmt.Errorf("floating address %q cannot be used (unspecified, loopback or multicast); choose a free address on the control nodes' network", s)
-	}
-	return addr, bits, nil
+	return api.ParseFloatingAddress(s)
 }
 
 // Candidates are the control nodes, oldest first, with their priorities.

@@ -2,6 +2,8 @@ package endpoint
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -245,14 +247,14 @@ func (d *Driver) Ports(env *driver.Env, n driver.Node) []driver.Port {
 // files are the driver's files under Env.Dir.
 type files struct {
 	dir, keepalivedConf, keepalivedPid, vrrpPid, keepalivedLog, check, verdict string
-	haproxyCfg, haproxyPid, haproxyLog, vip                                    string
+	haproxyCfg, haproxyPid, haproxyLog, vip, clientPEM                         string
 }
 
 func pathsIn(dir string) files {
 	j := func(n string) string { return filepath.Join(dir, n) }
 	return files{dir: dir, keepalivedConf: j("keepalived.conf"), keepalivedPid: j("keepalived.pid"), vrrpPid: j("keepalived-vrrp.pid"),
 		keepalivedLog: j("keepalived.log"), check: j("check.sh"), verdict: j("health"),
-		haproxyCfg: j("haproxy.cfg"), haproxyPid: j("haproxy.pid"), haproxyLog: j("haproxy.log"), vip: j("vip")}
+		haproxyCfg: j("haproxy.cfg"), haproxyPid: j("haproxy.pid"), haproxyLog: j("haproxy.log"), vip: j("vip"), clientPEM: j("cluster-client.pem")}
 }
 
 func binary(env *driver.Env, component, name, fallback string) string {
@@ -445,6 +447,12 @@ func (d *Driver) convergeHAProxy(ctx context.Context, env *driver.Env, des Desir
 	if d.sys.HasUser("haproxy") {
 		in.User, in.Group = "haproxy", "haproxy"
 	}
+	if print, err := writeClientPEM(env.TLS, f.clientPEM); err != nil {
+		// Backends are then checked with a connect: worse, not broken.
+		d.log.Warn("endpoint: backends' HTTP checks off (connect checks instead)", "error", err)
+	} else if print != "" && !strings.ContainsAny(env.TLS.CAFile, " \t\n#'\"") {
+		in.ClientPEM, in.CAFile, in.ClientPrint = f.clientPEM, env.TLS.CAFile, print
+	}
 	cfg := renderHAProxy(in)
 	bin := binary(env, "haproxy", "haproxy", "/usr/sbin/haproxy")
 	st, supervised := env.Sup.Status(haproxyName)
@@ -532,6 +540,10 @@ func (d *Driver) Stop(ctx context.Context) error {
 	d.stopHealth()
 	if dir != "" {
 		f := pathsIn(dir)
+		// The copy of this member's key is needed only by a running HAProxy.
+		if err := os.Remove(f.clientPEM); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
 		if p, iface, ok := recordedVIP(f.vip); ok {
 			if d.sys.HasAddress(p.Addr()) {
 				errs = append(errs, d.sys.DeleteAddress(ctx, iface, p))
@@ -547,4 +559,30 @@ func (d *Driver) Stop(ctx context.Context) error {
 		return fmt.Errorf("stop the floating endpoint: %w", err)
 	}
 	return nil
+}
+
+// writeClientPEM puts this member's cluster certificate and key in one PEM
+// file (HAProxy's crt), 0600, and returns a short fingerprint of it; ""
+// when env has no certificate files.
+func writeClientPEM(t driver.ClusterTLS, path string) (string, error) {
+	if t.CertFile == "" || t.KeyFile == "" || t.CAFile == "" {
+		return "", nil
+	}
+	cert, err := os.ReadFile(t.CertFile)
+	if err != nil {
+		return "", fmt.Errorf("read this member's certificate: %w", err)
+	}
+	key, err := os.ReadFile(t.KeyFile)
+	if err != nil {
+		return "", fmt.Errorf("read this member's key: %w", err)
+	}
+	if _, err := os.Stat(t.CAFile); err != nil {
+		return "", fmt.Errorf("read the cluster certificate: %w", err)
+	}
+	pem := strings.TrimRight(string(cert), "\n") + "\n" + strings.TrimRight(string(key), "\n") + "\n"
+	if _, err := writeIfChanged(path, pem, 0o600); err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256([]byte(pem))
+	return hex.EncodeToString(sum[:8]), nil
 }

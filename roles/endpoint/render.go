@@ -98,7 +98,32 @@ type haproxyInput struct {
 	Des Desired
 	// User and Group drop the workers' privileges when set.
 	User, Group string
+	// ClientPEM (this member's certificate and key) and CAFile (the cluster
+	// certificate) let HAProxy run backends' HTTP checks on members' cloudd
+	// (driver.HTTPCheck) over mutual TLS; without them backends are checked
+	// with a connect. ClientPrint changes when the certificate does, so a
+	// renewed one reaches HAProxy (a reload).
+	ClientPEM, CAFile, ClientPrint string
 }
+
+// httpChecks reports whether every backend of f carries a usable HTTP
+// check; a frontend with one backend lacking it falls back to connects.
+func httpChecks(f driver.Frontend) bool {
+	for _, be := range f.Backends {
+		if be.Check == nil || !strings.HasPrefix(be.Check.Path, "/") || strings.ContainsAny(be.Check.Path, " \t\n#") {
+			return false
+		}
+		if _, _, err := net.SplitHostPort(be.Check.Addr); err != nil || strings.ContainsAny(be.Check.Addr, " \t\n#") {
+			return false
+		}
+	}
+	return len(f.Backends) > 0
+}
+
+// checkBackend names the backend that runs the HTTP check of f's backend
+// on node (HAProxy's http-check is per backend section, and cloudd wants
+// each member's own address as the Host header).
+func checkBackend(f, node string) string { return "check." + cfgName(f) + "." + cfgName(node) }
 
 var nameRE = regexp.MustCompile(`[^A-Za-z0-9_.-]`)
 
@@ -113,6 +138,9 @@ func renderHAProxy(in haproxyInput) string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	w("# Written by cloudd (floating endpoint); changes are overwritten.")
+	if in.ClientPrint != "" {
+		w("# client certificate %s", in.ClientPrint)
+	}
 	w("global")
 	if in.User != "" {
 		w("  user %s", in.User)
@@ -143,7 +171,10 @@ func renderHAProxy(in haproxyInput) string {
 		for _, be := range f.Backends {
 			tls = tls && in.Des.TLSAddrs[be.Addr]
 		}
-		if tls {
+		checked := in.ClientPEM != "" && in.CAFile != "" && httpChecks(f)
+		if checked {
+			tls = false
+		} else if tls {
 			// A TLS API (cloudd, LXD): the check completes a handshake and
 			// one HTTP request, so the server logs nothing; any HTTP answer
 			// (even 401/403/404) shows the API serves.
@@ -153,6 +184,10 @@ func renderHAProxy(in haproxyInput) string {
 		}
 		for i, be := range f.Backends {
 			line := fmt.Sprintf("  server %s %s check", cfgName(be.Node), be.Addr)
+			if checked {
+				// The server follows its check backend's verdict.
+				line = fmt.Sprintf("  server %s %s track %s/%s", cfgName(be.Node), be.Addr, checkBackend(f.Name, be.Node), cfgName(be.Node))
+			}
 			if tls {
 				line += " check-ssl verify none"
 			}
@@ -160,6 +195,24 @@ func renderHAProxy(in haproxyInput) string {
 				line += " backup"
 			}
 			w("%s", line)
+		}
+		if !checked {
+			continue
+		}
+		// The offering driver judges each backend on its member's cloudd (a
+		// Galera member serves only while Synced): a request over mutual
+		// TLS, this member's certificate as the client's, the server
+		// verified against the cluster certificate, the member's address
+		// as Host (cloudd refuses another).
+		for _, be := range f.Backends {
+			w("")
+			w("backend %s", checkBackend(f.Name, be.Node))
+			w("  option httpchk")
+			w("  http-check send meth GET uri %s ver HTTP/1.1 hdr Host %s", be.Check.Path, be.Check.Addr)
+			w("  http-check expect status 200")
+			// cloudd under load may answer late: a slow answer is not a no.
+			w("  timeout check 2s")
+			w("  server %s %s check check-ssl verify required ca-file %s crt %s", cfgName(be.Node), be.Check.Addr, in.CAFile, in.ClientPEM)
 		}
 	}
 	return b.String()

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	splan "github.com/cloudctl/cloudctl/roles/storage/plan"
 	"os"
 	"path/filepath"
 	"sort"
@@ -19,6 +18,7 @@ import (
 	"github.com/cloudctl/cloudctl/manifests"
 	"github.com/cloudctl/cloudctl/roles"
 	"github.com/cloudctl/cloudctl/roles/driver"
+	splan "github.com/cloudctl/cloudctl/roles/storage/plan"
 	"github.com/cloudctl/cloudctl/supervisor"
 )
 

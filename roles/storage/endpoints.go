@@ -3,7 +3,6 @@ package storage
 import (
 	"context"
 	"encoding/json"
-	splan "github.com/cloudctl/cloudctl/roles/storage/plan"
 	"net/http"
 	"strconv"
 	"strings"
@@ -11,6 +10,7 @@ import (
 	"github.com/cloudctl/cloudctl/api"
 	"github.com/cloudctl/cloudctl/roles"
 	"github.com/cloudctl/cloudctl/roles/driver"
+	splan "github.com/cloudctl/cloudctl/roles/storage/plan"
 )
 
 // Endpoints implements driver.Driver: GET /1.0/storage/disks lists the

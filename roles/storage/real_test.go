@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	splan "github.com/cloudctl/cloudctl/roles/storage/plan"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -20,6 +19,7 @@ import (
 	"github.com/cloudctl/cloudctl/api"
 	"github.com/cloudctl/cloudctl/roles"
 	"github.com/cloudctl/cloudctl/roles/driver"
+	splan "github.com/cloudctl/cloudctl/roles/storage/plan"
 )
 
 // inNamespaceEnv is set when the test binary runs inside the namespace the

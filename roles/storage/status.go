@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	splan "github.com/cloudctl/cloudctl/roles/storage/plan"
 	"sort"
 	"strconv"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"github.com/cloudctl/cloudctl/api"
 	"github.com/cloudctl/cloudctl/roles"
 	"github.com/cloudctl/cloudctl/roles/driver"
+	splan "github.com/cloudctl/cloudctl/roles/storage/plan"
 )
 
 // Status implements driver.Driver. It only reads: the connection is made in
