@@ -587,7 +587,8 @@ func (d *Driver) shutdown(ctx context.Context, sup *supervisor.Supervisor, insta
 }
 
 // removeState unmounts what LXD left mounted below its directories and
-// removes them: the links first, then the real directories.
+// removes them: the links first, then the real directories, and the remote
+// pool's Ceph client files (the key).
 func removeState(p paths) error {
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
@@ -616,7 +617,7 @@ func removeState(p paths) error {
 	for _, mp := range mps {
 		_ = syscall.Unmount(mp, syscall.MNT_DETACH)
 	}
-	for _, dir := range []string{p.lxdDir, p.pool, p.data} {
+	for _, dir := range []string{p.lxdDir, p.pool, p.data, p.cephDir} {
 		if err := os.RemoveAll(dir); err != nil {
 			return fmt.Errorf("remove %s: %w", dir, err)
 		}

@@ -64,14 +64,19 @@ const (
 	RemoteFilesOnly
 	// RemoteCreate: define the pool per member, then create it cluster-wide.
 	RemoteCreate
+	// RemoteRetry: an earlier creation failed part way (LXD keeps the
+	// pool, "Errored", with its cluster-wide config): run the cluster-wide
+	// create again without config, as LXD requires.
+	RemoteRetry
 )
 
 // decideRemote decides the remote pool step for the local member.
 // storageNodes is how many nodes have the storage role; found says whether
 // the storage role recorded the LXD user; creator is the member that
 // creates LXD objects (the first online compute member); poolStatus is
-// LXD's cluster-wide status of the pool ("" when missing).
-func decideRemote(storageNodes int, found bool, local, creator, poolStatus string) RemoteAction {
+// LXD's cluster-wide status of the pool ("" when missing); configured says
+// whether it holds its cluster-wide config already (a failed creation).
+func decideRemote(storageNodes int, found bool, local, creator, poolStatus string, configured bool) RemoteAction {
 	switch {
 	case !found && storageNodes == 0:
 		return RemoteNone
@@ -79,6 +84,8 @@ func decideRemote(storageNodes int, found bool, local, creator, poolStatus strin
 		return RemoteWaitUser
 	case poolStatus == "Created" || local != creator:
 		return RemoteFilesOnly
+	case poolStatus != "" && configured:
+		return RemoteRetry
 	default:
 		return RemoteCreate
 	}
@@ -164,7 +171,7 @@ func creator(env *driver.Env, ms []lxdapi.ClusterMember) string {
 func (d *Driver) ensureRemote(ctx context.Context, env *driver.Env, c lxd.InstanceServer, user cephclient.Client, found bool, step func(driver.Step)) error {
 	storageNodes := len(env.WithRole(roles.Storage))
 	if !found {
-		if decideRemote(storageNodes, false, "", "", "") == RemoteWaitUser {
+		if decideRemote(storageNodes, false, "", "", "", false) == RemoteWaitUser {
 			step(driver.Step{Name: "create the remote (Ceph) storage pool", State: "waiting", Detail: "waiting for the storage role to create the Ceph user client." + cephclient.LXD})
 			return errWaitRemote
 		}
@@ -174,28 +181,32 @@ func (d *Driver) ensureRemote(ctx context.Context, env *driver.Env, c lxd.Instan
 	if err != nil {
 		return fmt.Errorf("list LXD members: %w", err)
 	}
-	status := ""
+	status, configured := "", false
 	pool, _, err := c.GetStoragePool(RemotePoolName)
 	switch {
 	case isNotFound(err):
 	case err != nil:
 		return fmt.Errorf("read storage pool %s: %w", RemotePoolName, err)
 	default:
-		status = pool.Status
+		status, configured = pool.Status, pool.Config["ceph.user.name"] != ""
 	}
-	if decideRemote(storageNodes, true, env.Local.Name, creator(env, ms), status) != RemoteCreate {
+	action := decideRemote(storageNodes, true, env.Local.Name, creator(env, ms), status, configured)
+	if action != RemoteCreate && action != RemoteRetry {
 		return nil
 	}
 	step(driver.Step{Name: "create the remote (Ceph) storage pool", State: "running", Detail: "OSD pool " + user.Pool + " as " + user.Entity()})
 	var defErrs []string
-	for _, m := range ms {
-		if err := c.UseTarget(m.ServerName).CreateStoragePool(lxdapi.StoragePoolsPost{Name: RemotePoolName, Driver: "ceph"}); err != nil {
-			// Already defined on that member (an earlier round): fine.
-			defErrs = append(defErrs, m.ServerName+": "+err.Error())
+	req := lxdapi.StoragePoolsPost{Name: RemotePoolName, Driver: "ceph"}
+	if action == RemoteCreate {
+		for _, m := range ms {
+			if err := c.UseTarget(m.ServerName).CreateStoragePool(lxdapi.StoragePoolsPost{Name: RemotePoolName, Driver: "ceph"}); err != nil {
+				// Already defined on that member (an earlier round): fine.
+				defErrs = append(defErrs, m.ServerName+": "+err.Error())
+			}
 		}
+		req.StoragePoolPut = lxdapi.StoragePoolPut{Config: remoteConfig(user), Description: "Ceph RBD pool " + user.Pool + " (cloudctl storage role)"}
 	}
-	if err := c.CreateStoragePool(lxdapi.StoragePoolsPost{Name: RemotePoolName, Driver: "ceph",
-		StoragePoolPut: lxdapi.StoragePoolPut{Config: remoteConfig(user), Description: "Ceph RBD pool " + user.Pool + " (cloudctl storage role)"}}); err != nil {
+	if err := c.CreateStoragePool(req); err != nil {
 		if len(defErrs) > 0 {
 			err = fmt.Errorf("%w (per-member definitions: %s)", err, strings.Join(defErrs, "; "))
 		}

@@ -17,20 +17,21 @@ func TestDecideRemote(t *testing.T) {
 		storage                int
 		found                  bool
 		local, creator, status string
+		configured             bool
 		want                   RemoteAction
 	}{
-		{"no storage role", 0, false, "node1", "node1", "", RemoteNone},
-		{"storage, user not yet recorded", 1, false, "node1", "node1", "", RemoteWaitUser},
-		{"creator, pool missing", 1, true, "node1", "node1", "", RemoteCreate},
-		{"creator, pool pending", 1, true, "node1", "node1", "Pending", RemoteCreate},
-		{"creator, pool errored: retried", 1, true, "node1", "node1", "Errored", RemoteCreate},
-		{"creator, pool created", 1, true, "node1", "node1", "Created", RemoteFilesOnly},
-		{"other member", 1, true, "node2", "node1", "", RemoteFilesOnly},
-		{"no member online to create", 1, true, "node2", "", "", RemoteFilesOnly},
-		{"user recorded, storage role gone", 0, true, "node1", "node1", "Created", RemoteFilesOnly},
+		{"no storage role", 0, false, "node1", "node1", "", false, RemoteNone},
+		{"storage, user not yet recorded", 1, false, "node1", "node1", "", false, RemoteWaitUser},
+		{"creator, pool missing", 1, true, "node1", "node1", "", false, RemoteCreate},
+		{"creator, pool pending per member", 1, true, "node1", "node1", "Pending", false, RemoteCreate},
+		{"creator, creation failed part way: retried without config", 1, true, "node1", "node1", "Errored", true, RemoteRetry},
+		{"creator, pool created", 1, true, "node1", "node1", "Created", true, RemoteFilesOnly},
+		{"other member", 1, true, "node2", "node1", "", false, RemoteFilesOnly},
+		{"no member online to create", 1, true, "node2", "", "", false, RemoteFilesOnly},
+		{"user recorded, storage role gone", 0, true, "node1", "node1", "Created", true, RemoteFilesOnly},
 	}
 	for _, tt := range tests {
-		if got := decideRemote(tt.storage, tt.found, tt.local, tt.creator, tt.status); got != tt.want {
+		if got := decideRemote(tt.storage, tt.found, tt.local, tt.creator, tt.status, tt.configured); got != tt.want {
 			t.Errorf("%s: got %v, want %v", tt.name, got, tt.want)
 		}
 	}

@@ -59,7 +59,24 @@ func monHost(st state) string {
 // their pool, through librados: the key never leaves the monitor's answer
 // but into the cluster database) and keeps their records current.
 func (d *Driver) ensureClients(ctx context.Context, env *driver.Env, conn *cephConn, st state) error {
-	for _, want := range wantedClients(env) {
+	wanted := wantedClients(env)
+	if len(wanted) == 0 {
+		return nil
+	}
+	pools, err := conn.pools(ctx)
+	if err != nil {
+		return err
+	}
+	have := map[string]bool{}
+	for _, p := range pools {
+		have[p.Name] = true
+	}
+	for _, want := range wanted {
+		// A user is handed over once its pool exists (pools wait for the
+		// first OSD): a client finding no pool would try to create it.
+		if !have[want.Pool] {
+			continue
+		}
 		want.FSID, want.MonHost = st.Secrets.FSID, monHost(st)
 		rec, found, err := cephclient.Get(ctx, env.DB, want.Name)
 		if err != nil {
