@@ -20,7 +20,8 @@ import (
 // only) and hands it over through the cluster database; the compute role
 // creates LXD's `remote` pool of the ceph driver with it (its ceph.conf in
 // its own state directory, CEPH_CONF in LXD's environment), and status says
-// that volumes need the rbd kernel module where it is absent.
+// that volumes need the rbd kernel module where it is absent. A member
+// joining later and a member restarted after a SIGKILL have it too.
 func TestComputeCephPool(t *testing.T) {
 	harness.Require(t)
 	for _, b := range []string{"lxd", "dnsmasq", "ceph-mon", "ceph-osd", "ceph-mgr", "ceph", "rbd"} {
@@ -144,6 +145,21 @@ func TestComputeCephPool(t *testing.T) {
 	if out, err := n3.Exec(ctx, "rbd", "-c", filepath.Join(n3.StateDir, "compute", "ceph", "ceph.conf"), "--id", "lxd-remote", "ls", "images"); err == nil {
 		t.Fatalf("client.lxd-remote could list the images pool: %q", out)
 	}
+
+	// A member's LXD restarted (cloudd SIGKILLed) starts again with the pool.
+	n3.Kill(t)
+	waitCompute(t, c, n1, 2*time.Minute, "node3 offline in the LXD cluster", func(l api.Layer) error {
+		for _, m := range l.Members {
+			if m.Node == "node3" && m.State == "online" {
+				return fmt.Errorf("node3 still online")
+			}
+		}
+		return nil
+	})
+	t3 := time.Now()
+	n3.Start(t)
+	waitCompute(t, c, n1, 2*time.Minute, "node3 back with the remote pool", created("node1", "node2", "node3"))
+	t.Logf("node3 restart to remote pool created there: %s", time.Since(t3).Round(time.Millisecond))
 }
 
 // caps keeps the caps lines of `ceph auth get` (never the key).
