@@ -2,7 +2,9 @@ package bootstrap
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/netip"
 	"os"
@@ -38,6 +40,10 @@ type Facts struct {
 	Policy hwprobe.Policy
 	// PoolSizeMax caps the Ceph pool size (manifest storage.pool_size_max).
 	PoolSizeMax int
+	// RBDAbsent: this (live) machine's kernel has no rbd module
+	// (/sys/bus/rbd missing), so LXD's Ceph volumes cannot be used here.
+	// False when unknown (a snapshot).
+	RBDAbsent bool
 }
 
 // HostAddress is one address of an interface of this machine.
@@ -108,6 +114,9 @@ func (l LiveFacts) Facts(ctx context.Context) (Facts, error) {
 	f.DefaultAddress, _ = DefaultAddress()
 	if l.Snapshot == "" {
 		f.DiskAliases = diskAliases("/dev/disk")
+		if _, err := os.Stat("/sys/bus/rbd"); errors.Is(err, fs.ErrNotExist) {
+			f.RBDAbsent = true
+		}
 	}
 	return f, nil
 }

@@ -300,6 +300,9 @@ func (p Plan) Check(f Facts, join bool) Problems {
 	default:
 		warn(fileKey, "disks %s are sparse files below the state directory (%s): fine for a demo or a test, they share the state disk and are lost with it", strings.Join(files, ", "), splan.FileBackedNote)
 	}
+	if roles.Has(p.Roles, roles.Compute) && f.RBDAbsent {
+		warn("role:compute", "compute: the kernel's rbd module is absent on %s (/sys/bus/rbd): with a storage layer the remote (Ceph) LXD pool is created, but volumes on it need the rbd kernel module; instances use the local pool here", p.Name)
+	}
 	if roles.Has(p.Roles, roles.Storage) && len(p.Disks) == 0 {
 		warn("disks", "the storage role has no OSD disk: this node runs a Ceph monitor and manager but stores no data; add a blank disk to the plan to store data here")
 	}

@@ -197,3 +197,20 @@ func TestCheckAgainstFacts(t *testing.T) {
 		t.Fatalf("small machine: %+v", ps)
 	}
 }
+
+func TestCheckRBDAbsent(t *testing.T) {
+	f := testFacts()
+	p := Plan{Name: "node2", Address: "10.0.0.1:7443", Roles: []roles.Role{roles.Compute}}
+	if ps := p.Check(f, true); len(ps) != 0 {
+		t.Fatalf("rbd not known absent: %v", ps)
+	}
+	f.RBDAbsent = true
+	ps := p.Check(f, true)
+	if len(ps) != 1 || !ps[0].Warning || ps[0].Field != "role:compute" || !strings.Contains(ps[0].Message, "volumes on it need the rbd kernel module") || !strings.Contains(ps[0].Message, "absent on node2") {
+		t.Fatalf("rbd absent: %+v", ps)
+	}
+	p.Roles = []roles.Role{roles.Control}
+	if ps := p.Check(f, true); len(ps) != 0 {
+		t.Fatalf("no compute role: %v", ps)
+	}
+}

@@ -165,7 +165,7 @@ func (d *Driver) start(ctx context.Context, env *driver.Env, p paths, step func(
 		}
 		step(driver.Step{Name: "start LXD", State: "running"})
 		spec := supervisor.Spec{Name: serviceName, Path: lxdBinary(env), Args: []string{"--group", "root"},
-			Env: []string{"LXD_DIR=" + p.lxdDir}, LogPath: p.log}
+			Env: []string{"LXD_DIR=" + p.lxdDir, "CEPH_CONF=" + p.cephConf}, LogPath: p.log}
 		if err := env.Sup.Start(spec); err != nil {
 			return nil, fmt.Errorf("start LXD: %w", err)
 		}
@@ -240,8 +240,18 @@ func (d *Driver) Converge(ctx context.Context, env *driver.Env, step func(driver
 			return driver.Result{Again: 5 * time.Second}, fmt.Errorf("configure LXD server (%s): %w", strings.Join(keys(ch), ", "), err)
 		}
 	}
+	// The remote pool's Ceph client files come first: a member joining a
+	// cluster that has the pool needs them.
+	user, haveUser, err := d.cephUser(ctx, env, p)
+	if err != nil {
+		return driver.Result{Again: 5 * time.Second}, err
+	}
+	remoteSource := ""
+	if haveUser {
+		remoteSource = user.Pool
+	}
 	if !srv.Environment.ServerClustered {
-		res, err := d.cluster(ctx, env, c, p, addr, step)
+		res, err := d.cluster(ctx, env, c, p, addr, remoteSource, step)
 		if err != nil || res.Again > 0 {
 			return res, err
 		}
@@ -250,6 +260,12 @@ func (d *Driver) Converge(ctx context.Context, env *driver.Env, step func(driver
 		return driver.Result{Again: 5 * time.Second}, err
 	}
 	d.removeDeparted(ctx, env, c)
+	if err := d.ensureRemote(ctx, env, c, user, haveUser, step); err != nil {
+		if errors.Is(err, errWaitRemote) {
+			return driver.Result{Again: 5 * time.Second}, nil
+		}
+		return driver.Result{Again: 10 * time.Second}, err
+	}
 	return driver.Result{}, nil
 }
 
@@ -264,7 +280,7 @@ func keys(m map[string]string) []string {
 
 // cluster brings a standalone LXD into the LXD cluster: bootstrap on the
 // first compute node, join elsewhere.
-func (d *Driver) cluster(ctx context.Context, env *driver.Env, c lxd.InstanceServer, p paths, addr string, step func(driver.Step)) (driver.Result, error) {
+func (d *Driver) cluster(ctx context.Context, env *driver.Env, c lxd.InstanceServer, p paths, addr, remoteSource string, step func(driver.Step)) (driver.Result, error) {
 	var order []string
 	var peers []PeerState
 	for _, n := range env.WithRole(roles.Compute) {
@@ -305,7 +321,7 @@ func (d *Driver) cluster(ctx context.Context, env *driver.Env, c lxd.InstanceSer
 		if err != nil {
 			return driver.Result{Again: 5 * time.Second}, fmt.Errorf("get an LXD join token from %s: %w", dec.Via, err)
 		}
-		put, err := joinPut(env.Local.Name, addr, p.pool, ji)
+		put, err := joinPut(env.Local.Name, addr, p.pool, remoteSource, ji)
 		if err != nil {
 			return driver.Result{Again: 5 * time.Second}, fmt.Errorf("join the LXD cluster through %s: %w", dec.Via, err)
 		}
@@ -571,7 +587,8 @@ func (d *Driver) shutdown(ctx context.Context, sup *supervisor.Supervisor, insta
 }
 
 // removeState unmounts what LXD left mounted below its directories and
-// removes them: the links first, then the real directories.
+// removes them: the links first, then the real directories, and the remote
+// pool's Ceph client files (the key).
 func removeState(p paths) error {
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
@@ -600,7 +617,7 @@ func removeState(p paths) error {
 	for _, mp := range mps {
 		_ = syscall.Unmount(mp, syscall.MNT_DETACH)
 	}
-	for _, dir := range []string{p.lxdDir, p.pool, p.data} {
+	for _, dir := range []string{p.lxdDir, p.pool, p.data, p.cephDir} {
 		if err := os.RemoveAll(dir); err != nil {
 			return fmt.Errorf("remove %s: %w", dir, err)
 		}
@@ -665,6 +682,7 @@ func (d *Driver) localState(ctx context.Context, env *driver.Env) PeerState {
 	}
 	ps.Clustered = srv.Environment.ServerClustered
 	ps.Address = fmt.Sprint(srv.Config["core.https_address"])
+	ps.Remote = remoteState(ctx, env, c, p, ps.Clustered)
 	if ps.Clustered {
 		v, err := clusterView(c)
 		if err != nil {
@@ -784,7 +802,9 @@ func (d *Driver) Status(ctx context.Context, env *driver.Env) api.Layer {
 			} else if s.VMReason != "" {
 				det = append(det, s.VMReason)
 			}
-			if !s.RBD {
+			if s.Remote != nil {
+				det = append(det, remoteDetail(s.Node, s.Remote, s.RBD))
+			} else if !s.RBD {
 				det = append(det, "rbd kernel module absent (/sys/bus/rbd): Ceph-backed volumes cannot be used here")
 			}
 		}
@@ -796,6 +816,9 @@ func (d *Driver) Status(ctx context.Context, env *driver.Env) api.Layer {
 			warn = append(warn, s.Node+" "+lm.State)
 		}
 		l.Members = append(l.Members, lm)
+	}
+	if note := rbdNote(states); note != "" {
+		l.Reason = strings.Join(nonEmpty([]string{l.Reason, note}), "; ")
 	}
 	switch {
 	case v == nil:

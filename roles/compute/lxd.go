@@ -31,14 +31,19 @@ const serviceName = "lxd"
 // LXD_DIR: LXD refuses a dir pool whose path starts with LXD_DIR.
 type paths struct {
 	lxdDir, pool, log string
+	// cephDir holds the remote pool's client ceph.conf (CEPH_CONF of LXD)
+	// and the LXD user's keyring (0600).
+	cephDir, cephConf, cephKeyring string
 	// data is the real directory holding lxd/ and pool-local/.
 	data string
 }
 
 func pathsIn(dir string) paths {
 	state := filepath.Dir(filepath.Clean(dir))
+	ceph := filepath.Join(dir, "ceph")
 	return paths{lxdDir: filepath.Join(dir, "lxd"), pool: filepath.Join(dir, "pool-"+PoolName), log: filepath.Join(dir, "lxd.log"),
-		data: filepath.Join(filepath.Dir(state), filepath.Base(state)+"."+filepath.Base(dir))}
+		data:    filepath.Join(filepath.Dir(state), filepath.Base(state)+"."+filepath.Base(dir)),
+		cephDir: ceph, cephConf: filepath.Join(ceph, "ceph.conf"), cephKeyring: filepath.Join(ceph, "keyring")}
 }
 
 // ensureDirs creates the real directories and the links to them.

@@ -89,6 +89,9 @@ type PeerState struct {
 	RSSKiB int64 `json:"rss_kib,omitempty"`
 	// Cluster is the cluster as this member's LXD sees it.
 	Cluster *ClusterView `json:"cluster,omitempty"`
+	// Remote is the remote (Ceph) pool on this member, when the storage
+	// role handed the compute role a Ceph user.
+	Remote *RemoteState `json:"remote,omitempty"`
 }
 
 // ClusterView is the LXD cluster as one member sees it.
@@ -167,13 +170,17 @@ func decideCluster(local string, localClustered bool, computeNodes []string, pee
 }
 
 // memberConfig fills the per-member keys a joining member must provide: the
-// local pool's source is this node's pool directory; other keys (optional
-// ones such as bridge.external_interfaces) stay empty.
-func memberConfig(keys []lxdapi.ClusterMemberConfigKey, poolSource string) []lxdapi.ClusterMemberConfigKey {
+// local pool's source is this node's pool directory, the remote pool's the
+// OSD pool; other keys (optional ones such as bridge.external_interfaces)
+// stay empty.
+func memberConfig(keys []lxdapi.ClusterMemberConfigKey, poolSource, remoteSource string) []lxdapi.ClusterMemberConfigKey {
 	out := make([]lxdapi.ClusterMemberConfigKey, 0, len(keys))
 	for _, k := range keys {
 		if k.Entity == "storage-pool" && k.Name == PoolName && k.Key == "source" {
 			k.Value = poolSource
+		}
+		if k.Entity == "storage-pool" && k.Name == RemotePoolName && k.Key == "source" && remoteSource != "" {
+			k.Value = remoteSource
 		}
 		out = append(out, k)
 	}
@@ -330,7 +337,7 @@ func certFingerprint(certPEM string) (string, error) {
 // LXD 5.0 takes the whole join token as the cluster password (newer
 // clients send the whole token, which 5.0 does not know); the certificate
 // must match the token's fingerprint.
-func joinPut(name, serverAddr, poolSource string, ji JoinInfo) (lxdapi.ClusterPut, error) {
+func joinPut(name, serverAddr, poolSource, remoteSource string, ji JoinInfo) (lxdapi.ClusterPut, error) {
 	tok, err := decodeJoinToken(ji.Token)
 	if err != nil {
 		return lxdapi.ClusterPut{}, err
@@ -347,7 +354,7 @@ func joinPut(name, serverAddr, poolSource string, ji JoinInfo) (lxdapi.ClusterPu
 		addr = tok.Addresses[0]
 	}
 	return lxdapi.ClusterPut{
-		Cluster:            lxdapi.Cluster{ServerName: name, Enabled: true, MemberConfig: memberConfig(ji.MemberKeys, poolSource)},
+		Cluster:            lxdapi.Cluster{ServerName: name, Enabled: true, MemberConfig: memberConfig(ji.MemberKeys, poolSource, remoteSource)},
 		ClusterAddress:     addr,
 		ClusterCertificate: ji.Certificate,
 		ServerAddress:      serverAddr,

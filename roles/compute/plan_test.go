@@ -65,7 +65,7 @@ func TestMemberConfig(t *testing.T) {
 		{Entity: "network", Name: NetworkName, Key: "bridge.external_interfaces"},
 		{Entity: "storage-pool", Name: "other", Key: "source"},
 	}
-	got := memberConfig(keys, "/var/lib/cloudctl/compute/pool-local")
+	got := memberConfig(keys, "/var/lib/cloudctl/compute/pool-local", "")
 	if got[0].Value != "/var/lib/cloudctl/compute/pool-local" || got[1].Value != "" || got[2].Value != "" || len(got) != 3 {
 		t.Fatalf("member config: %+v", got)
 	}
@@ -164,7 +164,7 @@ func TestJoinPut(t *testing.T) {
 		t.Fatal(err)
 	}
 	tok := (&lxdapi.ClusterMemberJoinToken{ServerName: "node2", Fingerprint: fp, Addresses: []string{"10.1.0.2:8443"}, Secret: "s3"}).String()
-	put, err := joinPut("node2", "10.1.0.3:8443", "/pool", JoinInfo{Token: tok, Certificate: certPEM,
+	put, err := joinPut("node2", "10.1.0.3:8443", "/pool", "", JoinInfo{Token: tok, Certificate: certPEM,
 		MemberKeys: []lxdapi.ClusterMemberConfigKey{{Entity: "storage-pool", Name: PoolName, Key: "source"}}})
 	if err != nil {
 		t.Fatal(err)
@@ -173,7 +173,7 @@ func TestJoinPut(t *testing.T) {
 		t.Fatalf("put: %+v", put)
 	}
 	bad := (&lxdapi.ClusterMemberJoinToken{ServerName: "node2", Fingerprint: "00", Addresses: []string{"10.1.0.2:8443"}, Secret: "s3"}).String()
-	if _, err := joinPut("node2", "x", "/pool", JoinInfo{Token: bad, Certificate: certPEM}); err == nil || !strings.Contains(err.Error(), "does not match") {
+	if _, err := joinPut("node2", "x", "/pool", "", JoinInfo{Token: bad, Certificate: certPEM}); err == nil || !strings.Contains(err.Error(), "does not match") {
 		t.Fatalf("mismatched fingerprint: %v", err)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/cloudctl/cloudctl/hwprobe"
 	"github.com/cloudctl/cloudctl/manifests"
 	"github.com/cloudctl/cloudctl/roles"
+	"github.com/cloudctl/cloudctl/roles/cephclient"
 	"github.com/cloudctl/cloudctl/roles/driver"
 	splan "github.com/cloudctl/cloudctl/roles/storage/plan"
 	"github.com/cloudctl/cloudctl/supervisor"
@@ -66,8 +67,11 @@ func (d *Driver) AppliesTo(env *driver.Env, n driver.Node) bool {
 	return n.Has(roles.Storage) || contains(MonitorNodes(env.Nodes, monitorsMax(env.Manifest)), n.Name)
 }
 
-// Schema implements driver.Driver.
-func (d *Driver) Schema() []driver.SchemaUpdate { return []driver.SchemaUpdate{schemaV1, schemaV2} }
+// Schema implements driver.Driver. The third update is the cross-role
+// record of Ceph users handed to other roles (package cephclient).
+func (d *Driver) Schema() []driver.SchemaUpdate {
+	return []driver.SchemaUpdate{schemaV1, schemaV2, cephclient.Schema}
+}
 
 // Ports implements driver.Driver.
 func (d *Driver) Ports(env *driver.Env, n driver.Node) []driver.Port {
@@ -268,6 +272,9 @@ func (d *Driver) converge(ctx context.Context, env *driver.Env, step func(driver
 		return false, err
 	}
 	if err := d.ensurePools(ctx, env, conn, st); err != nil {
+		return false, err
+	}
+	if err := d.ensureClients(ctx, env, conn, st); err != nil {
 		return false, err
 	}
 	return settledOK && stat.Health.Status == "HEALTH_OK", nil

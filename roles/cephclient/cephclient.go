@@ -1,0 +1,130 @@
+// Package cephclient is the small cross-role record through which the
+// storage role hands another role a Ceph user of its own (the compute
+// role's LXD `remote` pool): the user's name and key, the OSD pool its caps
+// are limited to, the cluster's fsid and the monitors' addresses. The
+// storage role creates the user in Ceph and writes the record; a client
+// role reads it. Neither imports the other: this package and the cluster
+// database are the seam. It links no Ceph library.
+//
+// The record lives in the cluster database table ceph_clients (created by
+// the storage role's schema). A key is a secret: it is written only to
+// 0600 files by the role that uses it, never on a command line or in a log.
+package cephclient
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/cloudctl/cloudctl/roles/driver"
+)
+
+// LXD is the Ceph user (client.lxd-remote) of the compute role's LXD
+// `remote` pool.
+const LXD = "lxd-remote"
+
+// Client is one Ceph user handed to another role.
+type Client struct {
+	// Name is the Ceph user without "client." (LXD's ceph.user.name).
+	Name string
+	// Purpose is the manifest's pool purpose (storage.pools key, "instances").
+	Purpose string
+	// Pool is the OSD pool the user's caps are limited to.
+	Pool string
+	// Key is the cephx secret.
+	Key  string
+	FSID string
+	// MonHost is Ceph's mon_host value: every monitor's address vector.
+	MonHost   string
+	UpdatedAt time.Time
+}
+
+// Entity is the user's Ceph entity name ("client.lxd-remote").
+func (c Client) Entity() string { return "client." + c.Name }
+
+// Caps are the user's caps: rbd on its pool only (not admin).
+func Caps(pool string) map[string]string {
+	return map[string]string{
+		"mon": "profile rbd",
+		"osd": "profile rbd pool=" + pool,
+		"mgr": "profile rbd pool=" + pool,
+	}
+}
+
+// Schema creates the record's table. The storage role appends it to its
+// schema updates.
+func Schema(ctx context.Context, tx *sql.Tx) error {
+	const stmt = `
+CREATE TABLE ceph_clients (
+  name        TEXT     NOT NULL PRIMARY KEY,
+  purpose     TEXT     NOT NULL,
+  pool        TEXT     NOT NULL,
+  key         TEXT     NOT NULL,
+  fsid        TEXT     NOT NULL,
+  mon_host    TEXT     NOT NULL,
+  updated_at  DATETIME NOT NULL
+);
+`
+	if _, err := tx.ExecContext(ctx, stmt); err != nil {
+		return fmt.Errorf("create the ceph_clients table: %w", err)
+	}
+	return nil
+}
+
+// Put writes (or replaces) c's record.
+func Put(ctx context.Context, db driver.DB, c Client) error {
+	err := db.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO ceph_clients (name, purpose, pool, key, fsid, mon_host, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT(name) DO UPDATE SET purpose = excluded.purpose, pool = excluded.pool, key = excluded.key,
+  fsid = excluded.fsid, mon_host = excluded.mon_host, updated_at = excluded.updated_at`,
+			c.Name, c.Purpose, c.Pool, c.Key, c.FSID, c.MonHost, c.UpdatedAt.UTC())
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("record the Ceph user %s: %w", c.Entity(), err)
+	}
+	return nil
+}
+
+// Get reads the record of the user called name. found is false when the
+// storage role has not written it (or runs nowhere: no table).
+func Get(ctx context.Context, db driver.DB, name string) (c Client, found bool, err error) {
+	err = db.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		row := tx.QueryRowContext(ctx, `SELECT name, purpose, pool, key, fsid, mon_host, updated_at FROM ceph_clients WHERE name = ?`, name)
+		err := row.Scan(&c.Name, &c.Purpose, &c.Pool, &c.Key, &c.FSID, &c.MonHost, &c.UpdatedAt)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return nil
+		case err != nil:
+			return err
+		}
+		found = true
+		return nil
+	})
+	if err != nil {
+		if strings.Contains(err.Error(), "no such table") {
+			return Client{}, false, nil
+		}
+		return Client{}, false, fmt.Errorf("read the Ceph user %s: %w", "client."+name, err)
+	}
+	return c, found, nil
+}
+
+// Conf renders a client-only ceph.conf for c: no secret in it, the key is
+// read from keyring (a 0600 file).
+func (c Client) Conf(keyring string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Written by cloudd; changes are overwritten.\n[global]\nfsid = %s\nmon_host = %s\n", c.FSID, c.MonHost)
+	b.WriteString("auth_cluster_required = cephx\nauth_service_required = cephx\nauth_client_required = cephx\n")
+	fmt.Fprintf(&b, "\n[%s]\nkeyring = %s\n", c.Entity(), keyring)
+	return b.String()
+}
+
+// Keyring renders c's keyring file (a secret: write it 0600).
+func (c Client) Keyring() string {
+	return fmt.Sprintf("[%s]\n\tkey = %s\n", c.Entity(), c.Key)
+}

@@ -1,0 +1,114 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/cloudctl/cloudctl/manifests"
+	"github.com/cloudctl/cloudctl/roles"
+	"github.com/cloudctl/cloudctl/roles/cephclient"
+	"github.com/cloudctl/cloudctl/roles/driver"
+)
+
+// wantedClients are the Ceph users other roles need, from the cluster
+// state: the compute role's LXD user (client.lxd-remote, rbd on the
+// manifest's instances pool) once a node has the compute role.
+func wantedClients(env *driver.Env) []cephclient.Client {
+	if env.Manifest == nil || len(env.WithRole(roles.Compute)) == 0 {
+		return nil
+	}
+	pool := env.Manifest.Storage.Pools[manifests.PoolInstances]
+	if pool == "" {
+		return nil
+	}
+	return []cephclient.Client{{Name: cephclient.LXD, Purpose: manifests.PoolInstances, Pool: pool}}
+}
+
+// clientUpToDate reports whether the stored record rec already describes
+// want on the cluster (same pool, fsid, monitors, a key).
+func clientUpToDate(rec cephclient.Client, found bool, want cephclient.Client) bool {
+	return found && rec.Key != "" && rec.Pool == want.Pool && rec.FSID == want.FSID && rec.MonHost == want.MonHost && rec.Purpose == want.Purpose
+}
+
+// capsArgs are caps as the monitor's auth commands take them.
+func capsArgs(caps map[string]string) []string {
+	ks := make([]string, 0, len(caps))
+	for k := range caps {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	var out []string
+	for _, k := range ks {
+		out = append(out, k, caps[k])
+	}
+	return out
+}
+
+// monHost is the mon_host value of the stored monitors.
+func monHost(st state) string {
+	addrs := make([]string, 0, len(st.Monitors))
+	for _, m := range st.Monitors {
+		addrs = append(addrs, monAddr(m.Addr))
+	}
+	return strings.Join(addrs, ",")
+}
+
+// ensureClients creates the Ceph users other roles need (caps limited to
+// their pool, through librados: the key never leaves the monitor's answer
+// but into the cluster database) and keeps their records current.
+func (d *Driver) ensureClients(ctx context.Context, env *driver.Env, conn *cephConn, st state) error {
+	wanted := wantedClients(env)
+	if len(wanted) == 0 {
+		return nil
+	}
+	pools, err := conn.pools(ctx)
+	if err != nil {
+		return err
+	}
+	have := map[string]bool{}
+	for _, p := range pools {
+		have[p.Name] = true
+	}
+	for _, want := range wanted {
+		// A user is handed over once its pool exists (pools wait for the
+		// first OSD): a client finding no pool would try to create it.
+		if !have[want.Pool] {
+			continue
+		}
+		want.FSID, want.MonHost = st.Secrets.FSID, monHost(st)
+		rec, found, err := cephclient.Get(ctx, env.DB, want.Name)
+		if err != nil {
+			return err
+		}
+		if clientUpToDate(rec, found, want) {
+			continue
+		}
+		caps := capsArgs(cephclient.Caps(want.Pool))
+		var ans []struct {
+			Entity string `json:"entity"`
+			Key    string `json:"key"`
+		}
+		err = conn.mon(ctx, map[string]any{"prefix": "auth get-or-create", "entity": want.Entity(), "caps": caps}, nil, &ans)
+		if err != nil {
+			// The user exists with other caps (the pool changed): set them.
+			if cerr := conn.mon(ctx, map[string]any{"prefix": "auth caps", "entity": want.Entity(), "caps": caps}, nil, nil); cerr != nil {
+				return fmt.Errorf("create the Ceph user %s: %v; set its caps: %w", want.Entity(), err, cerr)
+			}
+			ans = nil
+			if err := conn.mon(ctx, map[string]any{"prefix": "auth get-or-create", "entity": want.Entity(), "caps": caps}, nil, &ans); err != nil {
+				return fmt.Errorf("create the Ceph user %s: %w", want.Entity(), err)
+			}
+		}
+		if len(ans) != 1 || !validKey(ans[0].Key) {
+			return fmt.Errorf("create the Ceph user %s: unexpected answer", want.Entity())
+		}
+		want.Key, want.UpdatedAt = ans[0].Key, env.Now()
+		if err := cephclient.Put(ctx, env.DB, want); err != nil {
+			return err
+		}
+		env.Log.Info("storage: Ceph user for another role recorded", "user", want.Entity(), "pool", want.Pool)
+	}
+	return nil
+}
