@@ -518,3 +518,19 @@ func execIn(ctx context.Context, c lxd.InstanceServer, name string, cmd ...strin
 	b, err := io.ReadAll(rd)
 	return string(b), err
 }
+
+// TestComputeQuickJoin: a compute node that joins right after the first one
+// bootstrapped, before that one's LXD has created its network and pool,
+// waits for them (cloudd answers 503 for the LXD join token until then)
+// instead of failing its LXD join ("Joining member has no config for
+// network cloudbr0"), and both end up online.
+func TestComputeQuickJoin(t *testing.T) {
+	c := harness.New(t, 2)
+	n1, n2 := c.Node(1), c.Node(2)
+	t.Cleanup(func() { computeCleanup(t, c) })
+	bootstrap(t, n1, "compute")
+	join(t, n1, n2, "compute")
+	waitCompute(t, c, n1, 3*time.Minute, "both LXD members online", func(l api.Layer) error {
+		return membersOnline(l, "node1", "node2")
+	})
+}

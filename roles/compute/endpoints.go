@@ -64,6 +64,12 @@ func (d *Driver) joinHandler(ctx context.Context, env *driver.Env, req driver.Re
 	if !srv.Environment.ServerClustered {
 		return nil, driver.Errorf(http.StatusConflict, "LXD on %s is not clustered yet", env.Local.Name)
 	}
+	// A joiner needs the cluster-wide network and pool to exist: LXD
+	// refuses a member that has no config for them ("Joining member has no
+	// config for network ..."), and such a failed join is slow to undo.
+	if err := joinable(c); err != nil {
+		return nil, driver.Errorf(http.StatusServiceUnavailable, "LXD on %s is not ready for joiners yet: %v; the join is retried", env.Local.Name, err)
+	}
 	// A member name can have one pending join token: drop an older one.
 	if ops, err := c.GetOperations(); err == nil {
 		for i := range ops {
@@ -95,6 +101,26 @@ func (d *Driver) joinHandler(ctx context.Context, env *driver.Env, req driver.Re
 		return nil, fmt.Errorf("read LXD cluster: %w", err)
 	}
 	return JoinInfo{Token: tok.String(), Address: fmt.Sprint(srv.Config["core.https_address"]), Certificate: srv.Environment.Certificate, MemberKeys: cl.MemberConfig}, nil
+}
+
+// joinable reports whether the LXD cluster's own network and pool are
+// created, so that a joiner can be given their per-member config.
+func joinable(c lxd.InstanceServer) error {
+	nw, _, err := c.GetNetwork(NetworkName)
+	if err != nil {
+		return fmt.Errorf("network %s: %w", NetworkName, err)
+	}
+	if nw.Status != lxdapi.NetworkStatusCreated {
+		return fmt.Errorf("network %s is %s", NetworkName, strings.ToLower(nw.Status))
+	}
+	pool, _, err := c.GetStoragePool(PoolName)
+	if err != nil {
+		return fmt.Errorf("storage pool %s: %w", PoolName, err)
+	}
+	if pool.Status != lxdapi.StoragePoolStatusCreated {
+		return fmt.Errorf("storage pool %s is %s", PoolName, strings.ToLower(pool.Status))
+	}
+	return nil
 }
 
 func (d *Driver) accessIssue(ctx context.Context, env *driver.Env, req driver.Request) (any, error) {
