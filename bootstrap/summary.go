@@ -6,6 +6,7 @@ import (
 
 	"github.com/cloudctl/cloudctl/hwprobe"
 	"github.com/cloudctl/cloudctl/roles"
+	splan "github.com/cloudctl/cloudctl/roles/storage/plan"
 )
 
 // ProbeSummary is the hardware summary and the findings the wizard shows first.
@@ -98,7 +99,9 @@ func PlanSummary(p Plan, f Facts, warnings Problems, join bool) string {
 		var ds []string
 		for _, d := range p.Disks {
 			s := d.Path
-			if disk, ok := f.Disk(d.Path); ok {
+			if splan.IsFileDisk(d.Path) {
+				s += " (" + splan.FileBackedNote + ")"
+			} else if disk, ok := f.Disk(d.Path); ok {
 				s += " (" + diskLabel(disk)
 				if d.Wipe && !disk.Eligible {
 					s += ", wiped: " + strings.Join(disk.Signatures, ", ")
