@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"crypto/subtle"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -48,35 +47,11 @@ func (d *Daemon) redeemToken(ctx context.Context, s *state.State, req api.TokenC
 		return res, fmt.Errorf("generate join secret: %w", err)
 	}
 	err = s.Database.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		res = api.TokenCheckResult{Reason: "unknown"}
-		t, err := getToken(ctx, tx, req.Name)
-		if err != nil {
+		var err error
+		if res, err = judgeToken(ctx, tx, req.Name, sum, now); err != nil || !res.Valid {
 			return err
 		}
-		if t == nil || subtle.ConstantTimeCompare([]byte(t.SecretSHA256), []byte(sum)) != 1 {
-			// Nothing about the name's tokens is told to a wrong secret.
-			if other, err := tokenNameBySecret(ctx, tx, sum); err != nil {
-				return err
-			} else if other != "" {
-				res.Reason, res.UsedBy = "wrong-name", other
-			}
-			return nil
-		}
-		if res.Cluster, err = clusterName(ctx, tx); err != nil {
-			return err
-		}
-		res.ExpiresAt = t.ExpiresAt
-		switch {
-		case t.State == api.TokenUsed:
-			res.Reason, res.UsedBy = "used", t.UsedBy
-			return nil
-		case t.State == api.TokenRevoked:
-			res.Reason = "revoked"
-			return nil
-		case t.State == api.TokenExpired || !t.ExpiresAt.After(now):
-			res.Reason = "expired"
-			return nil
-		}
+		res.Valid = false
 		member, err := cluster.InternalClusterMemberExists(ctx, tx, req.Name)
 		if err != nil {
 			return fmt.Errorf("check members: %w", err)

@@ -177,44 +177,53 @@ func (d *Daemon) listTokens(ctx context.Context, s *state.State) ([]api.Token, e
 
 // checkToken tells a joiner whether its token can be used now. It changes nothing.
 func (d *Daemon) checkToken(ctx context.Context, s *state.State, req api.TokenCheck) (api.TokenCheckResult, error) {
-	res := api.TokenCheckResult{Reason: "unknown"}
+	var res api.TokenCheckResult
 	now := d.cfg.Now()
 	sum := api.SecretSHA256(req.Secret)
 	err := s.Database.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		t, err := getToken(ctx, tx, req.Name)
-		if err != nil {
-			return err
-		}
-		if t == nil || subtle.ConstantTimeCompare([]byte(t.SecretSHA256), []byte(sum)) != 1 {
-			// Is the secret good under another name?
-			if other, err := tokenNameBySecret(ctx, tx, sum); err != nil {
-				return err
-			} else if other != "" {
-				res.Reason = "wrong-name"
-				res.UsedBy = other
-				return nil
-			}
-			// A wrong secret learns nothing of the name's tokens (an older
-			// one, a newer one) nor the cluster's name.
-			return nil
-		}
-		if res.Cluster, err = clusterName(ctx, tx); err != nil {
-			return err
-		}
-		res.ExpiresAt = t.ExpiresAt
-		switch {
-		case t.State == api.TokenUsed:
-			res.Reason, res.UsedBy = "used", t.UsedBy
-		case t.State == api.TokenRevoked:
-			res.Reason = "revoked"
-		case t.State == api.TokenExpired || !t.ExpiresAt.After(now):
-			res.Reason = "expired"
-		default:
-			res.Valid, res.Reason = true, "ok"
-		}
-		return nil
+		var err error
+		res, err = judgeToken(ctx, tx, req.Name, sum, now)
+		return err
 	})
 	return res, err
+}
+
+// judgeToken reads, inside tx, the token of name and judges the secret whose
+// SHA-256 is sum against it at now: Valid only for a pending, unexpired
+// token of that name. A wrong secret learns nothing of the name's tokens
+// (an older one, a newer one) nor the cluster's name; a secret that is good
+// under another name learns that name ("wrong-name").
+func judgeToken(ctx context.Context, tx *sql.Tx, name, sum string, now time.Time) (api.TokenCheckResult, error) {
+	res := api.TokenCheckResult{Reason: "unknown"}
+	t, err := getToken(ctx, tx, name)
+	if err != nil {
+		return res, err
+	}
+	if t == nil || subtle.ConstantTimeCompare([]byte(t.SecretSHA256), []byte(sum)) != 1 {
+		other, err := tokenNameBySecret(ctx, tx, sum)
+		if err != nil {
+			return res, err
+		}
+		if other != "" {
+			res.Reason, res.UsedBy = "wrong-name", other
+		}
+		return res, nil
+	}
+	if res.Cluster, err = clusterName(ctx, tx); err != nil {
+		return res, err
+	}
+	res.ExpiresAt = t.ExpiresAt
+	switch {
+	case t.State == api.TokenUsed:
+		res.Reason, res.UsedBy = "used", t.UsedBy
+	case t.State == api.TokenRevoked:
+		res.Reason = "revoked"
+	case t.State == api.TokenExpired || !t.ExpiresAt.After(now):
+		res.Reason = "expired"
+	default:
+		res.Valid, res.Reason = true, "ok"
+	}
+	return res, nil
 }
 
 // sweepIdle is how often the sweep looks again when no token is pending
