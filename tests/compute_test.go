@@ -323,6 +323,26 @@ func lxdOf(ctx context.Context, t testing.TB, nd *harness.Node) lxd.InstanceServ
 // command line names the cluster's unique directory (dnsmasq, lxc monitors)
 // and the containers below those monitors.
 func computeCleanup(t testing.TB, c *harness.Cluster) {
+	// Stopping the containers through LXD is bounded: an LXD that does not
+	// answer must not hold the suite; killing below still ends everything.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		stopContainers(c)
+	}()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Minute):
+		t.Logf("cleanup: LXD did not stop the containers within 2 minutes; killing them")
+	}
+	for _, nd := range c.Nodes {
+		nd.Kill(t)
+	}
+	killUnder(c.Dir())
+}
+
+// stopContainers stops, through each node's LXD, the containers it hosts.
+func stopContainers(c *harness.Cluster) {
 	for _, nd := range c.Nodes {
 		cl, err := lxd.ConnectLXDUnix(filepath.Join(nd.StateDir, "compute", "lxd", "unix.socket"), nil)
 		if err != nil {
@@ -343,10 +363,6 @@ func computeCleanup(t testing.TB, c *harness.Cluster) {
 			}
 		}
 	}
-	for _, nd := range c.Nodes {
-		nd.Kill(t)
-	}
-	killUnder(c.Dir())
 }
 
 func killUnder(root string) {
