@@ -73,7 +73,20 @@ func TestLXDCluster(t *testing.T) {
 
 	t.Run("three nodes form a cluster", func(t *testing.T) {
 		t0 := time.Now()
+		// One join at a time, as cloudctl users join nodes: with both
+		// given the role at once, node3's LXD hung in its join once
+		// (an open problem of concurrent LXD joins, docs/compute.md).
 		r.setRoles("node2", []roles.Role{roles.Compute})
+		r.eventually(3*time.Minute, "two LXD members online", func() error {
+			on, err := r.online(ctx, n1)
+			if err != nil {
+				return err
+			}
+			if len(on) != 2 {
+				return fmt.Errorf("online: %v", on)
+			}
+			return nil
+		})
 		r.setRoles("node3", []roles.Role{roles.Compute})
 		r.eventually(3*time.Minute, "three LXD members online", func() error {
 			on, err := r.online(ctx, n1)

@@ -202,11 +202,42 @@ func (r *rig) logTail(nd *rigNode) string {
 
 func (r *rig) cleanup() {
 	failed := r.t.Failed()
-	// Stop instances through LXD while it runs (containers outlive LXD).
 	for _, nd := range r.nodes {
 		if failed {
 			r.t.Logf("---- %s ----\n%s", nd.name, r.logTail(nd))
 		}
+	}
+	// Stop instances through LXD while it runs (containers outlive LXD),
+	// for at most 2 minutes: an LXD that does not answer must not hold the
+	// suite (it once hung a cleanup until the 60-minute limit); the kills
+	// below end everything anyway.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.stopInstances()
+	}()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Minute):
+		r.t.Logf("cleanup: LXD did not stop the instances within 2 minutes; killing them")
+	}
+	for _, nd := range r.nodes {
+		r.kill(nd)
+	}
+	killUnder(r.root)
+	for _, nd := range r.nodes {
+		_ = sh("ip", "netns", "del", nd.ns)
+	}
+	_ = sh("ip", "netns", "del", r.id+"-br")
+	_ = sh("ip", "route", "del", "unreachable", r.subnet+".0/24")
+	if !failed || os.Getenv("COMPUTE_KEEP") == "" {
+		_ = os.RemoveAll(r.root)
+	}
+}
+
+// stopInstances stops, through each node's LXD, the instances it hosts.
+func (r *rig) stopInstances() {
+	for _, nd := range r.nodes {
 		if nd.cmd == nil {
 			continue
 		}
@@ -221,18 +252,6 @@ func (r *rig) cleanup() {
 				}
 			}
 		}
-	}
-	for _, nd := range r.nodes {
-		r.kill(nd)
-	}
-	killUnder(r.root)
-	for _, nd := range r.nodes {
-		_ = sh("ip", "netns", "del", nd.ns)
-	}
-	_ = sh("ip", "netns", "del", r.id+"-br")
-	_ = sh("ip", "route", "del", "unreachable", r.subnet+".0/24")
-	if !failed || os.Getenv("COMPUTE_KEEP") == "" {
-		_ = os.RemoveAll(r.root)
 	}
 }
 
