@@ -170,7 +170,7 @@ func PreflightJoin(ctx context.Context, jt api.JoinToken, node preflight.NodeSpe
 		for _, f := range per {
 			fs = append(fs, f...)
 		}
-		return fs, nil
+		return tokenFirst(ctx, jt, node.Name, now, fs)
 	}
 	fs := append(preflight.Findings{}, plan.Findings...)
 
@@ -200,7 +200,7 @@ func PreflightJoin(ctx context.Context, jt api.JoinToken, node preflight.NodeSpe
 		}
 	}
 	if taken {
-		return fs, nil
+		return tokenFirst(ctx, jt, node.Name, now, fs)
 	}
 
 	// Every member, both ways.
@@ -218,6 +218,20 @@ func PreflightJoin(ctx context.Context, jt api.JoinToken, node preflight.NodeSpe
 	wg.Wait()
 	for _, mf := range per {
 		fs = append(fs, mf...)
+	}
+	return tokenFirst(ctx, jt, node.Name, now, fs)
+}
+
+// tokenFirst explains failed checks by the token when it stopped being
+// usable while they ran (another machine redeemed it, it expired or was
+// revoked): then the members refuse the joiner and the name shows as taken,
+// and the token's sentence is the one that says what happened.
+func tokenFirst(ctx context.Context, jt api.JoinToken, name string, now func() time.Time, fs preflight.Findings) (preflight.Findings, error) {
+	if len(fs.Of(preflight.Fail)) == 0 {
+		return fs, nil
+	}
+	if _, err := CheckToken(ctx, jt, name, now()); errors.Is(err, ErrTokenRejected) {
+		return nil, err
 	}
 	return fs, nil
 }
