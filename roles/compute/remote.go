@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	lxd "github.com/canonical/lxd/client"
@@ -13,6 +12,8 @@ import (
 	"github.com/cloudctl/cloudctl/roles"
 	"github.com/cloudctl/cloudctl/roles/cephclient"
 	"github.com/cloudctl/cloudctl/roles/driver"
+
+	"github.com/cloudctl/cloudctl/internal/atomicfile"
 )
 
 // RemotePoolName is the LXD pool of LXD's ceph driver on the storage
@@ -100,39 +101,11 @@ func writeCephFiles(p paths, c cephclient.Client) error {
 	if err := os.Chmod(p.cephDir, 0o700); err != nil {
 		return fmt.Errorf("chmod %s: %w", p.cephDir, err)
 	}
-	if err := writeFileAtomic(p.cephKeyring, []byte(c.Keyring()), 0o600); err != nil {
+	if _, err := atomicfile.WriteIfChanged(p.cephKeyring, []byte(c.Keyring()), 0o600); err != nil {
 		return err
 	}
-	return writeFileAtomic(p.cephConf, []byte(c.Conf(p.cephKeyring)), 0o644)
-}
-
-// writeFileAtomic writes data to path with perm unless it is there already.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	if old, err := os.ReadFile(path); err == nil && string(old) == string(data) {
-		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm() == perm {
-			return nil
-		}
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	_, err := atomicfile.WriteIfChanged(p.cephConf, []byte(c.Conf(p.cephKeyring)), 0o644)
+	return err
 }
 
 // cephUser reads the LXD user the storage role recorded and writes this

@@ -23,6 +23,8 @@ import (
 	"github.com/cloudctl/cloudctl/roles"
 	"github.com/cloudctl/cloudctl/roles/driver"
 	"github.com/cloudctl/cloudctl/supervisor"
+
+	"github.com/cloudctl/cloudctl/internal/atomicfile"
 )
 
 // Supervised process names.
@@ -334,7 +336,7 @@ func (d *Driver) Converge(ctx context.Context, env *driver.Env, step func(driver
 	if err := d.sys.EnableNonlocalBind(); err != nil {
 		return fail("allow binding the floating address", err)
 	}
-	if _, err := writeIfChanged(f.check, renderCheckScript(f.verdict), 0o755); err != nil {
+	if _, err := atomicfile.WriteIfChanged(f.check, []byte(renderCheckScript(f.verdict)), 0o755); err != nil {
 		return fail("write the health check", err)
 	}
 	d.mu.Lock()
@@ -424,7 +426,7 @@ func (d *Driver) convergeKeepalived(ctx context.Context, env *driver.Env, des De
 		}
 		d.log.Info("endpoint: keepalived started", "address", des.VIP, "interface", des.Interface, "priority", des.Self.Priority, "peers", strings.Join(des.Peers, ","))
 	}
-	if err := writeAtomic(f.vip, des.VIP.String()+" "+des.Interface+"\n", 0o644); err != nil {
+	if err := atomicfile.Replace(f.vip, []byte(des.VIP.String()+" "+des.Interface+"\n"), 0o644); err != nil {
 		return err
 	}
 	d.mu.Lock()
@@ -510,16 +512,6 @@ func (d *Driver) checkedWrite(ctx context.Context, path, content string, check f
 	return nil
 }
 
-func writeIfChanged(path, content string, mode os.FileMode) (bool, error) {
-	if b, err := os.ReadFile(path); err == nil && string(b) == content {
-		return false, nil
-	}
-	if err := writeAtomic(path, content, mode); err != nil {
-		return false, err
-	}
-	return true, nil
-}
-
 // Stop implements driver.Driver: keepalived first (it removes the address
 // and tells the peers with priority 0, so another node takes over at
 // once), then HAProxy and the health loop. It is idempotent.
@@ -580,7 +572,7 @@ func writeClientPEM(t driver.ClusterTLS, path string) (string, error) {
 		return "", fmt.Errorf("read the cluster certificate: %w", err)
 	}
 	pem := strings.TrimRight(string(cert), "\n") + "\n" + strings.TrimRight(string(key), "\n") + "\n"
-	if _, err := writeIfChanged(path, pem, 0o600); err != nil {
+	if _, err := atomicfile.WriteIfChanged(path, []byte(pem), 0o600); err != nil {
 		return "", err
 	}
 	sum := sha256.Sum256([]byte(pem))

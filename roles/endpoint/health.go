@@ -5,13 +5,14 @@ import (
 	"database/sql"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/cloudctl/cloudctl/roles/driver"
+
+	"github.com/cloudctl/cloudctl/internal/atomicfile"
 )
 
 // HealthEvery is how often the health loop judges this node.
@@ -152,7 +153,7 @@ func (d *Driver) checkOnce(ctx context.Context) {
 			log.Warn("endpoint: this node is unhealthy; it gives the floating address up", "reasons", strings.Join(v.Reasons, "; "))
 		}
 	}
-	if err := writeAtomic(in.verdict, v.Line(), 0o644); err != nil {
+	if err := atomicfile.Replace(in.verdict, []byte(v.Line()), 0o644); err != nil {
 		log.Warn("endpoint: cannot write the health verdict", "error", err)
 	}
 }
@@ -184,28 +185,4 @@ func (d *Driver) observe(ctx context.Context, in healthInput) Observation {
 	wg.Wait()
 	sort.SliceStable(o.Backends, func(i, j int) bool { return o.Backends[i].Frontend < o.Backends[j].Frontend })
 	return o
-}
-
-// writeAtomic replaces path with content (a reader never sees half a file).
-func writeAtomic(path, content string, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.WriteString(content); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }
