@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -75,6 +76,26 @@ type Daemon struct {
 	leaving atomic.Bool
 	// apiLimits are what limitAPIServers sets on microcluster's servers.
 	apiLimits serverLimits
+	// memberIPs are the members' addresses as the last reconcile round
+	// read them (exempt from the API's per-source connection cap).
+	memberIPs atomic.Pointer[map[string]bool]
+}
+
+// isMemberIP reports whether ip is a member's address, as last read.
+func (d *Daemon) isMemberIP(ip string) bool {
+	m := d.memberIPs.Load()
+	return m != nil && (*m)[ip]
+}
+
+// setMemberIPs records the members' addresses of env.
+func (d *Daemon) setMemberIPs(env *driver.Env) {
+	m := make(map[string]bool, len(env.Nodes))
+	for _, n := range env.Nodes {
+		if ip := net.ParseIP(n.IP); ip != nil {
+			m[ip.String()] = true
+		}
+	}
+	d.memberIPs.Store(&m)
 }
 
 // New prepares a daemon; Run starts it.
@@ -103,7 +124,7 @@ func New(cfg Config) (*Daemon, error) {
 	}
 	d := &Daemon{cfg: cfg, log: cfg.Log, drivers: cfg.Drivers, sup: supervisor.New(nil, cfg.Log), sweepKick: make(chan struct{}, 1)}
 	d.loop.init(cfg.Drivers)
-	d.apiLimits = defaultAPILimits(d.log, cfg.Now)
+	d.apiLimits = defaultAPILimits(d.log, cfg.Now, d.isMemberIP)
 	d.peers = newPeerClient(d)
 	return d, nil
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
+	"net"
 	"net/http"
 	"reflect"
 	"strings"
@@ -35,6 +36,16 @@ import (
 //     keep none, so no request of the cluster's races the server closing an
 //     idle connection.
 //   - MaxHeaderBytes caps the headers (net/http's default is 1 MiB).
+//   - ConnState caps the connections one source address holds open at once
+//     (apiConnsPerSource): the header timeout frees a slow connection after
+//     10 s, but without a cap one machine could open connections faster
+//     than that and hold a goroutine and a TLS state for each. A connection
+//     over the cap is closed as it is accepted, before its handshake.
+//     Connections microcluster hijacks (dqlite's) stop counting once
+//     hijacked; the control socket (no source address) is not capped, nor
+//     are the cluster's members: their connections include everything
+//     HAProxy forwards from the floating address, many clients behind one
+//     source (HAProxy bounds those with its own timeouts).
 //   - ErrorLog sends net/http's per-connection errors ("http: TLS handshake
 //     error from ...", one per cut connection) to cloudd's log, at most
 //     apiErrorBurst lines a second with a count of those dropped, so slow
@@ -47,6 +58,10 @@ const (
 	apiIdleTimeout       = 2 * time.Minute
 	apiMaxHeaderBytes    = 64 << 10
 	apiErrorBurst        = 10
+	// apiConnsPerSource is far above what members use (cloudd's peer
+	// client keeps a few connections to each member, microcluster's
+	// clients one per request, HAProxy's checks one at a time).
+	apiConnsPerSource = 64
 )
 
 // serverLimits are the values limitServers sets.
@@ -55,15 +70,83 @@ type serverLimits struct {
 	IdleTimeout       time.Duration
 	MaxHeaderBytes    int
 	ErrorLog          *log.Logger
+	// ConnState, when set, is installed on servers that have none (the
+	// per-source connection cap, connCap.state).
+	ConnState func(net.Conn, http.ConnState)
 }
 
-func defaultAPILimits(lg *slog.Logger, now func() time.Time) serverLimits {
+// defaultAPILimits are the limits of a daemon whose members' addresses
+// member reports (nil: none is exempt from the connection cap).
+func defaultAPILimits(lg *slog.Logger, now func() time.Time, member func(ip string) bool) serverLimits {
+	// The refusals have a budget of their own: a burst of handshake errors
+	// must not hide them.
+	capLog := log.New(&limitedLog{log: lg, burst: apiErrorBurst, now: now}, "", 0)
 	return serverLimits{
 		ReadHeaderTimeout: apiReadHeaderTimeout,
 		IdleTimeout:       apiIdleTimeout,
 		MaxHeaderBytes:    apiMaxHeaderBytes,
 		ErrorLog:          log.New(&limitedLog{log: lg, burst: apiErrorBurst, now: now}, "", 0),
+		ConnState:         newConnCap(apiConnsPerSource, capLog, member).state,
 	}
+}
+
+// connCap counts the open connections of each source address of the
+// cluster API's servers and closes those over max as they are accepted.
+// Connections accepted before it was installed are not counted (their
+// close is ignored), so it never counts below zero.
+type connCap struct {
+	max    int
+	log    *log.Logger
+	exempt func(ip string) bool
+
+	mu    sync.Mutex
+	per   map[string]int
+	conns map[net.Conn]string
+}
+
+func newConnCap(max int, lg *log.Logger, exempt func(ip string) bool) *connCap {
+	return &connCap{max: max, log: lg, exempt: exempt, per: map[string]int{}, conns: map[net.Conn]string{}}
+}
+
+// state is an http.Server ConnState hook.
+func (c *connCap) state(conn net.Conn, st http.ConnState) {
+	switch st {
+	case http.StateNew:
+		tcp, ok := conn.RemoteAddr().(*net.TCPAddr)
+		if !ok {
+			return
+		}
+		src := tcp.IP.String()
+		if c.exempt != nil && c.exempt(src) {
+			return
+		}
+		c.mu.Lock()
+		if c.per[src] >= c.max {
+			c.mu.Unlock()
+			c.log.Printf("refused a connection from %s: it already holds %d open connections to the cluster API", src, c.max)
+			_ = conn.Close()
+			return
+		}
+		c.per[src]++
+		c.conns[conn] = src
+		c.mu.Unlock()
+	case http.StateHijacked, http.StateClosed:
+		c.mu.Lock()
+		if src, ok := c.conns[conn]; ok {
+			delete(c.conns, conn)
+			if c.per[src]--; c.per[src] <= 0 {
+				delete(c.per, src)
+			}
+		}
+		c.mu.Unlock()
+	}
+}
+
+// open is how many counted connections src holds.
+func (c *connCap) open(src string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.per[src]
 }
 
 // limitedLog writes net/http's error lines to cloudd's log, at most burst
@@ -153,12 +236,19 @@ func limitServers(endpoints any, lim serverLimits) (found, changed int, err erro
 		}
 		srv := (*http.Server)(unsafe.Pointer(f.Pointer()))
 		found++
-		if srv.ReadHeaderTimeout == lim.ReadHeaderTimeout && srv.IdleTimeout == lim.IdleTimeout && srv.MaxHeaderBytes == lim.MaxHeaderBytes && (lim.ErrorLog == nil || srv.ErrorLog == lim.ErrorLog) {
+		if lim.ConnState != nil && srv.ConnState != nil && reflect.ValueOf(srv.ConnState).Pointer() != reflect.ValueOf(lim.ConnState).Pointer() {
+			return found, changed, fmt.Errorf("limit the API servers: microcluster's server already has a ConnState hook; cloudd's connection cap would replace it")
+		}
+		if srv.ReadHeaderTimeout == lim.ReadHeaderTimeout && srv.IdleTimeout == lim.IdleTimeout && srv.MaxHeaderBytes == lim.MaxHeaderBytes &&
+			(lim.ErrorLog == nil || srv.ErrorLog == lim.ErrorLog) && (lim.ConnState == nil || srv.ConnState != nil) {
 			continue
 		}
 		srv.ReadHeaderTimeout, srv.IdleTimeout, srv.MaxHeaderBytes = lim.ReadHeaderTimeout, lim.IdleTimeout, lim.MaxHeaderBytes
 		if lim.ErrorLog != nil {
 			srv.ErrorLog = lim.ErrorLog
+		}
+		if lim.ConnState != nil && srv.ConnState == nil {
+			srv.ConnState = lim.ConnState
 		}
 		changed++
 	}
@@ -175,6 +265,6 @@ func (d *Daemon) limitAPIServers(endpoints any) {
 		return
 	}
 	if changed > 0 {
-		d.log.Info("cluster API limits set", "servers", found, "read_header_timeout", lim.ReadHeaderTimeout, "idle_timeout", lim.IdleTimeout, "max_header_bytes", lim.MaxHeaderBytes)
+		d.log.Info("cluster API limits set", "servers", found, "read_header_timeout", lim.ReadHeaderTimeout, "idle_timeout", lim.IdleTimeout, "max_header_bytes", lim.MaxHeaderBytes, "conns_per_source", apiConnsPerSource)
 	}
 }

@@ -2,7 +2,9 @@ package daemon
 
 import (
 	"bytes"
+	"log"
 	"log/slog"
+	"net"
 	"net/http"
 	"reflect"
 	"strings"
@@ -21,7 +23,7 @@ func TestLimitServersLayout(t *testing.T) {
 		t.Fatalf("state.State has no Endpoints pointer")
 	}
 	eps := reflect.New(f.Type.Elem())
-	found, changed, err := limitServers(eps.Interface(), defaultAPILimits(slog.Default(), time.Now))
+	found, changed, err := limitServers(eps.Interface(), defaultAPILimits(slog.Default(), time.Now, nil))
 	if err != nil || found != 0 || changed != 0 {
 		t.Fatalf("empty endpoints: found %d changed %d err %v", found, changed, err)
 	}
@@ -81,5 +83,98 @@ func TestLimitedLog(t *testing.T) {
 	_, _ = l.Write([]byte("http: TLS handshake error\n"))
 	if !strings.Contains(buf.String(), "count=3") || strings.Count(buf.String(), "TLS handshake error") != 3 {
 		t.Fatalf("next second: want the 3 dropped counted and one more line:\n%s", buf.String())
+	}
+}
+
+// capConn is a connection from a TCP source that records its Close.
+type capConn struct {
+	net.Conn
+	from   *net.TCPAddr
+	closed bool
+}
+
+func (c *capConn) RemoteAddr() net.Addr { return c.from }
+func (c *capConn) Close() error         { c.closed = true; return nil }
+
+// TestConnCap: a source over the cap has its new connections closed as they
+// are accepted; closed and hijacked ones free their place; other sources
+// and connections without a TCP source are not affected.
+func TestConnCap(t *testing.T) {
+	var logged bytes.Buffer
+	c := newConnCap(2, log.New(&logged, "", 0), func(ip string) bool { return ip == "10.0.0.1" })
+	a := func() *capConn { return &capConn{from: &net.TCPAddr{IP: net.ParseIP("10.0.0.9"), Port: 40000}} }
+	c1, c2, c3 := a(), a(), a()
+	for _, cn := range []*capConn{c1, c2, c3} {
+		c.state(cn, http.StateNew)
+	}
+	if c1.closed || c2.closed || !c3.closed {
+		t.Fatalf("closed: %v %v %v, want only the third", c1.closed, c2.closed, c3.closed)
+	}
+	if !strings.Contains(logged.String(), "refused a connection from 10.0.0.9") {
+		t.Fatalf("refusal not logged: %q", logged.String())
+	}
+	c.state(c3, http.StateClosed) // the refused one's close changes nothing
+	if n := c.open("10.0.0.9"); n != 2 {
+		t.Fatalf("open after the refused one closed: %d", n)
+	}
+	other := &capConn{from: &net.TCPAddr{IP: net.ParseIP("10.0.0.8"), Port: 1}}
+	c.state(other, http.StateNew)
+	if other.closed {
+		t.Fatal("another source was refused")
+	}
+	for i := 0; i < 3; i++ {
+		m := &capConn{from: &net.TCPAddr{IP: net.ParseIP("10.0.0.1"), Port: 2}}
+		c.state(m, http.StateNew)
+		if m.closed {
+			t.Fatal("a member's connection was refused")
+		}
+	}
+	unix := &capConn{}
+	unixConn := &unixAddrConn{capConn: unix}
+	c.state(unixConn, http.StateNew)
+	if unix.closed {
+		t.Fatal("a connection without a TCP source was refused")
+	}
+	c.state(c1, http.StateActive)
+	c.state(c1, http.StateHijacked)
+	c.state(c1, http.StateClosed) // after a hijack: already uncounted
+	c4 := a()
+	c.state(c4, http.StateNew)
+	if c4.closed || c.open("10.0.0.9") != 2 {
+		t.Fatalf("a hijacked connection still counts: closed %v open %d", c4.closed, c.open("10.0.0.9"))
+	}
+	c.state(c2, http.StateClosed)
+	c.state(c4, http.StateClosed)
+	if n := c.open("10.0.0.9"); n != 0 {
+		t.Fatalf("open after all closed: %d", n)
+	}
+	// A connection accepted before the hook was installed: its close is ignored.
+	c.state(a(), http.StateClosed)
+	if n := c.open("10.0.0.9"); n != 0 {
+		t.Fatalf("an uncounted close went below zero: %d", n)
+	}
+}
+
+type unixAddrConn struct{ *capConn }
+
+func (c *unixAddrConn) RemoteAddr() net.Addr { return &net.UnixAddr{Name: "@", Net: "unix"} }
+
+// TestLimitServersConnState: the cap is installed once; a server with a
+// hook of its own is an error, not replaced silently.
+func TestLimitServersConnState(t *testing.T) {
+	cp := newConnCap(1, log.New(&bytes.Buffer{}, "", 0), nil)
+	lim := serverLimits{ReadHeaderTimeout: time.Second, ConnState: cp.state}
+	s := &http.Server{}
+	e := &fakeEndpoints{listeners: map[int]fakeEndpoint{1: &fakeNetwork{server: s}}}
+	if _, changed, err := limitServers(e, lim); err != nil || changed != 1 || s.ConnState == nil {
+		t.Fatalf("first: changed %d err %v hook %v", changed, err, s.ConnState != nil)
+	}
+	if _, changed, err := limitServers(e, lim); err != nil || changed != 0 {
+		t.Fatalf("second: changed %d err %v", changed, err)
+	}
+	theirs := &http.Server{ConnState: func(net.Conn, http.ConnState) {}}
+	e2 := &fakeEndpoints{listeners: map[int]fakeEndpoint{1: &fakeNetwork{server: theirs}}}
+	if _, _, err := limitServers(e2, lim); err == nil || !strings.Contains(err.Error(), "ConnState") {
+		t.Fatalf("a foreign hook: want an error, got %v", err)
 	}
 }

@@ -117,6 +117,7 @@ func (d *Daemon) reconcileOnce(ctx context.Context, dr driver.Driver) time.Durat
 		return retrySoon
 	}
 	d.logOnce("reconcile", "", nil)
+	d.setMemberIPs(env)
 	return d.runDriver(ctx, env, dr)
 }
 

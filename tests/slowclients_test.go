@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -33,7 +34,7 @@ func TestSlowClients(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", slow.NS, loris, addr, "100", "2m")
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", slow.NS, loris, addr, "60", "2m")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
@@ -48,14 +49,14 @@ func TestSlowClients(t *testing.T) {
 		_ = cmd.Wait()
 	})
 	lines := bufio.NewScanner(stdout)
-	if !lines.Scan() || lines.Text() != "open 100" {
+	if !lines.Scan() || lines.Text() != "open 60" {
 		t.Fatalf("slowloris did not open its connections: %q %s", lines.Text(), stderr.String())
 	}
 
 	// The daemon still answers others while the slow connections are open.
 	out, err := other.Output(ctx, flood, "once", addr, "0")
 	if err != nil || !strings.HasPrefix(string(out), "200 ") {
-		t.Fatalf("a normal request while 100 slow connections are open: %v %s", err, out)
+		t.Fatalf("a normal request while 60 slow connections are open: %v %s", err, out)
 	}
 
 	var last string
@@ -63,7 +64,7 @@ func TestSlowClients(t *testing.T) {
 		last = lines.Text()
 	}
 	err = cmd.Wait()
-	if err != nil || last != "closed 100" {
+	if err != nil || last != "closed 60" {
 		t.Fatalf("cloudd did not close the slow connections: %v, last line %q, %s\ncloudd: %s", err, last, stderr.String(), n1.LogTail(20))
 	}
 	// net/http's line for each cut connection goes through cloudd's log,
@@ -89,7 +90,82 @@ func TestSlowClients(t *testing.T) {
 
 	// And still answers after them (this is the source's second wrong
 	// secret: the guard may answer 429 and a wait; either is an answer).
-	if out, err := other.Output(ctx, flood, "once", addr, "0"); err != nil || !(strings.HasPrefix(string(out), "200 ") || strings.HasPrefix(string(out), "429 ")) {
+	if out, err := other.Output(ctx, flood, "once", addr, "0"); err != nil || !answered(out) {
 		t.Fatalf("a normal request after the slow connections: %v %s", err, out)
 	}
+
+	// One source holding more connections than the cap: those over it are
+	// cut at their handshake, its next request too; another source is
+	// still served; once the holder lets go, the source is served again.
+	holder := exec.CommandContext(ctx, "ip", "netns", "exec", slow.NS, loris, "hold", addr, "80")
+	hin, err := holder.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hout, err := holder.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var herr bytes.Buffer
+	holder.Stderr = &herr
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			hin.Close()
+			_ = holder.Wait()
+		}
+	}
+	t.Cleanup(release)
+	hl := bufio.NewScanner(hout)
+	var held, refused int
+	if !hl.Scan() {
+		t.Fatalf("the holder printed nothing: %s", herr.String())
+	}
+	if _, err := fmt.Sscanf(hl.Text(), "held %d refused %d", &held, &refused); err != nil {
+		t.Fatalf("the holder said %q: %v %s", hl.Text(), err, herr.String())
+	}
+	t.Logf("one source opened 80 connections: %d held, %d cut at their handshake", held, refused)
+	if held > 64 || refused == 0 {
+		t.Fatalf("one source held %d connections (cap 64), %d refused:\n%s", held, refused, n1.LogTail(20))
+	}
+	if out, err := slow.Output(ctx, flood, "once", addr, "0"); err == nil {
+		t.Fatalf("a request from the source at its cap was served: %s", out)
+	}
+	if out, err := other.Output(ctx, flood, "once", addr, "0"); err != nil || !answered(out) {
+		t.Fatalf("another source while one is at its cap: %v %s", err, out)
+	}
+	release()
+	var last2 string
+	served := false
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
+		out, err := slow.Output(ctx, flood, "once", addr, "0")
+		if err == nil && answered(out) {
+			served = true
+			break
+		}
+		last2 = fmt.Sprintf("%v %s", err, out)
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !served {
+		t.Fatalf("the source is not served again after closing its connections; last: %s\n%s", last2, n1.LogTail(20))
+	}
+	if b, err := os.ReadFile(n1.LogPath); err != nil || !strings.Contains(string(b), "refused a connection from "+slow.IP) {
+		var api []string
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, `msg="cluster API`) {
+				api = append(api, l)
+			}
+		}
+		t.Fatalf("the refused connections are not in cloudd's log; its cluster API lines:\n%s", strings.Join(api, "\n"))
+	}
+}
+
+// answered: tokenflood's "once" got an HTTP answer to its wrong secret (200
+// with a refusal, or 429 once the source has tried too often).
+func answered(out []byte) bool {
+	return strings.HasPrefix(string(out), "200 ") || strings.HasPrefix(string(out), "429 ")
 }

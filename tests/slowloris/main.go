@@ -5,11 +5,17 @@
 // prints "open N" once all are connected, then "closed N" when the server
 // has closed every one of them and exits 0; if some are still open after
 // WAIT (a Go duration) it prints "still open K" and exits 1.
+//
+// "slowloris hold ADDR N" opens N connections one after the other, each
+// finishing a TLS handshake, prints "held X refused Y" (the handshakes the
+// server cut), keeps the held ones open until its standard input closes,
+// then closes them and exits 0.
 package main
 
 import (
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strconv"
@@ -18,6 +24,10 @@ import (
 )
 
 func main() {
+	if len(os.Args) == 4 && os.Args[1] == "hold" {
+		hold(os.Args[2], os.Args[3])
+		return
+	}
 	if len(os.Args) != 4 {
 		fail(fmt.Errorf("usage: slowloris ADDR N WAIT"))
 	}
@@ -99,6 +109,35 @@ func main() {
 		os.Exit(1)
 	}
 	fmt.Printf("closed %d\n", n)
+}
+
+func hold(addr, count string) {
+	n, err := strconv.Atoi(count)
+	if err != nil {
+		fail(err)
+	}
+	var held []net.Conn
+	refused := 0
+	for i := 0; i < n; i++ {
+		c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+		if err != nil {
+			fail(fmt.Errorf("connection %d: %w", i, err))
+		}
+		tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true})
+		_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
+		if err := tc.Handshake(); err != nil {
+			refused++
+			c.Close()
+			continue
+		}
+		_ = tc.SetDeadline(time.Time{})
+		held = append(held, tc)
+	}
+	fmt.Printf("held %d refused %d\n", len(held), refused)
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	for _, c := range held {
+		c.Close()
+	}
 }
 
 func fail(err error) {
