@@ -54,6 +54,15 @@ type RolesChange struct {
 	Remove []string `json:"remove,omitempty"`
 }
 
+// NodeRemoval answers DELETE /1.0/nodes/{name}: the node was removed, or
+// its removal waits for it to give up a role first (Waiting, the role; Reason
+// says what moves). Asking again continues the removal.
+type NodeRemoval struct {
+	Removed bool   `json:"removed"`
+	Waiting string `json:"waiting,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+}
+
 // TokenRequest is the body of POST /1.0/tokens: record a join token's metadata.
 type TokenRequest struct {
 	Name string `json:"name"`

@@ -228,14 +228,18 @@ func (c *Client) Join(ctx context.Context, name, address string, jt api.JoinToke
 }
 
 // Remove removes a member from the cluster.
-func (c *Client) Remove(ctx context.Context, name string, force bool) error {
+func (c *Client) Remove(ctx context.Context, name string, force bool) (api.NodeRemoval, error) {
 	// cloudd asks the role drivers' guards first ("the only copy of the
-	// control databases"), then has microcluster remove the member.
+	// control databases"), then has microcluster remove the member; a node
+	// that must first give up a role (a compute node's instances move) is
+	// answered with what it waits for.
 	path := "nodes/" + name
 	if force {
 		path += "?force=1"
 	}
-	return c.query(ctx, "DELETE", path, nil, nil)
+	var r api.NodeRemoval
+	err := c.query(ctx, "DELETE", path, nil, &r)
+	return r, err
 }
 
 // LocalAddressFor returns this machine's address used to reach target

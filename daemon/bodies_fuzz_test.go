@@ -47,7 +47,7 @@ func FuzzDecodeBodies(f *testing.F) {
 		}
 		var rc api.RolesChange
 		if decodeInto(&rc) == nil {
-			_, _ = nextRoles(nodeRow{Name: "node1", Roles: []string{"control", "compute"}}, rc)
+			_, _ = nextRoles(nodeRow{Name: "node1", Roles: []string{"control", "compute"}}, rc, false)
 		}
 		var l api.Labels
 		_ = decodeInto(&l)

@@ -29,6 +29,10 @@ func (d *Daemon) guard(ctx context.Context, env *driver.Env, ch driver.Change) e
 			continue
 		}
 		var uf driver.Unforceable
+		var first driver.LeaveRoleFirst
+		if !ch.Force && ch.Kind == driver.RemoveNode && errors.As(err, &first) {
+			return first
+		}
 		if ch.Force && !errors.As(err, &uf) {
 			d.log.Warn("going ahead by force", "change", string(ch.Kind), "node", ch.Node, "role", dr.Name(), "refusal", err)
 			continue
@@ -55,7 +59,17 @@ func (d *Daemon) handleNodeDelete(s *state.State, r *http.Request) response.Resp
 		return response.SmartError(lxdapi.StatusErrorf(http.StatusNotFound, "there is no node %q in this cluster: `cloudctl cluster list` shows the members", name))
 	}
 	if err := d.guard(ctx, env, driver.Change{Kind: driver.RemoveNode, Node: name, Force: force}); err != nil {
-		return response.SmartError(err)
+		var first driver.LeaveRoleFirst
+		if !errors.As(err, &first) {
+			return response.SmartError(err)
+		}
+		if n, _ := env.Node(name); n.Has(first.Role) {
+			if _, err := d.changeRoles(ctx, s, name, api.RolesChange{Remove: []string{string(first.Role)}}, true); err != nil {
+				return response.SmartError(err)
+			}
+			d.kickMembers(ctx, s)
+		}
+		return response.SyncResponse(true, api.NodeRemoval{Waiting: string(first.Role), Reason: first.Error()})
 	}
 	m, err := microcluster.App(microcluster.Args{StateDir: d.cfg.StateDir})
 	if err != nil {
@@ -70,7 +84,7 @@ func (d *Daemon) handleNodeDelete(s *state.State, r *http.Request) response.Resp
 	}
 	d.log.Info("member removed", "node", name, "force", force)
 	d.kickMembers(ctx, s)
-	return response.EmptySyncResponse
+	return response.SyncResponse(true, api.NodeRemoval{Removed: true})
 }
 
 // handleFloatingAddress sets, changes or removes (empty address) the

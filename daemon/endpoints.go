@@ -106,7 +106,7 @@ func (d *Daemon) handleRoles(s *state.State, r *http.Request) response.Response 
 	if err := decode(r, &ch); err != nil {
 		return response.SmartError(err)
 	}
-	node, err := d.changeRoles(ctx, s, name, ch)
+	node, err := d.changeRoles(ctx, s, name, ch, false)
 	if err != nil {
 		return response.SmartError(err)
 	}
@@ -116,8 +116,8 @@ func (d *Daemon) handleRoles(s *state.State, r *http.Request) response.Response 
 
 // changeRoles adds and removes roles of one node. The role drivers' guards
 // are asked before a role goes, here in the daemon, so the API refuses what
-// the CLI refuses.
-func (d *Daemon) changeRoles(ctx context.Context, s *state.State, name string, ch api.RolesChange) (api.Node, error) {
+// the CLI refuses. Only a node being removed (leaving) may end with no role.
+func (d *Daemon) changeRoles(ctx context.Context, s *state.State, name string, ch api.RolesChange, leaving bool) (api.Node, error) {
 	for _, r := range append(append([]string{}, ch.Add...), ch.Remove...) {
 		if !roles.Valid(roles.Role(r)) {
 			return api.Node{}, lxdapi.StatusErrorf(http.StatusBadRequest, "unknown role %q: use control, compute or storage", r)
@@ -133,7 +133,7 @@ func (d *Daemon) changeRoles(ctx context.Context, s *state.State, name string, c
 			return lxdapi.StatusErrorf(http.StatusNotFound, "there is no node %q in this cluster: `cloudctl cluster list` shows the members", name)
 		}
 		before = *n
-		_, err = nextRoles(*n, ch)
+		_, err = nextRoles(*n, ch, leaving)
 		return err
 	})
 	if err != nil {
@@ -159,11 +159,14 @@ func (d *Daemon) changeRoles(ctx context.Context, s *state.State, name string, c
 		if n == nil || strings.Join(n.Roles, ",") != strings.Join(before.Roles, ",") {
 			return lxdapi.StatusErrorf(http.StatusConflict, "the roles of %s changed meanwhile: look with `cloudctl cluster list` and try again", name)
 		}
-		next, err := nextRoles(*n, ch)
+		next, err := nextRoles(*n, ch, leaving)
 		if err != nil {
 			return err
 		}
-		n.Roles = strings.Split(roles.Join(next), ",")
+		n.Roles = nil
+		if len(next) > 0 {
+			n.Roles = strings.Split(roles.Join(next), ",")
+		}
 		if err := upsertNode(ctx, tx, *n); err != nil {
 			return err
 		}
@@ -177,8 +180,9 @@ func (d *Daemon) changeRoles(ctx context.Context, s *state.State, name string, c
 	return out, nil
 }
 
-// nextRoles is n's roles after ch, or why ch cannot apply.
-func nextRoles(n nodeRow, ch api.RolesChange) ([]roles.Role, error) {
+// nextRoles is n's roles after ch, or why ch cannot apply; none are left
+// only for a node that is leaving.
+func nextRoles(n nodeRow, ch api.RolesChange, leaving bool) ([]roles.Role, error) {
 	cur := toRoles(n.Roles)
 	for _, r := range ch.Remove {
 		if !roles.Has(cur, roles.Role(r)) {
@@ -198,7 +202,7 @@ func nextRoles(n nodeRow, ch api.RolesChange) ([]roles.Role, error) {
 		}
 	}
 	next = roles.Normalize(append(next, toRoles(ch.Add)...))
-	if len(next) == 0 {
+	if len(next) == 0 && !leaving {
 		return nil, lxdapi.StatusErrorf(http.StatusBadRequest, "%s would be left with no role: add another role first, or remove the node with `cloudctl cluster remove %s`", n.Name, n.Name)
 	}
 	return next, nil

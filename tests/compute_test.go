@@ -247,14 +247,46 @@ func TestCompute(t *testing.T) {
 			t.Fatalf("on-node3 after evacuation: %+v %v", in, err)
 		}
 		t.Logf("on-node3 moved to %s, %s", in.Location, in.Status)
-		// Removing a node that runs instances outright is refused with the way out.
-		oneSentence(t, n2.Run("cluster", "remove", "node1"), "remove its compute role first")
 		harness.Eventually(t, time.Minute, "node3's LXD state removed", func() error {
 			if _, err := os.Stat(filepath.Join(n3.StateDir, "compute", "lxd", "database")); err == nil {
 				return fmt.Errorf("node3 still holds LXD state")
 			}
 			return nil
 		})
+	})
+
+	t.Run("cluster remove moves the instances first", func(t *testing.T) {
+		insts, err := c1.GetInstances(lxdapi.InstanceTypeAny)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var moving []string
+		for _, in := range insts {
+			if in.Location == "node2" {
+				moving = append(moving, in.Name)
+			}
+		}
+		if len(moving) == 0 {
+			t.Fatalf("no instance on node2 to move: %+v", insts)
+		}
+		t0 := time.Now()
+		r := n1.Run("cluster", "remove", "node2")
+		if r.Code != 0 || !strings.Contains(r.Stderr, "as it gives up its compute role first") || !strings.Contains(r.Stdout, "Removed node2") {
+			t.Fatalf("cluster remove node2 (runs %v): exit %d\n%s%s\nnode1: %s\nnode2: %s", moving, r.Code, r.Stdout, r.Stderr, n1.LogTail(20), n2.LogTail(20))
+		}
+		t.Logf("node2 removed, %d instance(s) moved first, in %s:\n%s", len(moving), time.Since(t0).Round(time.Millisecond), r.Stderr)
+		for _, name := range moving {
+			in, _, err := c1.GetInstance(name)
+			if err != nil || in.Location != "node1" {
+				t.Fatalf("%s after node2's removal: %+v %v", name, in, err)
+			}
+		}
+		if ms, err := c1.GetClusterMemberNames(); err != nil || len(ms) != 1 {
+			t.Fatalf("LXD members after node2's removal: %v %v", ms, err)
+		}
+		if st := mustStatus(t, n1); len(st.Members) != 2 {
+			t.Fatalf("members after node2's removal: %+v", st.Members)
+		}
 	})
 }
 

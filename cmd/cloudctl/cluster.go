@@ -215,7 +215,7 @@ func newClusterRemoveCmd(a *app) *cobra.Command {
 				return fmt.Errorf("%s is the last member: removing it would destroy the cluster; stop cloudd and delete its state directory instead", args[0])
 			}
 			step(a, "Removing %s", args[0])
-			if err := c.Remove(cmd.Context(), args[0], force); err != nil {
+			if err := removeNode(cmd.Context(), a, c, args[0], force); err != nil {
 				return err
 			}
 			fmt.Fprintf(a.out, "Removed %s from the cluster.\n", args[0])
@@ -224,6 +224,45 @@ func newClusterRemoveCmd(a *app) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&force, "force", false, "remove even if the member is unreachable")
 	return cmd
+}
+
+// removeWait bounds how long `cluster remove` waits for a node to give up
+// a role first (LXD evacuates for at most 10 minutes).
+const removeWait = 15 * time.Minute
+
+// removeNode asks cloudd to remove name until it is removed: a node that
+// must first give up a role (its instances move to other compute nodes)
+// is asked again every few seconds, the reason shown each time it changes.
+// Interrupted, it says how to go on; nothing is half-done (the node has
+// given up the role and is removed by the next `cluster remove`).
+func removeNode(ctx context.Context, a *app, c *client.Client, name string, force bool) error {
+	ctx, cancel := context.WithTimeout(ctx, removeWait)
+	defer cancel()
+	last, role := "", ""
+	stopped := func() error {
+		return fmt.Errorf("stopped waiting for %s (%s): it has given up its %s role; run `cloudctl cluster remove %s` again to finish", name, last, role, name)
+	}
+	for {
+		r, err := c.Remove(ctx, name, force)
+		if err != nil {
+			if ctx.Err() != nil && role != "" {
+				return stopped()
+			}
+			return err
+		}
+		if r.Removed || r.Waiting == "" {
+			return nil
+		}
+		if r.Reason != last {
+			last, role = r.Reason, r.Waiting
+			step(a, "%s", r.Reason)
+		}
+		select {
+		case <-ctx.Done():
+			return stopped()
+		case <-time.After(2 * time.Second):
+		}
+	}
 }
 
 func newTokensCmd(a *app) *cobra.Command {

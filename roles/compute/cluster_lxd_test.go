@@ -3,11 +3,14 @@ package compute
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	lxdapi "github.com/canonical/lxd/shared/api"
 
 	"github.com/cloudctl/cloudctl/api"
 	"github.com/cloudctl/cloudctl/roles"
@@ -16,7 +19,8 @@ import (
 // TestLXDCluster runs the driver against real LXD in three namespaces: one
 // node forms the cluster and runs a container, two more join, a container
 // launches on each member, a SIGKILLed member's peers keep launching and it
-// comes back, and a node losing the role evacuates and leaves.
+// comes back, a node losing the role evacuates and leaves, and a move LXD
+// left half-done is finished.
 func TestLXDCluster(t *testing.T) {
 	r := newRig(t, 3)
 	img := busyboxImage(t)
@@ -257,5 +261,30 @@ func TestLXDCluster(t *testing.T) {
 			}
 			return nil
 		})
+	})
+
+	t.Run("a half-done move is finished", func(t *testing.T) {
+		// What LXD 5.0 leaves when the rename back fails: the copy, running
+		// here, under its temporary name.
+		temp := movePrefix + "c0ffee"
+		if err := launch(ctx, c1, "node2", temp); err != nil {
+			t.Fatal(err)
+		}
+		d := &Driver{moves: map[string]moved{"c0ffee": {Name: "healed", Running: true}}}
+		left, err := d.repairMoves(ctx, c1, slog.Default())
+		if err != nil || left != 0 {
+			t.Fatalf("repair: %d left, %v", left, err)
+		}
+		in, _, err := c1.GetInstance("healed")
+		if err != nil || in.Location != "node2" || in.StatusCode != lxdapi.Running {
+			t.Fatalf("after the repair: %+v %v", in, err)
+		}
+		if _, _, err := c1.GetInstance(temp); err == nil {
+			t.Fatalf("%s still there", temp)
+		}
+		// Nothing more to do: a second repair changes nothing.
+		if left, err := d.repairMoves(ctx, c1, slog.Default()); err != nil || left != 0 {
+			t.Fatalf("second repair: %d left, %v", left, err)
+		}
 	})
 }

@@ -39,6 +39,11 @@ type Driver struct {
 	readyIn   time.Duration
 	joinedIn  time.Duration
 	sup       *supervisor.Supervisor
+	// moves are this node's instances as they were before it moved them
+	// (evacuate.go), by volatile.uuid; settleSince is when a leaving node
+	// first found another LXD member not online.
+	moves       map[string]moved
+	settleSince time.Time
 }
 
 // New returns the compute driver.
@@ -496,6 +501,13 @@ func (d *Driver) leave(ctx context.Context, env *driver.Env, p paths, step func(
 			return driver.Result{Again: 5 * time.Second}, fmt.Errorf("list LXD members: %w", err)
 		}
 		if len(ms) > 1 {
+			// A move LXD left half-done (its copy under a temporary name)
+			// is finished before anything else: after this node leaves,
+			// nothing knows the instance's name.
+			if left, err := d.repairMoves(ctx, c, env.Log); err != nil || left > 0 {
+				step(driver.Step{Name: "evacuate LXD instances", State: "failed", Detail: fmt.Sprint(err)})
+				return driver.Result{Again: 5 * time.Second}, err
+			}
 			insts, err := c.GetInstances(lxdapi.InstanceTypeAny)
 			if err != nil {
 				return driver.Result{Again: 5 * time.Second}, fmt.Errorf("list LXD instances: %w", err)
@@ -507,6 +519,17 @@ func (d *Driver) leave(ctx context.Context, env *driver.Env, p paths, step func(
 				}
 			}
 			if n > 0 {
+				members, err := c.GetClusterMembers()
+				if err != nil {
+					return driver.Result{Again: 5 * time.Second}, fmt.Errorf("list LXD members: %w", err)
+				}
+				// Moving toward a member LXD sees offline fails half-way:
+				// wait (bounded) until the others answer its heartbeats.
+				if ok, off := othersOnline(members, me); d.settling(env.Now(), ok) {
+					step(driver.Step{Name: "evacuate LXD instances", State: "waiting", Detail: "for LXD members to be online: " + strings.Join(off, ", ")})
+					return driver.Result{Again: 3 * time.Second}, nil
+				}
+				d.rememberMoves(movesOf(insts, me))
 				step(driver.Step{Name: "evacuate LXD instances", State: "running", Detail: fmt.Sprintf("%d instance(s)", n)})
 				op, err := c.UpdateClusterMemberState(me, lxdapi.ClusterMemberStatePost{Action: "evacuate"})
 				if err == nil {
@@ -514,6 +537,9 @@ func (d *Driver) leave(ctx context.Context, env *driver.Env, p paths, step func(
 				}
 				if err != nil {
 					step(driver.Step{Name: "evacuate LXD instances", State: "failed", Detail: err.Error()})
+					if _, rerr := d.repairMoves(ctx, c, env.Log); rerr != nil {
+						env.Log.Warn("compute: cannot finish a half-done move yet", "error", rerr)
+					}
 					return driver.Result{Again: 10 * time.Second}, fmt.Errorf("evacuate %s's LXD instances: %w", me, err)
 				}
 				step(driver.Step{Name: "evacuate LXD instances", State: "done"})
@@ -746,6 +772,24 @@ func (d *Driver) states(ctx context.Context, env *driver.Env) []PeerState {
 	return out
 }
 
+// stateOf is the compute state of one node (this one directly, another
+// over cloudd's cluster API); false when it does not answer.
+func (d *Driver) stateOf(ctx context.Context, env *driver.Env, node string) (PeerState, bool) {
+	if node == env.Local.Name {
+		return d.localState(ctx, env), true
+	}
+	if env.Peers == nil {
+		return PeerState{}, false
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var ps PeerState
+	if err := env.Peers.Get(pctx, node, "compute/state", &ps); err != nil {
+		return PeerState{}, false
+	}
+	return ps, true
+}
+
 // view is the LXD cluster as the first answering member sees it.
 func view(states []PeerState) *ClusterView {
 	for _, s := range states {
@@ -842,15 +886,25 @@ func nonEmpty(ss []string) []string {
 	return out
 }
 
-// Guard implements driver.Driver: a compute node may leave when its
-// instances can be moved to another online member.
+// Guard implements driver.Driver: a compute node may give up the role when
+// its instances can be moved to another online member; a node is removed
+// after it gave up the role (driver.LeaveRoleFirst) and left the LXD cluster.
 func (d *Driver) Guard(ctx context.Context, env *driver.Env, ch driver.Change) error {
 	if ch.Kind == driver.RemoveRole && ch.Role != roles.Compute {
 		return nil
 	}
 	n, ok := env.Node(ch.Node)
-	if !ok || !n.Has(roles.Compute) {
+	if !ok {
 		return nil
+	}
+	if !n.Has(roles.Compute) {
+		if ch.Kind != driver.RemoveNode || len(env.WithRole(roles.Compute)) == 0 {
+			return nil
+		}
+		if ps, ok := d.stateOf(ctx, env, ch.Node); ok {
+			return guardLeaving(ch.Node, &ps, nil)
+		}
+		return guardLeaving(ch.Node, nil, view(d.states(ctx, env)))
 	}
 	return guardRemoval(ch.Kind, ch.Node, view(d.states(ctx, env)))
 }

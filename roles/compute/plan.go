@@ -25,6 +25,7 @@ import (
 
 	"github.com/cloudctl/cloudctl/api"
 	"github.com/cloudctl/cloudctl/hwprobe"
+	"github.com/cloudctl/cloudctl/roles"
 	"github.com/cloudctl/cloudctl/roles/driver"
 )
 
@@ -288,23 +289,56 @@ func guardRemoval(kind driver.ChangeKind, node string, v *ClusterView) error {
 	if len(names) == 0 {
 		return nil
 	}
-	if kind == driver.RemoveNode {
-		sorted := append([]string(nil), names...)
-		sort.Strings(sorted)
-		return fmt.Errorf("%s runs %d LXD instance(s) (%s): remove its compute role first (`cloudctl role remove %s compute`) so they move to other compute nodes, then remove the node", node, len(names), strings.Join(sorted, ", "), node)
-	}
 	var targets []string
 	for _, m := range v.Members {
 		if m.Name != node && m.Status == "Online" {
 			targets = append(targets, m.Name)
 		}
 	}
-	if len(targets) > 0 {
-		return nil
-	}
 	sorted := append([]string(nil), names...)
 	sort.Strings(sorted)
+	if len(targets) > 0 {
+		if kind == driver.RemoveNode {
+			return driver.LeaveRoleFirst{Role: roles.Compute, Err: fmt.Errorf("%s runs %d LXD instance(s) (%s): they move to %s as it gives up its compute role first", node, len(names), strings.Join(sorted, ", "), strings.Join(targets, ", "))}
+		}
+		return nil
+	}
 	return fmt.Errorf("%s runs %d LXD instance(s) (%s) and no other compute node is online to take them: move, stop or delete them, or add a compute node first", node, len(names), strings.Join(sorted, ", "))
+}
+
+// guardLeaving answers the removal of a node that gave up its compute role,
+// from its own compute state (own, nil when its cloudd does not answer) or
+// else the LXD cluster as the other members see it (v): it may go once its
+// LXD is stopped, after leaving the LXD cluster (its instances moved) and
+// removing its state; before, removing it would cut that short. When
+// nothing answers it waits too (--force overrides, as for any guard).
+func guardLeaving(node string, own *PeerState, v *ClusterView) error {
+	if own != nil {
+		switch {
+		case !own.Running:
+			return nil
+		case own.Clustered:
+			n := 0
+			if own.Cluster != nil {
+				n = len(own.Cluster.Names[node])
+			}
+			return driver.LeaveRoleFirst{Role: roles.Compute, Err: fmt.Errorf("%s is still leaving the LXD cluster (moving its %d instance(s) to other compute nodes)", node, n)}
+		default:
+			return driver.LeaveRoleFirst{Role: roles.Compute, Err: fmt.Errorf("%s left the LXD cluster and is stopping its LXD", node)}
+		}
+	}
+	if v == nil {
+		// Transient while LXD restarts (after leaving its cluster, LXD
+		// restarts standalone): keep waiting. A node that stays silent is
+		// offline, and removing an offline node needs --force anyway.
+		return driver.LeaveRoleFirst{Role: roles.Compute, Err: fmt.Errorf("waiting for %s's LXD, or another compute node's, to answer: whether %s still holds instances cannot be told yet", node, node)}
+	}
+	for _, m := range v.Members {
+		if m.Name == node {
+			return driver.LeaveRoleFirst{Role: roles.Compute, Err: fmt.Errorf("%s is still leaving the LXD cluster (moving its %d instance(s) to other compute nodes)", node, len(v.Names[node]))}
+		}
+	}
+	return nil
 }
 
 // decodeJoinToken reads an LXD cluster join token.

@@ -3,6 +3,7 @@ package compute
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 
@@ -10,6 +11,7 @@ import (
 
 	"github.com/cloudctl/cloudctl/api"
 	"github.com/cloudctl/cloudctl/hwprobe"
+	"github.com/cloudctl/cloudctl/roles"
 	"github.com/cloudctl/cloudctl/roles/driver"
 )
 
@@ -148,11 +150,46 @@ func TestGuardRemoval(t *testing.T) {
 	if err := guardRemoval(driver.RemoveRole, "node1", v); err != nil {
 		t.Fatalf("movable instances refused: %v", err)
 	}
-	if err := guardRemoval(driver.RemoveNode, "node1", v); err == nil || !strings.Contains(err.Error(), "role remove node1 compute") {
-		t.Fatalf("node removal with instances: %v", err)
+	err = guardRemoval(driver.RemoveNode, "node1", v)
+	var first driver.LeaveRoleFirst
+	if !errors.As(err, &first) || first.Role != roles.Compute || !strings.Contains(err.Error(), "they move to node2") {
+		t.Fatalf("node removal with movable instances: want LeaveRoleFirst(compute), got %#v", err)
 	}
 	if err := guardRemoval(driver.RemoveNode, "node2", v); err != nil {
 		t.Fatalf("node removal without instances: %v", err)
+	}
+	v.Members[1].Status = "Offline"
+	if err := guardRemoval(driver.RemoveNode, "node1", v); errors.As(err, &first) || err == nil || !strings.Contains(err.Error(), "no other compute node is online") {
+		t.Fatalf("node removal with nowhere to move: want a refusal, got %#v", err)
+	}
+}
+
+// TestGuardLeaving: a node that gave up the compute role is removed only
+// once its LXD has left the LXD cluster and stopped; when it does not
+// answer, as the other members see it; with no view at all, it waits.
+func TestGuardLeaving(t *testing.T) {
+	var first driver.LeaveRoleFirst
+	own := &PeerState{Running: true, Clustered: true, Cluster: &ClusterView{Names: map[string][]string{"node2": {"web", "db"}}}}
+	if err := guardLeaving("node2", own, nil); !errors.As(err, &first) || !strings.Contains(err.Error(), "still leaving the LXD cluster (moving its 2 instance(s)") {
+		t.Fatalf("still clustered: %#v", err)
+	}
+	own.Clustered = false
+	if err := guardLeaving("node2", own, nil); !errors.As(err, &first) || !strings.Contains(err.Error(), "stopping its LXD") {
+		t.Fatalf("standalone, running: %#v", err)
+	}
+	if err := guardLeaving("node2", &PeerState{}, nil); err != nil {
+		t.Fatalf("stopped: %v", err)
+	}
+	v := &ClusterView{Members: []Member{{Name: "node1", Status: "Online"}, {Name: "node2", Status: "Evacuated"}}, Names: map[string][]string{"node2": {"web"}}}
+	if err := guardLeaving("node2", nil, v); !errors.As(err, &first) || !strings.Contains(err.Error(), "moving its 1 instance(s)") {
+		t.Fatalf("silent, still a member: %#v", err)
+	}
+	v.Members = v.Members[:1]
+	if err := guardLeaving("node2", nil, v); err != nil {
+		t.Fatalf("silent, left: %v", err)
+	}
+	if err := guardLeaving("node2", nil, nil); !errors.As(err, &first) || !strings.Contains(err.Error(), "cannot be told yet") {
+		t.Fatalf("no view: %#v", err)
 	}
 }
 

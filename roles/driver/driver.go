@@ -109,6 +109,21 @@ type Unforceable struct{ Err error }
 func (u Unforceable) Error() string { return u.Err.Error() }
 func (u Unforceable) Unwrap() error { return u.Err }
 
+// LeaveRoleFirst is a guard's answer to removing a node (RemoveNode) that
+// may go once it has given up Role, because leaving the role moves what it
+// holds to other nodes (a compute node's instances). The daemon then removes
+// the role (asking RemoveRole's guards) and the node is removed when a later
+// request finds every guard content; until then the removal is pending. A
+// guard also answers it while the node is still leaving the role. Err says
+// what moves, for a person.
+type LeaveRoleFirst struct {
+	Role roles.Role
+	Err  error
+}
+
+func (l LeaveRoleFirst) Error() string { return l.Err.Error() }
+func (l LeaveRoleFirst) Unwrap() error { return l.Err }
+
 // Port is one port a role needs on a node.
 type Port struct {
 	Number int `json:"port"`
