@@ -22,7 +22,11 @@ import (
 
 // guard asks every driver whether ch may go ahead. A refusal is one
 // sentence; --force overrides it unless the driver said it cannot be forced.
+// A node's removal that waits for it to give up a role first
+// (driver.LeaveRoleFirst) is returned as such, but only when no other
+// driver refuses: a refusal must come before the role is taken away.
 func (d *Daemon) guard(ctx context.Context, env *driver.Env, ch driver.Change) error {
+	var pending *driver.LeaveRoleFirst
 	for _, dr := range d.drivers {
 		err := dr.Guard(ctx, d.envFor(env, dr), ch)
 		if err == nil {
@@ -31,13 +35,19 @@ func (d *Daemon) guard(ctx context.Context, env *driver.Env, ch driver.Change) e
 		var uf driver.Unforceable
 		var first driver.LeaveRoleFirst
 		if !ch.Force && ch.Kind == driver.RemoveNode && errors.As(err, &first) {
-			return first
+			if pending == nil {
+				pending = &first
+			}
+			continue
 		}
 		if ch.Force && !errors.As(err, &uf) {
 			d.log.Warn("going ahead by force", "change", string(ch.Kind), "node", ch.Node, "role", dr.Name(), "refusal", err)
 			continue
 		}
 		return lxdapi.StatusErrorf(http.StatusConflict, "%s", err.Error())
+	}
+	if pending != nil {
+		return *pending
 	}
 	return nil
 }

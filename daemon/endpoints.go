@@ -186,7 +186,11 @@ func nextRoles(n nodeRow, ch api.RolesChange, leaving bool) ([]roles.Role, error
 	cur := toRoles(n.Roles)
 	for _, r := range ch.Remove {
 		if !roles.Has(cur, roles.Role(r)) {
-			return nil, lxdapi.StatusErrorf(http.StatusBadRequest, "%s does not have the %s role (it has: %s)", n.Name, r, strings.Join(n.Roles, ", "))
+			has := strings.Join(n.Roles, ", ")
+			if has == "" {
+				has = "none: it is being removed"
+			}
+			return nil, lxdapi.StatusErrorf(http.StatusBadRequest, "%s does not have the %s role (it has: %s)", n.Name, r, has)
 		}
 	}
 	next := []roles.Role{}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -159,6 +160,29 @@ func TestGuard(t *testing.T) {
 	soft.guard = driver.Unforceable{Err: errors.New("never")}
 	if err := d.guard(t.Context(), env, driver.Change{Kind: driver.RemoveRole, Node: "a", Role: roles.Control, Force: true}); err == nil {
 		t.Fatal("force overrode an unforceable refusal")
+	}
+}
+
+// TestGuardLeaveRoleFirst: a driver asking a node to give up its role
+// first is answered as such only when no other driver refuses (whatever
+// their order), so a refusal comes before the role is taken away; --force
+// goes ahead.
+func TestGuardLeaveRoleFirst(t *testing.T) {
+	wait := &fakeDriver{name: "compute", role: roles.Compute, guard: driver.LeaveRoleFirst{Role: roles.Compute, Err: errors.New("instances move first")}}
+	refuse := &fakeDriver{name: "storage", role: roles.Storage, guard: errors.New("would lose data")}
+	d := testDaemon(t, wait, refuse)
+	env := envWith("a", driver.Node{Name: "a", Roles: []roles.Role{roles.Compute, roles.Storage}})
+	var first driver.LeaveRoleFirst
+	err := d.guard(t.Context(), env, driver.Change{Kind: driver.RemoveNode, Node: "a"})
+	if errors.As(err, &first) || err == nil || !strings.Contains(err.Error(), "would lose data") {
+		t.Fatalf("a later refusal must win over LeaveRoleFirst: %#v", err)
+	}
+	refuse.guard = nil
+	if err := d.guard(t.Context(), env, driver.Change{Kind: driver.RemoveNode, Node: "a"}); !errors.As(err, &first) || first.Role != roles.Compute {
+		t.Fatalf("want LeaveRoleFirst(compute), got %#v", err)
+	}
+	if err := d.guard(t.Context(), env, driver.Change{Kind: driver.RemoveNode, Node: "a", Force: true}); err != nil {
+		t.Fatalf("--force: %v", err)
 	}
 }
 

@@ -270,7 +270,9 @@ func TestCompute(t *testing.T) {
 			t.Fatalf("no instance on node2 to move: %+v", insts)
 		}
 		t0 := time.Now()
-		r := n1.Run("cluster", "remove", "node2")
+		// The CLI waits up to 15 minutes (a settle wait of at most 2,
+		// the moves, LXD's restart and stop): give it 12 here.
+		r := n1.RunFor(12*time.Minute, "cluster", "remove", "node2")
 		if r.Code != 0 || !strings.Contains(r.Stderr, "as it gives up its compute role first") || !strings.Contains(r.Stdout, "Removed node2") {
 			t.Fatalf("cluster remove node2 (runs %v): exit %d\n%s%s\nnode1: %s\nnode2: %s", moving, r.Code, r.Stdout, r.Stderr, n1.LogTail(20), n2.LogTail(20))
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -239,14 +240,17 @@ func removeNode(ctx context.Context, a *app, c *client.Client, name string, forc
 	ctx, cancel := context.WithTimeout(ctx, removeWait)
 	defer cancel()
 	last, role := "", ""
-	stopped := func() error {
-		return fmt.Errorf("stopped waiting for %s (%s): it has given up its %s role; run `cloudctl cluster remove %s` again to finish", name, last, role, name)
+	stopped := func(err error) error {
+		return fmt.Errorf("%s has given up its %s role but is not removed yet (%v): run `cloudctl cluster remove %s` again to finish, or `cloudctl role add %s %s` to keep it", name, role, err, name, name, role)
 	}
 	for {
 		r, err := c.Remove(ctx, name, force)
 		if err != nil {
-			if ctx.Err() != nil && role != "" {
-				return stopped()
+			if role != "" {
+				if ctx.Err() != nil {
+					err = errors.New("stopped waiting")
+				}
+				return stopped(err)
 			}
 			return err
 		}
@@ -259,7 +263,7 @@ func removeNode(ctx context.Context, a *app, c *client.Client, name string, forc
 		}
 		select {
 		case <-ctx.Done():
-			return stopped()
+			return stopped(errors.New("stopped waiting"))
 		case <-time.After(2 * time.Second):
 		}
 	}

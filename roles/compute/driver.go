@@ -543,6 +543,7 @@ func (d *Driver) leave(ctx context.Context, env *driver.Env, p paths, step func(
 					return driver.Result{Again: 10 * time.Second}, fmt.Errorf("evacuate %s's LXD instances: %w", me, err)
 				}
 				step(driver.Step{Name: "evacuate LXD instances", State: "done"})
+				d.settling(env.Now(), true)
 			}
 			step(driver.Step{Name: "leave the LXD cluster", State: "running"})
 			if err := c.DeleteClusterMember(me, false); err != nil {
@@ -671,7 +672,8 @@ func (d *Driver) Stop(ctx context.Context) error {
 
 // localState reads this node's LXD without starting or creating anything.
 func (d *Driver) localState(ctx context.Context, env *driver.Env) PeerState {
-	ps := PeerState{Node: env.Local.Name}
+	p := pathsIn(env.Dir)
+	ps := PeerState{Node: env.Local.Name, Left: !hasState(p)}
 	if d.RBDPresent != nil {
 		ps.RBD = d.RBDPresent()
 	}
@@ -684,7 +686,6 @@ func (d *Driver) localState(ctx context.Context, env *driver.Env) PeerState {
 			ps.RSSKiB = rssKiB(st.Pid)
 		}
 	}
-	p := pathsIn(env.Dir)
 	c, err := ready(ctx, p)
 	if err != nil {
 		ps.Error = "LXD does not answer"
@@ -898,11 +899,14 @@ func (d *Driver) Guard(ctx context.Context, env *driver.Env, ch driver.Change) e
 		return nil
 	}
 	if !n.Has(roles.Compute) {
-		if ch.Kind != driver.RemoveNode || len(env.WithRole(roles.Compute)) == 0 {
+		if ch.Kind != driver.RemoveNode {
 			return nil
 		}
 		if ps, ok := d.stateOf(ctx, env, ch.Node); ok {
 			return guardLeaving(ch.Node, &ps, nil)
+		}
+		if len(env.WithRole(roles.Compute)) == 0 {
+			return nil
 		}
 		return guardLeaving(ch.Node, nil, view(d.states(ctx, env)))
 	}

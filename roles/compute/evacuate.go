@@ -88,8 +88,8 @@ func othersOnline(ms []lxdapi.ClusterMember, me string) (bool, []string) {
 }
 
 // rememberMoves records what this node knew of its instances before moving
-// them (kept for this process's life: a repair after a restart of cloudd is
-// left to a person, with the instance's temporary name in the log).
+// them (kept for this process's life: after a restart of cloudd, a copy left
+// under a temporary name is only logged, and a person renames it).
 func (d *Driver) rememberMoves(m map[string]moved) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -111,14 +111,20 @@ func (d *Driver) repairMoves(ctx context.Context, c lxd.InstanceServer, log *slo
 		known[id] = m
 	}
 	d.mu.Unlock()
-	if len(known) == 0 {
-		return 0, nil
-	}
 	insts, err := c.GetInstances(lxdapi.InstanceTypeAny)
 	if err != nil {
 		return 0, fmt.Errorf("list LXD instances: %w", err)
 	}
 	todo := halfMoved(insts, known)
+	fixable := map[string]bool{}
+	for _, r := range todo {
+		fixable[r.Temp] = true
+	}
+	for _, in := range insts {
+		if strings.HasPrefix(in.Name, movePrefix) && !fixable[in.Name] {
+			log.Warn("compute: an instance is left under LXD's temporary name of a move and its name is not known here (cloudd restarted since, or the name is taken): rename it with `lxc move`", "instance", in.Name, "location", in.Location)
+		}
+	}
 	for i, r := range todo {
 		if err := finishMove(ctx, c, r); err != nil {
 			return len(todo) - i, fmt.Errorf("give %s its name %s back after a half-done move: %w", r.Temp, r.Name, err)

@@ -73,10 +73,13 @@ func configChanges(have map[string]any, want map[string]string) map[string]strin
 type PeerState struct {
 	Node string `json:"node"`
 	// Running: LXD runs and answers; Clustered: it is an LXD cluster member.
-	Running   bool   `json:"running"`
-	Clustered bool   `json:"clustered"`
-	Address   string `json:"address,omitempty"`
-	Error     string `json:"error,omitempty"`
+	Running   bool `json:"running"`
+	Clustered bool `json:"clustered"`
+	// Left: this node holds no LXD state (never had any, or removed it
+	// after leaving the role).
+	Left    bool   `json:"left"`
+	Address string `json:"address,omitempty"`
+	Error   string `json:"error,omitempty"`
 	// VMs is true when the node offers virtual machines; VMReason says why not.
 	VMs      bool   `json:"vms"`
 	VMReason string `json:"vm_reason,omitempty"`
@@ -308,15 +311,21 @@ func guardRemoval(kind driver.ChangeKind, node string, v *ClusterView) error {
 
 // guardLeaving answers the removal of a node that gave up its compute role,
 // from its own compute state (own, nil when its cloudd does not answer) or
-// else the LXD cluster as the other members see it (v): it may go once its
-// LXD is stopped, after leaving the LXD cluster (its instances moved) and
-// removing its state; before, removing it would cut that short. When
-// nothing answers it waits too (--force overrides, as for any guard).
+// else the LXD cluster as the other members see it (v): it may go once it
+// holds no LXD state (removed last, after leaving the LXD cluster with its
+// instances moved and stopping LXD); before, removing it would cut that
+// short. When nothing answers it waits too (--force overrides, as for any
+// guard).
 func guardLeaving(node string, own *PeerState, v *ClusterView) error {
 	if own != nil {
 		switch {
-		case !own.Running:
+		case own.Left:
 			return nil
+		case !own.Running:
+			// LXD not answering says nothing: it may be restarting in the
+			// middle of the evacuation (and it runs on after leaving,
+			// until its state is removed).
+			return driver.LeaveRoleFirst{Role: roles.Compute, Err: fmt.Errorf("%s still holds LXD state and its LXD does not answer yet", node)}
 		case own.Clustered:
 			n := 0
 			if own.Cluster != nil {

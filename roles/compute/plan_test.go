@@ -165,7 +165,8 @@ func TestGuardRemoval(t *testing.T) {
 }
 
 // TestGuardLeaving: a node that gave up the compute role is removed only
-// once its LXD has left the LXD cluster and stopped; when it does not
+// once it holds no LXD state (it left the LXD cluster, stopped LXD and
+// removed its state); when it does not
 // answer, as the other members see it; with no view at all, it waits.
 func TestGuardLeaving(t *testing.T) {
 	var first driver.LeaveRoleFirst
@@ -177,8 +178,12 @@ func TestGuardLeaving(t *testing.T) {
 	if err := guardLeaving("node2", own, nil); !errors.As(err, &first) || !strings.Contains(err.Error(), "stopping its LXD") {
 		t.Fatalf("standalone, running: %#v", err)
 	}
-	if err := guardLeaving("node2", &PeerState{}, nil); err != nil {
-		t.Fatalf("stopped: %v", err)
+	// LXD not answering is no proof: it may restart mid-evacuation.
+	if err := guardLeaving("node2", &PeerState{}, nil); !errors.As(err, &first) || !strings.Contains(err.Error(), "still holds LXD state") {
+		t.Fatalf("silent LXD with state: %#v", err)
+	}
+	if err := guardLeaving("node2", &PeerState{Left: true}, nil); err != nil {
+		t.Fatalf("state removed: %v", err)
 	}
 	v := &ClusterView{Members: []Member{{Name: "node1", Status: "Online"}, {Name: "node2", Status: "Evacuated"}}, Names: map[string][]string{"node2": {"web"}}}
 	if err := guardLeaving("node2", nil, v); !errors.As(err, &first) || !strings.Contains(err.Error(), "moving its 1 instance(s)") {

@@ -480,6 +480,12 @@ func (nd *Node) Run(args ...string) Result {
 	return nd.run(3*time.Minute, args...)
 }
 
+// RunFor is Run with a time limit of its own, for commands that wait
+// longer than Run allows (a removal that moves instances first).
+func (nd *Node) RunFor(timeout time.Duration, args ...string) Result {
+	return nd.run(timeout, args...)
+}
+
 func (nd *Node) run(timeout time.Duration, args ...string) Result {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()

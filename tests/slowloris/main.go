@@ -7,16 +7,18 @@
 // WAIT (a Go duration) it prints "still open K" and exits 1.
 //
 // "slowloris hold ADDR N" opens N connections one after the other, each
-// finishing a TLS handshake, prints "held X refused Y" (the handshakes the
-// server cut), keeps the held ones open until its standard input closes,
-// then closes them and exits 0.
+// finishing a TLS handshake and one kept-alive request, prints "held X
+// refused Y" (those the server cut), keeps the held ones open (idle) until
+// its standard input closes, then closes them and exits 0.
 package main
 
 import (
+	"bufio"
 	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"strconv"
 	"sync"
@@ -130,6 +132,13 @@ func hold(addr, count string) {
 			c.Close()
 			continue
 		}
+		// One whole request, so the connection then waits idle under the
+		// server's idle timeout (minutes), not its header timeout (10 s).
+		if err := request(tc); err != nil {
+			refused++
+			c.Close()
+			continue
+		}
 		_ = tc.SetDeadline(time.Time{})
 		held = append(held, tc)
 	}
@@ -138,6 +147,21 @@ func hold(addr, count string) {
 	for _, c := range held {
 		c.Close()
 	}
+}
+
+// request sends GET /cluster/1.0 on c, keeping it alive, and reads the
+// whole answer (any status).
+func request(c net.Conn) error {
+	if _, err := io.WriteString(c, "GET /cluster/1.0 HTTP/1.1\r\nHost: cloudd\r\n\r\n"); err != nil {
+		return err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(io.Discard, resp.Body)
+	return err
 }
 
 func fail(err error) {
