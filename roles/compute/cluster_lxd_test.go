@@ -80,28 +80,20 @@ func TestLXDCluster(t *testing.T) {
 		// One join at a time, as cloudctl users join nodes: with both
 		// given the role at once, node3's LXD hung in its join once
 		// (an open problem of concurrent LXD joins, docs/compute.md).
-		r.setRoles("node2", []roles.Role{roles.Compute})
-		r.eventually(3*time.Minute, "two LXD members online", func() error {
-			on, err := r.online(ctx, n1)
-			if err != nil {
-				return err
-			}
-			if len(on) != 2 {
-				return fmt.Errorf("online: %v", on)
-			}
-			return nil
-		})
-		r.setRoles("node3", []roles.Role{roles.Compute})
-		r.eventually(3*time.Minute, "three LXD members online", func() error {
-			on, err := r.online(ctx, n1)
-			if err != nil {
-				return err
-			}
-			if len(on) != 3 {
-				return fmt.Errorf("online: %v", on)
-			}
-			return nil
-		})
+		for i, name := range []string{"node2", "node3"} {
+			want := i + 2
+			r.setRoles(name, []roles.Role{roles.Compute})
+			r.eventually(3*time.Minute, fmt.Sprintf("%d LXD members online", want), func() error {
+				on, err := r.online(ctx, n1)
+				if err != nil {
+					return err
+				}
+				if len(on) != want {
+					return fmt.Errorf("online: %v", on)
+				}
+				return nil
+			})
+		}
 		t.Logf("two members joined in %s", time.Since(t0).Round(time.Millisecond))
 		for _, n := range []*rigNode{n2, n3} {
 			var ps PeerState
