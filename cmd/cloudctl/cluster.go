@@ -190,7 +190,17 @@ func newClusterRemoveCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "remove NAME",
 		Short: "Remove a member from the cluster (--force when it is unreachable)",
-		Args:  exactArgs(1, "cloudctl cluster remove NAME"),
+		Long: `Remove a member from the cluster.
+
+Each role is asked first. A member whose role can hand its work over gives
+that role up before it goes (a compute node's instances move to the other
+compute nodes): the command waits, at most 15 minutes, printing why, and
+run again it picks up where it stopped. A removal that would lose data or
+break a layer is refused with the reason and changes nothing.
+
+--force removes the member at once, without asking its roles: what only it
+held is lost. Use it for a member that is gone for good.`,
+		Args: exactArgs(1, "cloudctl cluster remove NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.connect()
 			if err != nil {

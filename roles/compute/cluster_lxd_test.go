@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -19,8 +20,9 @@ import (
 // TestLXDCluster runs the driver against real LXD in three namespaces: one
 // node forms the cluster and runs a container, two more join, a container
 // launches on each member, a SIGKILLed member's peers keep launching and it
-// comes back, a node losing the role evacuates and leaves, and a move LXD
-// left half-done is finished.
+// comes back, the leader losing the role hands its leadership over,
+// evacuates and leaves, a move LXD left half-done is finished, and the only
+// database voter of two members stays.
 func TestLXDCluster(t *testing.T) {
 	r := newRig(t, 3)
 	img := busyboxImage(t)
@@ -224,14 +226,42 @@ func TestLXDCluster(t *testing.T) {
 		})
 	})
 
-	t.Run("role removal evacuates and leaves", func(t *testing.T) {
+	// The LXD leader loses the role: it hands its leadership over (LXD
+	// does when it stops), evacuates and leaves; the others go on.
+	var keep []*rigNode
+	t.Run("the leader's role removal hands over, evacuates and leaves", func(t *testing.T) {
+		var gone *rigNode
+		r.eventually(2*time.Minute, "an LXD leader and another voter", func() error {
+			ms, err := c1.GetClusterMembers()
+			if err != nil {
+				return err
+			}
+			leader, voter := "", ""
+			for _, n := range r.nodes {
+				if l, v := leadership(members(ms), n.name); l {
+					leader, voter = n.name, v
+				}
+			}
+			if leader == "" || voter == "" {
+				return fmt.Errorf("members: %+v", ms)
+			}
+			gone = r.node(leader)
+			return nil
+		})
+		keep = nil
+		for _, n := range r.nodes {
+			if n != gone {
+				keep = append(keep, n)
+			}
+		}
+		c1 = r.lxd(keep[0])
 		var g map[string]string
-		if err := agentCall(ctx, r.root, "node1", "GET", "guard/node3", nil, &g); err != nil || g["refused"] != "" {
+		if err := agentCall(ctx, r.root, keep[0].name, "GET", "guard/"+gone.name, nil, &g); err != nil || g["refused"] != "" {
 			t.Fatalf("guard: %v %v", g, err)
 		}
 		t0 := time.Now()
-		r.setRoles("node3", nil)
-		r.eventually(3*time.Minute, "node3 left the LXD cluster", func() error {
+		r.setRoles(gone.name, nil)
+		r.eventually(3*time.Minute, gone.name+" left the LXD cluster", func() error {
 			ms, err := c1.GetClusterMemberNames()
 			if err != nil {
 				return err
@@ -241,14 +271,17 @@ func TestLXDCluster(t *testing.T) {
 			}
 			return nil
 		})
-		t.Logf("evacuated and left in %s", time.Since(t0).Round(time.Millisecond))
-		in, _, err := c1.GetInstance("on-node3")
-		if err != nil || in.Location == "node3" {
-			t.Fatalf("on-node3 after evacuation: %+v %v", in, err)
+		t.Logf("%s (the leader) evacuated and left in %s", gone.name, time.Since(t0).Round(time.Millisecond))
+		if b, _ := os.ReadFile(gone.log); !strings.Contains(string(b), "hand its database leadership over") {
+			t.Fatalf("%s left without handing its leadership over:\n%s", gone.name, r.logTail(gone))
 		}
-		t.Logf("on-node3 moved to %s, %s", in.Location, in.Status)
-		r.eventually(time.Minute, "node3's LXD state removed", func() error {
-			if hasState(pathsIn(filepath.Join(r.root, "node3", "compute"))) {
+		in, _, err := c1.GetInstance("on-" + gone.name)
+		if err != nil || in.Location == gone.name {
+			t.Fatalf("on-%s after evacuation: %+v %v", gone.name, in, err)
+		}
+		t.Logf("on-%s moved to %s, %s", gone.name, in.Location, in.Status)
+		r.eventually(time.Minute, gone.name+"'s LXD state removed", func() error {
+			if hasState(pathsIn(filepath.Join(r.root, gone.name, "compute"))) {
 				return fmt.Errorf("state still there")
 			}
 			return nil
@@ -259,7 +292,7 @@ func TestLXDCluster(t *testing.T) {
 		// What LXD 5.0 leaves when the rename back fails: the copy, running
 		// here, under its temporary name.
 		temp := movePrefix + "c0ffee"
-		if err := launch(ctx, c1, "node2", temp); err != nil {
+		if err := launch(ctx, c1, keep[1].name, temp); err != nil {
 			t.Fatal(err)
 		}
 		d := &Driver{moves: map[string]moved{"c0ffee": {Name: "healed", Running: true}}}
@@ -268,7 +301,7 @@ func TestLXDCluster(t *testing.T) {
 			t.Fatalf("repair: %d left, %v", left, err)
 		}
 		in, _, err := c1.GetInstance("healed")
-		if err != nil || in.Location != "node2" || in.StatusCode != lxdapi.Running {
+		if err != nil || in.Location != keep[1].name || in.StatusCode != lxdapi.Running {
 			t.Fatalf("after the repair: %+v %v", in, err)
 		}
 		if _, _, err := c1.GetInstance(temp); err == nil {
@@ -277,6 +310,44 @@ func TestLXDCluster(t *testing.T) {
 		// Nothing more to do: a second repair changes nothing.
 		if left, err := d.repairMoves(ctx, c1, slog.Default()); err != nil || left != 0 {
 			t.Fatalf("second repair: %d left, %v", left, err)
+		}
+	})
+
+	// Two members keep one database voter, the leader: its removal is
+	// refused, and a leader that lost the role anyway waits instead of
+	// leaving (LXD 5.0 lost its database when it left).
+	t.Run("the only database voter of two stays", func(t *testing.T) {
+		var leader *rigNode
+		r.eventually(time.Minute, "the LXD leader of two", func() error {
+			ms, err := c1.GetClusterMembers()
+			if err != nil {
+				return err
+			}
+			for _, n := range keep {
+				if l, v := leadership(members(ms), n.name); l && v == "" {
+					leader = n
+					return nil
+				}
+			}
+			return fmt.Errorf("members: %+v", ms)
+		})
+		var g map[string]string
+		if err := agentCall(ctx, r.root, keep[0].name, "GET", "guard/"+leader.name, nil, &g); err != nil || !strings.Contains(g["refused"], "only database copy") {
+			t.Fatalf("guard on %s: %v %v", leader.name, g, err)
+		}
+		t.Logf("guard: %s", g["refused"])
+		r.setRoles(leader.name, nil)
+		r.eventually(time.Minute, leader.name+" waits", func() error {
+			if b, _ := os.ReadFile(leader.log); !strings.Contains(string(b), "state=waiting detail=\""+leader.name+" holds the LXD cluster's only database copy") {
+				return fmt.Errorf("not waiting yet")
+			}
+			return nil
+		})
+		if ms, err := c1.GetClusterMemberNames(); err != nil || len(ms) != 2 {
+			t.Fatalf("LXD members while %s waits: %v %v", leader.name, ms, err)
+		}
+		if _, err := c1.GetInstances(lxdapi.InstanceTypeAny); err != nil {
+			t.Fatalf("the LXD database while %s waits: %v", leader.name, err)
 		}
 	})
 }

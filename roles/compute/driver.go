@@ -545,6 +545,30 @@ func (d *Driver) leave(ctx context.Context, env *driver.Env, p paths, step func(
 				step(driver.Step{Name: "evacuate LXD instances", State: "done"})
 				d.settling(env.Now(), true)
 			}
+			// The leader never removes itself: measured with LXD 5.0.2
+			// (raft 0.15), a two-member cluster whose leader left lost its
+			// database for good ("server has lost leadership", then no
+			// leader on either member). LXD hands its leadership to
+			// another online voter when it stops: stop it, and go on once
+			// it is back and another member leads. With no other voter
+			// (below three members LXD keeps one), wait: a third compute
+			// node makes one (the guard refuses to start this).
+			ms, err := c.GetClusterMembers()
+			if err != nil {
+				return driver.Result{Again: 5 * time.Second}, fmt.Errorf("list LXD members: %w", err)
+			}
+			if leader, voter := leadership(members(ms), me); leader {
+				if voter == "" {
+					step(driver.Step{Name: "leave the LXD cluster", State: "waiting", Detail: soleVoter(me).Error()})
+					return driver.Result{Again: 5 * time.Second}, nil
+				}
+				step(driver.Step{Name: "leave the LXD cluster", State: "running", Detail: "handing the LXD database leadership to " + voter})
+				env.Log.Info("compute: restarting LXD to hand its database leadership over before leaving", "to", voter)
+				if err := d.Stop(ctx); err != nil {
+					return driver.Result{Again: 5 * time.Second}, fmt.Errorf("stop LXD to hand its leadership over: %w", err)
+				}
+				return driver.Result{Again: time.Second}, nil
+			}
 			step(driver.Step{Name: "leave the LXD cluster", State: "running"})
 			if err := c.DeleteClusterMember(me, false); err != nil {
 				return driver.Result{Again: 10 * time.Second}, fmt.Errorf("leave the LXD cluster: %w", err)
@@ -728,7 +752,7 @@ func clusterView(c lxd.InstanceServer) (*ClusterView, error) {
 	}
 	v := &ClusterView{Instances: map[string]int{}, Names: map[string][]string{}}
 	for _, m := range ms {
-		v.Members = append(v.Members, Member{Name: m.ServerName, URL: m.URL, Status: m.Status, Message: m.Message, Roles: m.Roles})
+		v.Members = append(v.Members, members([]lxdapi.ClusterMember{m})...)
 		v.Instances[m.ServerName] = 0
 	}
 	insts, err := c.GetInstances(lxdapi.InstanceTypeAny)

@@ -179,3 +179,29 @@ func (d *Driver) settling(now time.Time, allOnline bool) bool {
 	}
 	return now.Sub(d.settleSince) < settleWait
 }
+
+// leadership tells whether me leads the LXD database, and names an online
+// member that is a database voter and could take the lead over. Below three
+// members LXD keeps a single voter, the leader: then there is none.
+func leadership(ms []Member, me string) (leader bool, voter string) {
+	for _, m := range ms {
+		for _, r := range m.Roles {
+			switch {
+			case r == "database-leader" && m.Name == me:
+				leader = true
+			case r == "database" && m.Name != me && m.Status == "Online" && voter == "":
+				voter = m.Name
+			}
+		}
+	}
+	return leader, voter
+}
+
+// members converts LXD's member list.
+func members(ms []lxdapi.ClusterMember) []Member {
+	out := make([]Member, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, Member{Name: m.ServerName, URL: m.URL, Status: m.Status, Message: m.Message, Roles: m.Roles})
+	}
+	return out
+}

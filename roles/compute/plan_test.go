@@ -164,6 +164,61 @@ func TestGuardRemoval(t *testing.T) {
 	}
 }
 
+// TestGuardSoleVoter: the only database voter of an LXD cluster with other
+// members (two members keep one, the leader) is not let go, with or without
+// instances, by role or node removal; with another voter online it is, and
+// alone it is (nothing is left to lose).
+func TestGuardSoleVoter(t *testing.T) {
+	v := &ClusterView{Members: []Member{
+		{Name: "node1", Status: "Online", Roles: []string{"database-leader", "database"}},
+		{Name: "node2", Status: "Online"},
+	}}
+	for _, kind := range []driver.ChangeKind{driver.RemoveRole, driver.RemoveNode} {
+		err := guardRemoval(kind, "node1", v)
+		var first driver.LeaveRoleFirst
+		if err == nil || errors.As(err, &first) || !strings.Contains(err.Error(), "node1 holds the LXD cluster's only database copy") || !strings.Contains(err.Error(), "add a compute node first") {
+			t.Fatalf("%v of the sole voter: %#v", kind, err)
+		}
+	}
+	if err := guardRemoval(driver.RemoveRole, "node2", v); err != nil {
+		t.Fatalf("the spare refused: %v", err)
+	}
+	// An offline voter does not count: the leader still holds the only
+	// copy that answers.
+	v.Members = append(v.Members, Member{Name: "node3", Status: "Offline", Roles: []string{"database"}})
+	if err := guardRemoval(driver.RemoveRole, "node1", v); err == nil {
+		t.Fatal("leader with only an offline voter let go")
+	}
+	v.Members[2].Status = "Online"
+	if err := guardRemoval(driver.RemoveRole, "node1", v); err != nil {
+		t.Fatalf("leader with another voter online refused: %v", err)
+	}
+	alone := &ClusterView{Members: v.Members[:1]}
+	if err := guardRemoval(driver.RemoveNode, "node1", alone); err != nil {
+		t.Fatalf("the only member refused: %v", err)
+	}
+}
+
+// TestLeadership reads leadership from LXD's member roles.
+func TestLeadership(t *testing.T) {
+	ms := []Member{
+		{Name: "a", Status: "Online", Roles: []string{"database"}},
+		{Name: "b", Status: "Online", Roles: []string{"database-leader", "database"}},
+		{Name: "c", Status: "Offline", Roles: []string{"database"}},
+		{Name: "d", Status: "Online", Roles: []string{"database-standby"}},
+	}
+	if l, v := leadership(ms, "b"); !l || v != "a" {
+		t.Fatalf("b: %v %q", l, v)
+	}
+	if l, v := leadership(ms, "a"); l || v != "b" {
+		t.Fatalf("a: %v %q", l, v)
+	}
+	ms[0].Status = "Offline"
+	if l, v := leadership(ms, "b"); !l || v != "" {
+		t.Fatalf("b with no online voter: %v %q", l, v)
+	}
+}
+
 // TestGuardLeaving: a node that gave up the compute role is removed only
 // once it holds no LXD state (it left the LXD cluster, stopped LXD and
 // removed its state); when it does not
