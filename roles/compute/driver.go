@@ -934,5 +934,9 @@ func (d *Driver) Guard(ctx context.Context, env *driver.Env, ch driver.Change) e
 		}
 		return guardLeaving(ch.Node, nil, view(d.states(ctx, env)))
 	}
-	return guardRemoval(ch.Kind, ch.Node, view(d.states(ctx, env)))
+	compute := map[string]bool{}
+	for _, c := range env.WithRole(roles.Compute) {
+		compute[c.Name] = true
+	}
+	return guardRemoval(ch.Kind, ch.Node, view(d.states(ctx, env)), compute)
 }

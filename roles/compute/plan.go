@@ -281,10 +281,11 @@ func isVoter(roles []string) bool {
 }
 
 // guardRemoval says whether node can leave the LXD cluster without losing
-// instances: they can be moved when another member is online and the node
-// gives up its compute role (which evacuates); removing a node with
-// instances outright would lose them.
-func guardRemoval(kind driver.ChangeKind, node string, v *ClusterView) error {
+// instances: they can be moved when another member that keeps the compute
+// role (in compute) is online and the node gives up its compute role
+// (which evacuates); removing a node with instances outright would lose
+// them.
+func guardRemoval(kind driver.ChangeKind, node string, v *ClusterView, compute map[string]bool) error {
 	if v == nil {
 		return nil
 	}
@@ -297,7 +298,7 @@ func guardRemoval(kind driver.ChangeKind, node string, v *ClusterView) error {
 	}
 	var targets []string
 	for _, m := range v.Members {
-		if m.Name != node && m.Status == "Online" {
+		if m.Name != node && m.Status == "Online" && compute[m.Name] {
 			targets = append(targets, m.Name)
 		}
 	}

@@ -135,31 +135,37 @@ func TestHAVerdict(t *testing.T) {
 }
 
 func TestGuardRemoval(t *testing.T) {
+	all := map[string]bool{"node1": true, "node2": true, "node3": true}
 	v := &ClusterView{
 		Members: []Member{{Name: "node1", Status: "Online"}, {Name: "node2", Status: "Offline"}},
 		Names:   map[string][]string{"node1": {"web", "db"}},
 	}
-	err := guardRemoval(driver.RemoveRole, "node1", v)
+	err := guardRemoval(driver.RemoveRole, "node1", v, all)
 	if err == nil || !strings.Contains(err.Error(), "db, web") || !strings.Contains(err.Error(), "no other compute node is online") {
 		t.Fatalf("refusal: %v", err)
 	}
-	if err := guardRemoval(driver.RemoveRole, "node2", v); err != nil {
+	if err := guardRemoval(driver.RemoveRole, "node2", v, all); err != nil {
 		t.Fatalf("node without instances refused: %v", err)
 	}
 	v.Members[1].Status = "Online"
-	if err := guardRemoval(driver.RemoveRole, "node1", v); err != nil {
+	if err := guardRemoval(driver.RemoveRole, "node1", v, all); err != nil {
 		t.Fatalf("movable instances refused: %v", err)
 	}
-	err = guardRemoval(driver.RemoveNode, "node1", v)
+	err = guardRemoval(driver.RemoveNode, "node1", v, all)
 	var first driver.LeaveRoleFirst
 	if !errors.As(err, &first) || first.Role != roles.Compute || !strings.Contains(err.Error(), "they move to node2") {
 		t.Fatalf("node removal with movable instances: want LeaveRoleFirst(compute), got %#v", err)
 	}
-	if err := guardRemoval(driver.RemoveNode, "node2", v); err != nil {
+	if err := guardRemoval(driver.RemoveNode, "node2", v, all); err != nil {
 		t.Fatalf("node removal without instances: %v", err)
 	}
+	// An online member that gave up the compute role (leaving, or never
+	// had it) takes nothing.
+	if err := guardRemoval(driver.RemoveRole, "node1", v, map[string]bool{"node1": true}); err == nil || !strings.Contains(err.Error(), "no other compute node is online") {
+		t.Fatalf("only a member without the role online: want a refusal, got %v", err)
+	}
 	v.Members[1].Status = "Offline"
-	if err := guardRemoval(driver.RemoveNode, "node1", v); errors.As(err, &first) || err == nil || !strings.Contains(err.Error(), "no other compute node is online") {
+	if err := guardRemoval(driver.RemoveNode, "node1", v, all); errors.As(err, &first) || err == nil || !strings.Contains(err.Error(), "no other compute node is online") {
 		t.Fatalf("node removal with nowhere to move: want a refusal, got %#v", err)
 	}
 }
@@ -169,32 +175,33 @@ func TestGuardRemoval(t *testing.T) {
 // instances, by role or node removal; with another voter online it is, and
 // alone it is (nothing is left to lose).
 func TestGuardSoleVoter(t *testing.T) {
+	all := map[string]bool{"node1": true, "node2": true, "node3": true}
 	v := &ClusterView{Members: []Member{
 		{Name: "node1", Status: "Online", Roles: []string{"database-leader", "database"}},
 		{Name: "node2", Status: "Online"},
 	}}
 	for _, kind := range []driver.ChangeKind{driver.RemoveRole, driver.RemoveNode} {
-		err := guardRemoval(kind, "node1", v)
+		err := guardRemoval(kind, "node1", v, all)
 		var first driver.LeaveRoleFirst
 		if err == nil || errors.As(err, &first) || !strings.Contains(err.Error(), "node1 holds the LXD cluster's only database copy") || !strings.Contains(err.Error(), "add a compute node first") {
 			t.Fatalf("%v of the sole voter: %#v", kind, err)
 		}
 	}
-	if err := guardRemoval(driver.RemoveRole, "node2", v); err != nil {
+	if err := guardRemoval(driver.RemoveRole, "node2", v, all); err != nil {
 		t.Fatalf("the spare refused: %v", err)
 	}
 	// An offline voter does not count: the leader still holds the only
 	// copy that answers.
 	v.Members = append(v.Members, Member{Name: "node3", Status: "Offline", Roles: []string{"database"}})
-	if err := guardRemoval(driver.RemoveRole, "node1", v); err == nil {
+	if err := guardRemoval(driver.RemoveRole, "node1", v, all); err == nil {
 		t.Fatal("leader with only an offline voter let go")
 	}
 	v.Members[2].Status = "Online"
-	if err := guardRemoval(driver.RemoveRole, "node1", v); err != nil {
+	if err := guardRemoval(driver.RemoveRole, "node1", v, all); err != nil {
 		t.Fatalf("leader with another voter online refused: %v", err)
 	}
 	alone := &ClusterView{Members: v.Members[:1]}
-	if err := guardRemoval(driver.RemoveNode, "node1", alone); err != nil {
+	if err := guardRemoval(driver.RemoveNode, "node1", alone, all); err != nil {
 		t.Fatalf("the only member refused: %v", err)
 	}
 }
