@@ -1,0 +1,86 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/canonical/lxd/shared"
+
+	"github.com/cloudctl/cloudctl/api"
+	"github.com/cloudctl/cloudctl/preflight"
+)
+
+// tokenServer answers the token check with reason (a cluster on loopback,
+// pinned by its certificate's fingerprint, as a token pins it).
+func tokenServer(t *testing.T, reason, usedBy string) api.JoinToken {
+	t.Helper()
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/1.0/token-check" {
+			http.NotFound(w, r)
+			return
+		}
+		md, _ := json.Marshal(api.TokenCheckResult{Valid: reason == "ok", Reason: reason, UsedBy: usedBy})
+		_ = json.NewEncoder(w).Encode(map[string]any{"type": "sync", "metadata": json.RawMessage(md)})
+	}))
+	t.Cleanup(srv.Close)
+	return api.JoinToken{
+		Name:        "node3",
+		Secret:      "s3cret",
+		Fingerprint: shared.CertFingerprint(srv.Certificate()),
+		Addresses:   []string{strings.TrimPrefix(srv.URL, "https://")},
+		ExpiresAt:   time.Now().Add(time.Hour),
+	}
+}
+
+// TestTokenFirst: failed preflight checks are explained by the token when
+// it stopped being usable while they ran (the two-machine race of one
+// token); otherwise the findings stand as they are.
+func TestTokenFirst(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now
+	failed := preflight.Findings{{Check: "name", From: "node1", To: "node3", Severity: preflight.Fail, Message: "node3 is already a member"}}
+	passed := preflight.Findings{{Check: "name", From: "node1", To: "node3", Severity: preflight.OK, Message: "free"}}
+
+	t.Run("used meanwhile: the token's sentence", func(t *testing.T) {
+		jt := tokenServer(t, "used", "node2")
+		fs, err := tokenFirst(ctx, jt, "node3", now, failed)
+		if !errors.Is(err, ErrTokenRejected) || !strings.Contains(err.Error(), "already used by node2") || fs != nil {
+			t.Fatalf("got %v, %v", fs, err)
+		}
+	})
+	t.Run("still valid: the findings", func(t *testing.T) {
+		jt := tokenServer(t, "ok", "")
+		fs, err := tokenFirst(ctx, jt, "node3", now, failed)
+		if err != nil || len(fs) != 1 || fs[0].Message != "node3 is already a member" {
+			t.Fatalf("got %v, %v", fs, err)
+		}
+	})
+	t.Run("no failure: the token is not asked", func(t *testing.T) {
+		jt := tokenServer(t, "used", "node2")
+		fs, err := tokenFirst(ctx, jt, "node3", now, passed)
+		if err != nil || len(fs) != 1 {
+			t.Fatalf("got %v, %v", fs, err)
+		}
+	})
+	t.Run("expired meanwhile: the token's sentence, without asking", func(t *testing.T) {
+		jt := api.JoinToken{Name: "node3", ExpiresAt: time.Now().Add(-time.Minute)}
+		_, err := tokenFirst(ctx, jt, "node3", now, failed)
+		if !errors.Is(err, ErrTokenRejected) || !strings.Contains(err.Error(), "expired") {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("cluster unreachable: the findings", func(t *testing.T) {
+		jt := tokenServer(t, "used", "node2")
+		jt.Addresses = []string{"127.0.0.1:1"}
+		fs, err := tokenFirst(ctx, jt, "node3", now, failed)
+		if err != nil || len(fs) != 1 {
+			t.Fatalf("got %v, %v", fs, err)
+		}
+	})
+}
