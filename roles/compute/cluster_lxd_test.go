@@ -21,8 +21,9 @@ import (
 // node forms the cluster and runs a container, two more join, a container
 // launches on each member, a SIGKILLed member's peers keep launching and it
 // comes back, the leader losing the role hands its leadership over,
-// evacuates and leaves, a move LXD left half-done is finished, and the only
-// database voter of two members stays.
+// evacuates and leaves, a move LXD left half-done is finished, the only
+// database voter of two members stays, and a member evacuated to leave that
+// has the role again is restored.
 func TestLXDCluster(t *testing.T) {
 	r := newRig(t, 3)
 	img := busyboxImage(t)
@@ -231,21 +232,20 @@ func TestLXDCluster(t *testing.T) {
 	var keep []*rigNode
 	t.Run("the leader's role removal hands over, evacuates and leaves", func(t *testing.T) {
 		var gone *rigNode
-		r.eventually(2*time.Minute, "an LXD leader and another voter", func() error {
+		r.eventually(2*time.Minute, "an LXD leader that can hand its lead over", func() error {
 			ms, err := c1.GetClusterMembers()
 			if err != nil {
 				return err
 			}
-			leader, voter := "", ""
+			gone = nil
 			for _, n := range r.nodes {
-				if l, v := leadership(members(ms), n.name); l {
-					leader, voter = n.name, v
+				if l, blocked := leadership(members(ms), n.name); l && blocked == nil {
+					gone = n
 				}
 			}
-			if leader == "" || voter == "" {
+			if gone == nil {
 				return fmt.Errorf("members: %+v", ms)
 			}
-			gone = r.node(leader)
 			return nil
 		})
 		keep = nil
@@ -318,13 +318,13 @@ func TestLXDCluster(t *testing.T) {
 	// leaving (LXD 5.0 lost its database when it left).
 	t.Run("the only database voter of two stays", func(t *testing.T) {
 		var leader *rigNode
-		r.eventually(time.Minute, "the LXD leader of two", func() error {
+		r.eventually(2*time.Minute, "the LXD leader of two, its only voter", func() error {
 			ms, err := c1.GetClusterMembers()
 			if err != nil {
 				return err
 			}
 			for _, n := range keep {
-				if l, v := leadership(members(ms), n.name); l && v == "" {
+				if l, blocked := leadership(members(ms), n.name); l && blocked != nil {
 					leader = n
 					return nil
 				}
@@ -332,13 +332,13 @@ func TestLXDCluster(t *testing.T) {
 			return fmt.Errorf("members: %+v", ms)
 		})
 		var g map[string]string
-		if err := agentCall(ctx, r.root, keep[0].name, "GET", "guard/"+leader.name, nil, &g); err != nil || !strings.Contains(g["refused"], "only database copy") {
+		if err := agentCall(ctx, r.root, keep[0].name, "GET", "guard/"+leader.name, nil, &g); err != nil || !strings.Contains(g["refused"], "holds the only copy of the LXD database") {
 			t.Fatalf("guard on %s: %v %v", leader.name, g, err)
 		}
 		t.Logf("guard: %s", g["refused"])
 		r.setRoles(leader.name, nil)
-		r.eventually(time.Minute, leader.name+" waits", func() error {
-			if b, _ := os.ReadFile(leader.log); !strings.Contains(string(b), "state=waiting detail=\""+leader.name+" holds the LXD cluster's only database copy") {
+		r.eventually(3*time.Minute, leader.name+" waits", func() error {
+			if b, _ := os.ReadFile(leader.log); !strings.Contains(string(b), "state=waiting detail=\""+leader.name+" holds the only copy of the LXD database") {
 				return fmt.Errorf("not waiting yet")
 			}
 			return nil
@@ -346,8 +346,68 @@ func TestLXDCluster(t *testing.T) {
 		if ms, err := c1.GetClusterMemberNames(); err != nil || len(ms) != 2 {
 			t.Fatalf("LXD members while %s waits: %v %v", leader.name, ms, err)
 		}
-		if _, err := c1.GetInstances(lxdapi.InstanceTypeAny); err != nil {
+		insts, err := c1.GetInstances(lxdapi.InstanceTypeAny)
+		if err != nil {
 			t.Fatalf("the LXD database while %s waits: %v", leader.name, err)
+		}
+		// Nothing moved: it waits before evacuating.
+		for _, in := range insts {
+			if in.Name == "healed" && in.Location != keep[1].name {
+				t.Fatalf("healed moved while %s waits: %+v", leader.name, in)
+			}
+		}
+		if m, _, err := c1.GetClusterMember(leader.name); err != nil || m.Status != "Online" {
+			t.Fatalf("%s while it waits: %+v %v", leader.name, m, err)
+		}
+		r.setRoles(leader.name, []roles.Role{roles.Compute})
+	})
+
+	// A member evacuated to leave the role that gets the role back is
+	// restored (LXD places instances on it again); one a person evacuated
+	// is left alone.
+	t.Run("an evacuated member that keeps the role is restored", func(t *testing.T) {
+		n := keep[1]
+		member := func() (string, error) {
+			m, _, err := c1.GetClusterMember(n.name)
+			if err != nil {
+				return "", err
+			}
+			return m.Status, nil
+		}
+		evacuate := func() {
+			op, err := c1.UpdateClusterMemberState(n.name, lxdapi.ClusterMemberStatePost{Action: "evacuate"})
+			if err == nil {
+				err = op.WaitContext(ctx)
+			}
+			if err != nil {
+				t.Fatalf("evacuate %s: %v", n.name, err)
+			}
+		}
+		// By a person: the driver writes no mark (and restores only a
+		// marked member).
+		evacuate()
+		p := pathsIn(filepath.Join(r.root, n.name, "compute"))
+		if _, err := os.Stat(p.evacuated); err == nil {
+			t.Fatalf("%s marked as evacuated by the driver", n.name)
+		}
+		// By the driver, to leave the role (the mark it writes), then the
+		// role is back: the agent restores it.
+		if err := os.WriteFile(p.evacuated, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r.eventually(3*time.Minute, n.name+" restored", func() error {
+			st, err := member()
+			if err != nil || st != "Online" {
+				return fmt.Errorf("%s: %s %v", n.name, st, err)
+			}
+			if _, err := os.Stat(p.evacuated); err == nil {
+				return fmt.Errorf("mark still there")
+			}
+			return nil
+		})
+		in, _, err := c1.GetInstance("healed")
+		if err != nil || in.Location != n.name {
+			t.Fatalf("healed after the restore: %+v %v", in, err)
 		}
 	})
 }

@@ -44,6 +44,10 @@ type Driver struct {
 	// first found another LXD member not online.
 	moves       map[string]moved
 	settleSince time.Time
+	// handovers counts LXD restarts made to hand the database lead over,
+	// the last at lastHandover.
+	handovers    int
+	lastHandover time.Time
 }
 
 // New returns the compute driver.
@@ -263,6 +267,11 @@ func (d *Driver) Converge(ctx context.Context, env *driver.Env, step func(driver
 	}
 	if err := d.ensureObjects(ctx, env, c, p, step); err != nil {
 		return driver.Result{Again: 5 * time.Second}, err
+	}
+	if srv.Environment.ServerClustered {
+		if err := d.restore(ctx, env, c, p, step); err != nil {
+			return driver.Result{Again: 10 * time.Second}, err
+		}
 	}
 	d.removeDeparted(ctx, env, c)
 	if err := d.ensureRemote(ctx, env, c, user, haveUser, step); err != nil {
@@ -501,6 +510,16 @@ func (d *Driver) leave(ctx context.Context, env *driver.Env, p paths, step func(
 			return driver.Result{Again: 5 * time.Second}, fmt.Errorf("list LXD members: %w", err)
 		}
 		if len(ms) > 1 {
+			// A leader that cannot hand its lead over waits before moving
+			// anything (see below): nothing changes until it can.
+			all, err := c.GetClusterMembers()
+			if err != nil {
+				return driver.Result{Again: 5 * time.Second}, fmt.Errorf("list LXD members: %w", err)
+			}
+			if _, blocked := leadership(members(all), me); blocked != nil {
+				step(driver.Step{Name: "leave the LXD cluster", State: "waiting", Detail: blocked.Error() + "; this node leaves on its own once another voter can take over"})
+				return driver.Result{Again: 5 * time.Second}, nil
+			}
 			// A move LXD left half-done (its copy under a temporary name)
 			// is finished before anything else: after this node leaves,
 			// nothing knows the instance's name.
@@ -530,6 +549,9 @@ func (d *Driver) leave(ctx context.Context, env *driver.Env, p paths, step func(
 					return driver.Result{Again: 3 * time.Second}, nil
 				}
 				d.rememberMoves(movesOf(insts, me))
+				if err := os.WriteFile(p.evacuated, nil, 0o600); err != nil {
+					return driver.Result{Again: 5 * time.Second}, fmt.Errorf("mark the evacuation: %w", err)
+				}
 				step(driver.Step{Name: "evacuate LXD instances", State: "running", Detail: fmt.Sprintf("%d instance(s)", n)})
 				op, err := c.UpdateClusterMemberState(me, lxdapi.ClusterMemberStatePost{Action: "evacuate"})
 				if err == nil {
@@ -548,27 +570,33 @@ func (d *Driver) leave(ctx context.Context, env *driver.Env, p paths, step func(
 			// The leader never removes itself: measured with LXD 5.0.2
 			// (raft 0.15), a two-member cluster whose leader left lost its
 			// database for good ("server has lost leadership", then no
-			// leader on either member). LXD hands its leadership to
-			// another online voter when it stops: stop it, and go on once
-			// it is back and another member leads. With no other voter
-			// (below three members LXD keeps one), wait: a third compute
-			// node makes one (the guard refuses to start this).
+			// leader on either member). LXD hands its lead to another
+			// online voter when it stops: stop it, and go on once it is
+			// back and another member leads. Restarts are spaced out
+			// after the third, should LXD keep electing this member.
 			ms, err := c.GetClusterMembers()
 			if err != nil {
 				return driver.Result{Again: 5 * time.Second}, fmt.Errorf("list LXD members: %w", err)
 			}
-			if leader, voter := leadership(members(ms), me); leader {
-				if voter == "" {
-					step(driver.Step{Name: "leave the LXD cluster", State: "waiting", Detail: soleVoter(me).Error()})
-					return driver.Result{Again: 5 * time.Second}, nil
+			leader, blocked := leadership(members(ms), me)
+			if blocked != nil {
+				step(driver.Step{Name: "leave the LXD cluster", State: "waiting", Detail: blocked.Error() + "; this node leaves on its own once another voter can take over"})
+				return driver.Result{Again: 5 * time.Second}, nil
+			}
+			if leader {
+				n, ok := d.nextHandover(env.Now())
+				if !ok {
+					step(driver.Step{Name: "leave the LXD cluster", State: "waiting", Detail: fmt.Sprintf("LXD kept this member as its database leader after %d restarts; trying again shortly", n)})
+					return driver.Result{Again: 10 * time.Second}, nil
 				}
-				step(driver.Step{Name: "leave the LXD cluster", State: "running", Detail: "handing the LXD database leadership to " + voter})
-				env.Log.Info("compute: restarting LXD to hand its database leadership over before leaving", "to", voter)
+				step(driver.Step{Name: "leave the LXD cluster", State: "running", Detail: "handing the LXD database lead to another voter"})
+				env.Log.Info("compute: restarting LXD to hand its database leadership over before leaving", "restart", n)
 				if err := d.Stop(ctx); err != nil {
 					return driver.Result{Again: 5 * time.Second}, fmt.Errorf("stop LXD to hand its leadership over: %w", err)
 				}
 				return driver.Result{Again: time.Second}, nil
 			}
+			d.nextHandover(time.Time{})
 			step(driver.Step{Name: "leave the LXD cluster", State: "running"})
 			if err := c.DeleteClusterMember(me, false); err != nil {
 				return driver.Result{Again: 10 * time.Second}, fmt.Errorf("leave the LXD cluster: %w", err)
@@ -597,6 +625,9 @@ func (d *Driver) leave(ctx context.Context, env *driver.Env, p paths, step func(
 	}
 	if err := removeState(p); err != nil {
 		return driver.Result{Again: 10 * time.Second}, err
+	}
+	if err := os.Remove(p.evacuated); err != nil && !os.IsNotExist(err) {
+		return driver.Result{Again: 10 * time.Second}, fmt.Errorf("remove the evacuation mark: %w", err)
 	}
 	return driver.Result{}, nil
 }

@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"sort"
 	"strings"
 	"time"
 
 	lxd "github.com/canonical/lxd/client"
 	lxdapi "github.com/canonical/lxd/shared/api"
+
+	"github.com/cloudctl/cloudctl/roles/driver"
 )
 
 // movePrefix starts the temporary name LXD 5.0 gives an instance it moves
@@ -180,21 +183,69 @@ func (d *Driver) settling(now time.Time, allOnline bool) bool {
 	return now.Sub(d.settleSince) < settleWait
 }
 
-// leadership tells whether me leads the LXD database, and names an online
-// member that is a database voter and could take the lead over. Below three
-// members LXD keeps a single voter, the leader: then there is none.
-func leadership(ms []Member, me string) (leader bool, voter string) {
+// handoverGap spaces LXD restarts out after the third in a row that left
+// this member leading.
+const handoverGap = time.Minute
+
+// nextHandover says whether LXD may be restarted now to hand its lead over
+// (counting it) and how many restarts were made; the zero time resets the
+// count (this member no longer leads).
+func (d *Driver) nextHandover(now time.Time) (int, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if now.IsZero() {
+		d.handovers, d.lastHandover = 0, time.Time{}
+		return 0, false
+	}
+	if d.handovers >= 3 && now.Sub(d.lastHandover) < handoverGap {
+		return d.handovers, false
+	}
+	d.handovers++
+	d.lastHandover = now
+	return d.handovers, true
+}
+
+// leadership tells whether me leads the LXD database and, when it does,
+// why its lead cannot be handed over (nil when it can): another voter must
+// take it, and the voters left online must be a majority of all voters, or
+// the database stops answering while this member's LXD restarts. Below three
+// members LXD keeps a single voter, the leader: nothing can take over.
+func leadership(ms []Member, me string) (leader bool, blocked error) {
+	if len(ms) < 2 {
+		return false, nil
+	}
+	voters, online := 0, 0
+	var off []string
 	for _, m := range ms {
+		if !isVoter(m.Roles) {
+			continue
+		}
+		voters++
 		for _, r := range m.Roles {
-			switch {
-			case r == "database-leader" && m.Name == me:
+			if r == "database-leader" && m.Name == me {
 				leader = true
-			case r == "database" && m.Name != me && m.Status == "Online" && voter == "":
-				voter = m.Name
 			}
 		}
+		switch {
+		case m.Name == me:
+		case m.Status == "Online":
+			online++
+		default:
+			off = append(off, m.Name+" ("+m.Status+")")
+		}
 	}
-	return leader, voter
+	switch {
+	case !leader || 2*online > voters:
+		return leader, nil
+	case len(off) == 0 && voters > 1:
+		// Two voters, both online: a moment after a shrink from three,
+		// before LXD demotes one.
+		return true, fmt.Errorf("%s leads the LXD database while LXD is still settling its database voters (%d, none offline): wait a moment", me, voters)
+	case voters == 1:
+		return true, fmt.Errorf("%s holds the only copy of the LXD database (an LXD cluster of fewer than three members keeps one), and LXD 5.0 loses it when that member leaves: add a compute node first", me)
+	default:
+		return true, fmt.Errorf("%s leads the LXD database and too few of its other database voters are online to take over (%s): bring them back first", me, strings.Join(off, ", "))
+	}
 }
 
 // members converts LXD's member list.
@@ -204,4 +255,34 @@ func members(ms []lxdapi.ClusterMember) []Member {
 		out = append(out, Member{Name: m.ServerName, URL: m.URL, Status: m.Status, Message: m.Message, Roles: m.Roles})
 	}
 	return out
+}
+
+// restore brings back a member this node evacuated to leave the compute
+// role, now that it has the role again: LXD places instances on it again
+// and moves back those it evacuated. A member evacuated by a person (no
+// mark) is left alone.
+func (d *Driver) restore(ctx context.Context, env *driver.Env, c lxd.InstanceServer, p paths, step func(driver.Step)) error {
+	if _, err := os.Stat(p.evacuated); err != nil {
+		return nil
+	}
+	me := env.Local.Name
+	m, _, err := c.GetClusterMember(me)
+	if err != nil {
+		return fmt.Errorf("read this LXD member: %w", err)
+	}
+	if m.Status != "Evacuated" {
+		return os.Remove(p.evacuated)
+	}
+	step(driver.Step{Name: "restore the evacuated LXD member", State: "running"})
+	env.Log.Info("compute: restoring this LXD member (evacuated, and the node has the compute role)", "node", me)
+	op, err := c.UpdateClusterMemberState(me, lxdapi.ClusterMemberStatePost{Action: "restore"})
+	if err == nil {
+		err = wait(bounded(ctx, 10*time.Minute), op, "restore "+me)
+	}
+	if err != nil {
+		step(driver.Step{Name: "restore the evacuated LXD member", State: "failed", Detail: err.Error()})
+		return fmt.Errorf("restore %s's LXD member: %w", me, err)
+	}
+	step(driver.Step{Name: "restore the evacuated LXD member", State: "done"})
+	return os.Remove(p.evacuated)
 }

@@ -36,6 +36,10 @@ type paths struct {
 	cephDir, cephConf, cephKeyring string
 	// data is the real directory holding lxd/ and pool-local/.
 	data string
+	// evacuated marks a member this node evacuated to leave the role: only
+	// such a member is restored when the node has the role again (one a
+	// person evacuated for maintenance stays as it is).
+	evacuated string
 }
 
 func pathsIn(dir string) paths {
@@ -43,7 +47,8 @@ func pathsIn(dir string) paths {
 	ceph := filepath.Join(dir, "ceph")
 	return paths{lxdDir: filepath.Join(dir, "lxd"), pool: filepath.Join(dir, "pool-"+PoolName), log: filepath.Join(dir, "lxd.log"),
 		data:    filepath.Join(filepath.Dir(state), filepath.Base(state)+"."+filepath.Base(dir)),
-		cephDir: ceph, cephConf: filepath.Join(ceph, "ceph.conf"), cephKeyring: filepath.Join(ceph, "keyring")}
+		cephDir: ceph, cephConf: filepath.Join(ceph, "ceph.conf"), cephKeyring: filepath.Join(ceph, "keyring"),
+		evacuated: filepath.Join(dir, "evacuated-to-leave")}
 }
 
 // ensureDirs creates the real directories and the links to them.

@@ -289,8 +289,8 @@ func guardRemoval(kind driver.ChangeKind, node string, v *ClusterView, compute m
 	if v == nil {
 		return nil
 	}
-	if leader, voter := leadership(v.Members, node); leader && voter == "" && len(v.Members) > 1 {
-		return soleVoter(node)
+	if _, blocked := leadership(v.Members, node); blocked != nil {
+		return fmt.Errorf("%w, then try again", blocked)
 	}
 	names := v.Names[node]
 	if len(names) == 0 {
@@ -311,12 +311,6 @@ func guardRemoval(kind driver.ChangeKind, node string, v *ClusterView, compute m
 		return nil
 	}
 	return fmt.Errorf("%s runs %d LXD instance(s) (%s) and no other compute node is online to take them: move, stop or delete them, or add a compute node first", node, len(names), strings.Join(sorted, ", "))
-}
-
-// soleVoter is the refusal to let the LXD database's only voter leave a
-// cluster with other members.
-func soleVoter(node string) error {
-	return fmt.Errorf("%s holds the LXD cluster's only database copy (below three members LXD keeps one), and LXD 5.0 loses its database when that member leaves: add a compute node first (it becomes a database voter), then remove %s", node, node)
 }
 
 // guardLeaving answers the removal of a node that gave up its compute role,

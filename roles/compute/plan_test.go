@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	lxdapi "github.com/canonical/lxd/shared/api"
 
@@ -170,10 +171,11 @@ func TestGuardRemoval(t *testing.T) {
 	}
 }
 
-// TestGuardSoleVoter: the only database voter of an LXD cluster with other
-// members (two members keep one, the leader) is not let go, with or without
-// instances, by role or node removal; with another voter online it is, and
-// alone it is (nothing is left to lose).
+// TestGuardSoleVoter: the LXD database leader is not let go, by role or
+// node removal, with or without instances, when no voter could take its
+// lead over: the only voter of two members, or a leader whose other voters
+// online are no majority; with enough voters online it is, and alone it is
+// (nothing is left to lose).
 func TestGuardSoleVoter(t *testing.T) {
 	all := map[string]bool{"node1": true, "node2": true, "node3": true}
 	v := &ClusterView{Members: []Member{
@@ -183,22 +185,24 @@ func TestGuardSoleVoter(t *testing.T) {
 	for _, kind := range []driver.ChangeKind{driver.RemoveRole, driver.RemoveNode} {
 		err := guardRemoval(kind, "node1", v, all)
 		var first driver.LeaveRoleFirst
-		if err == nil || errors.As(err, &first) || !strings.Contains(err.Error(), "node1 holds the LXD cluster's only database copy") || !strings.Contains(err.Error(), "add a compute node first") {
+		if err == nil || errors.As(err, &first) || !strings.Contains(err.Error(), "node1 holds the only copy of the LXD database") || !strings.Contains(err.Error(), "add a compute node first, then try again") {
 			t.Fatalf("%v of the sole voter: %#v", kind, err)
 		}
 	}
 	if err := guardRemoval(driver.RemoveRole, "node2", v, all); err != nil {
 		t.Fatalf("the spare refused: %v", err)
 	}
-	// An offline voter does not count: the leader still holds the only
-	// copy that answers.
 	v.Members = append(v.Members, Member{Name: "node3", Status: "Offline", Roles: []string{"database"}})
-	if err := guardRemoval(driver.RemoveRole, "node1", v, all); err == nil {
-		t.Fatal("leader with only an offline voter let go")
+	v.Members[1].Roles = []string{"database"}
+	if err := guardRemoval(driver.RemoveRole, "node1", v, all); err == nil || !strings.Contains(err.Error(), "too few of its other database voters are online to take over (node3 (Offline))") {
+		t.Fatalf("leader of three voters, one offline: %v", err)
 	}
 	v.Members[2].Status = "Online"
 	if err := guardRemoval(driver.RemoveRole, "node1", v, all); err != nil {
-		t.Fatalf("leader with another voter online refused: %v", err)
+		t.Fatalf("leader with the other voters online refused: %v", err)
+	}
+	if err := guardRemoval(driver.RemoveRole, "node2", v, all); err != nil {
+		t.Fatalf("a voter that does not lead refused: %v", err)
 	}
 	alone := &ClusterView{Members: v.Members[:1]}
 	if err := guardRemoval(driver.RemoveNode, "node1", alone, all); err != nil {
@@ -206,23 +210,58 @@ func TestGuardSoleVoter(t *testing.T) {
 	}
 }
 
-// TestLeadership reads leadership from LXD's member roles.
+// TestLeadership reads leadership from LXD's member roles: the lead can be
+// handed over when the voters left online are a majority of all voters.
 func TestLeadership(t *testing.T) {
 	ms := []Member{
 		{Name: "a", Status: "Online", Roles: []string{"database"}},
 		{Name: "b", Status: "Online", Roles: []string{"database-leader", "database"}},
-		{Name: "c", Status: "Offline", Roles: []string{"database"}},
+		{Name: "c", Status: "Online", Roles: []string{"database"}},
 		{Name: "d", Status: "Online", Roles: []string{"database-standby"}},
+		{Name: "e", Status: "Online"},
 	}
-	if l, v := leadership(ms, "b"); !l || v != "a" {
-		t.Fatalf("b: %v %q", l, v)
+	if l, err := leadership(ms, "b"); !l || err != nil {
+		t.Fatalf("b: %v %v", l, err)
 	}
-	if l, v := leadership(ms, "a"); l || v != "b" {
-		t.Fatalf("a: %v %q", l, v)
+	if l, err := leadership(ms, "a"); l || err != nil {
+		t.Fatalf("a: %v %v", l, err)
 	}
-	ms[0].Status = "Offline"
-	if l, v := leadership(ms, "b"); !l || v != "" {
-		t.Fatalf("b with no online voter: %v %q", l, v)
+	// A standby or a spare is no voter: one voter offline leaves one of
+	// three online besides the leader.
+	ms[2].Status = "Offline"
+	if l, err := leadership(ms, "b"); !l || err == nil || !strings.Contains(err.Error(), "c (Offline)") {
+		t.Fatalf("b with one of two other voters offline: %v %v", l, err)
+	}
+	// Two voters (a moment after a shrink from three): the other one alone
+	// is no majority either.
+	if l, err := leadership(ms[:2], "b"); !l || err == nil || !strings.Contains(err.Error(), "still settling its database voters (2, none offline)") {
+		t.Fatalf("b of two voters: %v %v", l, err)
+	}
+	if l, err := leadership(ms[1:2], "b"); l || err != nil {
+		t.Fatalf("b alone: %v %v", l, err)
+	}
+}
+
+// TestNextHandover: LXD is restarted to hand its lead over three times in
+// a row, then at most once a minute; a member that no longer leads starts
+// counting again.
+func TestNextHandover(t *testing.T) {
+	d := &Driver{}
+	t0 := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	for i := 1; i <= 3; i++ {
+		if n, ok := d.nextHandover(t0); !ok || n != i {
+			t.Fatalf("restart %d: %d %v", i, n, ok)
+		}
+	}
+	if n, ok := d.nextHandover(t0.Add(30 * time.Second)); ok || n != 3 {
+		t.Fatalf("fourth within the gap: %d %v", n, ok)
+	}
+	if n, ok := d.nextHandover(t0.Add(handoverGap)); !ok || n != 4 {
+		t.Fatalf("fourth after the gap: %d %v", n, ok)
+	}
+	d.nextHandover(time.Time{})
+	if n, ok := d.nextHandover(t0.Add(handoverGap + time.Second)); !ok || n != 1 {
+		t.Fatalf("after a reset: %d %v", n, ok)
 	}
 }
 
