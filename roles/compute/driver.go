@@ -231,6 +231,7 @@ func (d *Driver) Converge(ctx context.Context, env *driver.Env, step func(driver
 	if !env.Local.Has(roles.Compute) {
 		return d.leave(ctx, env, p, step)
 	}
+	d.nextHandover(time.Time{})
 	c, err := d.start(ctx, env, p, step)
 	if err != nil {
 		return notReady(err)
@@ -268,17 +269,20 @@ func (d *Driver) Converge(ctx context.Context, env *driver.Env, step func(driver
 	if err := d.ensureObjects(ctx, env, c, p, step); err != nil {
 		return driver.Result{Again: 5 * time.Second}, err
 	}
+	// A failed restore is retried, without holding up the rest.
+	var restoreErr error
 	if srv.Environment.ServerClustered {
-		if err := d.restore(ctx, env, c, p, step); err != nil {
-			return driver.Result{Again: 10 * time.Second}, err
-		}
+		restoreErr = d.restore(ctx, env, c, p, step)
 	}
 	d.removeDeparted(ctx, env, c)
 	if err := d.ensureRemote(ctx, env, c, user, haveUser, step); err != nil {
 		if errors.Is(err, errWaitRemote) {
-			return driver.Result{Again: 5 * time.Second}, nil
+			return driver.Result{Again: 5 * time.Second}, restoreErr
 		}
-		return driver.Result{Again: 10 * time.Second}, err
+		return driver.Result{Again: 10 * time.Second}, errors.Join(err, restoreErr)
+	}
+	if restoreErr != nil {
+		return driver.Result{Again: 10 * time.Second}, restoreErr
 	}
 	return driver.Result{}, nil
 }
@@ -493,6 +497,9 @@ func (d *Driver) removeDeparted(ctx context.Context, env *driver.Env, c lxd.Inst
 // leave the LXD cluster, stop LXD and remove its state.
 func (d *Driver) leave(ctx context.Context, env *driver.Env, p paths, step func(driver.Step)) (driver.Result, error) {
 	if !hasState(p) {
+		if err := os.Remove(p.evacuated); err != nil && !os.IsNotExist(err) {
+			return driver.Result{Again: 10 * time.Second}, fmt.Errorf("remove the evacuation mark: %w", err)
+		}
 		return driver.Result{}, d.Stop(ctx)
 	}
 	c, err := d.start(ctx, env, p, step)
@@ -516,7 +523,7 @@ func (d *Driver) leave(ctx context.Context, env *driver.Env, p paths, step func(
 			if err != nil {
 				return driver.Result{Again: 5 * time.Second}, fmt.Errorf("list LXD members: %w", err)
 			}
-			if _, blocked := leadership(members(all), me); blocked != nil {
+			if _, blocked := leadership(members(all), me, computeNodes(env)); blocked != nil {
 				step(driver.Step{Name: "leave the LXD cluster", State: "waiting", Detail: blocked.Error() + "; this node leaves on its own once another voter can take over"})
 				return driver.Result{Again: 5 * time.Second}, nil
 			}
@@ -578,7 +585,7 @@ func (d *Driver) leave(ctx context.Context, env *driver.Env, p paths, step func(
 			if err != nil {
 				return driver.Result{Again: 5 * time.Second}, fmt.Errorf("list LXD members: %w", err)
 			}
-			leader, blocked := leadership(members(ms), me)
+			leader, blocked := leadership(members(ms), me, computeNodes(env))
 			if blocked != nil {
 				step(driver.Step{Name: "leave the LXD cluster", State: "waiting", Detail: blocked.Error() + "; this node leaves on its own once another voter can take over"})
 				return driver.Result{Again: 5 * time.Second}, nil
@@ -965,9 +972,5 @@ func (d *Driver) Guard(ctx context.Context, env *driver.Env, ch driver.Change) e
 		}
 		return guardLeaving(ch.Node, nil, view(d.states(ctx, env)))
 	}
-	compute := map[string]bool{}
-	for _, c := range env.WithRole(roles.Compute) {
-		compute[c.Name] = true
-	}
-	return guardRemoval(ch.Kind, ch.Node, view(d.states(ctx, env)), compute)
+	return guardRemoval(ch.Kind, ch.Node, view(d.states(ctx, env)), computeNodes(env))
 }

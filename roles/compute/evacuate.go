@@ -12,6 +12,7 @@ import (
 	lxd "github.com/canonical/lxd/client"
 	lxdapi "github.com/canonical/lxd/shared/api"
 
+	"github.com/cloudctl/cloudctl/roles"
 	"github.com/cloudctl/cloudctl/roles/driver"
 )
 
@@ -208,9 +209,11 @@ func (d *Driver) nextHandover(now time.Time) (int, bool) {
 // leadership tells whether me leads the LXD database and, when it does,
 // why its lead cannot be handed over (nil when it can): another voter must
 // take it, and the voters left online must be a majority of all voters, or
-// the database stops answering while this member's LXD restarts. Below three
-// members LXD keeps a single voter, the leader: nothing can take over.
-func leadership(ms []Member, me string) (leader bool, blocked error) {
+// the database stops answering while this member's LXD restarts. Only
+// voters whose node keeps the compute role (in keep) count as online: one
+// that is leaving may be gone by then. Below three members LXD keeps a
+// single voter, the leader: nothing can take over.
+func leadership(ms []Member, me string, keep map[string]bool) (leader bool, blocked error) {
 	if len(ms) < 2 {
 		return false, nil
 	}
@@ -228,9 +231,13 @@ func leadership(ms []Member, me string) (leader bool, blocked error) {
 		}
 		switch {
 		case m.Name == me:
+		case !keep[m.Name]:
+			off = append(off, m.Name+" (leaving the compute role)")
 		case m.Status == "Online":
 			online++
 		default:
+			// Evacuated says nothing of whether its LXD is up: not
+			// counted either.
 			off = append(off, m.Name+" ("+m.Status+")")
 		}
 	}
@@ -244,8 +251,17 @@ func leadership(ms []Member, me string) (leader bool, blocked error) {
 	case voters == 1:
 		return true, fmt.Errorf("%s holds the only copy of the LXD database (an LXD cluster of fewer than three members keeps one), and LXD 5.0 loses it when that member leaves: add a compute node first", me)
 	default:
-		return true, fmt.Errorf("%s leads the LXD database and too few of its other database voters are online to take over (%s): bring them back first", me, strings.Join(off, ", "))
+		return true, fmt.Errorf("%s leads the LXD database and too few of its other database voters can take over (%s): bring them back online, restore an evacuated one or let a leaving one finish first", me, strings.Join(off, ", "))
 	}
+}
+
+// computeNodes names the nodes that have the compute role.
+func computeNodes(env *driver.Env) map[string]bool {
+	keep := map[string]bool{}
+	for _, n := range env.WithRole(roles.Compute) {
+		keep[n.Name] = true
+	}
+	return keep
 }
 
 // members converts LXD's member list.

@@ -1,10 +1,16 @@
 package compute
 
 import (
+	"context"
+	"log/slog"
+	"os"
 	"testing"
 	"time"
 
+	lxd "github.com/canonical/lxd/client"
 	lxdapi "github.com/canonical/lxd/shared/api"
+
+	"github.com/cloudctl/cloudctl/roles/driver"
 )
 
 func inst(name, loc, uuid string, code lxdapi.StatusCode) lxdapi.Instance {
@@ -72,5 +78,45 @@ func TestSettling(t *testing.T) {
 	}
 	if !d.settling(t0.Add(time.Hour), false) {
 		t.Fatal("a new wait after the members were all online")
+	}
+}
+
+// memberLXD answers GetClusterMember with a status and fails the test on a
+// state change (a restore).
+type memberLXD struct {
+	lxd.InstanceServer
+	t      *testing.T
+	status string
+}
+
+func (m memberLXD) GetClusterMember(name string) (*lxdapi.ClusterMember, string, error) {
+	return &lxdapi.ClusterMember{ServerName: name, Status: m.status}, "", nil
+}
+
+func (m memberLXD) UpdateClusterMemberState(name string, _ lxdapi.ClusterMemberStatePost) (lxd.Operation, error) {
+	m.t.Fatalf("%s restored", name)
+	return nil, nil
+}
+
+// TestRestoreOnlyMarked: a member evacuated without the driver's mark (a
+// person's maintenance) is left evacuated; a stale mark on a member that
+// is online is dropped, and nothing is restored.
+func TestRestoreOnlyMarked(t *testing.T) {
+	dir := t.TempDir()
+	p := pathsIn(dir)
+	env := &driver.Env{Dir: dir, Log: slog.Default(), Local: driver.Node{Name: "node2"}}
+	step := func(driver.Step) {}
+	d := &Driver{}
+	if err := d.restore(context.Background(), env, memberLXD{t: t, status: "Evacuated"}, p, step); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p.evacuated, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.restore(context.Background(), env, memberLXD{t: t, status: "Online"}, p, step); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(p.evacuated); !os.IsNotExist(err) {
+		t.Fatalf("stale mark kept: %v", err)
 	}
 }

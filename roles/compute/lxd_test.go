@@ -142,6 +142,21 @@ func (r *rig) write() {
 	}
 }
 
+// computeNodes names the rig's nodes that have the compute role.
+func (r *rig) computeNodes() map[string]bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	keep := map[string]bool{}
+	for _, n := range r.nodes {
+		for _, ro := range n.roles {
+			if ro == roles.Compute {
+				keep[n.name] = true
+			}
+		}
+	}
+	return keep
+}
+
 func (r *rig) setRoles(name string, rs []roles.Role) {
 	r.node(name).roles = rs
 	r.write()

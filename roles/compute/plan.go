@@ -289,7 +289,7 @@ func guardRemoval(kind driver.ChangeKind, node string, v *ClusterView, compute m
 	if v == nil {
 		return nil
 	}
-	if _, blocked := leadership(v.Members, node); blocked != nil {
+	if _, blocked := leadership(v.Members, node, compute); blocked != nil {
 		return fmt.Errorf("%w, then try again", blocked)
 	}
 	names := v.Names[node]
