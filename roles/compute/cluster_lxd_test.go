@@ -231,23 +231,7 @@ func TestLXDCluster(t *testing.T) {
 	// does when it stops), evacuates and leaves; the others go on.
 	var keep []*rigNode
 	t.Run("the leader's role removal hands over, evacuates and leaves", func(t *testing.T) {
-		var gone *rigNode
-		r.eventually(2*time.Minute, "an LXD leader that can hand its lead over", func() error {
-			ms, err := c1.GetClusterMembers()
-			if err != nil {
-				return err
-			}
-			gone = nil
-			for _, n := range r.nodes {
-				if l, blocked := leadership(members(ms), n.name, r.computeNodes()); l && blocked == nil {
-					gone = n
-				}
-			}
-			if gone == nil {
-				return fmt.Errorf("members: %+v", ms)
-			}
-			return nil
-		})
+		gone := r.leaderAmong(c1, r.nodes, "an LXD leader that can hand its lead over", func(blocked error) bool { return blocked == nil })
 		keep = nil
 		for _, n := range r.nodes {
 			if n != gone {
@@ -327,20 +311,9 @@ func TestLXDCluster(t *testing.T) {
 	// refused, and a leader that lost the role anyway waits instead of
 	// leaving (LXD 5.0 lost its database when it left).
 	t.Run("the only database voter of two stays", func(t *testing.T) {
-		var leader *rigNode
-		r.eventually(2*time.Minute, "the LXD leader of two, its only voter", func() error {
-			ms, err := c1.GetClusterMembers()
-			if err != nil {
-				return err
-			}
-			for _, n := range keep {
-				// Not while LXD still settles from two voters to one.
-				if l, blocked := leadership(members(ms), n.name, r.computeNodes()); l && blocked != nil && strings.Contains(blocked.Error(), "holds the only copy") {
-					leader = n
-					return nil
-				}
-			}
-			return fmt.Errorf("members: %+v", ms)
+		// Not while LXD still settles from two voters to one.
+		leader := r.leaderAmong(c1, keep, "the LXD leader of two, its only voter", func(blocked error) bool {
+			return blocked != nil && strings.Contains(blocked.Error(), "holds the only copy")
 		})
 		var g map[string]string
 		if err := agentCall(ctx, r.root, keep[0].name, "GET", "guard/"+leader.name, nil, &g); err != nil || !strings.Contains(g["refused"], "holds the only copy of the LXD database") {

@@ -512,20 +512,15 @@ func (d *Driver) leave(ctx context.Context, env *driver.Env, p paths, step func(
 	}
 	me := env.Local.Name
 	if srv.Environment.ServerClustered {
-		ms, err := c.GetClusterMemberNames()
+		all, err := c.GetClusterMembers()
 		if err != nil {
 			return driver.Result{Again: 5 * time.Second}, fmt.Errorf("list LXD members: %w", err)
 		}
-		if len(ms) > 1 {
+		if len(all) > 1 {
 			// A leader that cannot hand its lead over waits before moving
 			// anything (see below): nothing changes until it can.
-			all, err := c.GetClusterMembers()
-			if err != nil {
-				return driver.Result{Again: 5 * time.Second}, fmt.Errorf("list LXD members: %w", err)
-			}
 			if _, blocked := leadership(members(all), me, computeNodes(env)); blocked != nil {
-				step(driver.Step{Name: "leave the LXD cluster", State: "waiting", Detail: blocked.Error() + "; this node leaves on its own once another voter can take over"})
-				return driver.Result{Again: 5 * time.Second}, nil
+				return waitForLead(step, blocked), nil
 			}
 			// A move LXD left half-done (its copy under a temporary name)
 			// is finished before anything else: after this node leaves,
@@ -587,8 +582,7 @@ func (d *Driver) leave(ctx context.Context, env *driver.Env, p paths, step func(
 			}
 			leader, blocked := leadership(members(ms), me, computeNodes(env))
 			if blocked != nil {
-				step(driver.Step{Name: "leave the LXD cluster", State: "waiting", Detail: blocked.Error() + "; this node leaves on its own once another voter can take over"})
-				return driver.Result{Again: 5 * time.Second}, nil
+				return waitForLead(step, blocked), nil
 			}
 			if leader {
 				n, ok := d.nextHandover(env.Now())
@@ -637,6 +631,13 @@ func (d *Driver) leave(ctx context.Context, env *driver.Env, p paths, step func(
 		return driver.Result{Again: 10 * time.Second}, fmt.Errorf("remove the evacuation mark: %w", err)
 	}
 	return driver.Result{}, nil
+}
+
+// waitForLead reports a leaving leader's wait for another voter able to
+// take its lead over (blocked says why none can yet).
+func waitForLead(step func(driver.Step), blocked error) driver.Result {
+	step(driver.Step{Name: "leave the LXD cluster", State: "waiting", Detail: blocked.Error() + "; this node leaves on its own once another voter can take over"})
+	return driver.Result{Again: 5 * time.Second}
 }
 
 // resetAfterFailedJoin stops LXD and removes its state, when it holds no

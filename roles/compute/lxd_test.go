@@ -157,6 +157,27 @@ func (r *rig) computeNodes() map[string]bool {
 	return keep
 }
 
+// leaderAmong waits (2 minutes at most) until c's LXD names one of nodes its
+// database leader with ok(why its lead cannot be handed over, nil when it
+// can) true, and returns that node.
+func (r *rig) leaderAmong(c lxd.InstanceServer, nodes []*rigNode, what string, ok func(blocked error) bool) *rigNode {
+	var found *rigNode
+	r.eventually(2*time.Minute, what, func() error {
+		ms, err := c.GetClusterMembers()
+		if err != nil {
+			return err
+		}
+		for _, n := range nodes {
+			if l, blocked := leadership(members(ms), n.name, r.computeNodes()); l && ok(blocked) {
+				found = n
+				return nil
+			}
+		}
+		return fmt.Errorf("members: %+v", ms)
+	})
+	return found
+}
+
 func (r *rig) setRoles(name string, rs []roles.Role) {
 	r.node(name).roles = rs
 	r.write()
