@@ -253,6 +253,11 @@ func TestEndpointNamespaces(t *testing.T) {
 		t.Fatalf("two connections to the one-active frontend reached %v; want both on node1 (the first backend)", got)
 	}
 
+	// A host that is not a control node sends adverts for the same router
+	// id with a higher priority and the same address: the holder ignores
+	// them (check_unicast_src) and keeps the address.
+	rogueAdverts(t, client, eps, holder, vip)
+
 	// Power cut of the holder: every process of that node is frozen, then
 	// SIGKILLed (frozen first, so none sees another die and cleans up: no
 	// keepalived child gets to remove the address or send priority 0).
@@ -798,4 +803,137 @@ func TestEndpointCloudd(t *testing.T) {
 			t.Errorf("%s's cloudd logged %d TLS handshake errors", nd.Name, n)
 		}
 	}
+}
+
+// rogueAdverts runs a keepalived of its own in nd's namespace (not a control
+// node) as MASTER for the members' router id, with a priority above any
+// member's, the floating address vip and the candidates as its unicast peers.
+// It waits until the holder's keepalived has ignored its adverts ("not a
+// unicast peer") at least three times, then checks that holder never left
+// MASTER and that no member holds vip but holder. Stopping the rogue (its
+// priority-0 advert included) must not move the address either.
+func rogueAdverts(t *testing.T, nd *harness.Node, eps []*epNode, holder, vip string) {
+	t.Helper()
+	ctx := context.Background()
+	var he *epNode
+	var peers []*harness.Node
+	for _, e := range eps {
+		peers = append(peers, e.nd)
+		if e.nd.Name == holder {
+			he = e
+		}
+	}
+	conf, err := os.ReadFile(filepath.Join(he.dir, "endpoint", "keepalived.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vrid := ""
+	for _, l := range strings.Split(string(conf), "\n") {
+		if f := strings.Fields(l); len(f) == 2 && f[0] == "virtual_router_id" {
+			vrid = f[1]
+		}
+	}
+	addrs, err := nd.Output(ctx, "ip", "-o", "-4", "addr", "show")
+	if err != nil {
+		t.Fatal(err)
+	}
+	iface := ""
+	for _, l := range strings.Split(string(addrs), "\n") {
+		if f := strings.Fields(l); len(f) > 3 && strings.HasPrefix(f[3], nd.IP+"/") {
+			iface = f[1]
+		}
+	}
+	if vrid == "" || iface == "" {
+		t.Fatalf("no router id in %s's keepalived.conf (%q) or no interface with %s in %s", holder, vrid, nd.IP, nd.Name)
+	}
+	logPath := filepath.Join(he.dir, "endpoint", "keepalived.log")
+	before, _ := os.ReadFile(logPath)
+
+	dir := filepath.Join(nd.StateDir, "rogue-vrrp")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "global_defs {\n  router_id rogue\n}\nvrrp_instance rogue {\n  state MASTER\n  interface %s\n  virtual_router_id %s\n  priority 254\n  advert_int 1\n  unicast_src_ip %s\n  unicast_peer {\n", iface, vrid, nd.IP)
+	for _, p := range peers {
+		fmt.Fprintf(&b, "    %s\n", p.IP)
+	}
+	fmt.Fprintf(&b, "  }\n  virtual_ipaddress {\n    %s/24 dev %s\n  }\n}\n", vip, iface)
+	cf := filepath.Join(dir, "keepalived.conf")
+	if err := os.WriteFile(cf, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rogue := startIn(t, nd, filepath.Join(dir, "keepalived.log"), "keepalived", "--dont-fork", "--log-console", "--no-syslog", "--log-detail", "--vrrp",
+		"--use-file="+cf, "--pid="+filepath.Join(dir, "keepalived.pid"), "--vrrp_pid="+filepath.Join(dir, "keepalived-vrrp.pid"))
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			stopCmd(rogue, syscall.SIGTERM)
+		}
+	}
+	t.Cleanup(func() {
+		stop()
+		deadline := time.Now().Add(10 * time.Second)
+		for anyMarked(dir) && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+		}
+		killMarked(dir, syscall.SIGKILL)
+		_ = exec.Command("ip", "netns", "exec", nd.NS, "ip", "addr", "del", vip+"/24", "dev", iface).Run()
+		if t.Failed() {
+			rb, _ := os.ReadFile(filepath.Join(dir, "keepalived.log"))
+			if len(rb) > 4000 {
+				rb = rb[len(rb)-4000:]
+			}
+			t.Logf("---- rogue keepalived in %s ----\n%s", nd.Name, rb)
+		}
+	})
+	ignored := func(want int) func() error {
+		return func() error {
+			lb, err := os.ReadFile(logPath)
+			if err != nil {
+				return err
+			}
+			n := 0
+			if len(lb) >= len(before) {
+				since := string(lb[len(before):])
+				if strings.Contains(since, "Entering BACKUP STATE") {
+					t.Fatalf("%s left MASTER on a non-member's adverts:\n%s", holder, since)
+				}
+				n = strings.Count(since, "unicast source address "+nd.IP+" not a unicast peer")
+			}
+			if n < want {
+				return fmt.Errorf("%s's keepalived ignored %d adverts from %s (want %d)", holder, n, nd.IP, want)
+			}
+			return nil
+		}
+	}
+	harness.Eventually(t, 30*time.Second, "the holder ignores the rogue's adverts", ignored(3))
+	kept := func() {
+		t.Helper()
+		h, err := holders(ctx, peers, vip)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lb, _ := os.ReadFile(logPath)
+		if len(lb) >= len(before) && strings.Contains(string(lb[len(before):]), "Entering BACKUP STATE") {
+			t.Fatalf("%s left MASTER while a non-member sent adverts (holders %v)", holder, h)
+		}
+		if len(h) != 1 || h[0] != holder {
+			t.Fatalf("%s held by %v among the members after a non-member's adverts; want %s only", vip, h, holder)
+		}
+	}
+	kept()
+	stop()
+	harness.Eventually(t, 30*time.Second, "the rogue keepalived stops and drops its address", func() error {
+		if anyMarked(dir) {
+			return fmt.Errorf("rogue keepalived still runs")
+		}
+		if h, err := holders(ctx, []*harness.Node{nd}, vip); err != nil || len(h) != 0 {
+			return fmt.Errorf("%s still on %s (%v)", vip, nd.Name, err)
+		}
+		return nil
+	})
+	kept()
+	t.Logf("rogue adverts from %s (priority 254, router id %s): %s kept %s", nd.Name, vrid, holder, vip)
 }

@@ -595,7 +595,7 @@ func TestConvergeStateMachine(t *testing.T) {
 	if got := readFile(t, f.vip); got != "10.9.0.100/24 eth0\n" {
 		t.Errorf("recorded address %q", got)
 	}
-	if !strings.Contains(readFile(t, f.keepalivedConf), "unicast_peer {\n    10.9.0.2\n    10.9.0.3\n  }") {
+	if !strings.Contains(readFile(t, f.keepalivedConf), "check_unicast_src\n  unicast_peer {\n    10.9.0.2 min_ttl 255\n    10.9.0.3 min_ttl 255\n  }") {
 		t.Errorf("keepalived.conf:\n%s", readFile(t, f.keepalivedConf))
 	}
 	kaPid, hpPid := pid(keepalivedName), pid(haproxyName)
@@ -613,7 +613,7 @@ func TestConvergeStateMachine(t *testing.T) {
 	env.Frontends = []driver.Frontend{mysqlFrontend(1, 2, 3, 4), apiFrontend(1, 2, 3, 4)}
 	converge("new peer")
 	expect("new peer", nil, []string{fmt.Sprintf("%d:hangup", kaPid), fmt.Sprintf("%d:user defined signal 2", hpPid)})
-	if !strings.Contains(readFile(t, f.keepalivedConf), "    10.9.0.4\n") {
+	if !strings.Contains(readFile(t, f.keepalivedConf), "    10.9.0.4 min_ttl 255\n") {
 		t.Error("new peer missing from keepalived.conf")
 	}
 

@@ -30,7 +30,10 @@ type keepalivedInput struct {
 // unicast peers (multicast may be filtered, and then every node would become
 // MASTER), all nodes BACKUP with nopreempt, the health check tracked with no
 // weight so that a failing check puts the node in FAULT (it never holds the
-// address). No secret appears in it.
+// address). Adverts are taken only from the listed peers (check_unicast_src)
+// and only when they were not routed (sent with TTL 255, accepted with TTL
+// 255): a host that is not a control node cannot make the holder give the
+// address up. No secret appears in it.
 func renderKeepalived(in keepalivedInput) string {
 	d := in.Des
 	var b strings.Builder
@@ -59,9 +62,11 @@ func renderKeepalived(in keepalivedInput) string {
 	w("  priority %d", d.Self.Priority)
 	w("  advert_int 1")
 	w("  unicast_src_ip %s", d.Self.IP)
+	w("  unicast_ttl 255")
+	w("  check_unicast_src")
 	w("  unicast_peer {")
 	for _, p := range d.Peers {
-		w("    %s", p)
+		w("    %s min_ttl 255", p)
 	}
 	w("  }")
 	w("  virtual_ipaddress {")
