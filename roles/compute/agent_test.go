@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -137,6 +138,7 @@ func runAgent(cfgJSON string) int {
 		log.Error("listen", "error", err)
 		return 2
 	}
+	var loop sync.Mutex // held by a round, and by a recovery
 	mux := http.NewServeMux()
 	reply := func(w http.ResponseWriter, v any, err error) {
 		if err != nil {
@@ -153,6 +155,23 @@ func runAgent(cfgJSON string) int {
 		}
 		path := strings.TrimPrefix(r.URL.Path, "/1.0/")
 		switch {
+		case path == "recover" && r.Method == http.MethodPost:
+			// As cloudd's recovery: the loop is paused while it runs. It
+			// runs in the background; the log says how it ended.
+			lost := strings.Split(r.URL.Query().Get("lost"), ",")
+			go func() {
+				loop.Lock()
+				defer loop.Unlock()
+				rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+				defer cancel()
+				if err := d.RecoverAlone(rctx, env, lost); err != nil {
+					log.Error("recover failed", "error", err)
+					return
+				}
+				log.Info("recover done")
+			}()
+			reply(w, map[string]string{}, nil)
+			return
 		case path == "status":
 			reply(w, d.Status(r.Context(), env), nil)
 			return
@@ -185,6 +204,7 @@ func runAgent(cfgJSON string) int {
 		env, err := envOf()
 		if err == nil {
 			step := func(s driver.Step) { log.Info("step", "name", s.Name, "state", s.State, "detail", s.Detail) }
+			loop.Lock()
 			if d.AppliesTo(env, env.Local) {
 				applied = true
 				if _, err := d.Converge(ctx, env, step); err != nil {
@@ -194,6 +214,7 @@ func runAgent(cfgJSON string) int {
 				_ = d.Stop(ctx)
 				applied = false
 			}
+			loop.Unlock()
 		}
 		select {
 		case <-ctx.Done():

@@ -394,4 +394,92 @@ func TestLXDCluster(t *testing.T) {
 			t.Fatalf("healed after the restore: %+v %v", in, err)
 		}
 	})
+
+	// Two of three lost for good: cloudd's `cluster recover` calls
+	// RecoverAlone on the survivor, which rebuilds the LXD database from its
+	// own copy and removes the lost members; the survivor's instances live
+	// on and it launches again.
+	t.Run("two of three lost: the survivor recovers the LXD cluster alone", func(t *testing.T) {
+		var back *rigNode
+		for _, n := range r.nodes {
+			if n != keep[0] && n != keep[1] {
+				back = n
+			}
+		}
+		survivor := keep[0]
+		cs := r.lxd(survivor)
+		r.setRoles(back.name, []roles.Role{roles.Compute})
+		r.eventually(3*time.Minute, "three LXD database voters online", func() error {
+			ms, err := cs.GetClusterMembers()
+			if err != nil {
+				return err
+			}
+			voters := 0
+			for _, m := range ms {
+				for _, role := range m.Roles {
+					if role == "database" && m.Status == "Online" {
+						voters++
+					}
+				}
+			}
+			if voters != 3 {
+				return fmt.Errorf("%d of %d members online voters", voters, len(ms))
+			}
+			return nil
+		})
+		if err := launch(ctx, cs, survivor.name, "before-loss"); err != nil {
+			t.Fatal(err)
+		}
+		lost := []string{keep[1].name, back.name}
+		for _, n := range []*rigNode{keep[1], back} {
+			r.kill(n)
+		}
+		t0 := time.Now()
+		if err := agentCall(ctx, r.root, survivor.name, "POST", "recover?lost="+strings.Join(lost, ","), nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		r.eventually(5*time.Minute, survivor.name+" recovers", func() error {
+			b, _ := os.ReadFile(survivor.log)
+			if i := strings.Index(string(b), "recover failed"); i >= 0 {
+				t.Fatalf("recovery on %s: %s", survivor.name, strings.SplitN(string(b[i:]), "\n", 2)[0])
+			}
+			if !strings.Contains(string(b), "recover done") {
+				return fmt.Errorf("not done yet")
+			}
+			return nil
+		})
+		took := time.Since(t0)
+		if b, _ := os.ReadFile(survivor.log); !strings.Contains(string(b), "now the only voter of the LXD database") {
+			t.Errorf("%s recovered without rebuilding the LXD database (two of three voters were lost)", survivor.name)
+		}
+		cs = r.lxd(survivor)
+		ms, err := cs.GetClusterMemberNames()
+		if err != nil || len(ms) != 1 || ms[0] != survivor.name {
+			t.Fatalf("LXD members after the recovery: %v %v", ms, err)
+		}
+		if out, err := execIn(ctx, cs, "before-loss", "echo", "alive"); err != nil || strings.TrimSpace(out) != "alive" {
+			t.Fatalf("exec in before-loss after the recovery: %q %v", out, err)
+		}
+		if err := launch(ctx, cs, "", "after-recovery"); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := execIn(ctx, cs, "after-recovery", "echo", "alive"); err != nil || strings.TrimSpace(out) != "alive" {
+			t.Fatalf("exec in after-recovery: %q %v", out, err)
+		}
+		// A second call finds nothing left to do.
+		if err := agentCall(ctx, r.root, survivor.name, "POST", "recover?lost="+strings.Join(lost, ","), nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		r.eventually(2*time.Minute, "the second recovery ends", func() error {
+			b, _ := os.ReadFile(survivor.log)
+			if strings.Count(string(b), "recover done")+strings.Count(string(b), "recover failed") < 2 {
+				return fmt.Errorf("not done yet")
+			}
+			if strings.Contains(string(b), "recover failed") {
+				t.Fatalf("the second recovery failed:\n%s", r.logTail(survivor))
+			}
+			return nil
+		})
+		t.Logf("two of three lost: %s rebuilt the LXD database and removed %v in %s", survivor.name, lost, took.Round(time.Millisecond))
+	})
 }

@@ -31,6 +31,9 @@ type Driver struct {
 	ProbeKVM func(ctx context.Context) hwprobe.KVM
 	// RBDPresent reports whether the kernel's rbd module is loaded.
 	RBDPresent func() bool
+	// Command runs a program with extra environment for its output (LXD's
+	// own recovery subcommand); nil runs it with os/exec.
+	Command func(ctx context.Context, env []string, name string, args ...string) ([]byte, error)
 
 	mu        sync.Mutex
 	dir       string

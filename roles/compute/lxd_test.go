@@ -261,6 +261,10 @@ func (r *rig) cleanup() {
 		r.kill(nd)
 	}
 	killUnder(r.root)
+	// What a killed LXD left mounted (a member lost for good never cleans up).
+	for _, nd := range r.nodes {
+		_ = removeState(pathsIn(filepath.Join(r.root, nd.name, "compute")))
+	}
 	for _, nd := range r.nodes {
 		_ = sh("ip", "netns", "del", nd.ns)
 	}
