@@ -234,7 +234,7 @@ func (d *Driver) Converge(ctx context.Context, env *driver.Env, step func(driver
 	if !env.Local.Has(roles.Compute) {
 		return d.leave(ctx, env, p, step)
 	}
-	d.nextHandover(time.Time{})
+	d.resetHandovers()
 	c, err := d.start(ctx, env, p, step)
 	if err != nil {
 		return notReady(err)
@@ -600,7 +600,7 @@ func (d *Driver) leave(ctx context.Context, env *driver.Env, p paths, step func(
 				}
 				return driver.Result{Again: time.Second}, nil
 			}
-			d.nextHandover(time.Time{})
+			d.resetHandovers()
 			step(driver.Step{Name: "leave the LXD cluster", State: "running"})
 			if err := c.DeleteClusterMember(me, false); err != nil {
 				return driver.Result{Again: 10 * time.Second}, fmt.Errorf("leave the LXD cluster: %w", err)

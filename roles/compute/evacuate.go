@@ -189,21 +189,25 @@ func (d *Driver) settling(now time.Time, allOnline bool) bool {
 const handoverGap = time.Minute
 
 // nextHandover says whether LXD may be restarted now to hand its lead over
-// (counting it) and how many restarts were made; the zero time resets the
-// count (this member no longer leads).
+// (counting it) and how many restarts were made (resetHandovers starts the
+// count again).
 func (d *Driver) nextHandover(now time.Time) (int, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if now.IsZero() {
-		d.handovers, d.lastHandover = 0, time.Time{}
-		return 0, false
-	}
 	if d.handovers >= 3 && now.Sub(d.lastHandover) < handoverGap {
 		return d.handovers, false
 	}
 	d.handovers++
 	d.lastHandover = now
 	return d.handovers, true
+}
+
+// resetHandovers forgets the handover restarts: the lead moved, or the node
+// has the compute role again.
+func (d *Driver) resetHandovers() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.handovers, d.lastHandover = 0, time.Time{}
 }
 
 // leadership tells whether me leads the LXD database and, when it does,

@@ -273,7 +273,7 @@ func TestNextHandover(t *testing.T) {
 	if n, ok := d.nextHandover(t0.Add(handoverGap)); !ok || n != 4 {
 		t.Fatalf("fourth after the gap: %d %v", n, ok)
 	}
-	d.nextHandover(time.Time{})
+	d.resetHandovers()
 	if n, ok := d.nextHandover(t0.Add(handoverGap + time.Second)); !ok || n != 1 {
 		t.Fatalf("after a reset: %d %v", n, ok)
 	}
