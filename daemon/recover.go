@@ -401,19 +401,24 @@ func (d *Daemon) recoverRoles(ctx context.Context, lost []string) error {
 	if err != nil {
 		return err
 	}
+	// Every role gets its turn, whatever another one answered: a layer
+	// that cannot be rebuilt yet must not keep the others from it. Each is
+	// idempotent, so the next attempt calls them all again.
+	var errs []error
 	for _, dr := range d.drivers {
 		r, ok := dr.(driver.Recoverer)
-		if !ok || !dr.AppliesTo(env, env.Local) {
+		denv := d.envFor(env, dr)
+		if !ok || !dr.AppliesTo(denv, env.Local) {
 			continue
 		}
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-		err := r.RecoverAlone(rctx, d.envFor(env, dr), lost)
+		err := r.RecoverAlone(rctx, denv, lost)
 		cancel()
 		if err != nil {
-			return fmt.Errorf("rebuild the %s layer from this node: %w", dr.Name(), err)
+			errs = append(errs, fmt.Errorf("rebuild the %s layer from this node: %w", dr.Name(), err))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // dropLost removes every lost member still recorded; it is idempotent.

@@ -36,8 +36,8 @@ majority of the cluster database voters answers. Otherwise it restarts
 itself, makes this node the only cluster database voter, removes the lost
 members, and each role rebuilds its layer from this node (the control
 databases bootstrap a Galera cluster of one, Ceph's monitor forms a quorum
-alone, LXD's database is rebuilt from this member's copy). Then join new
-nodes as usual.
+alone, LXD's database is rebuilt from this member's copy when it holds one).
+Then join new nodes as usual.
 docs/RELIABILITY.md describes every step.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -457,7 +457,8 @@ func sameDevice(a, b map[string]string) bool {
 }
 
 // removeDeparted removes, from the first online compute member only, LXD
-// members whose node left the cluster and whose LXD is offline. A node that
+// members whose node left the cluster and whose LXD is not online (after
+// `cluster recover`, the lost ones). A node that
 // is still a member but lost the compute role leaves by itself, after
 // evacuating: removing it from here would drop its instances (an LXD member
 // under load can look offline for a while, and a node that joined after this
@@ -483,7 +484,8 @@ func (d *Driver) removeDeparted(ctx context.Context, env *driver.Env, c lxd.Inst
 		return
 	}
 	for _, m := range ms {
-		if compute[m.ServerName] || m.Status != "Offline" {
+		// Offline, or Evacuated or Blocked: either way, not answering.
+		if compute[m.ServerName] || m.Status == "Online" {
 			continue
 		}
 		if gone, err := env.Departed(ctx, m.ServerName); err != nil || !gone {

@@ -43,6 +43,8 @@ type rigNode struct {
 	cmd          *exec.Cmd
 	done         chan struct{}
 	log          string
+	// departed: no longer in the nodes file (it left the cluster).
+	departed bool
 }
 
 var rigSeq atomic.Int32
@@ -130,7 +132,9 @@ func (r *rig) write() {
 	defer r.mu.Unlock()
 	var ns []agentNode
 	for _, n := range r.nodes {
-		ns = append(ns, agentNode{Name: n.name, IP: n.ip, Roles: n.roles})
+		if !n.departed {
+			ns = append(ns, agentNode{Name: n.name, IP: n.ip, Roles: n.roles})
+		}
 	}
 	b, _ := json.Marshal(ns)
 	tmp := r.file + ".tmp"
@@ -214,6 +218,40 @@ func (r *rig) kill(nd *rigNode) {
 	nd.cmd = nil
 }
 
+// depart drops a node from the nodes file, as cloudd drops a member that
+// left the cluster.
+func (r *rig) depart(name string) {
+	r.mu.Lock()
+	r.node(name).departed = true
+	r.mu.Unlock()
+	r.write()
+}
+
+// powerCut stops the node's agent and its LXD (which runs in a process group
+// of its own; LXD tells its pid) at once, then SIGKILLs them: nothing gets to
+// shut down cleanly or hand anything over.
+func (r *rig) powerCut(nd *rigNode) {
+	srv, _, err := r.lxd(nd).GetServer()
+	if err != nil || srv.Environment.ServerPid <= 0 {
+		r.t.Fatalf("%s's LXD pid: %v", nd.name, err)
+	}
+	pid := int(srv.Environment.ServerPid)
+	if nd.cmd != nil {
+		_ = syscall.Kill(-nd.cmd.Process.Pid, syscall.SIGSTOP)
+	}
+	_ = syscall.Kill(pid, syscall.SIGSTOP)
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+	r.kill(nd)
+	r.eventually(time.Minute, nd.name+"'s LXD gone", func() error {
+		if err := syscall.Kill(pid, 0); err == nil {
+			if st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); !strings.Contains(string(st), ") Z ") {
+				return fmt.Errorf("pid %d still there", pid)
+			}
+		}
+		return nil
+	})
+}
+
 func (r *rig) lxd(nd *rigNode) lxd.InstanceServer {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	r.t.Cleanup(cancel)
@@ -261,10 +299,6 @@ func (r *rig) cleanup() {
 		r.kill(nd)
 	}
 	killUnder(r.root)
-	// What a killed LXD left mounted (a member lost for good never cleans up).
-	for _, nd := range r.nodes {
-		_ = removeState(pathsIn(filepath.Join(r.root, nd.name, "compute")))
-	}
 	for _, nd := range r.nodes {
 		_ = sh("ip", "netns", "del", nd.ns)
 	}

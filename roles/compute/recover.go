@@ -2,9 +2,11 @@ package compute
 
 import (
 	"context"
+	"crypto/tls"
 	"database/sql"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	lxd "github.com/canonical/lxd/client"
 	_ "github.com/mattn/go-sqlite3" // LXD's local database (raft_nodes), read only
 
 	"github.com/cloudctl/cloudctl/roles/driver"
@@ -65,35 +66,53 @@ func readRaftNodes(ctx context.Context, p paths) (self string, nodes []raftNode,
 	return self, nodes, nil
 }
 
-// quorumPlan is what RecoverAlone does with LXD's database: nothing but
-// removing the lost members (its voters still have a majority without them),
-// rebuild it from this member's copy, or nothing at all (this member holds
-// no copy: refused, with the reason).
+// quorumPlan is what RecoverAlone does with LXD's database: nothing (its
+// voters still have a majority without the lost members: the loop removes
+// those), rebuild it from this member's copy, or nothing at all because it
+// cannot be done safely from here (Refused says why).
 type quorumPlan struct {
 	Rebuild bool
+	// Lost are the database members (voters and stand-bys) that are lost.
+	Lost    []raftNode
 	Refused error
 }
 
 // planQuorum decides from raft_nodes whether LXD's database lost its
-// majority with the lost members, and whether this member (at address self)
-// holds a copy to rebuild it from: a voter or a stand-by does, a spare
-// does not.
-func planQuorum(self string, nodes []raftNode, lost map[string]bool) quorumPlan {
+// majority with the lost members, and whether it can be rebuilt from this
+// member (at address self): only when this member holds a copy (a voter or
+// a stand-by does, a spare does not) and no other member holding one
+// survives (rebuilding beside it would split the LXD cluster).
+func planQuorum(self string, nodes []raftNode, isLost func(raftNode) bool) quorumPlan {
 	voters, alive := 0, 0
 	var mine *raftNode
-	var lostVoters []string
+	var lost, lostVoters, others []string
+	var plan quorumPlan
 	for i, n := range nodes {
 		if n.Address == self {
 			mine = &nodes[i]
-		}
-		if n.Role != raftVoter {
+			if n.Role == raftVoter {
+				voters++
+				alive++
+			}
 			continue
 		}
-		voters++
-		if lost[n.Name] {
-			lostVoters = append(lostVoters, n.Name)
+		if n.Role != raftVoter && n.Role != raftStandBy {
+			continue
+		}
+		if isLost(n) {
+			plan.Lost = append(plan.Lost, n)
+			lost = append(lost, n.Name)
+			if n.Role == raftVoter {
+				lostVoters = append(lostVoters, n.Name)
+			}
 		} else {
-			alive++
+			others = append(others, n.Name)
+		}
+		if n.Role == raftVoter {
+			voters++
+			if !isLost(n) {
+				alive++
+			}
 		}
 	}
 	if voters == 0 || alive*2 > voters {
@@ -102,125 +121,103 @@ func planQuorum(self string, nodes []raftNode, lost map[string]bool) quorumPlan 
 	sort.Strings(lostVoters)
 	if mine == nil || (mine.Role != raftVoter && mine.Role != raftStandBy) {
 		return quorumPlan{Refused: fmt.Errorf("the LXD database was held by %s, all lost, and this node's LXD keeps no copy of it (it was a spare): "+
-			"the LXD cluster cannot be rebuilt from here; its instances keep running, but LXD will not start until the compute role is removed from this node and given back (an empty LXD)",
-			strings.Join(lostVoters, ", "))}
+			"the LXD cluster cannot be rebuilt from here (docs/compute.md, \"Losing two of three\")", strings.Join(lostVoters, ", "))}
 	}
-	return quorumPlan{Rebuild: true}
+	if len(others) > 0 {
+		sort.Strings(others)
+		return quorumPlan{Refused: fmt.Errorf("the LXD database lost its majority (%s), but LXD on %s, which is not among the lost, still holds a copy: "+
+			"rebuilding it here would split the LXD cluster; stop LXD there and rebuild by hand (docs/compute.md, \"Losing two of three\")",
+			strings.Join(lostVoters, ", "), strings.Join(others, ", "))}
+	}
+	plan.Rebuild = true
+	return plan
 }
 
 // RecoverAlone implements driver.Recoverer: after `cloudctl cluster recover`
-// this node's LXD becomes an LXD cluster of one. When the lost members took
-// the majority of LXD's database voters with them, LXD is stopped (its
-// instances keep running), its database is rebuilt from this member's copy
-// (`lxd cluster recover-from-quorum-loss`) and it is started again; then the
-// lost members are removed from the LXD cluster (their instances with them:
-// they were on the lost machines). Idempotent: after a rebuild this member
-// is the only voter, so a second call only removes what is left.
+// this node's LXD becomes the only member of LXD's database. When the lost
+// members took the majority of its voters with them, and none of their LXD
+// answers on its address, LXD is stopped (its instances keep running) and
+// its database rebuilt from this member's copy (`lxd cluster
+// recover-from-quorum-loss`). LXD is not started here: the loop starts it
+// once the recovery is done, and removes the lost members from the LXD
+// cluster (removeDeparted) once LXD sees them gone. Idempotent: after a
+// rebuild this member is the only voter, so a second call does nothing.
 func (d *Driver) RecoverAlone(ctx context.Context, env *driver.Env, lost []string) error {
 	p := pathsIn(env.Dir)
 	if !hasState(p) {
 		return nil // no LXD on this node
 	}
-	gone := map[string]bool{}
+	gone, goneIP := map[string]bool{}, map[string]bool{}
 	for _, n := range lost {
 		if n != env.Local.Name {
 			gone[n] = true
 		}
 	}
+	for _, n := range env.Nodes {
+		if gone[n.Name] && n.IP != "" {
+			goneIP[n.IP] = true
+		}
+	}
 	if len(gone) == 0 {
 		return nil
 	}
-	d.mu.Lock()
-	d.sup = env.Sup
-	d.mu.Unlock()
 	self, nodes, err := readRaftNodes(ctx, p)
 	if err != nil {
 		return err
 	}
-	plan := planQuorum(self, nodes, gone)
+	plan := planQuorum(self, nodes, func(n raftNode) bool {
+		host, _, _ := net.SplitHostPort(n.Address)
+		return gone[n.Name] || goneIP[host]
+	})
 	if plan.Refused != nil {
-		env.Log.Error("compute: "+plan.Refused.Error(), "lost", lost)
-		return nil // the rest of the cluster recovers; the compute layer reports LXD down
-	}
-	if plan.Rebuild {
-		if err := d.shutdown(ctx, env.Sup, false); err != nil {
-			return fmt.Errorf("stop LXD before rebuilding its database: %w", err)
-		}
-		run := d.Command
-		if run == nil {
-			run = runCommand
-		}
-		out, err := run(ctx, []string{"LXD_DIR=" + p.lxdDir}, lxdBinary(env), "cluster", "recover-from-quorum-loss", "--quiet")
-		if err != nil {
-			return fmt.Errorf("rebuild the LXD database from this member (lxd cluster recover-from-quorum-loss): %w: %s", err, strings.TrimSpace(string(out)))
-		}
-		env.Log.Warn("compute: this node's LXD is now the only voter of the LXD database", "lost", sortedKeys(gone))
-	}
-	c, err := d.startAndWait(ctx, env, p)
-	if err != nil {
-		return err
-	}
-	srv, _, err := c.GetServer()
-	if err != nil {
-		return fmt.Errorf("read LXD server: %w", err)
-	}
-	if !srv.Environment.ServerClustered {
+		// The rest of the cluster recovers; LXD here waits for its database.
+		env.Log.Error("compute: "+plan.Refused.Error(), "lost", sortedKeys(gone))
 		return nil
 	}
-	return removeLost(ctx, env, c, gone)
-}
-
-// startAndWait starts LXD when it is not running and waits until it is ready
-// or ctx ends.
-func (d *Driver) startAndWait(ctx context.Context, env *driver.Env, p paths) (lxd.InstanceServer, error) {
-	for {
-		c, err := d.start(ctx, env, p, func(driver.Step) {})
-		if err == nil {
-			return c, nil
-		}
-		if !errors.Is(err, errNotReady) {
-			return nil, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("LXD did not become ready (see %s): %w", p.log, ctx.Err())
-		case <-time.After(time.Second):
+	if !plan.Rebuild {
+		return nil
+	}
+	// "Lost" means their cloudd did not answer; their LXD must not either.
+	for _, n := range plan.Lost {
+		if lxdAnswers(ctx, n.Address) {
+			return fmt.Errorf("the LXD of %s still answers at %s: it is not lost, and rebuilding the LXD database here would split the LXD cluster; stop it (or power its machine off) and recovery goes on", n.Name, n.Address)
 		}
 	}
+	d.mu.Lock()
+	d.sup = env.Sup
+	d.mu.Unlock()
+	if err := d.shutdown(ctx, env.Sup, false); err != nil {
+		return fmt.Errorf("stop LXD before rebuilding its database: %w", err)
+	}
+	run := d.Command
+	if run == nil {
+		run = runCommand
+	}
+	// Not cut short by the caller's deadline halfway through a rewrite.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	out, err := run(rctx, []string{"LXD_DIR=" + p.lxdDir}, lxdBinary(env), "cluster", "recover-from-quorum-loss", "--quiet")
+	if err != nil {
+		return fmt.Errorf("rebuild the LXD database from this member (lxd cluster recover-from-quorum-loss): %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	env.Log.Warn("compute: this node's LXD is now the only voter of the LXD database; the lost LXD members are removed once LXD sees them offline", "lost", sortedKeys(gone))
+	return nil
 }
 
-// removeLost removes the lost members from the LXD cluster, forced (they
-// will never answer), once LXD sees them offline.
-func removeLost(ctx context.Context, env *driver.Env, c lxd.InstanceServer, gone map[string]bool) error {
-	for {
-		ms, err := c.GetClusterMembers()
-		if err != nil {
-			return fmt.Errorf("read the LXD cluster members: %w", err)
-		}
-		waiting := ""
-		for _, m := range ms {
-			if !gone[m.ServerName] {
-				continue
-			}
-			if m.Status != "Offline" {
-				waiting = m.ServerName + " is " + m.Status
-				continue
-			}
-			if err := c.DeleteClusterMember(m.ServerName, true); err != nil {
-				return fmt.Errorf("remove the lost member %s from the LXD cluster: %w", m.ServerName, err)
-			}
-			env.Log.Warn("compute: removed the lost member from the LXD cluster", "member", m.ServerName)
-		}
-		if waiting == "" {
-			return nil
-		}
-		// LXD marks a member offline after missed heartbeats (about 20 s).
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("a lost member is not offline in LXD yet (%s): %w", waiting, ctx.Err())
-		case <-time.After(2 * time.Second):
-		}
+// lxdAnswers reports whether an LXD serves TLS at addr within 3 seconds. A
+// TCP connect is not enough: a listening socket a dead LXD's children still
+// hold accepts connections but never answers. Liveness only: nothing is
+// sent after the handshake and nothing from it is trusted.
+func lxdAnswers(ctx context.Context, addr string) bool {
+	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	d := tls.Dialer{Config: &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}}
+	conn, err := d.DialContext(dctx, "tcp", addr)
+	if err != nil {
+		return false
 	}
+	conn.Close()
+	return true
 }
 
 // runCommand runs name with args and extra environment, for its output.

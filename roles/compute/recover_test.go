@@ -29,11 +29,26 @@ func TestPlanQuorum(t *testing.T) {
 		{"the only voter of two is lost; this node is a spare", "10.0.0.2:8443", []raftNode{{"node1", "10.0.0.1:8443", raftVoter}, {"node2", "10.0.0.2:8443", 2}}, lost("node1"), false, "held by node1, all lost"},
 		{"a stand-by holds a copy", "10.0.0.4:8443", append(three[:3:3], raftNode{"node4", "10.0.0.4:8443", raftStandBy}), lost("node1", "node2", "node3"), true, ""},
 		{"this node is not in raft_nodes", "10.0.0.9:8443", three, lost("node1", "node2"), false, "keeps no copy"},
+		{"a voter survives elsewhere", "10.0.0.4:8443", append(three[:3:3], raftNode{"node4", "10.0.0.4:8443", raftStandBy}), lost("node1", "node2"), false, "LXD on node3, which is not among the lost"},
+		{"a stand-by survives elsewhere", "10.0.0.1:8443", append(three[:3:3], raftNode{"node4", "10.0.0.4:8443", raftStandBy}), lost("node2", "node3"), false, "LXD on node4, which is not among the lost"},
+		{"a spare survives elsewhere", "10.0.0.1:8443", append(three[:3:3], raftNode{"node4", "10.0.0.4:8443", 2}), lost("node2", "node3"), true, ""},
 		{"no raft nodes (never clustered)", "", nil, lost("node2"), false, ""},
 	} {
-		got := planQuorum(c.self, c.nodes, c.lost)
+		got := planQuorum(c.self, c.nodes, func(n raftNode) bool { return c.lost[n.Name] })
 		if got.Rebuild != c.rebuild {
 			t.Errorf("%s: rebuild %v, want %v", c.what, got.Rebuild, c.rebuild)
+		}
+		if got.Rebuild {
+			// Every lost member that held a copy is checked before the rebuild.
+			want := 0
+			for _, n := range c.nodes {
+				if c.lost[n.Name] && n.Role != 2 && n.Address != c.self {
+					want++
+				}
+			}
+			if len(got.Lost) != want {
+				t.Errorf("%s: lost members to check %v, want %d", c.what, got.Lost, want)
+			}
 		}
 		switch {
 		case c.refused == "" && got.Refused != nil:
