@@ -38,10 +38,11 @@ import (
 //  3. at start, before microcluster opens the database, rewrites the raft
 //     membership with microcluster's RecoverFromQuorumLoss: this node the
 //     only voter, the lost members spares (their number cannot change there);
-//  4. once the database is open (a quorum of one), removes the lost members
-//     with microcluster's forced removal, so every layer sees a cluster of
-//     one: each role driver's Recoverer then rebuilds its layer from this
-//     node alone.
+//  4. once the database is open (a quorum of one), with the roles still
+//     paused, lets each role driver's Recoverer rebuild its layer from this
+//     node alone (every one of them, whatever another answered), then
+//     removes the lost members with microcluster's forced removal, so every
+//     layer sees a cluster of one.
 
 const recoverFileName = "recover.json"
 

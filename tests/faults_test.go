@@ -7,11 +7,14 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	lxd "github.com/canonical/lxd/client"
 
 	"github.com/cloudctl/cloudctl/api"
 	"github.com/cloudctl/cloudctl/tests/harness"
@@ -623,4 +626,106 @@ func unreliable(t *testing.T, name string) {
 	if os.Getenv("CLOUDCTL_FAULT_TESTS") != "1" {
 		t.Skipf("%s is not yet reliable under load (see docs/RELIABILITY.md); run it with CLOUDCTL_FAULT_TESTS=1", name)
 	}
+}
+
+// TestFaultLossCompute: three compute nodes (an LXD cluster of three
+// database voters) lose two for good; `cloudctl cluster recover` on the
+// survivor rebuilds the LXD database there through cloudd (the compute
+// role's driver.Recoverer), and the loop removes the lost LXD members: the
+// survivor's container runs on and a new one launches. Opt-in like the other
+// whole-cluster losses (about 3 minutes).
+func TestFaultLossCompute(t *testing.T) {
+	if os.Getenv("CLOUDCTL_FAULT_TESTS") != "1" {
+		t.Skip("TestFaultLossCompute takes minutes; run it with CLOUDCTL_FAULT_TESTS=1")
+	}
+	harness.Require(t)
+	for _, b := range []string{"lxd", "lxc", "dnsmasq"} {
+		if _, err := exec.LookPath(b); err != nil {
+			t.Skipf("needs %s (scripts/deps.sh installs it)", b)
+		}
+	}
+	img := busyboxImage(t)
+	c := harness.New(t, 3)
+	n1, n2, n3 := c.Node(1), c.Node(2), c.Node(3)
+	t.Cleanup(func() { computeCleanup(t, c) })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+
+	bootstrap(t, n1, "compute")
+	waitCompute(t, c, n1, 2*time.Minute, "node1 online in the LXD cluster", func(l api.Layer) error { return membersOnline(l, "node1") })
+	c1 := lxdOf(ctx, t, n1)
+	harness.Eventually(t, time.Minute, "default profile has the root disk", func() error {
+		p, _, err := c1.GetProfile("default")
+		if err != nil || p.Devices["root"]["pool"] == "" {
+			return fmt.Errorf("profile: %v %v", p, err)
+		}
+		return nil
+	})
+	importImage(t, c1, img)
+	for _, n := range []*harness.Node{n2, n3} {
+		join(t, n1, n, "compute")
+		waitCompute(t, c, n1, 2*time.Minute, n.Name+" online in the LXD cluster", func(l api.Layer) error { return membersOnline(l, n.Name) })
+	}
+	harness.Eventually(t, 2*time.Minute, "three LXD database voters online", func() error { return lxdVoters(c1, 3, 3) })
+	layersBack(t, n1, 3, 3*time.Minute) // three cluster database voters too
+	// `cluster recover` reads the membership from dqlite's node store, which
+	// go-dqlite rewrites every few seconds, not at each change.
+	harness.Eventually(t, 2*time.Minute, "node1's dqlite node store lists three members", func() error {
+		b, err := os.ReadFile(filepath.Join(n1.StateDir, "database", "cluster.yaml"))
+		if err != nil {
+			return err
+		}
+		if n := strings.Count(string(b), "Address:"); n != 3 {
+			return fmt.Errorf("%d members in cluster.yaml:\n%s", n, b)
+		}
+		return nil
+	})
+	if err := launch(ctx, c1, "node1", "on-survivor"); err != nil {
+		t.Fatal(err)
+	}
+
+	powerOff(t, n2)
+	powerOff(t, n3)
+	start := time.Now()
+	r := runLong(c, n1, 15*time.Minute, "cluster", "recover")
+	if r.Code != 0 {
+		t.Fatalf("cluster recover: exit %d\n%s\n%s\nlog:\n%s", r.Code, r.Stdout, r.Stderr, n1.Log())
+	}
+	recovered := time.Since(start)
+	t.Logf("cluster recover (%s):\n%s%s", recovered.Round(time.Second), r.Stdout, r.Stderr)
+	if !strings.Contains(n1.Log(), "now the only voter of the LXD database") {
+		t.Fatalf("the recovery did not rebuild the LXD database:\n%s", n1.Log())
+	}
+	var cs lxd.InstanceServer
+	alone := harness.Eventually(t, 5*time.Minute, "node1 alone in the LXD cluster", func() error {
+		c, err := lxd.ConnectLXDUnixWithContext(ctx, filepath.Join(n1.StateDir, "compute", "lxd", "unix.socket"), nil)
+		if err != nil {
+			return err
+		}
+		ms, err := c.GetClusterMemberNames()
+		if err != nil {
+			return err
+		}
+		if len(ms) != 1 || ms[0] != "node1" {
+			return fmt.Errorf("LXD members %v", ms)
+		}
+		cs = c
+		return nil
+	})
+	if out, err := execIn(ctx, cs, "on-survivor", "echo", "alive"); err != nil || strings.TrimSpace(out) != "alive" {
+		t.Fatalf("exec in on-survivor after the recovery: %q %v", out, err)
+	}
+	if err := launch(ctx, cs, "", "after-recovery"); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := execIn(ctx, cs, "after-recovery", "echo", "alive"); err != nil || strings.TrimSpace(out) != "alive" {
+		t.Fatalf("exec in after-recovery: %q %v", out, err)
+	}
+	waitCompute(t, c, n1, 2*time.Minute, "the compute layer healthy with node1 alone", func(l api.Layer) error {
+		if l.Health != api.HealthOK || len(l.Members) != 1 {
+			return fmt.Errorf("health %s (%s), members %+v", l.Health, l.Reason, l.Members)
+		}
+		return membersOnline(l, "node1")
+	})
+	t.Logf("two of three compute nodes lost: cluster recover %s, node1 alone in the LXD cluster %s after it returned", recovered.Round(time.Second), alone.Round(time.Second))
 }

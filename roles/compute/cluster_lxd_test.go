@@ -28,7 +28,7 @@ import (
 func TestLXDCluster(t *testing.T) {
 	r := newRig(t, 3)
 	img := busyboxImage(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	n1, n2, n3 := r.node("node1"), r.node("node2"), r.node("node3")
 	// Only node1 has the role at first.

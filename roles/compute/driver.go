@@ -457,7 +457,7 @@ func sameDevice(a, b map[string]string) bool {
 }
 
 // removeDeparted removes, from the first online compute member only, LXD
-// members whose node left the cluster and whose LXD is not online (after
+// members whose node left the cluster and whose LXD is offline (after
 // `cluster recover`, the lost ones). A node that
 // is still a member but lost the compute role leaves by itself, after
 // evacuating: removing it from here would drop its instances (an LXD member
@@ -484,8 +484,9 @@ func (d *Driver) removeDeparted(ctx context.Context, env *driver.Env, c lxd.Inst
 		return
 	}
 	for _, m := range ms {
-		// Offline, or Evacuated or Blocked: either way, not answering.
-		if compute[m.ServerName] || m.Status == "Online" {
+		// Only Offline: LXD shows Evacuated whether the member still runs
+		// or not (it may be moving instances), and Blocked ones run.
+		if compute[m.ServerName] || m.Status != "Offline" {
 			continue
 		}
 		if gone, err := env.Departed(ctx, m.ServerName); err != nil || !gone {

@@ -295,8 +295,27 @@ func (r *rig) cleanup() {
 	case <-time.After(2 * time.Minute):
 		r.t.Logf("cleanup: LXD did not stop the instances within 2 minutes; killing them")
 	}
+	// LXD runs in a process group of its own: killing the agents' groups
+	// only sends it a SIGTERM (Pdeathsig), which it may outlive. Its pid
+	// comes from its API.
+	var lxdPids []int
+	for _, nd := range r.nodes {
+		if nd.cmd == nil {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if c, err := lxd.ConnectLXDUnixWithContext(ctx, pathsIn(filepath.Join(r.root, nd.name, "compute")).socket(), &lxd.ConnectionArgs{SkipGetServer: true}); err == nil {
+			if srv, _, err := c.GetServer(); err == nil && srv.Environment.ServerPid > 0 {
+				lxdPids = append(lxdPids, int(srv.Environment.ServerPid))
+			}
+		}
+		cancel()
+	}
 	for _, nd := range r.nodes {
 		r.kill(nd)
+	}
+	for _, pid := range lxdPids {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 	killUnder(r.root)
 	for _, nd := range r.nodes {

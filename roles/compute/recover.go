@@ -82,13 +82,13 @@ type quorumPlan struct {
 // member (at address self): only when this member holds a copy (a voter or
 // a stand-by does, a spare does not) and no other member holding one
 // survives (rebuilding beside it would split the LXD cluster).
-func planQuorum(self string, nodes []raftNode, isLost func(raftNode) bool) quorumPlan {
+func planQuorum(self, selfName string, nodes []raftNode, isLost func(raftNode) bool) quorumPlan {
 	voters, alive := 0, 0
 	var mine *raftNode
-	var lost, lostVoters, others []string
+	var lostVoters, others []string
 	var plan quorumPlan
 	for i, n := range nodes {
-		if n.Address == self {
+		if n.Address == self || (selfName != "" && n.Name == selfName) {
 			mine = &nodes[i]
 			if n.Role == raftVoter {
 				voters++
@@ -101,7 +101,6 @@ func planQuorum(self string, nodes []raftNode, isLost func(raftNode) bool) quoru
 		}
 		if isLost(n) {
 			plan.Lost = append(plan.Lost, n)
-			lost = append(lost, n.Name)
 			if n.Role == raftVoter {
 				lostVoters = append(lostVoters, n.Name)
 			}
@@ -119,15 +118,19 @@ func planQuorum(self string, nodes []raftNode, isLost func(raftNode) bool) quoru
 		return quorumPlan{}
 	}
 	sort.Strings(lostVoters)
-	if mine == nil || (mine.Role != raftVoter && mine.Role != raftStandBy) {
-		return quorumPlan{Refused: fmt.Errorf("the LXD database was held by %s, all lost, and this node's LXD keeps no copy of it (it was a spare): "+
-			"the LXD cluster cannot be rebuilt from here (docs/compute.md, \"Losing two of three\")", strings.Join(lostVoters, ", "))}
-	}
 	if len(others) > 0 {
 		sort.Strings(others)
 		return quorumPlan{Refused: fmt.Errorf("the LXD database lost its majority (%s), but LXD on %s, which is not among the lost, still holds a copy: "+
 			"rebuilding it here would split the LXD cluster; stop LXD there and rebuild by hand (docs/compute.md, \"Losing two of three\")",
 			strings.Join(lostVoters, ", "), strings.Join(others, ", "))}
+	}
+	if mine == nil {
+		return quorumPlan{Refused: fmt.Errorf("the LXD database lost its majority (%s), and this node's LXD is not among its members (no %s in raft_nodes): "+
+			"the LXD cluster cannot be rebuilt from here (docs/compute.md, \"Losing two of three\")", strings.Join(lostVoters, ", "), self)}
+	}
+	if mine.Role != raftVoter && mine.Role != raftStandBy {
+		return quorumPlan{Refused: fmt.Errorf("the LXD database was held by %s, all lost, and this node's LXD keeps no copy of it (it was a spare): "+
+			"the LXD cluster cannot be rebuilt from here (docs/compute.md, \"Losing two of three\")", strings.Join(lostVoters, ", "))}
 	}
 	plan.Rebuild = true
 	return plan
@@ -165,7 +168,7 @@ func (d *Driver) RecoverAlone(ctx context.Context, env *driver.Env, lost []strin
 	if err != nil {
 		return err
 	}
-	plan := planQuorum(self, nodes, func(n raftNode) bool {
+	plan := planQuorum(self, env.Local.Name, nodes, func(n raftNode) bool {
 		host, _, _ := net.SplitHostPort(n.Address)
 		return gone[n.Name] || goneIP[host]
 	})
@@ -178,9 +181,12 @@ func (d *Driver) RecoverAlone(ctx context.Context, env *driver.Env, lost []strin
 		return nil
 	}
 	// "Lost" means their cloudd did not answer; their LXD must not either.
+	// Refused like the rest: an error would hold the whole recovery up.
 	for _, n := range plan.Lost {
 		if lxdAnswers(ctx, n.Address) {
-			return fmt.Errorf("the LXD of %s still answers at %s: it is not lost, and rebuilding the LXD database here would split the LXD cluster; stop it (or power its machine off) and recovery goes on", n.Name, n.Address)
+			env.Log.Error(fmt.Sprintf("compute: the LXD of %s still answers at %s: it is not lost, and rebuilding the LXD database here would split the LXD cluster; "+
+				"the LXD database is left as it is (docs/compute.md, \"Losing two of three\")", n.Name, n.Address), "lost", sortedKeys(gone))
+			return nil
 		}
 	}
 	d.mu.Lock()
