@@ -32,11 +32,7 @@ import (
 // evacuates the node and it leaves the LXD cluster.
 func TestCompute(t *testing.T) {
 	harness.Require(t)
-	for _, b := range []string{"lxd", "lxc", "dnsmasq"} {
-		if _, err := exec.LookPath(b); err != nil {
-			t.Skipf("needs %s (scripts/deps.sh installs it)", b)
-		}
-	}
+	needLXD(t)
 	img := busyboxImage(t)
 	c := harness.New(t, 3)
 	n1, n2, n3 := c.Node(1), c.Node(2), c.Node(3)
@@ -386,6 +382,16 @@ func lxdVoters(c lxd.InstanceServer, members, voters int) error {
 		return fmt.Errorf("want %d members, %d voters online: %+v", members, voters, ms)
 	}
 	return nil
+}
+
+// needLXD skips t on a machine without LXD and its helpers.
+func needLXD(t *testing.T) {
+	t.Helper()
+	for _, b := range []string{"lxd", "lxc", "dnsmasq"} {
+		if _, err := exec.LookPath(b); err != nil {
+			t.Skipf("needs %s (scripts/deps.sh installs it)", b)
+		}
+	}
 }
 
 // computeLayer reads the compute layer of nd's status.

@@ -639,11 +639,7 @@ func TestFaultLossCompute(t *testing.T) {
 		t.Skip("TestFaultLossCompute takes minutes; run it with CLOUDCTL_FAULT_TESTS=1")
 	}
 	harness.Require(t)
-	for _, b := range []string{"lxd", "lxc", "dnsmasq"} {
-		if _, err := exec.LookPath(b); err != nil {
-			t.Skipf("needs %s (scripts/deps.sh installs it)", b)
-		}
-	}
+	needLXD(t)
 	img := busyboxImage(t)
 	c := harness.New(t, 3)
 	n1, n2, n3 := c.Node(1), c.Node(2), c.Node(3)

@@ -290,7 +290,8 @@ func (d *Driver) Converge(ctx context.Context, env *driver.Env, step func(driver
 	return driver.Result{}, nil
 }
 
-func keys(m map[string]string) []string {
+// keys are m's keys, sorted.
+func keys[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
 		out = append(out, k)

@@ -174,7 +174,7 @@ func (d *Driver) RecoverAlone(ctx context.Context, env *driver.Env, lost []strin
 	})
 	if plan.Refused != nil {
 		// The rest of the cluster recovers; LXD here waits for its database.
-		env.Log.Error("compute: "+plan.Refused.Error(), "lost", sortedKeys(gone))
+		env.Log.Error("compute: "+plan.Refused.Error(), "lost", keys(gone))
 		return nil
 	}
 	if !plan.Rebuild {
@@ -185,7 +185,7 @@ func (d *Driver) RecoverAlone(ctx context.Context, env *driver.Env, lost []strin
 	for _, n := range plan.Lost {
 		if lxdAnswers(ctx, n.Address) {
 			env.Log.Error(fmt.Sprintf("compute: the LXD of %s still answers at %s: it is not lost, and rebuilding the LXD database here would split the LXD cluster; "+
-				"the LXD database is left as it is (docs/compute.md, \"Losing two of three\")", n.Name, n.Address), "lost", sortedKeys(gone))
+				"the LXD database is left as it is (docs/compute.md, \"Losing two of three\")", n.Name, n.Address), "lost", keys(gone))
 			return nil
 		}
 	}
@@ -206,7 +206,7 @@ func (d *Driver) RecoverAlone(ctx context.Context, env *driver.Env, lost []strin
 	if err != nil {
 		return fmt.Errorf("rebuild the LXD database from this member (lxd cluster recover-from-quorum-loss): %w: %s", err, strings.TrimSpace(string(out)))
 	}
-	env.Log.Warn("compute: this node's LXD is now the only voter of the LXD database; the lost LXD members are removed once LXD sees them offline", "lost", sortedKeys(gone))
+	env.Log.Warn("compute: this node's LXD is now the only voter of the LXD database; the lost LXD members are removed once LXD sees them offline", "lost", keys(gone))
 	return nil
 }
 
@@ -231,13 +231,4 @@ func runCommand(ctx context.Context, extraEnv []string, name string, args ...str
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Env = append(os.Environ(), extraEnv...)
 	return cmd.CombinedOutput()
-}
-
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
