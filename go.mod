@@ -4,6 +4,7 @@ go 1.26
 
 require (
 	github.com/AlecAivazis/survey/v2 v2.3.7
+	github.com/canonical/go-dqlite v1.21.0
 	github.com/canonical/lxd v0.0.0-20240709081608-9df996e36bac
 	github.com/canonical/microcluster v0.0.0-20240709163503-3d587817830c
 	github.com/ceph/go-ceph v0.40.0
@@ -23,7 +24,6 @@ require (
 	filippo.io/edwards25519 v1.2.0 // indirect
 	github.com/Rican7/retry v0.3.1 // indirect
 	github.com/armon/go-proxyproto v0.1.0 // indirect
-	github.com/canonical/go-dqlite v1.21.0 // indirect
 	github.com/flosch/pongo2 v0.0.0-20200913210552-0d938eb266f3 // indirect
 	github.com/fsnotify/fsnotify v1.7.0 // indirect
 	github.com/ghodss/yaml v1.0.0 // indirect

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/canonical/go-dqlite"
+	dqliteclient "github.com/canonical/go-dqlite/client"
 	"github.com/canonical/lxd/lxd/response"
 	lxdapi "github.com/canonical/lxd/shared/api"
 	"github.com/canonical/microcluster/cluster"
@@ -156,10 +158,18 @@ func (d *Daemon) planRecovery(ctx context.Context, s *state.State) (client.Recov
 	if err != nil {
 		return rec, fmt.Errorf("open microcluster state: %w", err)
 	}
-	members, err := m.GetDqliteClusterMembers()
+	stored, err := m.GetDqliteClusterMembers()
 	if err != nil {
 		return rec, fmt.Errorf("read the cluster database membership: %w", err)
 	}
+	if !hasMember(stored, s.Name()) {
+		return rec, lxdapi.StatusErrorf(http.StatusConflict, "refusing to recover: %s is not yet in its own copy of the cluster database membership (%s), which a new member gets a few seconds after it joined: recover on another survivor, or remove this node's state and join it again", s.Name(), filepath.Join(d.cfg.StateDir, "database", "cluster.yaml"))
+	}
+	addrs := map[string]string{}
+	for name, a := range s.Remotes().Addresses() {
+		addrs[name] = a.String()
+	}
+	members := withTrusted(stored, addrs)
 	if len(members) < 2 {
 		return rec, lxdapi.StatusErrorf(http.StatusConflict, "refusing to recover: %s is the only member of its cluster database, so there is nothing to recover", s.Name())
 	}
@@ -167,7 +177,7 @@ func (d *Daemon) planRecovery(ctx context.Context, s *state.State) (client.Recov
 	answers := d.probeAll(ctx, s, members, self)
 	voters := 0
 	for _, mb := range members {
-		if mb.Role == "voter" {
+		if mb.Role == "voter" || mb.Role == roleUnknown {
 			voters++
 		}
 	}
@@ -177,7 +187,7 @@ func (d *Daemon) planRecovery(ctx context.Context, s *state.State) (client.Recov
 	}
 	reachable := 0
 	for _, mb := range members {
-		isVoter := countAll || mb.Role == "voter"
+		isVoter := countAll || mb.Role == "voter" || mb.Role == roleUnknown
 		if answers[mb.Address] {
 			if isVoter {
 				reachable++
@@ -212,6 +222,47 @@ func (d *Daemon) planRecovery(ctx context.Context, s *state.State) (client.Recov
 		}
 	}
 	return rec, nil
+}
+
+// roleUnknown marks a member that the trust store knows and dqlite's node
+// store does not list yet: its role is unknown, so it counts as a voter.
+const roleUnknown = "unknown"
+
+// withTrusted completes the cluster database membership read from dqlite's
+// node store (database/cluster.yaml) with the members of the trust store
+// (name → address). go-dqlite rewrites its node store every few seconds, and
+// only while a leader answers: members that joined shortly before the loss
+// are missing from it, and would make the survivor believe it was alone.
+// Such a member's role is unknown, so it counts as a voter: that can only
+// make the majority harder to reach, and a recovery of a database that still
+// answers is refused anyway.
+func withTrusted(stored []cluster.DqliteMember, trusted map[string]string) []cluster.DqliteMember {
+	out := append([]cluster.DqliteMember(nil), stored...)
+	known := map[string]bool{}
+	for _, mb := range stored {
+		known[mb.Name], known[mb.Address] = true, true
+	}
+	names := make([]string, 0, len(trusted))
+	for name := range trusted {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if known[name] || known[trusted[name]] {
+			continue
+		}
+		out = append(out, cluster.DqliteMember{Name: name, Address: trusted[name], Role: roleUnknown})
+	}
+	return out
+}
+
+func hasMember(members []cluster.DqliteMember, name string) bool {
+	for _, mb := range members {
+		if mb.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // probeAll asks every member's cloudd whether it answers at all (any HTTP
@@ -440,6 +491,9 @@ func (d *Daemon) dropLost(ctx context.Context, m *microcluster.MicroCluster, nam
 		if !present {
 			continue
 		}
+		if err := d.asSpare(ctx, s, name); err != nil {
+			return err
+		}
 		rctx, cancel := context.WithTimeout(ctx, time.Minute)
 		err = lc.DeleteClusterMember(rctx, name, true)
 		cancel()
@@ -455,6 +509,40 @@ func (d *Daemon) dropLost(ctx context.Context, m *microcluster.MicroCluster, nam
 		}
 		return fmt.Errorf("%s is still a member", name)
 	}
+	return nil
+}
+
+// asSpare puts a lost member that is missing from the raft membership
+// back into it as a spare (a configuration entry: a spare takes no part in
+// the quorum). Members that joined shortly before the loss are missing when
+// the survivor's node store had not listed them yet (withTrusted), and
+// microcluster's forced removal refuses to touch a raft membership of one;
+// a spare it removes cleanly, as it does the lost members the store listed.
+func (d *Daemon) asSpare(ctx context.Context, s *state.State, name string) error {
+	addr, ok := s.Remotes().Addresses()[name]
+	if !ok {
+		return nil
+	}
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	leader, err := s.Database.Leader(qctx)
+	if err != nil {
+		return fmt.Errorf("reach the cluster database leader: %w", err)
+	}
+	defer leader.Close()
+	nodes, err := leader.Cluster(qctx)
+	if err != nil {
+		return fmt.Errorf("read the raft membership: %w", err)
+	}
+	for _, n := range nodes {
+		if n.Address == addr.String() {
+			return nil
+		}
+	}
+	if err := leader.Add(qctx, dqliteclient.NodeInfo{ID: dqlite.GenerateID(addr.String()), Address: addr.String(), Role: dqliteclient.Spare}); err != nil {
+		return fmt.Errorf("add %s back as a spare so it can be removed: %w", name, err)
+	}
+	d.log.Warn("cluster recovery: a lost member was missing from the raft membership; added back as a spare to be removed", "node", name, "address", addr.String())
 	return nil
 }
 
