@@ -109,6 +109,9 @@ type TokenCheckResult struct {
 	ExpiresAt time.Time `json:"expires_at"`
 	// UsedBy names the member that consumed the token.
 	UsedBy string `json:"used_by,omitempty"`
+	// RetryAt is set on a token redeemed by a join that has not finished:
+	// when the cluster gives the token back if that join never comes.
+	RetryAt time.Time `json:"retry_at,omitzero"`
 	// Secret is, in the answer of POST /1.0/token-redeem only, the
 	// single-use microcluster secret the joiner joins with.
 	Secret string `json:"secret,omitempty"`

@@ -67,6 +67,9 @@ func explainCheck(r api.TokenCheckResult, jt api.JoinToken) error {
 		if r.UsedBy != "" {
 			by = " by " + r.UsedBy
 		}
+		if !r.RetryAt.IsZero() {
+			return fmt.Errorf("%w: this token was already used%s, and that join has not finished: if it was interrupted, the cluster gives the token back at %s, so run the same command again then; otherwise ask for a new one with `cloudctl cluster add %s`", ErrTokenRejected, by, r.RetryAt.UTC().Format("15:04:05 MST"), jt.Name)
+		}
 		return fmt.Errorf("%w: this token was already used%s; tokens are single-use: ask for a new one with `cloudctl cluster add %s`", ErrTokenRejected, by, jt.Name)
 	case "revoked":
 		return fmt.Errorf("%w: this token was revoked: ask for a new one with `cloudctl cluster add %s`", ErrTokenRejected, jt.Name)

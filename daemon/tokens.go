@@ -216,6 +216,9 @@ func judgeToken(ctx context.Context, tx *sql.Tx, name, sum string, now time.Time
 	switch {
 	case t.State == api.TokenUsed:
 		res.Reason, res.UsedBy = "used", t.UsedBy
+		if res.RetryAt, err = unfinishedUntil(ctx, tx, t); err != nil {
+			return res, err
+		}
 	case t.State == api.TokenRevoked:
 		res.Reason = "revoked"
 	case t.State == api.TokenExpired || !t.ExpiresAt.After(now):
@@ -224,6 +227,57 @@ func judgeToken(ctx context.Context, tx *sql.Tx, name, sum string, now time.Time
 		res.Valid, res.Reason = true, "ok"
 	}
 	return res, nil
+}
+
+// unfinishedUntil is, for a token redeemed by a join that has not finished
+// (its microcluster secret still unused, no member of its name), when the
+// sweep gives the token back if that join never comes: redeemWindow after
+// the redemption. Zero otherwise.
+func unfinishedUntil(ctx context.Context, tx *sql.Tx, t *tokenRow) (time.Time, error) {
+	if t.UsedBy != t.Name {
+		return time.Time{}, nil
+	}
+	member, err := cluster.InternalClusterMemberExists(ctx, tx, t.Name)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("check members: %w", err)
+	}
+	if member {
+		return time.Time{}, nil
+	}
+	recs, err := cluster.GetInternalTokenRecords(ctx, tx)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("read microcluster tokens: %w", err)
+	}
+	for _, r := range recs {
+		if r.Name == t.Name {
+			at, err := tokenUpdatedAt(ctx, tx, t.Name)
+			if err != nil {
+				return time.Time{}, err
+			}
+			return at.Add(redeemWindow), nil
+		}
+	}
+	return time.Time{}, nil
+}
+
+// giveBack returns a redeemed token whose join never came (no member of its
+// name) to the pending state, or marks it expired: a join that failed does
+// not burn its token. It reports whether the token is pending again.
+func giveBack(ctx context.Context, tx *sql.Tx, r tokenRow, now time.Time) (bool, error) {
+	if r.State != api.TokenUsed || r.UsedBy != r.Name {
+		return false, nil
+	}
+	member, err := cluster.InternalClusterMemberExists(ctx, tx, r.Name)
+	if err != nil {
+		return false, fmt.Errorf("check members: %w", err)
+	}
+	if member {
+		return false, nil
+	}
+	if !r.ExpiresAt.After(now) {
+		return false, setTokenState(ctx, tx, r.Name, api.TokenExpired, "", now)
+	}
+	return true, setTokenState(ctx, tx, r.Name, api.TokenPending, "", now)
 }
 
 // sweepIdle is how often the sweep looks again when no token is pending
@@ -330,6 +384,14 @@ func (d *Daemon) reconcileTokens(ctx context.Context, s *state.State) (int, erro
 						}
 						changed = true
 						d.log.Info("join token: redeemed secret not used in time, withdrawn", "name", r.Name)
+						back, err := giveBack(ctx, tx, r, now)
+						if err != nil {
+							return err
+						}
+						if back {
+							pending++
+							d.log.Warn("join token: the join that redeemed it never finished; the token can be used again", "name", r.Name, "expires_at", r.ExpiresAt)
+						}
 					} else {
 						pending++
 					}

@@ -1,6 +1,9 @@
 package tests
 
 import (
+	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +26,10 @@ func unchanged(t *testing.T, boot *harness.Node, members int, joiner *harness.No
 }
 
 func TestBadTokens(t *testing.T) {
-	c := harness.New(t, 3)
+	// node1's clock can be moved (its cloudd reads the offset from a file):
+	// the sweep that gives back the token of an unfinished join runs there.
+	clock := filepath.Join(t.TempDir(), "node1-clock-offset")
+	c := harness.NewWithOptions(t, 3, harness.Options{NodeArgs: map[int][]string{1: {"--clock-offset-for-tests", "@" + clock}}})
 	n1, n2, n3 := c.Node(1), c.Node(2), c.Node(3)
 	bootstrap(t, n1, "control,compute,storage")
 	joinArgs := func(tok string, extra ...string) []string {
@@ -107,11 +113,49 @@ func TestBadTokens(t *testing.T) {
 			t.Fatalf("second cluster changed: %+v", st.Members)
 		}
 	})
-	t.Run("reused", func(t *testing.T) {
+	var joined string // the token node2 joined with
+	t.Run("join interrupted after the redeem", func(t *testing.T) {
 		tok := token(t, n1, "node2")
+		// A joiner redeems its token, then dies before it joins: the
+		// helper does the first half and nothing else.
+		flood := buildHelper(t, "tokenflood")
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		out, err := n2.Output(ctx, flood, "redeem", n1.IP+":7443", tokenFile(t, n2, tok))
+		if err != nil || strings.TrimSpace(string(out)) != "200 ok" {
+			t.Fatalf("redeem: %v: %s", err, out)
+		}
+		// Run again at once: the cluster cannot tell a dead join from one
+		// still under way, and says when it gives the token back.
+		oneSentence(t, n2.Run(joinArgs(tok)...), "already used by node2, and that join has not finished: if it was interrupted, the cluster gives the token back at ")
+		unchanged(t, n1, 1, n2)
+		// The redeemed secret is withdrawn 2 minutes after the redemption
+		// and the token comes back: move node1's clock past that.
+		if err := os.WriteFile(clock, []byte("3m"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		harness.Eventually(t, time.Minute, "node2's token pending again", func() error {
+			for _, tk := range tokensOf(t, n1) {
+				if tk.Name == "node2" && tk.State == api.TokenPending && tk.UsedBy == "" {
+					return nil
+				}
+			}
+			return errorf("tokens: %+v", tokensOf(t, n1))
+		})
+		if err := os.WriteFile(clock, []byte("0s"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		// The same command now joins, with the same token.
 		n2.MustRun(t, joinArgs(tok)...)
 		if st := mustStatus(t, n1); len(st.Members) != 2 {
 			t.Fatalf("join failed: %+v", st.Members)
+		}
+		joined = tok
+	})
+	t.Run("reused", func(t *testing.T) {
+		tok := joined
+		if tok == "" {
+			t.Skip("node2 did not join in the subtest before")
 		}
 		// The same token again, from a fresh machine that calls itself node2.
 		n4 := c.AddNode(t)

@@ -3,12 +3,16 @@
 // secret to cloudd at ADDR, one after the other, and prints how many got
 // each HTTP status ("200 3" / "429 997"); "big ADDR BYTES" sends one check
 // with a body of BYTES bytes and prints its status; "once ADDR 0" sends one
-// wrong check and prints the status and the answer.
+// wrong check and prints the status and the answer; "redeem ADDR FILE"
+// redeems the join token in FILE at ADDR, as a joiner does right before it
+// joins, prints the status and the answer's reason, and joins nothing (a
+// join that died right after its redemption).
 package main
 
 import (
 	"bytes"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,20 +21,29 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cloudctl/cloudctl/api"
 )
 
 func main() {
 	if len(os.Args) != 4 {
-		fmt.Fprintln(os.Stderr, "usage: tokenflood flood|big ADDR N")
+		fmt.Fprintln(os.Stderr, "usage: tokenflood flood|big|once ADDR N, or tokenflood redeem ADDR TOKENFILE")
 		os.Exit(2)
+	}
+	// An attacker does not know the cluster certificate: no pin.
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	if os.Args[1] == "redeem" {
+		if err := redeem(hc, os.Args[2], os.Args[3]); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
 	}
 	n, err := strconv.Atoi(os.Args[3])
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	// An attacker does not know the cluster certificate: no pin.
-	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	url := "https://" + os.Args[2] + "/1.0/token-check"
 	post := func(body []byte) (int, error) {
 		resp, err := hc.Post(url, "application/json", bytes.NewReader(body))
@@ -78,4 +91,34 @@ func main() {
 		}
 		fmt.Println(code)
 	}
+}
+
+// redeem spends the token in file at addr and prints the HTTP status and the
+// answer's reason ("200 ok" when the secret was handed out).
+func redeem(hc *http.Client, addr, file string) error {
+	text, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	jt, err := api.DecodeJoinToken(strings.TrimSpace(string(text)))
+	if err != nil {
+		return err
+	}
+	body, err := json.Marshal(api.TokenCheck{Name: jt.Name, Secret: jt.Secret})
+	if err != nil {
+		return err
+	}
+	resp, err := hc.Post("https://"+addr+"/1.0/token-redeem", "application/json", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var answer struct {
+		Metadata api.TokenCheckResult `json:"metadata"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&answer); err != nil {
+		return fmt.Errorf("decode the answer (HTTP %d): %w", resp.StatusCode, err)
+	}
+	fmt.Printf("%d %s\n", resp.StatusCode, answer.Metadata.Reason)
+	return nil
 }
