@@ -223,9 +223,10 @@ type Databases struct {
 	Host      string       `json:"host,omitempty"`
 	Instances []DBInstance `json:"instances"`
 	Services  []DBService  `json:"services"`
-	// EndpointNote says why services have no floating endpoint (one control
-	// node, no floating address, nobody holds it): clients then use the
-	// members' own addresses and the endpoint is not highly available.
+	// EndpointNote says why services have no floating endpoint (no floating
+	// address, nobody holds it): clients then use the members' own addresses
+	// and the endpoint is not highly available; or that the floating
+	// endpoint is held by the only control node (not highly available).
 	EndpointNote string `json:"endpoint_note,omitempty"`
 }
 
@@ -238,7 +239,8 @@ type DBCredentials struct {
 	Endpoints []string `json:"endpoints"`
 	// Floating is the floating endpoint when it exists and answers.
 	Floating string `json:"floating,omitempty"`
-	// Note says why there is no floating endpoint (see Databases.EndpointNote).
+	// Note says why there is no floating endpoint, or that it is not highly
+	// available (see Databases.EndpointNote).
 	Note string `json:"note,omitempty"`
 	// DSN is a go-sql-driver/mysql data source name for the floating
 	// endpoint, or else the first endpoint, with tls=DBTLSConfigName: the

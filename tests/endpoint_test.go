@@ -525,21 +525,23 @@ func TestEndpointCloudd(t *testing.T) {
 	n1.MustRun(t, "bootstrap", "--preseed", site)
 	waitInstances(t, n1, 90*time.Second, standaloneUp)
 
-	// One control node: not highly available, nobody holds the address.
-	harness.Eventually(t, 30*time.Second, "single-node endpoint layer", func() error {
+	// One control node holds the address alone (not highly available):
+	// clients set up with it now keep it as the cluster grows.
+	harness.Eventually(t, time.Minute, "single-node endpoint layer", func() error {
 		l, _, err := endpointLayer(t, n1)
 		if err != nil {
 			return err
 		}
-		if l.HA != api.HANo || !strings.Contains(l.Reason, "not highly available") {
+		if l.HA != api.HANo || l.Health != api.HealthOK || !strings.Contains(l.Reason, "not highly available until a second control node joins") {
 			return fmt.Errorf("layer %+v", l)
 		}
 		return nil
 	})
-	if h, _ := holders(ctx, c.Nodes, vip); len(h) != 0 {
-		t.Fatalf("%s held by %v with one control node", vip, h)
+	if h, _ := holders(ctx, c.Nodes, vip); len(h) != 1 || h[0] != n1.Name {
+		t.Fatalf("%s held by %v with one control node, want node1 alone", vip, h)
 	}
-	// The credentials name the node's own address and say why.
+	// The credentials name the floating endpoint and say it is not highly
+	// available; the client writes through it.
 	harness.Eventually(t, time.Minute, "credentials with one control node", func() error {
 		r := n1.Run("database", "credentials", "identity", "--format", "json")
 		if r.Code != 0 {
@@ -549,8 +551,12 @@ func TestEndpointCloudd(t *testing.T) {
 		if err := json.Unmarshal([]byte(r.Stdout), &cr); err != nil {
 			return err
 		}
-		if cr.Floating != "" || !strings.Contains(cr.DSN, "@tcp("+n1.IP+":3306)/") || !strings.Contains(cr.Note, "not highly available") {
+		if cr.Floating != vip+":3306" || !strings.Contains(cr.DSN, "@tcp("+vip+":3306)/") || !strings.Contains(cr.Note, "not highly available until a second control node joins") {
 			return fmt.Errorf("floating %q, DSN host %q, note %q", cr.Floating, dsnHost(cr.DSN), cr.Note)
+		}
+		alone := cr.DSN + "&cafile=" + caFile(t, cr.CA)
+		if out, err := client.Exec(ctx, w, "try", alone); err != nil {
+			return fmt.Errorf("write through %s: %v: %s", vip, err, out)
 		}
 		return nil
 	})

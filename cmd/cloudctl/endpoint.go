@@ -30,10 +30,10 @@ func newSetFloatingAddressCmd(a *app) *cobra.Command {
 
 ADDR is a free IPv4 address on the control nodes' network, bare (10.0.0.100,
 the prefix length of the network is used) or with a prefix length
-(10.0.0.100/24); "none" removes it. With two or more control nodes, one
-healthy control node holds the address (keepalived) and forwards the
-databases and the cluster API to their members (HAProxy). Nothing else is
-restarted.`,
+(10.0.0.100/24); "none" removes it. One healthy control node holds the
+address (keepalived) and forwards the databases and the cluster API to
+their members (HAProxy); with a single control node it holds it alone, not
+highly available until a second one joins. Nothing else is restarted.`,
 		Args: exactArgs(1, "cloudctl cluster set floating-address ADDR|none"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			addr, err := floatingArg(args[0])

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cloudctl/cloudctl/api"
+	"github.com/cloudctl/cloudctl/roles"
 	"github.com/cloudctl/cloudctl/roles/driver"
 )
 
@@ -34,7 +35,7 @@ func dialTCP(ctx context.Context, addr string) error {
 }
 
 // floating fills in each service's floating endpoint: the plan's floating
-// address (Env.FloatingAddress: set, IPv4, two or more control nodes) and
+// address (Env.FloatingAddress: set, IPv4, a control node to hold it) and
 // the port of the frontend this driver offers for the service's instance,
 // once the address answers there (a node holds it and its HAProxy
 // forwards). Otherwise dbs.EndpointNote says why clients use the members'
@@ -86,6 +87,8 @@ func (d *Driver) floating(ctx context.Context, env *driver.Env, dbs *api.Databas
 		dbs.EndpointNote = fmt.Sprintf("the floating address %s does not answer on port %s (no control node holds it yet): those services' clients use the members' own addresses", vip, portList(silent))
 	case len(missing) > 0:
 		dbs.EndpointNote = fmt.Sprintf("no floating endpoint is offered for %s: its clients use the members' own addresses", strings.Join(missing, ", "))
+	case len(env.WithRole(roles.Control)) == 1:
+		dbs.EndpointNote = fmt.Sprintf("one control node holds the floating address %s: the database endpoint is not highly available until a second control node joins", vip)
 	}
 }
 

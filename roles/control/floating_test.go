@@ -51,13 +51,20 @@ func TestFloatingEndpoint(t *testing.T) {
 		t.Fatalf("dialed %v", dialed)
 	}
 
+	// The only control node holds the address alone: clients get it, with
+	// a note that it is not highly available.
+	dbs = floatingDBs()
+	d.floating(context.Background(), floatingEnv(t, 1, "10.9.0.100"), &dbs)
+	if dbs.Services[0].Floating != "10.9.0.100:3306" || dbs.EndpointNote != "one control node holds the floating address 10.9.0.100: the database endpoint is not highly available until a second control node joins" {
+		t.Fatalf("one control node: floating %q, note %q", dbs.Services[0].Floating, dbs.EndpointNote)
+	}
+
 	for name, c := range map[string]struct {
 		controls int
 		floating string
 		dial     error
 		note     string
 	}{
-		"one control node": {controls: 1, floating: "10.9.0.100", note: "one control node (the floating endpoint needs two or more): clients use the members' own addresses, and the database endpoint is not highly available"},
 		"no address":       {controls: 3, note: "the plan has no floating address: clients use the members' own addresses, and the database endpoint is not highly available"},
 		"ipv6 in the plan": {controls: 3, floating: "fd00::100", note: "only IPv4 floating addresses are supported"},
 		"nobody holds it":  {controls: 3, floating: "10.9.0.100", dial: errors.New("no route to host"), note: "the floating address 10.9.0.100 does not answer on port 3306 (no control node holds it yet)"},

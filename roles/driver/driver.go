@@ -213,9 +213,10 @@ type ClusterTLS struct {
 
 // FloatingAddress returns the plan's floating address when the floating
 // endpoint runs: the plan has one (api.ParseFloatingAddress accepts it)
-// and two or more control nodes exist. Otherwise the address is invalid
-// and why says, in one clause, why clients use the members' own addresses.
-// Whether a node holds the address now is not known here.
+// and a control node exists to hold it (one holds it alone, without high
+// availability). Otherwise the address is invalid and why says, in one
+// clause, why clients use the members' own addresses. Whether a node holds
+// the address now is not known here.
 func (e *Env) FloatingAddress() (addr netip.Addr, why string) {
 	if e.Plan.FloatingAddress == "" {
 		return netip.Addr{}, "the plan has no floating address"
@@ -224,8 +225,8 @@ func (e *Env) FloatingAddress() (addr netip.Addr, why string) {
 	if err != nil {
 		return netip.Addr{}, err.Error()
 	}
-	if len(e.WithRole(roles.Control)) < 2 {
-		return netip.Addr{}, "one control node (the floating endpoint needs two or more)"
+	if len(e.WithRole(roles.Control)) == 0 {
+		return netip.Addr{}, "no control node holds the floating address"
 	}
 	return a, ""
 }

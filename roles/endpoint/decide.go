@@ -78,10 +78,7 @@ func Candidates(env *driver.Env) []Candidate {
 }
 
 // Applies reports whether node n takes part in the floating endpoint: it is
-// a control node and the plan has a floating address. With a single control
-// node it takes part without running anything (Decide says why), so that
-// the status has an endpoint layer saying the address is not highly
-// available.
+// a control node and the plan has a floating address.
 func Applies(env *driver.Env, n driver.Node) bool {
 	if env.Plan.FloatingAddress == "" || !n.Has(roles.Control) {
 		return false
@@ -90,10 +87,12 @@ func Applies(env *driver.Env, n driver.Node) bool {
 	return err == nil
 }
 
-// Runs reports whether node n runs keepalived and HAProxy: it takes part
-// and two or more control nodes exist.
+// Runs reports whether node n runs keepalived and HAProxy: it takes part.
+// A single control node holds the address too (not highly available, but
+// clients set up with the address keep it as the cluster grows, and after
+// `cluster recover` left one node).
 func Runs(env *driver.Env, n driver.Node) bool {
-	return Applies(env, n) && len(env.WithRole(roles.Control)) >= 2
+	return Applies(env, n)
 }
 
 // Decide works out what this node runs. An error means the plan cannot be
@@ -106,9 +105,6 @@ func Decide(env *driver.Env, lookup InterfaceLookup) (Desired, error) {
 		return des, nil
 	case !env.Local.Has(roles.Control):
 		des.Reason = "this node has no control role"
-		return des, nil
-	case len(des.Candidates) < 2:
-		des.Reason = "one control node: the floating address is not highly available; clients use the node's own address"
 		return des, nil
 	}
 	addr, bits, err := ParseAddress(env.Plan.FloatingAddress)

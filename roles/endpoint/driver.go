@@ -199,9 +199,8 @@ var _ driver.Driver = (*Driver)(nil)
 func (d *Driver) Name() string { return api.LayerEndpoint }
 
 // AppliesTo implements driver.Driver: control nodes, when the plan has a
-// floating address. Only with two or more control nodes does anything run
-// (Converge stops everything otherwise); a single control node takes part
-// so that the status layer says the endpoint is not highly available.
+// floating address. A single control node holds it alone (the status layer
+// says it is not highly available).
 func (d *Driver) AppliesTo(env *driver.Env, n driver.Node) bool { return Applies(env, n) }
 
 // Schema implements driver.Driver: the endpoint keeps no table; the address

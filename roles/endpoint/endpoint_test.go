@@ -232,10 +232,10 @@ func TestApplies(t *testing.T) {
 	}
 	one := *env
 	one.Nodes = []driver.Node{node(1, roles.Control), node(2, roles.Compute)}
-	if !Applies(&one, one.Nodes[0]) || Runs(&one, one.Nodes[0]) {
-		t.Error("a single control node takes part (for the status layer) but runs nothing")
+	if !Applies(&one, one.Nodes[0]) || !Runs(&one, one.Nodes[0]) {
+		t.Error("a single control node holds the floating address alone")
 	}
-	if ps := NewWithSystem(newFakeSys()).Ports(&one, one.Nodes[0]); ps != nil {
+	if ps := NewWithSystem(newFakeSys()).Ports(&one, one.Nodes[0]); len(ps) == 0 || ps[0].Proto != "vrrp" {
 		t.Errorf("ports on a single control node: %v", ps)
 	}
 	none := *env
@@ -297,10 +297,14 @@ func TestDecide(t *testing.T) {
 	if des, err := Decide(e, sys.InterfaceFor); err != nil || des.Active || !strings.Contains(des.Reason, "no floating address") {
 		t.Errorf("no address: %+v %v", des, err)
 	}
+	// The only control node holds the address alone, with no peer.
 	e = env3(t, 1)
 	e.Nodes = []driver.Node{e.Nodes[0], e.Nodes[3]}
-	if des, err := Decide(e, sys.InterfaceFor); err != nil || des.Active || !strings.Contains(des.Reason, "not highly available") {
+	if des, err := Decide(e, sys.InterfaceFor); err != nil || !des.Active || len(des.Peers) != 0 || des.Self.Name != "node1" || des.VIP.String() != "10.9.0.100/24" {
 		t.Errorf("one control node: %+v %v", des, err)
+	} else if conf := renderKeepalived(keepalivedInput{Des: des, CheckScript: "/x/check.sh"}); !strings.Contains(conf, "  unicast_peer {\n    127.0.0.1 min_ttl 255\n  }") {
+		// An empty peer list would make keepalived fall back to multicast.
+		t.Errorf("one control node: keepalived.conf has no loopback peer:\n%s", conf)
 	}
 	// Errors: the address of a node, a node address on no interface.
 	e = env3(t, 1)
@@ -760,6 +764,10 @@ func TestSummarize(t *testing.T) {
 			api.HAYes, api.HealthError, "no node holds the floating address", "a=standby b=standby"},
 		{"two hold", []CandidateStatus{c("a", view("a", true, true)), c("b", view("b", true, true))},
 			api.HAYes, api.HealthError, "the floating address is on a and b at once", "a=holder b=holder"},
+		{"the only control node holds it", []CandidateStatus{c("a", view("a", true, true))},
+			api.HANo, api.HealthOK, "one control node: the floating address is not highly available until a second control node joins", "a=holder"},
+		{"the only control node, unhealthy", []CandidateStatus{c("a", view("a", false, false, "mysql down"))},
+			api.HANo, api.HealthError, "no node holds the floating address; one control node: the floating address is not highly available until a second control node joins (unhealthy: a)", "a=unhealthy"},
 	}
 	for _, tc := range cases {
 		s := Summarize(tc.sts)
@@ -795,11 +803,17 @@ func TestStatusLayer(t *testing.T) {
 	if l := d.Status(ctx, env); l.HA != api.HANo || !strings.Contains(l.Reason, "no floating address") || l.Name != api.LayerEndpoint || !l.Built {
 		t.Errorf("no address: %+v", l)
 	}
+	// The only control node holds the address alone: not highly available.
 	env = env3(t, 1)
 	env.Nodes = []driver.Node{env.Nodes[0], env.Nodes[3]}
-	if l := d.Status(ctx, env); l.HA != api.HANo || !strings.Contains(l.Reason, "not highly available") || !strings.Contains(l.Reason, "10.9.0.1") {
-		t.Errorf("single control node: %+v", l)
+	sys.addrs[netip.MustParseAddr("10.9.0.100")] = true
+	d.verdict = Verdict{Healthy: true, At: time.Now()}
+	if l := d.Status(ctx, env); l.HA != api.HANo || l.Health != api.HealthOK || !strings.Contains(l.Reason, "not highly available until a second control node joins") ||
+		len(l.Members) != 1 || l.Members[0].State != "holder" || !strings.Contains(string(l.Details), `"holder":"node1"`) {
+		t.Errorf("single control node: %+v %s", l, l.Details)
 	}
+	delete(sys.addrs, netip.MustParseAddr("10.9.0.100"))
+	d.verdict = Verdict{}
 
 	env = env3(t, 1)
 	env.Peers = fakePeers{"node2": view("node2", true, true), "node3": view("node3", false, true)}

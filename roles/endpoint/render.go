@@ -68,6 +68,12 @@ func renderKeepalived(in keepalivedInput) string {
 	for _, p := range d.Peers {
 		w("    %s min_ttl 255", p)
 	}
+	if len(d.Peers) == 0 {
+		// The only control node: an empty list would make keepalived fall
+		// back to multicast adverts on the segment. A loopback peer keeps
+		// it in unicast mode, and its adverts never leave the host.
+		w("    %s min_ttl 255", LonePeer)
+	}
 	w("  }")
 	w("  virtual_ipaddress {")
 	w("    %s dev %s", d.VIP, d.Interface)
@@ -78,6 +84,9 @@ func renderKeepalived(in keepalivedInput) string {
 	w("}")
 	return b.String()
 }
+
+// LonePeer is the unicast peer of a node that is the only control node.
+const LonePeer = "127.0.0.1"
 
 // renderCheckScript writes the script keepalived runs as the health check:
 // it passes when cloudd wrote "ok" into the verdict file within the last

@@ -119,11 +119,6 @@ func (d *Driver) Status(ctx context.Context, env *driver.Env) api.Layer {
 	case 0:
 		l.Health, l.Reason = api.HealthWarning, fmt.Sprintf("floating address %s: no control node to hold it", env.Plan.FloatingAddress)
 		return l
-	case 1:
-		l.Health = api.HealthWarning
-		l.Reason = fmt.Sprintf("one control node: the endpoint is not highly available; clients use %s's own address %s (floating address %s waits for a second control node)", cands[0].Name, cands[0].IP, env.Plan.FloatingAddress)
-		l.Members = append(l.Members, api.LayerMember{Node: cands[0].Name, State: "plain address", Detail: cands[0].IP})
-		return l
 	}
 	sts := d.gather(ctx, env, cands)
 	sum := Summarize(sts)
@@ -177,8 +172,8 @@ type Summary struct {
 }
 
 // Summarize judges the candidates: exactly one must hold the address; HA is
-// "yes" with two or more healthy candidates, "degraded" (with the reason)
-// otherwise.
+// "yes" with two or more healthy candidates, "no" with a single candidate
+// (the only control node), "degraded" (with the reason) otherwise.
 func Summarize(sts []CandidateStatus) Summary {
 	s := Summary{Health: api.HealthOK}
 	var healthy int
@@ -221,6 +216,13 @@ func Summarize(sts []CandidateStatus) Summary {
 		why = append(why, "unreachable: "+strings.Join(gone, ", "))
 	}
 	switch {
+	case len(sts) == 1:
+		// The only control node holds the address alone.
+		s.HA = api.HANo
+		s.Reason = "one control node: the floating address is not highly available until a second control node joins"
+		if len(why) > 0 {
+			s.Health, s.Reason = api.HealthWarning, s.Reason+" ("+strings.Join(why, "; ")+")"
+		}
 	case healthy >= 2:
 		s.HA = api.HAYes
 		if len(why) > 0 {
