@@ -64,4 +64,6 @@ require (
 	howett.net/plist v1.0.2-0.20250314012144-ee69052608d9 // indirect
 )
 
+// Debian 12's libdqlite is 1.11.1: go-dqlite v1.11.6 and later need dqlite
+// 1.14 or later, so every requirement above resolves to v1.11.5.
 replace github.com/canonical/go-dqlite => github.com/canonical/go-dqlite v1.11.5

@@ -163,7 +163,7 @@ func (d *Daemon) planRecovery(ctx context.Context, s *state.State) (client.Recov
 		return rec, fmt.Errorf("read the cluster database membership: %w", err)
 	}
 	if !hasMember(stored, s.Name()) {
-		return rec, lxdapi.StatusErrorf(http.StatusConflict, "refusing to recover: %s is not yet in its own copy of the cluster database membership (%s), which a new member gets a few seconds after it joined: recover on another survivor, or remove this node's state and join it again", s.Name(), filepath.Join(d.cfg.StateDir, "database", "cluster.yaml"))
+		return rec, lxdapi.StatusErrorf(http.StatusConflict, "refusing to recover: %s joined too recently to be in its own copy of the cluster database membership (%s), so it cannot rebuild the cluster; run `cloudctl cluster recover` on another survivor if there is one", s.Name(), filepath.Join(d.cfg.StateDir, "database", "cluster.yaml"))
 	}
 	addrs := map[string]string{}
 	for name, a := range s.Remotes().Addresses() {
@@ -175,6 +175,18 @@ func (d *Daemon) planRecovery(ctx context.Context, s *state.State) (client.Recov
 	}
 	self := s.Address().URL.Host
 	answers := d.probeAll(ctx, s, members, self)
+	// Whether the database answers with a quorum settles what the counts
+	// only estimate (members only the trust store knows have a role
+	// unknown here).
+	quorum := d.databaseAnswers(ctx, s)
+	return rec, judgeRecovery(&rec, members, answers, quorum)
+}
+
+// judgeRecovery fills in rec's reachable voters, dropped members and voter
+// count from the membership, who answered (by address) and whether the
+// database answers with a quorum, and refuses, with the reason, unless this
+// node may rebuild the cluster alone.
+func judgeRecovery(rec *client.Recovery, members []cluster.DqliteMember, answers map[string]bool, quorum bool) error {
 	voters := 0
 	for _, mb := range members {
 		if mb.Role == "voter" || mb.Role == roleUnknown {
@@ -186,8 +198,12 @@ func (d *Daemon) planRecovery(ctx context.Context, s *state.State) (client.Recov
 		voters = len(members)
 	}
 	reachable := 0
+	var unknownUp []string
 	for _, mb := range members {
 		isVoter := countAll || mb.Role == "voter" || mb.Role == roleUnknown
+		if answers[mb.Address] && mb.Role == roleUnknown {
+			unknownUp = append(unknownUp, mb.Name)
+		}
 		if answers[mb.Address] {
 			if isVoter {
 				reachable++
@@ -199,33 +215,52 @@ func (d *Daemon) planRecovery(ctx context.Context, s *state.State) (client.Recov
 	}
 	sort.Strings(rec.Reachable)
 	sort.Strings(rec.Dropped)
+	sort.Strings(unknownUp)
 	rec.Voters = voters
+	unknown := func() error {
+		return lxdapi.StatusErrorf(http.StatusConflict, "refusing to recover: %s answer%s but joined too recently for this node to know whether %s a copy of the cluster database; if the cluster database has no quorum, stop cloudd on every node but one, then run `cloudctl cluster recover` on the one left", strings.Join(unknownUp, " and "), map[bool]string{true: "s", false: ""}[len(unknownUp) == 1], map[bool]string{true: "it holds", false: "they hold"}[len(unknownUp) == 1])
+	}
 	if reachable*2 > voters {
-		return rec, lxdapi.StatusErrorf(http.StatusConflict, "refusing to recover: %d of %d cluster database voters answer (%s), a majority, so the cluster keeps working and heals by itself; to replace a node that will never return, run `cloudctl cluster remove NAME --force`", reachable, voters, strings.Join(rec.Reachable, ", "))
+		if !quorum && len(unknownUp) > 0 {
+			return unknown()
+		}
+		return lxdapi.StatusErrorf(http.StatusConflict, "refusing to recover: %d of %d cluster database voters answer (%s), a majority, so the cluster keeps working and heals by itself; to replace a node that will never return, run `cloudctl cluster remove NAME --force`", reachable, voters, strings.Join(rec.Reachable, ", "))
+	}
+	if quorum {
+		// A quorum of members this node counts as spares.
+		return lxdapi.StatusErrorf(http.StatusConflict, "refusing to recover: the cluster database still answers with a quorum; remove dead nodes with `cloudctl cluster remove NAME --force`")
+	}
+	if len(unknownUp) > 0 {
+		return unknown()
 	}
 	if len(rec.Reachable) > 1 || len(rec.Dropped) == len(members) {
 		// Another member answers but together we are no majority: rebuilding
 		// from one of us would leave the other behind with different data.
-		return rec, lxdapi.StatusErrorf(http.StatusConflict, "refusing to recover: %s answer but are no majority of the %d voters; stop cloudd on all but one of them first, then run `cloudctl cluster recover` on the one left", strings.Join(rec.Reachable, " and "), voters)
+		return lxdapi.StatusErrorf(http.StatusConflict, "refusing to recover: %s answer but are no majority of the %d voters; stop cloudd on all but one of them first, then run `cloudctl cluster recover` on the one left", strings.Join(rec.Reachable, " and "), voters)
 	}
-	// The database may answer after all (a quorum of spares promoted): then
-	// nothing is lost.
-	if s.Database != nil && s.Database.IsOpen(ctx) == nil {
-		qctx, cancel := context.WithTimeout(ctx, recoverProbeTimeout)
-		err := s.Database.Transaction(qctx, func(ctx context.Context, tx *sql.Tx) error {
-			_, err := tx.ExecContext(ctx, `SELECT 1`)
-			return err
-		})
-		cancel()
-		if err == nil {
-			return rec, lxdapi.StatusErrorf(http.StatusConflict, "refusing to recover: the cluster database still answers with a quorum; remove dead nodes with `cloudctl cluster remove NAME --force`")
-		}
+	return nil
+}
+
+// databaseAnswers reports whether the cluster database answers a query
+// within recoverProbeTimeout: it has a quorum, whoever holds it.
+func (d *Daemon) databaseAnswers(ctx context.Context, s *state.State) bool {
+	if s.Database == nil || s.Database.IsOpen(ctx) != nil {
+		return false
 	}
-	return rec, nil
+	qctx, cancel := context.WithTimeout(ctx, recoverProbeTimeout)
+	defer cancel()
+	err := s.Database.Transaction(qctx, func(ctx context.Context, tx *sql.Tx) error {
+		var one int
+		return tx.QueryRowContext(ctx, `SELECT 1`).Scan(&one)
+	})
+	if err != nil {
+		d.log.Info("cluster recovery: the cluster database does not answer", "error", err)
+	}
+	return err == nil
 }
 
 // roleUnknown marks a member that the trust store knows and dqlite's node
-// store does not list yet: its role is unknown, so it counts as a voter.
+// store does not list yet: its role is unknown (see withTrusted).
 const roleUnknown = "unknown"
 
 // withTrusted completes the cluster database membership read from dqlite's
@@ -233,9 +268,11 @@ const roleUnknown = "unknown"
 // (name → address). go-dqlite rewrites its node store every few seconds, and
 // only while a leader answers: members that joined shortly before the loss
 // are missing from it, and would make the survivor believe it was alone.
-// Such a member's role is unknown, so it counts as a voter: that can only
-// make the majority harder to reach, and a recovery of a database that still
-// answers is refused anyway.
+// Such a member's role is unknown. planRecovery counts it as a voter when it
+// does not answer (lost, whatever it was), and refuses when it answers (it
+// may hold a copy that a rebuild from this node would leave behind); what
+// keeps a recovery from running beside a working database is the refusal
+// when another voter answers and the final query with a quorum.
 func withTrusted(stored []cluster.DqliteMember, trusted map[string]string) []cluster.DqliteMember {
 	out := append([]cluster.DqliteMember(nil), stored...)
 	known := map[string]bool{}
@@ -518,6 +555,9 @@ func (d *Daemon) dropLost(ctx context.Context, m *microcluster.MicroCluster, nam
 // the survivor's node store had not listed them yet (withTrusted), and
 // microcluster's forced removal refuses to touch a raft membership of one;
 // a spare it removes cleanly, as it does the lost members the store listed.
+// Only then is one added: the raft membership has a single entry and the
+// member's database row still exists (a member already removed, whose
+// trust store entry lags behind, must not come back).
 func (d *Daemon) asSpare(ctx context.Context, s *state.State, name string) error {
 	addr, ok := s.Remotes().Addresses()[name]
 	if !ok {
@@ -525,6 +565,18 @@ func (d *Daemon) asSpare(ctx context.Context, s *state.State, name string) error
 	}
 	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	row := false
+	err := s.Database.Transaction(qctx, func(ctx context.Context, tx *sql.Tx) error {
+		var err error
+		row, err = cluster.InternalClusterMemberExists(ctx, tx, name)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("read the members: %w", err)
+	}
+	if !row {
+		return nil
+	}
 	leader, err := s.Database.Leader(qctx)
 	if err != nil {
 		return fmt.Errorf("reach the cluster database leader: %w", err)
@@ -533,6 +585,9 @@ func (d *Daemon) asSpare(ctx context.Context, s *state.State, name string) error
 	nodes, err := leader.Cluster(qctx)
 	if err != nil {
 		return fmt.Errorf("read the raft membership: %w", err)
+	}
+	if len(nodes) >= 2 {
+		return nil
 	}
 	for _, n := range nodes {
 		if n.Address == addr.String() {

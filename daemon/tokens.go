@@ -128,7 +128,8 @@ func deleteInternalToken(ctx context.Context, tx *sql.Tx, name string) error {
 	return nil
 }
 
-// revokeToken withdraws a pending token.
+// revokeToken withdraws a pending token, or one redeemed by a join that has
+// not finished.
 func (d *Daemon) revokeToken(ctx context.Context, s *state.State, name string) error {
 	now := d.cfg.Now()
 	return s.Database.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
@@ -136,10 +137,22 @@ func (d *Daemon) revokeToken(ctx context.Context, s *state.State, name string) e
 		if err != nil {
 			return err
 		}
-		if t == nil || t.State != api.TokenPending {
-			if err := deleteInternalToken(ctx, tx, name); err != nil {
+		if t != nil && t.State == api.TokenUsed {
+			// Redeemed by a join that has not finished: revoking it
+			// withdraws the one-join secret, and the sweep never gives
+			// the token back.
+			back, err := unfinishedUntil(ctx, tx, t)
+			if err != nil {
 				return err
 			}
+			if !back.IsZero() {
+				if err := deleteInternalToken(ctx, tx, name); err != nil {
+					return err
+				}
+				return setTokenState(ctx, tx, name, api.TokenRevoked, "", now)
+			}
+		}
+		if t == nil || t.State != api.TokenPending {
 			if t == nil {
 				return lxdapi.StatusErrorf(http.StatusNotFound, "there is no join token for %q: `cloudctl cluster tokens list` shows the pending ones", name)
 			}
@@ -216,8 +229,13 @@ func judgeToken(ctx context.Context, tx *sql.Tx, name, sum string, now time.Time
 	switch {
 	case t.State == api.TokenUsed:
 		res.Reason, res.UsedBy = "used", t.UsedBy
-		if res.RetryAt, err = unfinishedUntil(ctx, tx, t); err != nil {
+		back, err := unfinishedUntil(ctx, tx, t)
+		if err != nil {
 			return res, err
+		}
+		// Given back only if it has not expired by then.
+		if !back.IsZero() && t.ExpiresAt.After(back) {
+			res.RetryAt = back
 		}
 	case t.State == api.TokenRevoked:
 		res.Reason = "revoked"
@@ -230,9 +248,9 @@ func judgeToken(ctx context.Context, tx *sql.Tx, name, sum string, now time.Time
 }
 
 // unfinishedUntil is, for a token redeemed by a join that has not finished
-// (its microcluster secret still unused, no member of its name), when the
-// sweep gives the token back if that join never comes: redeemWindow after
-// the redemption. Zero otherwise.
+// (its microcluster secret still unused, no member of its name), about when
+// the sweep gives the token back if that join never comes: redeemWindow
+// after the redemption, plus a few sweeps. Zero otherwise.
 func unfinishedUntil(ctx context.Context, tx *sql.Tx, t *tokenRow) (time.Time, error) {
 	if t.UsedBy != t.Name {
 		return time.Time{}, nil
@@ -254,11 +272,15 @@ func unfinishedUntil(ctx context.Context, tx *sql.Tx, t *tokenRow) (time.Time, e
 			if err != nil {
 				return time.Time{}, err
 			}
-			return at.Add(redeemWindow), nil
+			return at.Add(redeemWindow + giveBackSlack), nil
 		}
 	}
 	return time.Time{}, nil
 }
+
+// giveBackSlack covers the sweep's cadence (2 s while a secret is live) and
+// a leader that saw the redemption a little later than it was written.
+const giveBackSlack = 10 * time.Second
 
 // giveBack returns a redeemed token whose join never came (no member of its
 // name) to the pending state, or marks it expired: a join that failed does
@@ -374,6 +396,9 @@ func (d *Daemon) reconcileTokens(ctx context.Context, s *state.State) (int, erro
 				// A redeemed token's microcluster secret serves one join
 				// attempt, for redeemWindow at most.
 				if live[r.Name] {
+					// The redemption was stamped by the member that served
+					// it: members' clocks agree within seconds (a join is
+					// refused from 5 s apart, `cluster check` reports drift).
 					at, err := tokenUpdatedAt(ctx, tx, r.Name)
 					if err != nil {
 						return err

@@ -735,5 +735,25 @@ func TestFaultLossCompute(t *testing.T) {
 		}
 		return membersOnline(l, "node1")
 	})
-	t.Logf("two of three compute nodes lost: cluster recover %s, node1 alone in the LXD cluster %s after it returned", recovered.Round(time.Second), alone.Round(time.Second))
+	// A new node joins as usual: the raft membership the recovery left
+	// (with the lost members put back as spares and removed) takes it.
+	n4 := c.AddNode(t)
+	join(t, n1, n4, "compute")
+	waitCompute(t, c, n1, 3*time.Minute, "node4 online in the LXD cluster", func(l api.Layer) error { return membersOnline(l, "node1", "node4") })
+	harness.Eventually(t, time.Minute, "node1 and node4 online in the cluster database", func() error {
+		st, err := status(t, n4)
+		if err != nil {
+			return err
+		}
+		if len(st.Members) != 2 {
+			return fmt.Errorf("members %+v", st.Members)
+		}
+		for _, m := range st.Members {
+			if m.Status != "online" {
+				return fmt.Errorf("%s is %s", m.Name, m.Status)
+			}
+		}
+		return nil
+	})
+	t.Logf("two of three compute nodes lost: cluster recover %s, node1 alone in the LXD cluster %s after it returned; node4 joined after", recovered.Round(time.Second), alone.Round(time.Second))
 }

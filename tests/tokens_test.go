@@ -129,6 +129,13 @@ func TestBadTokens(t *testing.T) {
 		// still under way, and says when it gives the token back.
 		oneSentence(t, n2.Run(joinArgs(tok)...), "already used by node2, and that join has not finished: if it was interrupted, the cluster gives the token back at ")
 		unchanged(t, n1, 1, n2)
+		// Revoking such a token withdraws it for good: node9's, redeemed
+		// the same way, is revoked and never comes back.
+		tok9 := token(t, n1, "node9")
+		if out, err := n2.Output(ctx, flood, "redeem", n1.IP+":7443", tokenFile(t, n2, tok9)); err != nil || strings.TrimSpace(string(out)) != "200 ok" {
+			t.Fatalf("redeem node9's token: %v: %s", err, out)
+		}
+		n1.MustRun(t, "cluster", "tokens", "revoke", "node9")
 		// The redeemed secret is withdrawn 2 minutes after the redemption
 		// and the token comes back: move node1's clock past that.
 		if err := os.WriteFile(clock, []byte("3m"), 0o600); err != nil {
@@ -142,7 +149,14 @@ func TestBadTokens(t *testing.T) {
 			}
 			return errorf("tokens: %+v", tokensOf(t, n1))
 		})
-		if err := os.WriteFile(clock, []byte("0s"), 0o600); err != nil {
+		for _, tk := range tokensOf(t, n1) {
+			if tk.Name == "node9" && tk.State != api.TokenRevoked {
+				t.Fatalf("node9's revoked token came back: %+v", tk)
+			}
+		}
+		// A different length: the daemon rereads the file when its size or
+		// time changes.
+		if err := os.WriteFile(clock, []byte("0"), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		// The same command now joins, with the same token.
@@ -155,12 +169,12 @@ func TestBadTokens(t *testing.T) {
 	t.Run("reused", func(t *testing.T) {
 		tok := joined
 		if tok == "" {
-			t.Skip("node2 did not join in the subtest before")
+			t.Fatal("node2 did not join in the subtest before, which this one reuses the token of")
 		}
 		// The same token again, from a fresh machine that calls itself node2.
 		n4 := c.AddNode(t)
 		r := n4.Run("cluster", "join", "--token-file", tokenFile(t, n4, tok), "--role", "compute", "--address", n4.IP)
-		oneSentence(t, r, "already used by node2")
+		oneSentence(t, r, "already used by node2; tokens are single-use")
 		unchanged(t, n1, 2, n4)
 		out := n1.MustRun(t, "cluster", "tokens", "list", "--format", "json")
 		if !strings.Contains(out, `"state": "used"`) {
