@@ -218,7 +218,11 @@ func judgeRecovery(rec *client.Recovery, members []cluster.DqliteMember, answers
 	sort.Strings(unknownUp)
 	rec.Voters = voters
 	unknown := func() error {
-		return lxdapi.StatusErrorf(http.StatusConflict, "refusing to recover: %s answer%s but joined too recently for this node to know whether %s a copy of the cluster database; if the cluster database has no quorum, stop cloudd on every node but one, then run `cloudctl cluster recover` on the one left", strings.Join(unknownUp, " and "), map[bool]string{true: "s", false: ""}[len(unknownUp) == 1], map[bool]string{true: "it holds", false: "they hold"}[len(unknownUp) == 1])
+		answer, hold := "answer", "they hold"
+		if len(unknownUp) == 1 {
+			answer, hold = "answers", "it holds"
+		}
+		return lxdapi.StatusErrorf(http.StatusConflict, "refusing to recover: %s %s but joined too recently for this node to know whether %s a copy of the cluster database; if the cluster database has no quorum, stop cloudd on every node but one, then run `cloudctl cluster recover` on the one left", strings.Join(unknownUp, " and "), answer, hold)
 	}
 	if reachable*2 > voters {
 		if !quorum && len(unknownUp) > 0 {

@@ -108,19 +108,27 @@ func (d *Daemon) issueToken(ctx context.Context, s *state.State, req api.TokenRe
 	return t, nil
 }
 
-// deleteInternalToken removes microcluster's token record for name, if any.
-func deleteInternalToken(ctx context.Context, tx *sql.Tx, name string) error {
+// internalTokenExists reports whether microcluster holds a token record for
+// name.
+func internalTokenExists(ctx context.Context, tx *sql.Tx, name string) (bool, error) {
 	// The generated mapper has no statement for a name-only filter.
 	recs, err := cluster.GetInternalTokenRecords(ctx, tx)
 	if err != nil {
-		return fmt.Errorf("read microcluster tokens: %w", err)
+		return false, fmt.Errorf("read microcluster tokens: %w", err)
 	}
-	found := false
 	for _, r := range recs {
-		found = found || r.Name == name
+		if r.Name == name {
+			return true, nil
+		}
 	}
-	if !found {
-		return nil
+	return false, nil
+}
+
+// deleteInternalToken removes microcluster's token record for name, if any.
+func deleteInternalToken(ctx context.Context, tx *sql.Tx, name string) error {
+	found, err := internalTokenExists(ctx, tx, name)
+	if err != nil || !found {
+		return err
 	}
 	if err := cluster.DeleteInternalTokenRecord(ctx, tx, name); err != nil {
 		return fmt.Errorf("delete microcluster token %q: %w", name, err)
@@ -252,30 +260,32 @@ func judgeToken(ctx context.Context, tx *sql.Tx, name, sum string, now time.Time
 // the sweep gives the token back if that join never comes: redeemWindow
 // after the redemption, plus a few sweeps. Zero otherwise.
 func unfinishedUntil(ctx context.Context, tx *sql.Tx, t *tokenRow) (time.Time, error) {
-	if t.UsedBy != t.Name {
-		return time.Time{}, nil
+	open, err := unjoined(ctx, tx, *t)
+	if err != nil || !open {
+		return time.Time{}, err
+	}
+	live, err := internalTokenExists(ctx, tx, t.Name)
+	if err != nil || !live {
+		return time.Time{}, err
+	}
+	at, err := tokenUpdatedAt(ctx, tx, t.Name)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return at.Add(redeemWindow + giveBackSlack), nil
+}
+
+// unjoined reports whether t was spent under its own name and no member has
+// that name: a redemption whose join has not completed.
+func unjoined(ctx context.Context, tx *sql.Tx, t tokenRow) (bool, error) {
+	if t.State != api.TokenUsed || t.UsedBy != t.Name {
+		return false, nil
 	}
 	member, err := cluster.InternalClusterMemberExists(ctx, tx, t.Name)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("check members: %w", err)
+		return false, fmt.Errorf("check members: %w", err)
 	}
-	if member {
-		return time.Time{}, nil
-	}
-	recs, err := cluster.GetInternalTokenRecords(ctx, tx)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("read microcluster tokens: %w", err)
-	}
-	for _, r := range recs {
-		if r.Name == t.Name {
-			at, err := tokenUpdatedAt(ctx, tx, t.Name)
-			if err != nil {
-				return time.Time{}, err
-			}
-			return at.Add(redeemWindow + giveBackSlack), nil
-		}
-	}
-	return time.Time{}, nil
+	return !member, nil
 }
 
 // giveBackSlack covers the sweep's cadence (2 s while a secret is live) and
@@ -286,15 +296,9 @@ const giveBackSlack = 10 * time.Second
 // name) to the pending state, or marks it expired: a join that failed does
 // not burn its token. It reports whether the token is pending again.
 func giveBack(ctx context.Context, tx *sql.Tx, r tokenRow, now time.Time) (bool, error) {
-	if r.State != api.TokenUsed || r.UsedBy != r.Name {
-		return false, nil
-	}
-	member, err := cluster.InternalClusterMemberExists(ctx, tx, r.Name)
-	if err != nil {
-		return false, fmt.Errorf("check members: %w", err)
-	}
-	if member {
-		return false, nil
+	open, err := unjoined(ctx, tx, r)
+	if err != nil || !open {
+		return false, err
 	}
 	if !r.ExpiresAt.After(now) {
 		return false, setTokenState(ctx, tx, r.Name, api.TokenExpired, "", now)
