@@ -1,0 +1,282 @@
+package daemon
+
+import (
+	"context"
+	"database/sql"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/canonical/microcluster/cluster"
+	_ "github.com/mattn/go-sqlite3"
+
+	"github.com/cloudctl/cloudctl/api"
+)
+
+// tokenDB is a SQLite database (dqlite speaks SQLite) with microcluster's two
+// tables the token code reads, cloudd's own tables and the join binding, and
+// microcluster's statements prepared against it.
+func tokenDB(t *testing.T) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite3", filepath.Join(t.TempDir(), "cluster.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.SetMaxOpenConns(1)
+	t.Cleanup(func() { _ = db.Close() })
+	ctx := context.Background()
+	// The columns of the pinned microcluster's statements.
+	if _, err := db.ExecContext(ctx, `
+CREATE TABLE internal_token_records (
+  id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, name TEXT NOT NULL, secret TEXT NOT NULL, UNIQUE(name), UNIQUE(secret));
+CREATE TABLE internal_cluster_members (
+  id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, name TEXT NOT NULL, address TEXT NOT NULL, certificate TEXT NOT NULL,
+  schema_internal INTEGER NOT NULL DEFAULT 0, schema_external INTEGER NOT NULL DEFAULT 0, api_extensions TEXT NOT NULL DEFAULT '',
+  heartbeat DATETIME NOT NULL DEFAULT 0, role TEXT NOT NULL DEFAULT 'voter', UNIQUE(name), UNIQUE(certificate));`); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []func(context.Context, *sql.Tx) error{schemaV1, schemaV2, ensureJoinBinding} {
+		if err := u(ctx, tx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	// Statements on tables this database lacks fail to prepare and are
+	// skipped; the token code uses none of them.
+	if err := cluster.PrepareStmts(db, "cloudctl-test", true); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+func inTx(t *testing.T, db *sql.DB, f func(ctx context.Context, tx *sql.Tx) error) error {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f(ctx, tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+func mustTx(t *testing.T, db *sql.DB, f func(ctx context.Context, tx *sql.Tx) error) {
+	t.Helper()
+	if err := inTx(t, db, f); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func exec(q string, args ...any) func(context.Context, *sql.Tx) error {
+	return func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, q, args...)
+		return err
+	}
+}
+
+// The first member, as a bootstrap leaves it.
+const addFirst = `INSERT INTO internal_cluster_members (name, address, certificate) VALUES ('node1', '10.0.0.1:7443', 'c1')`
+
+// A join as microcluster's endpoint does it: the member inserted under the
+// joiner's name, the secret's record deleted by its own name, one
+// transaction.
+func join(member, secretName string) func(context.Context, *sql.Tx) error {
+	return func(ctx context.Context, tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO internal_cluster_members (name, address, certificate) VALUES (?, ?, ?)`,
+			member, "10.0.0.9:7443", "cert-"+member); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM internal_token_records WHERE name = ?`, secretName)
+		return err
+	}
+}
+
+// TestJoinBinding: the triggers refuse a join under a name the secret was not
+// made for, change nothing when they do, and let the right name join.
+func TestJoinBinding(t *testing.T) {
+	db := tokenDB(t)
+	mustTx(t, db, exec(addFirst))
+	mustTx(t, db, exec(`INSERT INTO internal_token_records (name, secret) VALUES ('node2', 's2')`))
+
+	err := inTx(t, db, join("node3", "node2"))
+	if err == nil || !strings.Contains(err.Error(), "issued for another node name") {
+		t.Fatalf("a secret for node2 used by node3: got %v, want the binding's refusal", err)
+	}
+	mustTx(t, db, func(ctx context.Context, tx *sql.Tx) error {
+		for _, name := range []string{"node2", "node3"} {
+			if ok, err := cluster.InternalClusterMemberExists(ctx, tx, name); err != nil || ok {
+				t.Errorf("member %s after the refused join: %v, %v", name, ok, err)
+			}
+		}
+		if ok, err := internalTokenExists(ctx, tx, "node2"); err != nil || !ok {
+			t.Errorf("node2's secret after the refused join: %v, %v; want it kept", ok, err)
+		}
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM cloud_join_pending`).Scan(&n); err != nil || n != 0 {
+			t.Errorf("cloud_join_pending after the refused join: %d rows, %v", n, err)
+		}
+		return nil
+	})
+
+	// A member whose name has no secret at all.
+	if err := inTx(t, db, exec(`INSERT INTO internal_cluster_members (name, address, certificate) VALUES ('node4', 'a', 'c4')`)); err == nil {
+		t.Fatal("a member with no secret of its name was inserted")
+	}
+
+	mustTx(t, db, join("node2", "node2"))
+	mustTx(t, db, func(ctx context.Context, tx *sql.Tx) error {
+		if ok, err := cluster.InternalClusterMemberExists(ctx, tx, "node2"); err != nil || !ok {
+			t.Errorf("node2 after its own join: %v, %v", ok, err)
+		}
+		if ok, err := internalTokenExists(ctx, tx, "node2"); err != nil || ok {
+			t.Errorf("node2's secret after its join: %v, %v; want it spent", ok, err)
+		}
+		return nil
+	})
+
+	// Between joins the note table is empty, so deleting a secret (the
+	// sweep withdrawing it) is allowed.
+	mustTx(t, db, exec(`INSERT INTO internal_token_records (name, secret) VALUES ('node5', 's5')`))
+	mustTx(t, db, func(ctx context.Context, tx *sql.Tx) error { return deleteInternalToken(ctx, tx, "node5") })
+}
+
+// TestTokenGiveBack: a redeemed token whose join never came is pending again
+// (or expired, once its time ran out) when its secret is withdrawn; a token
+// its node joined with, or one spent under another name, stays used; the
+// check tells a redeemed-but-unfinished token's retry time only while the
+// give-back is still ahead of its expiry.
+func TestTokenGiveBack(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	sum := api.SecretSHA256("secret-of-")
+
+	put := func(name, usedBy string, expires time.Time, redeemed time.Time) func(context.Context, *sql.Tx) error {
+		return func(ctx context.Context, tx *sql.Tx) error {
+			row := tokenRow{Name: name, SecretSHA256: sum + name, State: api.TokenUsed, IssuedAt: t0, ExpiresAt: expires, UsedBy: usedBy}
+			return putToken(ctx, tx, row, redeemed)
+		}
+	}
+	get := func(t *testing.T, db *sql.DB, name string) tokenRow {
+		t.Helper()
+		var r *tokenRow
+		mustTx(t, db, func(ctx context.Context, tx *sql.Tx) error {
+			var err error
+			r, err = getToken(ctx, tx, name)
+			return err
+		})
+		if r == nil {
+			t.Fatalf("token %s is gone", name)
+		}
+		return *r
+	}
+	judge := func(t *testing.T, db *sql.DB, name string, now time.Time) api.TokenCheckResult {
+		t.Helper()
+		var res api.TokenCheckResult
+		mustTx(t, db, func(ctx context.Context, tx *sql.Tx) error {
+			var err error
+			res, err = judgeToken(ctx, tx, name, sum+name, now)
+			return err
+		})
+		return res
+	}
+	back := func(t *testing.T, db *sql.DB, name string, now time.Time) bool {
+		t.Helper()
+		var pending bool
+		r := get(t, db, name)
+		mustTx(t, db, func(ctx context.Context, tx *sql.Tx) error {
+			var err error
+			pending, err = giveBack(ctx, tx, r, now)
+			return err
+		})
+		return pending
+	}
+
+	t.Run("an unfinished join: retry time, then pending again", func(t *testing.T) {
+		db := tokenDB(t)
+		mustTx(t, db, exec(addFirst))
+		redeemed := t0.Add(time.Minute)
+		mustTx(t, db, put("node2", "node2", t0.Add(time.Hour), redeemed))
+		mustTx(t, db, exec(`INSERT INTO internal_token_records (name, secret) VALUES ('node2', 'mc2')`))
+
+		res := judge(t, db, "node2", redeemed.Add(time.Second))
+		want := redeemed.Add(redeemWindow + giveBackSlack)
+		if res.Valid || res.Reason != "used" || !res.RetryAt.Equal(want) {
+			t.Fatalf("check while the join is unfinished: %+v; want used, retry at %s", res, want)
+		}
+
+		// The sweep withdraws the secret, then gives the token back.
+		now := redeemed.Add(redeemWindow)
+		mustTx(t, db, func(ctx context.Context, tx *sql.Tx) error { return deleteInternalToken(ctx, tx, "node2") })
+		if res := judge(t, db, "node2", now); !res.RetryAt.IsZero() {
+			t.Errorf("retry time with no live secret: %+v", res)
+		}
+		if !back(t, db, "node2", now) {
+			t.Fatal("giveBack did not return the token")
+		}
+		r := get(t, db, "node2")
+		if r.State != api.TokenPending || r.UsedBy != "" {
+			t.Fatalf("after the give-back: state %q used by %q; want pending, nobody", r.State, r.UsedBy)
+		}
+		if res := judge(t, db, "node2", now); !res.Valid {
+			t.Fatalf("the given-back token does not check: %+v", res)
+		}
+	})
+
+	t.Run("expired meanwhile: expired, no retry time", func(t *testing.T) {
+		db := tokenDB(t)
+		mustTx(t, db, exec(addFirst))
+		redeemed := t0.Add(time.Minute)
+		expires := redeemed.Add(redeemWindow) // before the give-back
+		mustTx(t, db, put("node2", "node2", expires, redeemed))
+		mustTx(t, db, exec(`INSERT INTO internal_token_records (name, secret) VALUES ('node2', 'mc2')`))
+		if res := judge(t, db, "node2", redeemed); res.Reason != "used" || !res.RetryAt.IsZero() {
+			t.Fatalf("check of a token that expires before its give-back: %+v; want used, no retry time", res)
+		}
+		if back(t, db, "node2", expires.Add(time.Second)) {
+			t.Fatal("an expired token was made pending")
+		}
+		if r := get(t, db, "node2"); r.State != api.TokenExpired {
+			t.Fatalf("state %q; want expired", r.State)
+		}
+	})
+
+	t.Run("the node joined: stays used", func(t *testing.T) {
+		db := tokenDB(t)
+		mustTx(t, db, exec(addFirst))
+		mustTx(t, db, put("node2", "node2", t0.Add(time.Hour), t0))
+		mustTx(t, db, exec(`INSERT INTO internal_token_records (name, secret) VALUES ('node2', 'mc2')`))
+		mustTx(t, db, join("node2", "node2"))
+		if res := judge(t, db, "node2", t0); res.Reason != "used" || res.UsedBy != "node2" || !res.RetryAt.IsZero() {
+			t.Fatalf("check after the join: %+v; want used by node2, no retry time", res)
+		}
+		if back(t, db, "node2", t0.Add(redeemWindow)) {
+			t.Fatal("a token its node joined with was given back")
+		}
+		if r := get(t, db, "node2"); r.State != api.TokenUsed || r.UsedBy != "node2" {
+			t.Fatalf("state %q used by %q; want used by node2", r.State, r.UsedBy)
+		}
+	})
+
+	t.Run("spent under another name: stays used", func(t *testing.T) {
+		db := tokenDB(t)
+		mustTx(t, db, exec(addFirst))
+		// A token recorded as used by a member of another name (a sweep that
+		// saw an old-style join): nothing to give back.
+		mustTx(t, db, put("node2", "node7", t0.Add(time.Hour), t0))
+		if back(t, db, "node2", t0.Add(redeemWindow)) {
+			t.Fatal("a token used by another name was given back")
+		}
+		if r := get(t, db, "node2"); r.State != api.TokenUsed {
+			t.Fatalf("state %q; want used", r.State)
+		}
+	})
+}
