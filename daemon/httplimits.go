@@ -46,18 +46,34 @@ import (
 //     are the cluster's members: their connections include everything
 //     HAProxy forwards from the floating address, many clients behind one
 //     source (HAProxy bounds those with its own timeouts).
+//   - The same hook gives each request of those capped connections
+//     apiBodyTimeout for its body: a read deadline set when its headers
+//     are in (StateActive). net/http clears it itself when the body has
+//     been read to its end or there is none (it starts its background read
+//     of the connection then) and when a handler hijacks the connection,
+//     so it never cuts a handler's work or dqlite's connections. A body
+//     that does not arrive in time fails the handler's read; a request
+//     refused before its body was read keeps the deadline through
+//     net/http's drain of the unread body (up to 256 KiB, before it
+//     answers), which would otherwise wait on a slow client for ever; the
+//     connection is then closed. Without it a client sending its body a
+//     byte at a time held a goroutine for as long as it liked.
 //   - ErrorLog sends net/http's per-connection errors ("http: TLS handshake
 //     error from ...", one per cut connection) to cloudd's log, at most
 //     apiErrorBurst lines a second with a count of those dropped, so slow
 //     clients cannot grow the log without bound.
 //
 // ReadTimeout and WriteTimeout are not set: they stay on a hijacked
-// connection and would cut dqlite's.
+// connection and would cut dqlite's, and ReadTimeout would bound a whole
+// request's handling, not its body's arrival.
 const (
 	apiReadHeaderTimeout = 10 * time.Second
 	apiIdleTimeout       = 2 * time.Minute
 	apiMaxHeaderBytes    = 64 << 10
 	apiErrorBurst        = 10
+	// apiBodyTimeout: a request of a source that is not a member must
+	// send its body within this of its headers (see connCap).
+	apiBodyTimeout = 10 * time.Second
 	// apiConnsPerSource is far above what members use (cloudd's peer
 	// client keeps a few connections to each member, microcluster's
 	// clients one per request, HAProxy's checks one at a time).
@@ -86,26 +102,28 @@ func defaultAPILimits(lg *slog.Logger, now func() time.Time, member func(ip stri
 		IdleTimeout:       apiIdleTimeout,
 		MaxHeaderBytes:    apiMaxHeaderBytes,
 		ErrorLog:          log.New(&limitedLog{log: lg, burst: apiErrorBurst, now: now}, "", 0),
-		ConnState:         newConnCap(apiConnsPerSource, capLog, member).state,
+		ConnState:         newConnCap(apiConnsPerSource, apiBodyTimeout, capLog, member).state,
 	}
 }
 
 // connCap counts the open connections of each source address of the
-// cluster API's servers and closes those over max as they are accepted.
-// Connections accepted before it was installed are not counted (their
-// close is ignored), so it never counts below zero.
+// cluster API's servers and closes those over max as they are accepted,
+// and gives each request on a counted connection bodyTime for its body
+// (above). Connections accepted before it was installed are not counted
+// (their close is ignored), so it never counts below zero.
 type connCap struct {
-	max    int
-	log    *log.Logger
-	exempt func(ip string) bool
+	max      int
+	bodyTime time.Duration
+	log      *log.Logger
+	exempt   func(ip string) bool
 
 	mu    sync.Mutex
 	per   map[string]int
 	conns map[net.Conn]string
 }
 
-func newConnCap(max int, lg *log.Logger, exempt func(ip string) bool) *connCap {
-	return &connCap{max: max, log: lg, exempt: exempt, per: map[string]int{}, conns: map[net.Conn]string{}}
+func newConnCap(max int, bodyTime time.Duration, lg *log.Logger, exempt func(ip string) bool) *connCap {
+	return &connCap{max: max, bodyTime: bodyTime, log: lg, exempt: exempt, per: map[string]int{}, conns: map[net.Conn]string{}}
 }
 
 // state is an http.Server ConnState hook.
@@ -130,6 +148,15 @@ func (c *connCap) state(conn net.Conn, st http.ConnState) {
 		c.per[src]++
 		c.conns[conn] = src
 		c.mu.Unlock()
+	case http.StateActive:
+		// A request's headers are in (net/http fires this after reading
+		// them): its body, if any, must follow within bodyTime.
+		c.mu.Lock()
+		_, counted := c.conns[conn]
+		c.mu.Unlock()
+		if counted && c.bodyTime > 0 {
+			_ = conn.SetReadDeadline(time.Now().Add(c.bodyTime))
+		}
 	case http.StateHijacked, http.StateClosed:
 		c.mu.Lock()
 		if src, ok := c.conns[conn]; ok {

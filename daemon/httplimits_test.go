@@ -86,22 +86,27 @@ func TestLimitedLog(t *testing.T) {
 	}
 }
 
-// capConn is a connection from a TCP source that records its Close.
+// capConn is a connection from a TCP source that records its Close and
+// its read deadline.
 type capConn struct {
 	net.Conn
-	from   *net.TCPAddr
-	closed bool
+	from     *net.TCPAddr
+	closed   bool
+	deadline time.Time
 }
+
+func (c *capConn) SetReadDeadline(t time.Time) error { c.deadline = t; return nil }
 
 func (c *capConn) RemoteAddr() net.Addr { return c.from }
 func (c *capConn) Close() error         { c.closed = true; return nil }
 
 // TestConnCap: a source over the cap has its new connections closed as they
 // are accepted; closed and hijacked ones free their place; other sources
-// and connections without a TCP source are not affected.
+// and connections without a TCP source are not affected; requests on the
+// counted connections get a body deadline, the others none.
 func TestConnCap(t *testing.T) {
 	var logged bytes.Buffer
-	c := newConnCap(2, log.New(&logged, "", 0), func(ip string) bool { return ip == "10.0.0.1" })
+	c := newConnCap(2, time.Minute, log.New(&logged, "", 0), func(ip string) bool { return ip == "10.0.0.1" })
 	a := func() *capConn { return &capConn{from: &net.TCPAddr{IP: net.ParseIP("10.0.0.9"), Port: 40000}} }
 	c1, c2, c3 := a(), a(), a()
 	for _, cn := range []*capConn{c1, c2, c3} {
@@ -135,7 +140,19 @@ func TestConnCap(t *testing.T) {
 	if unix.closed {
 		t.Fatal("a connection without a TCP source was refused")
 	}
+	// A request on a counted connection gets the body deadline; on a
+	// member's or one without a TCP source, none.
 	c.state(c1, http.StateActive)
+	if c1.deadline.IsZero() {
+		t.Fatal("no body deadline on a request from 10.0.0.9")
+	}
+	member := &capConn{from: &net.TCPAddr{IP: net.ParseIP("10.0.0.1"), Port: 3}}
+	c.state(member, http.StateNew)
+	c.state(member, http.StateActive)
+	c.state(unixConn, http.StateActive)
+	if !member.deadline.IsZero() || !unix.deadline.IsZero() {
+		t.Fatalf("a body deadline on a member's (%v) or a socket's (%v) request", member.deadline, unix.deadline)
+	}
 	c.state(c1, http.StateHijacked)
 	c.state(c1, http.StateClosed) // after a hijack: already uncounted
 	c4 := a()
@@ -162,7 +179,7 @@ func (c *unixAddrConn) RemoteAddr() net.Addr { return &net.UnixAddr{Name: "@", N
 // TestLimitServersConnState: the cap is installed once; a server with a
 // hook of its own is an error, not replaced silently.
 func TestLimitServersConnState(t *testing.T) {
-	cp := newConnCap(1, log.New(&bytes.Buffer{}, "", 0), nil)
+	cp := newConnCap(1, time.Minute, log.New(&bytes.Buffer{}, "", 0), nil)
 	lim := serverLimits{ReadHeaderTimeout: time.Second, ConnState: cp.state}
 	s := &http.Server{}
 	e := &fakeEndpoints{listeners: map[int]fakeEndpoint{1: &fakeNetwork{server: s}}}

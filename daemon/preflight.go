@@ -61,7 +61,10 @@ const preflightTimeout = 60 * time.Second
 // checks its join secret. A bad secret gets a refusal that says nothing else.
 func (d *Daemon) decodeUntrusted(ctx context.Context, s *state.State, r *http.Request) (preflight.JoinRequest, error) {
 	var req preflight.JoinRequest
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, preflight.MaxUntrustedBody))
+	if err := readUntrustedBody(r, preflight.MaxUntrustedBody); err != nil {
+		return req, err
+	}
+	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
 		return req, lxdapi.StatusErrorf(http.StatusBadRequest, "invalid request body")

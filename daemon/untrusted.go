@@ -1,6 +1,9 @@
 package daemon
 
 import (
+	"bytes"
+	"errors"
+	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -139,7 +142,10 @@ func (d *Daemon) untrustedToken(r *http.Request, serve func(req api.TokenCheck) 
 	if wait := d.untrusted.admit(src, now); wait > 0 {
 		return response.SmartError(lxdapi.StatusErrorf(http.StatusTooManyRequests, "too many join token attempts from %s: wait %s and try again", src, wait.Round(time.Millisecond)))
 	}
-	r.Body = http.MaxBytesReader(nil, r.Body, untrustedBody)
+	if err := readUntrustedBody(r, untrustedBody); err != nil {
+		d.untrusted.result(src, false, now)
+		return response.SmartError(err)
+	}
 	var req api.TokenCheck
 	if err := decode(r, &req); err != nil {
 		d.untrusted.result(src, false, now)
@@ -151,4 +157,24 @@ func (d *Daemon) untrustedToken(r *http.Request, serve func(req api.TokenCheck) 
 	}
 	d.untrusted.result(src, res.Reason != "unknown", now)
 	return response.SyncResponse(true, res)
+}
+
+// readUntrustedBody reads r's body whole, at most max bytes, and puts it
+// back as r.Body. The time its body may take is bounded by the read
+// deadline the API servers' connection hook set (connCap, apiBodyTimeout);
+// a body that ran out of it gets its own sentence.
+func readUntrustedBody(r *http.Request, max int64) error {
+	b, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, max))
+	var tooBig *http.MaxBytesError
+	var nerr net.Error
+	switch {
+	case errors.As(err, &tooBig):
+		return lxdapi.StatusErrorf(http.StatusRequestEntityTooLarge, "the request body is over %d bytes, the most this endpoint reads", max)
+	case errors.As(err, &nerr) && nerr.Timeout():
+		return lxdapi.StatusErrorf(http.StatusRequestTimeout, "the request body did not arrive in time (%s after its headers)", apiBodyTimeout)
+	case err != nil:
+		return lxdapi.StatusErrorf(http.StatusBadRequest, "read the request body: %v", err)
+	}
+	r.Body = io.NopCloser(bytes.NewReader(b))
+	return nil
 }
