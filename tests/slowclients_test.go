@@ -14,11 +14,13 @@ import (
 	"github.com/cloudctl/cloudctl/tests/harness"
 )
 
-// TestSlowClients: a client that opens a hundred connections to port 7443
+// TestSlowClients: a client that opens sixty connections to port 7443
 // and never finishes them (half send a request's headers a byte at a time
 // after the TLS handshake, half send nothing, not even a TLS hello) is cut
 // off by cloudd's header timeout, while a normal request from another
-// machine is answered meanwhile. No timing is asserted: the helper waits up
+// machine is answered meanwhile; one that sends whole headers and then its
+// body a byte at a time to an untrusted endpoint is cut by the body
+// deadline. No timing is asserted: the helper waits up
 // to two minutes for every connection to be closed by the server (the
 // timeout is 10 s per phase).
 func TestSlowClients(t *testing.T) {
@@ -31,7 +33,7 @@ func TestSlowClients(t *testing.T) {
 	loris := buildHelper(t, "slowloris")
 	flood := buildHelper(t, "tokenflood")
 	addr := n1.IP + ":7443"
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 
 	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", slow.NS, loris, addr, "60", "2m")
@@ -87,6 +89,17 @@ func TestSlowClients(t *testing.T) {
 		t.Fatalf("no handshake error of the cut connections in cloudd's log:\n%s", n1.LogTail(20))
 	}
 	t.Logf("%d of the cut connections' handshake errors logged (at most %d a second)", routed, 10)
+
+	// Whole headers, then a body a byte every 200 ms (1000 bytes, 200 s), to
+	// cloudd's untrusted endpoints that read one, to microcluster's join
+	// endpoint, and to a members-only endpoint (refused before its body is
+	// read; net/http then drains the body before it answers): all cut by
+	// the body deadline (10 s) of a source that is not a member, with no
+	// read timeout of the server's own to do it.
+	out, err = slow.Output(ctx, loris, "body", addr, "3", "2m", "/1.0/token-check", "/1.0/preflight", "/cluster/1.0/cluster", "/1.0/tokens")
+	if err != nil || !strings.HasSuffix(strings.TrimSpace(string(out)), "closed 12") {
+		t.Fatalf("slow bodies: cloudd did not close them: %v %s\ncloudd: %s", err, out, n1.LogTail(20))
+	}
 
 	// And still answers after them (this is the source's second wrong
 	// secret: the guard may answer 429 and a wait; either is an answer).

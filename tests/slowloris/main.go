@@ -6,6 +6,12 @@
 // has closed every one of them and exits 0; if some are still open after
 // WAIT (a Go duration) it prints "still open K" and exits 1.
 //
+// "slowloris body ADDR N WAIT PATH..." opens N connections for each PATH,
+// each finishing a TLS handshake and sending the whole headers of a POST to
+// its PATH that declares a 1000-byte body, then the body a byte every
+// 200 ms (200 s in all); it prints "open M" (M = N × the number of paths),
+// then "closed M" or "still open K" as above.
+//
 // "slowloris hold ADDR N" opens N connections one after the other, each
 // finishing a TLS handshake and one kept-alive request, prints "held X
 // refused Y" (those the server cut), keeps the held ones open (idle) until
@@ -30,25 +36,65 @@ func main() {
 		hold(os.Args[2], os.Args[3])
 		return
 	}
+	if len(os.Args) >= 6 && os.Args[1] == "body" {
+		per, wait := counts(os.Args[3], os.Args[4])
+		paths := os.Args[5:]
+		n := per * len(paths)
+		conns := dial(os.Args[2], n, func(int) bool { return true })
+		body := make([]byte, 1000)
+		for i := range body {
+			body[i] = 'x'
+		}
+		for i, c := range conns {
+			header := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", paths[i%len(paths)], len(body))
+			if _, err := io.WriteString(c, header); err != nil {
+				fail(fmt.Errorf("connection %d: headers: %w", i, err))
+			}
+		}
+		fmt.Printf("open %d\n", n)
+		drip(conns, func(_, j int) byte { return body[j%len(body)] }, wait)
+		return
+	}
 	if len(os.Args) != 4 {
-		fail(fmt.Errorf("usage: slowloris ADDR N WAIT"))
+		fail(fmt.Errorf("usage: slowloris ADDR N WAIT | body ADDR N WAIT PATH... | hold ADDR N"))
 	}
-	addr := os.Args[1]
-	n, err := strconv.Atoi(os.Args[2])
+	n, wait := counts(os.Args[2], os.Args[3])
+	conns := dial(os.Args[1], n, func(i int) bool { return i%2 == 0 })
+	fmt.Printf("open %d\n", n)
+	header := []byte("GET /cluster/1.0 HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+	drip(conns, func(i, j int) byte {
+		if i%2 != 0 {
+			return 0 // no TLS: send nothing
+		}
+		if j < len(header) {
+			return header[j]
+		}
+		return 'a'
+	}, wait)
+}
+
+func counts(n, wait string) (int, time.Duration) {
+	c, err := strconv.Atoi(n)
 	if err != nil {
 		fail(err)
 	}
-	wait, err := time.ParseDuration(os.Args[3])
+	w, err := time.ParseDuration(wait)
 	if err != nil {
 		fail(err)
 	}
+	return c, w
+}
+
+// dial opens n connections to addr, those for which tlsOn says so
+// finishing a TLS handshake.
+func dial(addr string, n int, tlsOn func(i int) bool) []net.Conn {
 	conns := make([]net.Conn, 0, n)
 	for i := 0; i < n; i++ {
 		c, err := net.DialTimeout("tcp", addr, 10*time.Second)
 		if err != nil {
 			fail(fmt.Errorf("connection %d: %w", i, err))
 		}
-		if i%2 == 0 {
+		if tlsOn(i) {
 			tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true})
 			_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
 			if err := tc.Handshake(); err != nil {
@@ -59,12 +105,17 @@ func main() {
 		}
 		conns = append(conns, c)
 	}
-	fmt.Printf("open %d\n", n)
+	return conns
+}
 
+// drip sends on connection i, every 200 ms, the byte next(i, j) (none when
+// it is 0) until the server closes the connection, then prints "closed N"
+// when it closed all of them, or "still open K" after wait and exits 1.
+func drip(conns []net.Conn, next func(i, j int) byte, wait time.Duration) {
+	n := len(conns)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	closed := 0
-	header := []byte("GET /cluster/1.0 HTTP/1.1\r\nHost: x\r\nX-Slow: ")
 	for i, c := range conns {
 		wg.Add(1)
 		go func(i int, c net.Conn) {
@@ -94,11 +145,7 @@ func main() {
 				case <-deadline:
 					return
 				case <-tick.C:
-					if i%2 == 0 {
-						b := byte('a')
-						if j < len(header) {
-							b = header[j]
-						}
+					if b := next(i, j); b != 0 {
 						_, _ = c.Write([]byte{b})
 					}
 				}
