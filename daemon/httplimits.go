@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log"
 	"log/slog"
@@ -11,6 +12,8 @@ import (
 	"sync"
 	"time"
 	"unsafe"
+
+	"github.com/cloudctl/cloudctl/preflight"
 )
 
 // Limits of the cluster API's HTTP servers (port 7443 and the control
@@ -46,34 +49,42 @@ import (
 //     are the cluster's members: their connections include everything
 //     HAProxy forwards from the floating address, many clients behind one
 //     source (HAProxy bounds those with its own timeouts).
-//   - The same hook gives each request of those capped connections
+//   - The same hook gives each HTTP/1 request of those capped connections
 //     apiBodyTimeout for its body: a read deadline set when its headers
 //     are in (StateActive). net/http clears it itself when the body has
 //     been read to its end or there is none (it starts its background read
 //     of the connection then) and when a handler hijacks the connection,
-//     so it never cuts a handler's work or dqlite's connections. A body
-//     that does not arrive in time fails the handler's read; a request
-//     refused before its body was read keeps the deadline through
-//     net/http's drain of the unread body (up to 256 KiB, before it
-//     answers), which would otherwise wait on a slow client for ever; the
-//     connection is then closed. Without it a client sending its body a
-//     byte at a time held a goroutine for as long as it liked.
+//     so it does not cut dqlite's connections, nor a handler that reads its
+//     body before slow work (cloudd's do; microcluster's join and heartbeat
+//     too). A body that does not arrive in time fails the handler's read; a
+//     request refused before its body was read keeps the deadline through
+//     net/http's drain of the unread body (up to 256 KiB), which would
+//     otherwise wait on a slow client for ever; the connection is then
+//     closed. Without it a client sending its body a byte at a time held a
+//     goroutine for as long as it liked. An HTTP/2 connection (microcluster
+//     offers h2 in its TLS handshake; no client of the cluster's asks for
+//     it) gets no deadline: nothing would clear it, and it would end the
+//     connection with all its streams.
 //   - ErrorLog sends net/http's per-connection errors ("http: TLS handshake
 //     error from ...", one per cut connection) to cloudd's log, at most
 //     apiErrorBurst lines a second with a count of those dropped, so slow
 //     clients cannot grow the log without bound.
 //
-// ReadTimeout and WriteTimeout are not set: they stay on a hijacked
-// connection and would cut dqlite's, and ReadTimeout would bound a whole
-// request's handling, not its body's arrival.
+// ReadTimeout and WriteTimeout are not set: they have no exemption for the
+// members (whose connections carry what HAProxy forwards), and
+// WriteTimeout, counted from each request's headers, would bound how long
+// a handler may take to answer (role convergence, the join preflight).
 const (
 	apiReadHeaderTimeout = 10 * time.Second
 	apiIdleTimeout       = 2 * time.Minute
 	apiMaxHeaderBytes    = 64 << 10
 	apiErrorBurst        = 10
 	// apiBodyTimeout: a request of a source that is not a member must
-	// send its body within this of its headers (see connCap).
-	apiBodyTimeout = 10 * time.Second
+	// send its body within this of its headers (see connCap). A joiner's
+	// preflight pads its request to 64 KiB and gives the exchange
+	// preflight.ExchangeTimeout, for machines under load: the body gets
+	// longer than that.
+	apiBodyTimeout = preflight.ExchangeTimeout + 5*time.Second
 	// apiConnsPerSource is far above what members use (cloudd's peer
 	// client keeps a few connections to each member, microcluster's
 	// clients one per request, HAProxy's checks one at a time).
@@ -154,7 +165,7 @@ func (c *connCap) state(conn net.Conn, st http.ConnState) {
 		c.mu.Lock()
 		_, counted := c.conns[conn]
 		c.mu.Unlock()
-		if counted && c.bodyTime > 0 {
+		if counted && c.bodyTime > 0 && !isHTTP2(conn) {
 			_ = conn.SetReadDeadline(time.Now().Add(c.bodyTime))
 		}
 	case http.StateHijacked, http.StateClosed:
@@ -167,6 +178,13 @@ func (c *connCap) state(conn net.Conn, st http.ConnState) {
 		}
 		c.mu.Unlock()
 	}
+}
+
+// isHTTP2 reports whether conn negotiated HTTP/2 in its TLS handshake
+// (complete by the time net/http reports it active).
+func isHTTP2(conn net.Conn) bool {
+	tc, ok := conn.(*tls.Conn)
+	return ok && tc.ConnectionState().NegotiatedProtocol == "h2"
 }
 
 // open is how many counted connections src holds.

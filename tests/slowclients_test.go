@@ -94,7 +94,7 @@ func TestSlowClients(t *testing.T) {
 	// cloudd's untrusted endpoints that read one, to microcluster's join
 	// endpoint, and to a members-only endpoint (refused before its body is
 	// read; net/http then drains the body before it answers): all cut by
-	// the body deadline (10 s) of a source that is not a member, with no
+	// the body deadline (20 s) of a source that is not a member, with no
 	// read timeout of the server's own to do it.
 	out, err = slow.Output(ctx, loris, "body", addr, "3", "2m", "/1.0/token-check", "/1.0/preflight", "/cluster/1.0/cluster", "/1.0/tokens")
 	if err != nil || !strings.HasSuffix(strings.TrimSpace(string(out)), "closed 12") {
