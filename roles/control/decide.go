@@ -35,6 +35,12 @@ type ClusterView struct {
 	Live map[string]map[string]string
 	// CA is the control databases' CA (empty until recorded).
 	CA ClusterCA
+	// SealID names the key the secrets are sealed with (empty until
+	// recorded). readView leaves AdminPassword, CA and each credential's
+	// password empty and keeps their stored (sealed) values in sealed;
+	// open fills them in on a node holding the key.
+	SealID string
+	sealed sealedValues
 	// FloatingIP is the plan's floating address without its prefix length.
 	FloatingIP string
 	// ClientNetworks are extra networks (CIDR) the service accounts may

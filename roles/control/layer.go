@@ -209,6 +209,7 @@ func (d *Driver) Endpoints() []driver.Endpoint {
 		{Path: "databases", Method: http.MethodGet, Handler: d.handleDatabases},
 		{Path: "databases/{name}/credentials", Method: http.MethodGet, Handler: d.handleCredentials, LocalOnly: true},
 		{Path: "databases/check", Method: http.MethodPost, Handler: d.handleCheck, LocalOnly: true},
+		{Path: SealKeyPath, Method: http.MethodGet, Handler: d.handleSealKey},
 	}
 }
 
@@ -236,6 +237,9 @@ func (d *Driver) credentials(ctx context.Context, env *driver.Env, svc string) (
 	for _, ds := range dbs.Services {
 		if ds.Service != svc {
 			continue
+		}
+		if err := openHere(env, &v); err != nil {
+			return api.DBCredentials{}, err
 		}
 		c := v.Credentials[svc]
 		if c.Password == "" {

@@ -91,7 +91,12 @@ func (d *Driver) Converge(ctx context.Context, env *driver.Env, step func(driver
 	if err != nil {
 		return driver.Result{Again: againBusy}, fmt.Errorf("read the control state: %w", err)
 	}
-	if err := ensureState(ctx, env, &v); err != nil {
+	k, err := d.secrets(ctx, env, &v)
+	if err != nil {
+		step(driver.Step{Name: "control secrets", State: "waiting", Detail: err.Error()})
+		return driver.Result{Again: againBusy}, err
+	}
+	if err := ensureState(ctx, env, &v, k); err != nil {
 		return driver.Result{Again: againBusy}, fmt.Errorf("record the control state: %w", err)
 	}
 	v.Live = map[string]map[string]string{}

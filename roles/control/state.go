@@ -7,7 +7,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/cloudctl/cloudctl/roles"
@@ -50,13 +53,7 @@ func readView(ctx context.Context, env *driver.Env) (ClusterView, error) {
 		if v.DBHost, err = getConfig(ctx, tx, keyDBHost); err != nil {
 			return err
 		}
-		if v.AdminPassword, err = getConfig(ctx, tx, keyAdminPassword); err != nil {
-			return err
-		}
-		if v.CA, err = readCA(ctx, tx); err != nil {
-			return err
-		}
-		if v.Credentials, err = readCredentials(ctx, tx); err != nil {
+		if err := readSecrets(ctx, tx, &v); err != nil {
 			return err
 		}
 		if err := readInstances(ctx, tx, &v); err != nil {
@@ -68,14 +65,16 @@ func readView(ctx context.Context, env *driver.Env) (ClusterView, error) {
 }
 
 // ensureState records, once for the whole cluster, what the decision needs
-// and nobody has recorded yet: the admin password, each service's
-// credentials, and the node hosting the databases before they replicate. It
-// writes only when something is missing.
-func ensureState(ctx context.Context, env *driver.Env, v *ClusterView) error {
+// and nobody has recorded yet: the id of the key the secrets are sealed
+// with, the admin password, each service's credentials, the control CA, and
+// the node hosting the databases before they replicate. Secrets are written
+// sealed with k; secrets an older version stored in the clear are sealed
+// too. It writes only when something is missing, and leaves v opened.
+func ensureState(ctx context.Context, env *driver.Env, v *ClusterView, k *sealKey) error {
 	if v.Topology == "" || v.Manifest == nil {
 		return nil
 	}
-	missing := v.AdminPassword == "" || v.CA.CertPEM == "" || (v.DBHost == "" && DBHost(*v) != "")
+	missing := v.SealID == "" || v.AdminPassword == "" || v.CA.CertPEM == "" || (v.DBHost == "" && DBHost(*v) != "") || v.sealed.clear()
 	for _, svc := range v.Manifest.ControlPlane.Services {
 		if _, ok := v.Credentials[svc]; !ok {
 			missing = true
@@ -85,8 +84,29 @@ func ensureState(ctx context.Context, env *driver.Env, v *ClusterView) error {
 		return nil
 	}
 	return env.DB.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO control_config (key, value) VALUES (?, ?)`, keySealID, k.id()); err != nil {
+			return fmt.Errorf("record the seal key's id: %w", err)
+		}
+		id, err := getConfig(ctx, tx, keySealID)
+		if err != nil {
+			return err
+		}
+		if id != k.id() {
+			// Another control node recorded its key first: drop ours and
+			// fetch that one in the next round.
+			if err := os.Remove(filepath.Join(env.Dir, sealKeyFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("drop this node's seal key: %w", err)
+			}
+			return fmt.Errorf("another control node recorded the seal key %s first: fetching it next round", id)
+		}
+		if err := sealClear(ctx, tx, k); err != nil {
+			return err
+		}
 		pw, err := randomSecret()
 		if err != nil {
+			return err
+		}
+		if pw, err = k.seal(keyAdminPassword, pw); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO control_config (key, value) VALUES (?, ?)`, keyAdminPassword, pw); err != nil {
@@ -101,6 +121,9 @@ func ensureState(ctx context.Context, env *driver.Env, v *ClusterView) error {
 			if err != nil {
 				return err
 			}
+			if enc, err = k.seal(keyCA, enc); err != nil {
+				return err
+			}
 			if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO control_config (key, value) VALUES (?, ?)`, keyCA, enc); err != nil {
 				return fmt.Errorf("record the control CA: %w", err)
 			}
@@ -108,6 +131,9 @@ func ensureState(ctx context.Context, env *driver.Env, v *ClusterView) error {
 		for _, svc := range v.Manifest.ControlPlane.Services {
 			pw, err := randomSecret()
 			if err != nil {
+				return err
+			}
+			if pw, err = k.seal(credentialRow(svc), pw); err != nil {
 				return err
 			}
 			if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO control_credentials (service, username, password, created_at) VALUES (?, ?, ?, ?)`, svc, svc, pw, v.Now.UTC()); err != nil {
@@ -120,26 +146,120 @@ func ensureState(ctx context.Context, env *driver.Env, v *ClusterView) error {
 			}
 		}
 		// Read back what won: another member may have recorded first.
-		if v.AdminPassword, err = getConfig(ctx, tx, keyAdminPassword); err != nil {
-			return err
-		}
 		if v.DBHost, err = getConfig(ctx, tx, keyDBHost); err != nil {
 			return err
 		}
-		if v.CA, err = readCA(ctx, tx); err != nil {
+		if err := readSecrets(ctx, tx, v); err != nil {
 			return err
 		}
-		v.Credentials, err = readCredentials(ctx, tx)
-		return err
+		return v.open(k)
 	})
 }
 
-func readCA(ctx context.Context, tx *sql.Tx) (ClusterCA, error) {
-	s, err := getConfig(ctx, tx, keyCA)
-	if err != nil {
-		return ClusterCA{}, err
+// sealedValues are the secrets as stored: sealed (or, from an older
+// version, in the clear).
+type sealedValues struct {
+	admin, ca string
+	// creds are the service passwords by service.
+	creds map[string]string
+}
+
+// clear reports whether a secret is stored in the clear.
+func (s sealedValues) clear() bool {
+	if (s.admin != "" && !isSealed(s.admin)) || (s.ca != "" && !isSealed(s.ca)) {
+		return true
 	}
-	return decodeCA(s)
+	for _, c := range s.creds {
+		if c != "" && !isSealed(c) {
+			return true
+		}
+	}
+	return false
+}
+
+// readSecrets reads the seal key's id and the stored secrets into v,
+// without opening them.
+func readSecrets(ctx context.Context, tx *sql.Tx, v *ClusterView) error {
+	var err error
+	if v.SealID, err = getConfig(ctx, tx, keySealID); err != nil {
+		return err
+	}
+	if v.sealed.admin, err = getConfig(ctx, tx, keyAdminPassword); err != nil {
+		return err
+	}
+	if v.sealed.ca, err = getConfig(ctx, tx, keyCA); err != nil {
+		return err
+	}
+	if v.Credentials, err = readCredentials(ctx, tx); err != nil {
+		return err
+	}
+	v.sealed.creds = map[string]string{}
+	for svc, c := range v.Credentials {
+		v.sealed.creds[svc] = c.Password
+		c.Password = ""
+		v.Credentials[svc] = c
+	}
+	v.AdminPassword, v.CA = "", ClusterCA{}
+	return nil
+}
+
+// open fills in v's secrets from their stored values with k.
+func (v *ClusterView) open(k *sealKey) error {
+	var err error
+	if v.AdminPassword, err = k.open(keyAdminPassword, v.sealed.admin); err != nil {
+		return err
+	}
+	ca, err := k.open(keyCA, v.sealed.ca)
+	if err != nil {
+		return err
+	}
+	if v.CA, err = decodeCA(ca); err != nil {
+		return err
+	}
+	for svc, c := range v.Credentials {
+		if c.Password, err = k.open(credentialRow(svc), v.sealed.creds[svc]); err != nil {
+			return err
+		}
+		v.Credentials[svc] = c
+	}
+	return nil
+}
+
+// sealClear seals, in place, the secrets an older version stored in the clear.
+func sealClear(ctx context.Context, tx *sql.Tx, k *sealKey) error {
+	for _, key := range []string{keyAdminPassword, keyCA} {
+		val, err := getConfig(ctx, tx, key)
+		if err != nil {
+			return err
+		}
+		if val == "" || isSealed(val) {
+			continue
+		}
+		sv, err := k.seal(key, val)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE control_config SET value = ? WHERE key = ?`, sv, key); err != nil {
+			return fmt.Errorf("seal %s: %w", key, err)
+		}
+	}
+	creds, err := readCredentials(ctx, tx)
+	if err != nil {
+		return err
+	}
+	for svc, c := range creds {
+		if c.Password == "" || isSealed(c.Password) {
+			continue
+		}
+		sv, err := k.seal(credentialRow(svc), c.Password)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE control_credentials SET password = ? WHERE service = ?`, sv, svc); err != nil {
+			return fmt.Errorf("seal the credentials of %s: %w", svc, err)
+		}
+	}
+	return nil
 }
 
 func randomSecret() (string, error) {

@@ -64,7 +64,7 @@ func testEnv(t *testing.T) (*driver.Env, *countingDB) {
 	}
 	n1 := driver.Node{Name: "node1", IP: "10.0.0.1", Roles: []roles.Role{roles.Control}, JoinedAt: time.Unix(1, 0)}
 	env := &driver.Env{Local: n1, Nodes: []driver.Node{n1}, Manifest: m, Plan: api.Plan{MySQLTopology: Single},
-		DB: cdb, Now: time.Now, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		DB: cdb, Now: time.Now, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Dir: t.TempDir()}
 	cdb.txs = 0
 	return env, cdb
 }
@@ -89,7 +89,11 @@ func TestReadPathsDoNotWrite(t *testing.T) {
 	if len(v.Credentials) != 0 {
 		t.Fatal("status created credentials")
 	}
-	if err := ensureState(t.Context(), env, &v); err != nil {
+	k, err := New().secrets(t.Context(), env, &v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ensureState(t.Context(), env, &v, k); err != nil {
 		t.Fatal(err)
 	}
 	if v.AdminPassword == "" || len(v.Credentials) != len(env.Manifest.ControlPlane.Services) || v.DBHost != "node1" {
@@ -97,13 +101,19 @@ func TestReadPathsDoNotWrite(t *testing.T) {
 	}
 	pw := v.AdminPassword
 	before := db.txs
-	if err := ensureState(t.Context(), env, &v); err != nil {
+	if err := ensureState(t.Context(), env, &v, k); err != nil {
 		t.Fatal(err)
 	}
 	if db.txs != before {
 		t.Fatal("ensureState wrote although nothing was missing")
 	}
 	v2, _ := readView(t.Context(), env)
+	if v2.AdminPassword != "" {
+		t.Fatal("readView opened the sealed admin password")
+	}
+	if err := v2.open(k); err != nil {
+		t.Fatal(err)
+	}
 	if v2.AdminPassword != pw {
 		t.Fatal("the admin password changed")
 	}
@@ -132,11 +142,15 @@ func TestReadPathsDoNotWrite(t *testing.T) {
 func TestGuardOnlyCopy(t *testing.T) {
 	env, _ := testEnv(t)
 	v, _ := readView(t.Context(), env)
-	if err := ensureState(t.Context(), env, &v); err != nil {
+	d := New()
+	k, err := d.secrets(t.Context(), env, &v)
+	if err != nil {
 		t.Fatal(err)
 	}
-	d := New()
-	err := d.Guard(t.Context(), env, driver.Change{Kind: driver.RemoveRole, Node: "node1", Role: roles.Control})
+	if err := ensureState(t.Context(), env, &v, k); err != nil {
+		t.Fatal(err)
+	}
+	err = d.Guard(t.Context(), env, driver.Change{Kind: driver.RemoveRole, Node: "node1", Role: roles.Control})
 	var uf driver.Unforceable
 	if err == nil || !asUnforceable(err, &uf) {
 		t.Fatalf("dropping the control role from the only copy: %v", err)

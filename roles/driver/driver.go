@@ -296,6 +296,9 @@ type Request struct {
 	Body io.Reader
 	// Local is true on the local control socket.
 	Local bool
+	// Caller is the member whose cluster certificate the request came with
+	// (empty on the local socket, or when the certificate is no member's).
+	Caller string
 }
 
 // HTTPError is an endpoint error with its HTTP status.

@@ -1,0 +1,344 @@
+package control
+
+import (
+	"bytes"
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/cloudctl/cloudctl/roles"
+	"github.com/cloudctl/cloudctl/roles/driver"
+)
+
+// The control secrets (the MariaDB admin password, the service passwords,
+// the control CA's key) are sealed in the cluster database: AES-256-GCM
+// under a key that only control nodes hold, in <state-dir>/control/seal.key
+// (0600 root). The cluster database is replicated to every member, compute
+// and storage nodes too; their copy, on disk and in the Raft log, holds the
+// secrets only sealed. The first control node makes the key and records its
+// id (keySealID); a node that takes the control role later fetches it from a
+// control node over the cluster API (mutual TLS), which hands it only to a
+// member holding the control role.
+
+const (
+	// sealKeyFile is the key's file in the control role's directory.
+	sealKeyFile = "seal.key"
+	// keySealID is the control_config row naming the key the secrets are
+	// sealed with (sealKey.id).
+	keySealID = "seal_key_id"
+	// sealedPrefix marks a sealed value; a value without it is from a
+	// version that stored secrets in the clear, and is sealed on the next
+	// convergence of a control node.
+	sealedPrefix = "sealed1:"
+	// SealKeyPath is the endpoint handing the key to control nodes.
+	SealKeyPath = "control/seal-key"
+)
+
+// sealKey is the key the control secrets are sealed with.
+type sealKey [32]byte
+
+// newSealKey makes a random key.
+func newSealKey() (*sealKey, error) {
+	var k sealKey
+	if _, err := rand.Read(k[:]); err != nil {
+		return nil, fmt.Errorf("random: %w", err)
+	}
+	return &k, nil
+}
+
+// id names the key without revealing it.
+func (k *sealKey) id() string {
+	h := sha256.Sum256(append([]byte("cloudctl control seal key\x00"), k[:]...))
+	return hex.EncodeToString(h[:16])
+}
+
+// seal encrypts plain for the row called name (the name is authenticated
+// with it, so a sealed value cannot be moved to another row).
+func (k *sealKey) seal(name, plain string) (string, error) {
+	gcm, err := k.aead()
+	if err != nil {
+		return "", err
+	}
+	nonce := make([]byte, gcm.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return "", fmt.Errorf("random: %w", err)
+	}
+	out := gcm.Seal(nonce, nonce, []byte(plain), []byte(name))
+	return sealedPrefix + base64.StdEncoding.EncodeToString(out), nil
+}
+
+// open decrypts a value sealed for the row called name. A value that is not
+// sealed is returned as it is (an older version stored it in the clear).
+func (k *sealKey) open(name, value string) (string, error) {
+	if !isSealed(value) {
+		return value, nil
+	}
+	if k == nil {
+		return "", fmt.Errorf("%s is sealed and this node holds no key for it", name)
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(value, sealedPrefix))
+	if err != nil {
+		return "", fmt.Errorf("%s: sealed value is not base64: %w", name, err)
+	}
+	gcm, err := k.aead()
+	if err != nil {
+		return "", err
+	}
+	if len(raw) < gcm.NonceSize() {
+		return "", fmt.Errorf("%s: sealed value too short", name)
+	}
+	plain, err := gcm.Open(nil, raw[:gcm.NonceSize()], raw[gcm.NonceSize():], []byte(name))
+	if err != nil {
+		return "", fmt.Errorf("%s does not open with this node's key (key %s): %w", name, k.id(), err)
+	}
+	return string(plain), nil
+}
+
+func (k *sealKey) aead() (cipher.AEAD, error) {
+	b, err := aes.NewCipher(k[:])
+	if err != nil {
+		return nil, fmt.Errorf("seal cipher: %w", err)
+	}
+	g, err := cipher.NewGCM(b)
+	if err != nil {
+		return nil, fmt.Errorf("seal cipher: %w", err)
+	}
+	return g, nil
+}
+
+func isSealed(v string) bool { return strings.HasPrefix(v, sealedPrefix) }
+
+// credentialRow names a service password's row for sealing.
+func credentialRow(svc string) string { return "credential:" + svc }
+
+// loadSealKey reads the key in dir; nil without error when there is none.
+func loadSealKey(dir string) (*sealKey, error) {
+	b, err := os.ReadFile(filepath.Join(dir, sealKeyFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the control seal key: %w", err)
+	}
+	var k sealKey
+	if len(b) != len(k) {
+		return nil, fmt.Errorf("the control seal key %s holds %d bytes, not %d: remove it and it is fetched again from a control node", filepath.Join(dir, sealKeyFile), len(b), len(k))
+	}
+	copy(k[:], b)
+	return &k, nil
+}
+
+// writeSealKey stores k in dir, 0600, replacing any other whole.
+func writeSealKey(dir string, k *sealKey) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("control directory: %w", err)
+	}
+	f, err := os.CreateTemp(dir, ".seal.key-*")
+	if err != nil {
+		return fmt.Errorf("write the control seal key: %w", err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return fmt.Errorf("write the control seal key: %w", err)
+	}
+	if _, err := f.Write(k[:]); err != nil {
+		f.Close()
+		return fmt.Errorf("write the control seal key: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("write the control seal key: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write the control seal key: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, sealKeyFile)); err != nil {
+		return fmt.Errorf("write the control seal key: %w", err)
+	}
+	return nil
+}
+
+// sealKeyReply is what SealKeyPath answers.
+type sealKeyReply struct {
+	ID  string `json:"id"`
+	Key []byte `json:"key"`
+}
+
+// acquireKey returns the key this control node seals and opens the control
+// secrets with: its own when it matches the recorded id (or none is recorded
+// yet), otherwise one fetched from another control node. With nothing
+// recorded and no key of its own, it makes one; ensureState records its id,
+// and if another node recorded first, the next round fetches that one.
+func acquireKey(ctx context.Context, env *driver.Env, recorded string) (*sealKey, error) {
+	k, err := loadSealKey(env.Dir)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case k != nil && (recorded == "" || k.id() == recorded):
+		return k, nil
+	case k == nil && recorded == "":
+		if k, err = newSealKey(); err != nil {
+			return nil, err
+		}
+		if err := writeSealKey(env.Dir, k); err != nil {
+			return nil, err
+		}
+		env.Log.Info("control: made the key the control secrets are sealed with", "key", k.id())
+		return k, nil
+	}
+	var tried []string
+	for _, n := range env.WithRole(roles.Control) {
+		if n.Name == env.Local.Name || env.Peers == nil {
+			continue
+		}
+		var r sealKeyReply
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := env.Peers.Get(pctx, n.Name, SealKeyPath, &r)
+		cancel()
+		var got sealKey
+		switch {
+		case err != nil:
+			tried = append(tried, fmt.Sprintf("%s: %v", n.Name, err))
+			continue
+		case len(r.Key) != len(got):
+			tried = append(tried, fmt.Sprintf("%s: a key of %d bytes", n.Name, len(r.Key)))
+			continue
+		}
+		copy(got[:], r.Key)
+		if got.id() != recorded {
+			tried = append(tried, fmt.Sprintf("%s: key %s, not the recorded %s", n.Name, got.id(), recorded))
+			continue
+		}
+		if err := writeSealKey(env.Dir, &got); err != nil {
+			return nil, err
+		}
+		env.Log.Info("control: fetched the key the control secrets are sealed with", "key", recorded, "from", n.Name)
+		return &got, nil
+	}
+	if len(tried) == 0 {
+		if env.Peers == nil {
+			return nil, fmt.Errorf("the control secrets are sealed with key %s and this node cannot reach other members to fetch it", recorded)
+		}
+		return nil, fmt.Errorf("the control secrets are sealed with key %s: %w", recorded, errKeyGone)
+	}
+	return nil, fmt.Errorf("fetch the key the control secrets are sealed with (%s) from a control node: %s", recorded, strings.Join(tried, "; "))
+}
+
+// handleSealKey hands the key to a member holding the control role, over
+// the cluster API (the caller authenticated by its certificate). Nobody
+// else gets it: not the local socket, not a member without the role.
+func (d *Driver) handleSealKey(ctx context.Context, env *driver.Env, req driver.Request) (any, error) {
+	if req.Local || req.Caller == "" {
+		return nil, driver.Errorf(http.StatusForbidden, "the control seal key is handed only to control nodes, over the cluster API")
+	}
+	n, ok := env.Node(req.Caller)
+	if !ok || !n.Has(roles.Control) {
+		return nil, driver.Errorf(http.StatusForbidden, "the control seal key is handed only to control nodes, and %s is not one", req.Caller)
+	}
+	v, err := readView(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	k, err := loadSealKey(env.Dir)
+	if err != nil {
+		return nil, err
+	}
+	if k == nil || v.SealID == "" || k.id() != v.SealID {
+		return nil, driver.Errorf(http.StatusServiceUnavailable, "%s does not hold the recorded control seal key yet", env.Local.Name)
+	}
+	env.Log.Info("control: handed the control seal key to a control node", "to", req.Caller)
+	return sealKeyReply{ID: k.id(), Key: bytes.Clone(k[:])}, nil
+}
+
+// secrets gets this control node the seal key and opens v's secrets with
+// it. When every control node that held the key has left the cluster (the
+// last one removed by force: the control databases went with them), the
+// sealed secrets can never be opened again; they are forgotten and this
+// node makes a new key, so the control role starts afresh instead of
+// waiting for ever.
+func (d *Driver) secrets(ctx context.Context, env *driver.Env, v *ClusterView) (*sealKey, error) {
+	k, err := acquireKey(ctx, env, v.SealID)
+	if errors.Is(err, errKeyGone) {
+		env.Log.Warn("control: no control node holds the key the control secrets were sealed with; they are lost with the control databases and made anew", "key", v.SealID)
+		if err := forgetSecrets(ctx, env, v.SealID); err != nil {
+			return nil, err
+		}
+		nv, rerr := readView(ctx, env)
+		if rerr != nil {
+			return nil, fmt.Errorf("read the control state: %w", rerr)
+		}
+		*v = nv
+		k, err = acquireKey(ctx, env, v.SealID)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := v.open(k); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// errKeyGone: the secrets are sealed with a key no other control member
+// can hand over, because there is no other control member.
+var errKeyGone = errors.New("no other control node is a member to fetch the seal key from")
+
+// forgetSecrets deletes the secrets sealed with the key id, if they still
+// are (another node may have made them anew meanwhile).
+func forgetSecrets(ctx context.Context, env *driver.Env, id string) error {
+	return env.DB.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		cur, err := getConfig(ctx, tx, keySealID)
+		if err != nil || cur != id {
+			return err
+		}
+		for _, q := range []string{
+			`DELETE FROM control_config WHERE key IN ('` + keySealID + `', '` + keyAdminPassword + `', '` + keyCA + `')`,
+			`DELETE FROM control_credentials`,
+		} {
+			if _, err := tx.ExecContext(ctx, q); err != nil {
+				return fmt.Errorf("forget the lost control secrets: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// openHere opens v's secrets with the key this node holds, for a request
+// on its local socket. A node without the control role holds no key: the
+// answer names the nodes that do.
+func openHere(env *driver.Env, v *ClusterView) error {
+	k, err := loadSealKey(env.Dir)
+	if err != nil {
+		return err
+	}
+	if v.SealID != "" && (k == nil || k.id() != v.SealID) {
+		if !env.Local.Has(roles.Control) {
+			var names []string
+			for _, n := range env.WithRole(roles.Control) {
+				names = append(names, n.Name)
+			}
+			if len(names) == 0 {
+				return driver.Errorf(http.StatusConflict, "the database credentials are kept sealed, and only control nodes hold their key: this cloud has no control node now")
+			}
+			return driver.Errorf(http.StatusConflict, "the database credentials are kept sealed, and only control nodes hold their key: run this on %s", strings.Join(names, " or "))
+		}
+		return driver.Errorf(http.StatusServiceUnavailable, "%s has not fetched the key of the database credentials yet: the control role is still starting, try again in a moment", env.Local.Name)
+	}
+	return v.open(k)
+}

@@ -1,0 +1,349 @@
+package control
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cloudctl/cloudctl/roles"
+	"github.com/cloudctl/cloudctl/roles/driver"
+)
+
+func TestSealOpen(t *testing.T) {
+	k, err := newSealKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := newSealKey()
+	s, err := k.seal(keyAdminPassword, "hunter2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !isSealed(s) || strings.Contains(s, "hunter2") {
+		t.Fatalf("sealed value %q", s)
+	}
+	if got, err := k.open(keyAdminPassword, s); err != nil || got != "hunter2" {
+		t.Fatalf("open: %q, %v", got, err)
+	}
+	if _, err := k.open(credentialRow("identity"), s); err == nil {
+		t.Fatal("a value sealed for one row opened as another")
+	}
+	if _, err := other.open(keyAdminPassword, s); err == nil {
+		t.Fatal("a value opened with another key")
+	}
+	raw := []byte(s)
+	raw[len(raw)-3] ^= 1
+	if _, err := k.open(keyAdminPassword, string(raw)); err == nil {
+		t.Fatal("a tampered value opened")
+	}
+	var none *sealKey
+	if _, err := none.open(keyAdminPassword, s); err == nil {
+		t.Fatal("a sealed value opened without a key")
+	}
+	if got, err := none.open(keyAdminPassword, "clear"); err != nil || got != "clear" {
+		t.Fatalf("a value stored in the clear by an older version: %q, %v", got, err)
+	}
+	s2, _ := k.seal(keyAdminPassword, "hunter2")
+	if s2 == s {
+		t.Fatal("two seals of one value are equal (nonce reused)")
+	}
+}
+
+// convergeSecrets is the secrets part of Converge: read, get the key, open, record.
+func convergeSecrets(t *testing.T, env *driver.Env) (ClusterView, *sealKey) {
+	t.Helper()
+	v, err := readView(t.Context(), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := New().secrets(t.Context(), env, &v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ensureState(t.Context(), env, &v, k); err != nil {
+		t.Fatal(err)
+	}
+	return v, k
+}
+
+// The database holds every secret sealed: no row and no byte of the
+// database file holds a password or the CA key in the clear.
+func TestSecretsSealedAtRest(t *testing.T) {
+	env, db := testEnv(t)
+	v, k := convergeSecrets(t, env)
+	if v.AdminPassword == "" || v.CA.KeyPEM == "" || v.Credentials["identity"].Password == "" {
+		t.Fatalf("secrets not opened: %+v", v)
+	}
+	fi, err := os.Stat(filepath.Join(env.Dir, sealKeyFile))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("seal key file: %v %v", fi, err)
+	}
+	rv, _ := readView(t.Context(), env)
+	if rv.SealID != k.id() {
+		t.Fatalf("recorded key %q, want %q", rv.SealID, k.id())
+	}
+	if rv.sealed.clear() {
+		t.Fatalf("a secret is stored in the clear: %+v", rv.sealed)
+	}
+	var file string
+	err = db.Transaction(t.Context(), func(ctx context.Context, tx *sql.Tx) error {
+		return tx.QueryRowContext(ctx, `PRAGMA database_list`).Scan(new(int), new(string), &file)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(b, []byte(sealedPrefix)) {
+		t.Fatal("the database file holds no sealed value: this check would see nothing")
+	}
+	secrets := map[string]string{"admin password": v.AdminPassword, "CA key": strings.Split(v.CA.KeyPEM, "\n")[1]}
+	for svc, c := range v.Credentials {
+		secrets["password of "+svc] = c.Password
+	}
+	for what, s := range secrets {
+		if bytes.Contains(b, []byte(s)) {
+			t.Errorf("the database file holds the %s in the clear", what)
+		}
+	}
+}
+
+// Secrets an older version stored in the clear are sealed in place, and
+// keep their values.
+func TestClearSecretsSealed(t *testing.T) {
+	env, db := testEnv(t)
+	ca, err := NewCA(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, _ := ca.encode()
+	err = db.Transaction(t.Context(), func(ctx context.Context, tx *sql.Tx) error {
+		for _, q := range [][]any{
+			{`INSERT INTO control_config (key, value) VALUES (?, ?)`, keyAdminPassword, "oldadmin"},
+			{`INSERT INTO control_config (key, value) VALUES (?, ?)`, keyCA, enc},
+			{`INSERT INTO control_credentials (service, username, password, created_at) VALUES (?, ?, ?, ?)`, "identity", "identity", "oldpw", time.Now()},
+		} {
+			if _, err := tx.ExecContext(ctx, q[0].(string), q[1:]...); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, k := convergeSecrets(t, env)
+	if v.AdminPassword != "oldadmin" || v.Credentials["identity"].Password != "oldpw" || v.CA.KeyPEM != ca.KeyPEM {
+		t.Fatalf("values changed: admin %q identity %q", v.AdminPassword, v.Credentials["identity"].Password)
+	}
+	rv, _ := readView(t.Context(), env)
+	if rv.sealed.clear() || rv.SealID != k.id() {
+		t.Fatalf("still in the clear: %+v (key %q)", rv.sealed, rv.SealID)
+	}
+}
+
+// peerKeys is the cluster API of other control nodes, for acquireKey.
+type peerKeys map[string]func() (any, error)
+
+func (p peerKeys) Get(ctx context.Context, node, path string, out any) error {
+	if path != SealKeyPath {
+		return fmt.Errorf("unexpected path %s", path)
+	}
+	h, ok := p[node]
+	if !ok {
+		return errors.New("connection refused")
+	}
+	r, err := h()
+	if err != nil {
+		return err
+	}
+	b, _ := json.Marshal(r)
+	return json.Unmarshal(b, out)
+}
+
+// twoControl makes node2 join env's cluster as a control node, with a
+// directory of its own; node1 stays env's local node.
+func twoControl(t *testing.T, env *driver.Env) *driver.Env {
+	n2 := driver.Node{Name: "node2", IP: "10.0.0.2", Roles: []roles.Role{roles.Control}, JoinedAt: time.Unix(2, 0)}
+	env.Nodes = append(env.Nodes, n2)
+	e2 := *env
+	e2.Local, e2.Dir = n2, t.TempDir()
+	return &e2
+}
+
+// A control node without the key fetches it from another control node,
+// checks it against the recorded id, and keeps it 0600.
+func TestAcquireKeyFetch(t *testing.T) {
+	env, _ := testEnv(t)
+	v1, k1 := convergeSecrets(t, env)
+	e2 := twoControl(t, env)
+	d1 := New()
+	wrong, _ := newSealKey()
+	e2.Peers = peerKeys{"node1": func() (any, error) { return sealKeyReply{ID: wrong.id(), Key: wrong[:]}, nil }}
+	v2, _ := readView(t.Context(), e2)
+	if _, err := New().secrets(t.Context(), e2, &v2); err == nil || !strings.Contains(err.Error(), "not the recorded") {
+		t.Fatalf("a wrong key from a peer: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(e2.Dir, sealKeyFile)); err == nil {
+		t.Fatal("a wrong key was kept")
+	}
+	e2.Peers = peerKeys{"node1": func() (any, error) {
+		return d1.handleSealKey(t.Context(), env, driver.Request{Caller: "node2"})
+	}}
+	v2, k2 := convergeSecrets(t, e2)
+	if k2.id() != k1.id() || v2.AdminPassword != v1.AdminPassword || v2.Credentials["image"].Password != v1.Credentials["image"].Password {
+		t.Fatalf("node2 opened other secrets: key %s vs %s", k2.id(), k1.id())
+	}
+	fi, err := os.Stat(filepath.Join(e2.Dir, sealKeyFile))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("fetched key file: %v %v", fi, err)
+	}
+	// A stale key of its own (another cluster's) is replaced too.
+	if err := writeSealKey(e2.Dir, wrong); err != nil {
+		t.Fatal(err)
+	}
+	if _, k := convergeSecrets(t, e2); k.id() != k1.id() {
+		t.Fatal("a stale key was used")
+	}
+}
+
+// Only a member holding the control role gets the key, and only over the
+// cluster API.
+func TestSealKeyHandler(t *testing.T) {
+	env, _ := testEnv(t)
+	_, k := convergeSecrets(t, env)
+	n3 := driver.Node{Name: "node3", IP: "10.0.0.3", Roles: []roles.Role{roles.Compute, roles.Storage}}
+	env.Nodes = append(env.Nodes, n3)
+	twoControl(t, env)
+	d := New()
+	for _, tc := range []struct {
+		name string
+		req  driver.Request
+		code int
+	}{
+		{"local socket", driver.Request{Local: true}, http.StatusForbidden},
+		{"no member's certificate", driver.Request{}, http.StatusForbidden},
+		{"a compute and storage node", driver.Request{Caller: "node3"}, http.StatusForbidden},
+		{"not a member", driver.Request{Caller: "node9"}, http.StatusForbidden},
+		{"a control node", driver.Request{Caller: "node2"}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := d.handleSealKey(t.Context(), env, tc.req)
+			if tc.code != 0 {
+				if err == nil || driver.StatusCode(err) != tc.code {
+					t.Fatalf("want %d, got %v (%v)", tc.code, err, out)
+				}
+				return
+			}
+			r, ok := out.(sealKeyReply)
+			if err != nil || !ok || !bytes.Equal(r.Key, k[:]) || r.ID != k.id() {
+				t.Fatalf("a control node: %v %v", out, err)
+			}
+		})
+	}
+	// A node holding another key than the recorded one hands nothing out.
+	wrong, _ := newSealKey()
+	if err := writeSealKey(env.Dir, wrong); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.handleSealKey(t.Context(), env, driver.Request{Caller: "node2"}); driver.StatusCode(err) != http.StatusServiceUnavailable {
+		t.Fatalf("a node with a stale key: %v", err)
+	}
+}
+
+// Two control nodes making the first key at once: one is recorded, the
+// other drops its own and fetches that one.
+func TestSealKeyRace(t *testing.T) {
+	env, _ := testEnv(t)
+	e2 := twoControl(t, env)
+	v2, err := readView(t.Context(), e2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, err := New().secrets(t.Context(), e2, &v2) // node2 makes a key, records nothing yet
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, k1 := convergeSecrets(t, env) // node1 records first
+	if err := ensureState(t.Context(), e2, &v2, k2); err == nil || !strings.Contains(err.Error(), "recorded the seal key "+k1.id()+" first") {
+		t.Fatalf("the second key: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(e2.Dir, sealKeyFile)); err == nil {
+		t.Fatal("the losing key was kept")
+	}
+	d1 := New()
+	e2.Peers = peerKeys{"node1": func() (any, error) {
+		return d1.handleSealKey(t.Context(), env, driver.Request{Caller: "node2"})
+	}}
+	if _, k := convergeSecrets(t, e2); k.id() != k1.id() {
+		t.Fatal("node2 did not take the recorded key")
+	}
+}
+
+// When every control node that held the key has left, the secrets cannot
+// be opened again: a new control node makes them anew instead of waiting.
+func TestSealKeyGone(t *testing.T) {
+	env, _ := testEnv(t)
+	v1, k1 := convergeSecrets(t, env)
+	// node1 is gone; node2 is the only control member and has no key.
+	n2 := driver.Node{Name: "node2", IP: "10.0.0.2", Roles: []roles.Role{roles.Control}, JoinedAt: time.Unix(2, 0)}
+	e2 := *env
+	e2.Local, e2.Nodes, e2.Dir = n2, []driver.Node{n2}, t.TempDir()
+	e2.Peers = peerKeys{}
+	v2, k2 := convergeSecrets(t, &e2)
+	if k2.id() == k1.id() || v2.AdminPassword == "" || v2.AdminPassword == v1.AdminPassword || v2.SealID != "" && v2.SealID != k2.id() {
+		t.Fatalf("secrets not made anew: key %s (was %s)", k2.id(), k1.id())
+	}
+	rv, _ := readView(t.Context(), &e2)
+	if rv.SealID != k2.id() {
+		t.Fatalf("recorded key %s, want %s", rv.SealID, k2.id())
+	}
+	// With another control member that is only unreachable, it waits.
+	e3 := *env
+	n3 := driver.Node{Name: "node3", IP: "10.0.0.3", Roles: []roles.Role{roles.Control}, JoinedAt: time.Unix(3, 0)}
+	e3.Local, e3.Nodes, e3.Dir, e3.Peers = n3, []driver.Node{n2, n3}, t.TempDir(), peerKeys{}
+	v3, _ := readView(t.Context(), &e3)
+	if _, err := New().secrets(t.Context(), &e3, &v3); err == nil || !strings.Contains(err.Error(), "node2: connection refused") {
+		t.Fatalf("an unreachable holder: %v", err)
+	}
+	if rv, _ := readView(t.Context(), &e3); rv.SealID != k2.id() {
+		t.Fatal("secrets were forgotten while a holder is a member")
+	}
+}
+
+// The credentials are answered only where the key is: a node without the
+// control role names the control nodes.
+func TestCredentialsOnlyWithKey(t *testing.T) {
+	env, _ := testEnv(t)
+	convergeSecrets(t, env)
+	n3 := driver.Node{Name: "node3", IP: "10.0.0.3", Roles: []roles.Role{roles.Compute}}
+	env.Nodes = append(env.Nodes, n3)
+	e3 := *env
+	e3.Local, e3.Dir = n3, t.TempDir()
+	v, err := readView(t.Context(), &e3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = openHere(&e3, &v)
+	if driver.StatusCode(err) != http.StatusConflict || !strings.Contains(err.Error(), "run this on node1") {
+		t.Fatalf("credentials on a compute node: %v", err)
+	}
+	if v.AdminPassword != "" {
+		t.Fatal("opened without the key")
+	}
+	v, _ = readView(t.Context(), env)
+	if err := openHere(env, &v); err != nil || v.Credentials["identity"].Password == "" {
+		t.Fatalf("credentials on the control node: %v", err)
+	}
+}
