@@ -2,6 +2,7 @@ package tests
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io/fs"
@@ -80,6 +81,24 @@ func sealedOnlyOnControl(t *testing.T, ctl, other *harness.Node) {
 	}
 	if _, err := os.Stat(filepath.Join(other.StateDir, "control", "seal.key")); err == nil {
 		t.Fatalf("%s holds the control seal key without the control role", other.Name)
+	}
+	// cloudd tells callers apart by their member certificate: the control
+	// node's own gets the key, the other node's is refused.
+	bin := buildHelper(t, "memberget")
+	url := "https://" + ctl.IP + ":7443/1.0/control/seal-key"
+	for _, tc := range []struct {
+		nd   *harness.Node
+		want string
+	}{{other, "403 "}, {ctl, "200 "}} {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		out, err := tc.nd.Exec(ctx, bin, url, filepath.Join(tc.nd.StateDir, "server.crt"), filepath.Join(tc.nd.StateDir, "server.key"))
+		cancel()
+		if err != nil || !strings.HasPrefix(string(out), tc.want) {
+			t.Fatalf("GET seal-key with %s's certificate: want %q, got %v: %s", tc.nd.Name, tc.want, err, out)
+		}
+		if tc.nd == other && !strings.Contains(string(out), "is not one") {
+			t.Fatalf("the refusal does not say why: %s", out)
+		}
 	}
 	harness.Eventually(t, time.Minute, "the sealed secrets in the cluster database files", func() error {
 		sealed := false

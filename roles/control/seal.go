@@ -81,9 +81,15 @@ func (k *sealKey) seal(name, plain string) (string, error) {
 }
 
 // open decrypts a value sealed for the row called name. A value that is not
-// sealed is returned as it is (an older version stored it in the clear).
-func (k *sealKey) open(name, value string) (string, error) {
+// sealed is returned as it is when clearOK (no key is recorded yet: an
+// older version stored it in the clear); otherwise it is refused, since
+// once a key is recorded every secret is written sealed, and a clear one is
+// somebody's forgery (a member writing a CA or a password of its choosing).
+func (k *sealKey) open(name, value string, clearOK bool) (string, error) {
 	if !isSealed(value) {
+		if value != "" && !clearOK {
+			return "", fmt.Errorf("the control secret %s is stored in the clear although the secrets are sealed: refusing it (somebody wrote it by hand; delete the row and the control role makes it anew)", name)
+		}
 		return value, nil
 	}
 	if k == nil {
@@ -169,6 +175,16 @@ func writeSealKey(dir string, k *sealKey) error {
 	}
 	if err := os.Rename(tmp, filepath.Join(dir, sealKeyFile)); err != nil {
 		return fmt.Errorf("write the control seal key: %w", err)
+	}
+	// The key's id is durable in the cluster database once recorded: make
+	// the file's name durable before that.
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("write the control seal key: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("write the control seal key: sync %s: %w", dir, err)
 	}
 	return nil
 }
@@ -268,13 +284,18 @@ func (d *Driver) handleSealKey(ctx context.Context, env *driver.Env, req driver.
 
 // secrets gets this control node the seal key and opens v's secrets with
 // it. When every control node that held the key has left the cluster (the
-// last one removed by force: the control databases went with them), the
-// sealed secrets can never be opened again; they are forgotten and this
-// node makes a new key, so the control role starts afresh instead of
-// waiting for ever.
+// last one removed by force: the control databases went with them) and
+// this node holds no control database either, the sealed secrets can never
+// be opened again and protect nothing: they are forgotten and this node
+// makes a new key, so the control role starts afresh instead of waiting for
+// ever. A node that holds databases needs the same secrets: it refuses and
+// says to restore its key file.
 func (d *Driver) secrets(ctx context.Context, env *driver.Env, v *ClusterView) (*sealKey, error) {
 	k, err := acquireKey(ctx, env, v.SealID)
 	if errors.Is(err, errKeyGone) {
+		if dirs, _ := filepath.Glob(filepath.Join(env.Dir, "*", "data")); len(dirs) > 0 {
+			return nil, fmt.Errorf("the control secrets are sealed with key %s, %s is missing or holds another key, and no other control node is a member to fetch it from; this node holds control databases (%s) that need those secrets: restore %s from a backup of this node", v.SealID, filepath.Join(env.Dir, sealKeyFile), strings.Join(dirs, ", "), filepath.Join(env.Dir, sealKeyFile))
+		}
 		env.Log.Warn("control: no control node holds the key the control secrets were sealed with; they are lost with the control databases and made anew", "key", v.SealID)
 		if err := forgetSecrets(ctx, env, v.SealID); err != nil {
 			return nil, err

@@ -31,26 +31,29 @@ func TestSealOpen(t *testing.T) {
 	if !isSealed(s) || strings.Contains(s, "hunter2") {
 		t.Fatalf("sealed value %q", s)
 	}
-	if got, err := k.open(keyAdminPassword, s); err != nil || got != "hunter2" {
+	if got, err := k.open(keyAdminPassword, s, false); err != nil || got != "hunter2" {
 		t.Fatalf("open: %q, %v", got, err)
 	}
-	if _, err := k.open(credentialRow("identity"), s); err == nil {
+	if _, err := k.open(credentialRow("identity"), s, false); err == nil {
 		t.Fatal("a value sealed for one row opened as another")
 	}
-	if _, err := other.open(keyAdminPassword, s); err == nil {
+	if _, err := other.open(keyAdminPassword, s, false); err == nil {
 		t.Fatal("a value opened with another key")
 	}
 	raw := []byte(s)
 	raw[len(raw)-3] ^= 1
-	if _, err := k.open(keyAdminPassword, string(raw)); err == nil {
+	if _, err := k.open(keyAdminPassword, string(raw), false); err == nil {
 		t.Fatal("a tampered value opened")
 	}
 	var none *sealKey
-	if _, err := none.open(keyAdminPassword, s); err == nil {
+	if _, err := none.open(keyAdminPassword, s, true); err == nil {
 		t.Fatal("a sealed value opened without a key")
 	}
-	if got, err := none.open(keyAdminPassword, "clear"); err != nil || got != "clear" {
+	if got, err := none.open(keyAdminPassword, "clear", true); err != nil || got != "clear" {
 		t.Fatalf("a value stored in the clear by an older version: %q, %v", got, err)
+	}
+	if _, err := k.open(keyAdminPassword, "clear", false); err == nil {
+		t.Fatal("a value in the clear was taken although a key is recorded")
 	}
 	s2, _ := k.seal(keyAdminPassword, "hunter2")
 	if s2 == s {
@@ -345,5 +348,68 @@ func TestCredentialsOnlyWithKey(t *testing.T) {
 	v, _ = readView(t.Context(), env)
 	if err := openHere(env, &v); err != nil || v.Credentials["identity"].Password == "" {
 		t.Fatalf("credentials on the control node: %v", err)
+	}
+}
+
+// clear reports whether a secret is stored in the clear.
+func (s sealedValues) clear() bool {
+	if (s.admin != "" && !isSealed(s.admin)) || (s.ca != "" && !isSealed(s.ca)) {
+		return true
+	}
+	for _, c := range s.creds {
+		if c != "" && !isSealed(c) {
+			return true
+		}
+	}
+	return false
+}
+
+// Once a key is recorded, a secret written in the clear (by anything that
+// can write the cluster database) is refused, not taken and sealed.
+func TestClearSecretRefusedOnceSealed(t *testing.T) {
+	env, db := testEnv(t)
+	convergeSecrets(t, env)
+	err := db.Transaction(t.Context(), func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE control_credentials SET password = 'chosen' WHERE service = 'identity'`)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := readView(t.Context(), env)
+	if _, err := New().secrets(t.Context(), env, &v); err == nil || !strings.Contains(err.Error(), "stored in the clear although the secrets are sealed") {
+		t.Fatalf("a forged clear password: %v", err)
+	}
+	if v.Credentials["identity"].Password == "chosen" {
+		t.Fatal("the forged password was taken")
+	}
+}
+
+// A lone control node whose key is gone but which holds control databases
+// refuses to make new secrets (its databases need the old ones), and says
+// to restore the key; forgetting checks the key it forgets is still the
+// recorded one.
+func TestSealKeyGoneWithData(t *testing.T) {
+	env, _ := testEnv(t)
+	_, k := convergeSecrets(t, env)
+	if err := os.Remove(filepath.Join(env.Dir, sealKeyFile)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(env.Dir, "mysql", "data"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	env.Peers = peerKeys{}
+	v, _ := readView(t.Context(), env)
+	if _, err := New().secrets(t.Context(), env, &v); err == nil || !strings.Contains(err.Error(), "restore "+filepath.Join(env.Dir, sealKeyFile)) {
+		t.Fatalf("a lone node with databases and no key: %v", err)
+	}
+	if rv, _ := readView(t.Context(), env); rv.SealID != k.id() || rv.sealed.admin == "" {
+		t.Fatal("the secrets were forgotten although this node's databases need them")
+	}
+	if err := forgetSecrets(t.Context(), env, "another-id"); err != nil {
+		t.Fatal(err)
+	}
+	if rv, _ := readView(t.Context(), env); rv.SealID != k.id() || len(rv.sealed.creds) == 0 {
+		t.Fatal("forgetSecrets deleted the secrets of another key")
 	}
 }

@@ -74,7 +74,7 @@ func ensureState(ctx context.Context, env *driver.Env, v *ClusterView, k *sealKe
 	if v.Topology == "" || v.Manifest == nil {
 		return nil
 	}
-	missing := v.SealID == "" || v.AdminPassword == "" || v.CA.CertPEM == "" || (v.DBHost == "" && DBHost(*v) != "") || v.sealed.clear()
+	missing := v.SealID == "" || v.AdminPassword == "" || v.CA.CertPEM == "" || (v.DBHost == "" && DBHost(*v) != "")
 	for _, svc := range v.Manifest.ControlPlane.Services {
 		if _, ok := v.Credentials[svc]; !ok {
 			missing = true
@@ -164,19 +164,6 @@ type sealedValues struct {
 	creds map[string]string
 }
 
-// clear reports whether a secret is stored in the clear.
-func (s sealedValues) clear() bool {
-	if (s.admin != "" && !isSealed(s.admin)) || (s.ca != "" && !isSealed(s.ca)) {
-		return true
-	}
-	for _, c := range s.creds {
-		if c != "" && !isSealed(c) {
-			return true
-		}
-	}
-	return false
-}
-
 // readSecrets reads the seal key's id and the stored secrets into v,
 // without opening them.
 func readSecrets(ctx context.Context, tx *sql.Tx, v *ClusterView) error {
@@ -203,13 +190,15 @@ func readSecrets(ctx context.Context, tx *sql.Tx, v *ClusterView) error {
 	return nil
 }
 
-// open fills in v's secrets from their stored values with k.
+// open fills in v's secrets from their stored values with k. Values in the
+// clear are taken only while no key is recorded (an older version's).
 func (v *ClusterView) open(k *sealKey) error {
 	var err error
-	if v.AdminPassword, err = k.open(keyAdminPassword, v.sealed.admin); err != nil {
+	clearOK := v.SealID == ""
+	if v.AdminPassword, err = k.open(keyAdminPassword, v.sealed.admin, clearOK); err != nil {
 		return err
 	}
-	ca, err := k.open(keyCA, v.sealed.ca)
+	ca, err := k.open(keyCA, v.sealed.ca, clearOK)
 	if err != nil {
 		return err
 	}
@@ -217,7 +206,7 @@ func (v *ClusterView) open(k *sealKey) error {
 		return err
 	}
 	for svc, c := range v.Credentials {
-		if c.Password, err = k.open(credentialRow(svc), v.sealed.creds[svc]); err != nil {
+		if c.Password, err = k.open(credentialRow(svc), v.sealed.creds[svc], clearOK); err != nil {
 			return err
 		}
 		v.Credentials[svc] = c
