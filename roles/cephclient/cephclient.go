@@ -90,6 +90,18 @@ ON CONFLICT(name) DO UPDATE SET purpose = excluded.purpose, pool = excluded.pool
 	return nil
 }
 
+// Delete removes the record of the user called name (nothing when there is none).
+func Delete(ctx context.Context, db driver.DB, name string) error {
+	err := db.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM ceph_clients WHERE name = ?`, name)
+		return err
+	})
+	if err != nil && !strings.Contains(err.Error(), "no such table") {
+		return fmt.Errorf("delete the record of the Ceph user %s: %w", "client."+name, err)
+	}
+	return nil
+}
+
 // Get reads the record of the user called name. found is false when the
 // storage role has not written it (or runs nowhere: no table).
 func Get(ctx context.Context, db driver.DB, name string) (c Client, found bool, err error) {

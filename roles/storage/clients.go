@@ -2,9 +2,13 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
+
+	"github.com/ceph/go-ceph/rados"
 
 	"github.com/cloudctl/cloudctl/manifests"
 	"github.com/cloudctl/cloudctl/roles"
@@ -60,6 +64,9 @@ func monHost(st state) string {
 // but into the cluster database) and keeps their records current.
 func (d *Driver) ensureClients(ctx context.Context, env *driver.Env, conn *cephConn, st state) error {
 	wanted := wantedClients(env)
+	if err := d.dropClients(ctx, env, conn, wanted); err != nil {
+		return err
+	}
 	if len(wanted) == 0 {
 		return nil
 	}
@@ -109,6 +116,32 @@ func (d *Driver) ensureClients(ctx context.Context, env *driver.Env, conn *cephC
 			return err
 		}
 		env.Log.Info("storage: Ceph user for another role recorded", "user", want.Entity(), "pool", want.Pool)
+	}
+	return nil
+}
+
+// knownClients are the names of every Ceph user another role may need.
+var knownClients = []string{cephclient.LXD}
+
+// dropClients removes the Ceph users no role needs any more (the LXD user
+// once no node has the compute role): the user on the monitors first, then
+// its record, so a round that fails halfway is finished by the next.
+func (d *Driver) dropClients(ctx context.Context, env *driver.Env, conn *cephConn, wanted []cephclient.Client) error {
+	for _, name := range knownClients {
+		if slices.ContainsFunc(wanted, func(c cephclient.Client) bool { return c.Name == name }) {
+			continue
+		}
+		rec, found, err := cephclient.Get(ctx, env.DB, name)
+		if err != nil || !found {
+			return err
+		}
+		if err := conn.mon(ctx, map[string]any{"prefix": "auth del", "entity": rec.Entity()}, nil, nil); err != nil && !errors.Is(err, rados.ErrNotFound) && !strings.Contains(err.Error(), "does not exist") {
+			return fmt.Errorf("remove the Ceph user %s, which no role needs any more: %w", rec.Entity(), err)
+		}
+		if err := cephclient.Delete(ctx, env.DB, name); err != nil {
+			return err
+		}
+		env.Log.Info("storage: Ceph user no role needs any more removed", "user", rec.Entity())
 	}
 	return nil
 }

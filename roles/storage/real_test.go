@@ -18,6 +18,7 @@ import (
 
 	"github.com/cloudctl/cloudctl/api"
 	"github.com/cloudctl/cloudctl/roles"
+	"github.com/cloudctl/cloudctl/roles/cephclient"
 	"github.com/cloudctl/cloudctl/roles/driver"
 	splan "github.com/cloudctl/cloudctl/roles/storage/plan"
 )
@@ -171,6 +172,37 @@ func TestRealCephOneNode(t *testing.T) {
 	want := make([]byte, 1<<20)
 	_, _ = rand.Read(want)
 	writeReadRBD(t, d, env, "volumes", "img1", want)
+
+	// Another role's Ceph user: made once a node has the compute role (the
+	// LXD user, caps on the instances pool), removed from the monitors and
+	// the cluster database once no node has it.
+	computeNode := driver.Node{Name: "node2", Address: "10.0.0.2:7443", IP: "10.0.0.2", Roles: []roles.Role{roles.Compute}, JoinedAt: time.Now()}
+	env.Nodes = []driver.Node{env.Local, computeNode}
+	lxdUser := func() (recorded, onMonitors bool) {
+		_, recorded, err := cephclient.Get(context.Background(), env.DB, cephclient.LXD)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := readState(context.Background(), env.DB)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := d.conn(context.Background(), st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = conn.mon(context.Background(), map[string]any{"prefix": "auth get", "entity": "client." + cephclient.LXD}, nil, nil)
+		return recorded, err == nil
+	}
+	converge(t, d, env, "the LXD user made for a compute node", 2*time.Minute, func(api.Layer) bool {
+		r, m := lxdUser()
+		return r && m
+	})
+	env.Nodes = []driver.Node{env.Local}
+	converge(t, d, env, "the LXD user removed with the last compute node", 2*time.Minute, func(api.Layer) bool {
+		r, m := lxdUser()
+		return !r && !m
+	})
 
 	// Add an OSD.
 	env.Local.Disks = append(env.Local.Disks, api.DiskChoice{Path: "loop:2GiB"})
