@@ -157,6 +157,12 @@ func (d *Daemon) runDriver(ctx context.Context, env *driver.Env, dr driver.Drive
 			delete(d.loop.steps, name)
 			d.loop.mu.Unlock()
 		}
+		// A node whose own record is not read yet (JoinedAt unset: a join
+		// still on its way) has not left anything.
+		if l, ok := dr.(driver.Leaver); ok && !env.Local.JoinedAt.IsZero() {
+			err := l.Left(ctx, denv)
+			d.logOnce(name+" leftovers", "remove what this node kept of a role it left", err)
+		}
 		return next
 	}
 	if ctx.Err() != nil {

@@ -124,6 +124,40 @@ func TestRunDriversStopsARoleThatLeft(t *testing.T) {
 	}
 }
 
+// leavingDriver is a fakeDriver that removes leftovers when its role is gone.
+type leavingDriver struct {
+	*fakeDriver
+	left int
+}
+
+func (l *leavingDriver) Left(ctx context.Context, env *driver.Env) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.left++
+	return nil
+}
+
+// A Leaver is told, in each round, that its role does not apply here, once
+// the node's own record is read; never while the role applies.
+func TestRunDriversLeftovers(t *testing.T) {
+	ctl := &leavingDriver{fakeDriver: &fakeDriver{name: "control", role: roles.Control}}
+	d := testDaemon(t, ctl)
+	joined := time.Unix(1, 0)
+	with := envWith("a", driver.Node{Name: "a", Roles: []roles.Role{roles.Control}, JoinedAt: joined})
+	without := envWith("a", driver.Node{Name: "a", Roles: []roles.Role{roles.Compute}, JoinedAt: joined})
+	joining := envWith("a", driver.Node{Name: "a"})
+	d.runDrivers(t.Context(), joining)
+	d.runDrivers(t.Context(), with)
+	if ctl.left != 0 {
+		t.Fatalf("Left called %d times while the node joins or has the role", ctl.left)
+	}
+	d.runDrivers(t.Context(), without)
+	d.runDrivers(t.Context(), without)
+	if c, s := ctl.counts(); c != 1 || s != 1 || ctl.left != 2 {
+		t.Fatalf("converged %d, stopped %d, left %d; want 1, 1, 2", c, s, ctl.left)
+	}
+}
+
 func TestRunDriversRetriesSoonOnError(t *testing.T) {
 	ctl := &fakeDriver{name: "control", role: roles.Control, err: errors.New("boom")}
 	d := testDaemon(t, ctl)

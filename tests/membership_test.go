@@ -1,7 +1,11 @@
 package tests
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,10 +23,29 @@ func TestRoles(t *testing.T) {
 	if !strings.Contains(out, "node2 now has roles: control,compute,storage") {
 		t.Fatalf("role add: %s", out)
 	}
+	// A new control node fetches the control seal key from node1; once it
+	// leaves the role it deletes its copy.
+	key := filepath.Join(n2.StateDir, "control", "seal.key")
+	harness.Eventually(t, time.Minute, "node2 fetched the control seal key", func() error {
+		fi, err := os.Stat(key)
+		if err != nil {
+			return err
+		}
+		if fi.Mode().Perm() != 0o600 {
+			return fmt.Errorf("mode %v", fi.Mode())
+		}
+		return nil
+	})
 	n1.MustRun(t, "role", "remove", "node2", "control")
 	if got := strings.Join(member(mustStatus(t, n1), "node2").Roles, ","); got != "compute,storage" {
 		t.Fatalf("roles after remove = %s", got)
 	}
+	harness.Eventually(t, time.Minute, "node2 deleted its copy of the seal key", func() error {
+		if _, err := os.Stat(key); !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("still there: %v", err)
+		}
+		return nil
+	})
 	// Adding a role the node has already changes nothing and is not an error.
 	n1.MustRun(t, "role", "add", "node2", "compute")
 

@@ -363,3 +363,18 @@ func openHere(env *driver.Env, v *ClusterView) error {
 	}
 	return v.open(k)
 }
+
+// Left implements driver.Leaver: a node that no longer has the control role
+// deletes its copy of the seal key (the other control nodes hold it).
+func (d *Driver) Left(ctx context.Context, env *driver.Env) error {
+	p := filepath.Join(env.Dir, sealKeyFile)
+	err := os.Remove(p)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("delete the control seal key of a node without the control role: %w", err)
+	}
+	env.Log.Info("control: this node no longer has the control role: its copy of the seal key is deleted")
+	return nil
+}

@@ -413,3 +413,26 @@ func TestSealKeyGoneWithData(t *testing.T) {
 		t.Fatal("forgetSecrets deleted the secrets of another key")
 	}
 }
+
+// A node that left the control role deletes its copy of the key; nothing
+// else, and nothing when there is none.
+func TestLeftDeletesSealKey(t *testing.T) {
+	env, _ := testEnv(t)
+	convergeSecrets(t, env)
+	other := filepath.Join(env.Dir, "keep")
+	if err := os.WriteFile(other, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := New()
+	for i := 0; i < 2; i++ {
+		if err := d.Left(t.Context(), env); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(env.Dir, sealKeyFile)); err == nil {
+		t.Fatal("the seal key is still there")
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Fatalf("Left removed another file: %v", err)
+	}
+}

@@ -381,6 +381,15 @@ func DecodeBody(req Request, v any) error {
 	return nil
 }
 
+// Leaver is implemented by drivers that remove what a node keeps of a role
+// once it no longer has the role (a key only the role's nodes may hold).
+// The loop calls Left in every round in which the role does not apply to
+// the local node and the node's own record was read (after Stop, when the
+// driver ran): it must be idempotent and cheap.
+type Leaver interface {
+	Left(ctx context.Context, env *Env) error
+}
+
 // PlanValidator is implemented by drivers that check their part of the plan
 // when a cluster is bootstrapped (the control role's MySQL topology). The
 // daemon refuses a bootstrap whose plan one of them rejects.
