@@ -216,7 +216,9 @@ func (d *Driver) Endpoints() []driver.Endpoint {
 func (d *Driver) handleLocal(ctx context.Context, env *driver.Env, req driver.Request) (any, error) {
 	d.lastMu.Lock()
 	defer d.lastMu.Unlock()
-	return d.last, nil
+	out := d.last
+	out.SealKeyHolder, out.SealKeyID = d.keyHolder, d.keyID
+	return out, nil
 }
 
 func (d *Driver) handleDatabases(ctx context.Context, env *driver.Env, req driver.Request) (any, error) {

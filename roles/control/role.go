@@ -38,6 +38,9 @@ type Driver struct {
 
 	lastMu sync.Mutex
 	last   localControl
+	// keyHolder and keyID: this node holds the seal key with that id (set
+	// by Converge, cleared by Stop).
+	keyHolder, keyID string
 
 	// writers answer the floating endpoint's writable checks.
 	writers writers
@@ -81,6 +84,12 @@ type localControl struct {
 	Node      string           `json:"node"`
 	At        time.Time        `json:"at"`
 	Instances []InstanceStatus `json:"instances"`
+	// SealKeyHolder and SealKeyID say that this node holds the seal key
+	// with that id (set by its last convergence, on any control node,
+	// hosting or not): a node that left the role deletes its copy once a
+	// control node says so.
+	SealKeyHolder string `json:"seal_key_holder,omitempty"`
+	SealKeyID     string `json:"seal_key_id,omitempty"`
 }
 
 // Converge implements driver.Driver.
@@ -96,6 +105,9 @@ func (d *Driver) Converge(ctx context.Context, env *driver.Env, step func(driver
 		step(driver.Step{Name: "control secrets", State: "waiting", Detail: err.Error()})
 		return driver.Result{Again: againBusy}, err
 	}
+	d.lastMu.Lock()
+	d.keyHolder, d.keyID = env.Local.Name, k.id()
+	d.lastMu.Unlock()
 	if err := ensureState(ctx, env, &v, k); err != nil {
 		return driver.Result{Again: againBusy}, fmt.Errorf("record the control state: %w", err)
 	}
@@ -263,6 +275,7 @@ func (d *Driver) Stop(ctx context.Context) error {
 	d.writers.close()
 	d.lastMu.Lock()
 	d.last = localControl{}
+	d.keyHolder, d.keyID = "", ""
 	d.lastMu.Unlock()
 	return nil
 }

@@ -197,9 +197,12 @@ type sealKeyReply struct {
 
 // acquireKey returns the key this control node seals and opens the control
 // secrets with: its own when it matches the recorded id (or none is recorded
-// yet), otherwise one fetched from another control node. With nothing
-// recorded and no key of its own, it makes one; ensureState records its id,
-// and if another node recorded first, the next round fetches that one.
+// yet), otherwise one fetched from another member: the control nodes first,
+// then the others (a node that just left the control role keeps its copy
+// until a control node confirms it holds the key). With nothing recorded
+// and no key of its own, it makes one; ensureState records its id, and if
+// another node recorded first, the next round fetches that one. It answers
+// errKeyGone only when every other member answered that it holds no key.
 func acquireKey(ctx context.Context, env *driver.Env, recorded string) (*sealKey, error) {
 	k, err := loadSealKey(env.Dir)
 	if err != nil {
@@ -218,11 +221,12 @@ func acquireKey(ctx context.Context, env *driver.Env, recorded string) (*sealKey
 		env.Log.Info("control: made the key the control secrets are sealed with", "key", k.id())
 		return k, nil
 	}
+	if env.Peers == nil {
+		return nil, fmt.Errorf("the control secrets are sealed with key %s and this node cannot reach other members to fetch it", recorded)
+	}
 	var tried []string
-	for _, n := range env.WithRole(roles.Control) {
-		if n.Name == env.Local.Name || env.Peers == nil {
-			continue
-		}
+	gone := true
+	for _, n := range keyHolders(env) {
 		var r sealKeyReply
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err := env.Peers.Get(pctx, n.Name, SealKeyPath, &r)
@@ -230,14 +234,20 @@ func acquireKey(ctx context.Context, env *driver.Env, recorded string) (*sealKey
 		var got sealKey
 		switch {
 		case err != nil:
+			gone = false
 			tried = append(tried, fmt.Sprintf("%s: %v", n.Name, err))
 			continue
+		case len(r.Key) == 0:
+			tried = append(tried, n.Name+": holds no key")
+			continue
 		case len(r.Key) != len(got):
+			gone = false
 			tried = append(tried, fmt.Sprintf("%s: a key of %d bytes", n.Name, len(r.Key)))
 			continue
 		}
 		copy(got[:], r.Key)
 		if got.id() != recorded {
+			gone = false
 			tried = append(tried, fmt.Sprintf("%s: key %s, not the recorded %s", n.Name, got.id(), recorded))
 			continue
 		}
@@ -247,18 +257,33 @@ func acquireKey(ctx context.Context, env *driver.Env, recorded string) (*sealKey
 		env.Log.Info("control: fetched the key the control secrets are sealed with", "key", recorded, "from", n.Name)
 		return &got, nil
 	}
-	if len(tried) == 0 {
-		if env.Peers == nil {
-			return nil, fmt.Errorf("the control secrets are sealed with key %s and this node cannot reach other members to fetch it", recorded)
-		}
+	if gone {
 		return nil, fmt.Errorf("the control secrets are sealed with key %s: %w", recorded, errKeyGone)
 	}
-	return nil, fmt.Errorf("fetch the key the control secrets are sealed with (%s) from a control node: %s", recorded, strings.Join(tried, "; "))
+	return nil, fmt.Errorf("fetch the key the control secrets are sealed with (%s) from another member: %s", recorded, strings.Join(tried, "; "))
+}
+
+// keyHolders are the other members that may hold the seal key, control
+// nodes first.
+func keyHolders(env *driver.Env) []driver.Node {
+	var ctl, rest []driver.Node
+	for _, n := range env.Nodes {
+		switch {
+		case n.Name == env.Local.Name:
+		case n.Has(roles.Control):
+			ctl = append(ctl, n)
+		default:
+			rest = append(rest, n)
+		}
+	}
+	return append(ctl, rest...)
 }
 
 // handleSealKey hands the key to a member holding the control role, over
 // the cluster API (the caller authenticated by its certificate). Nobody
-// else gets it: not the local socket, not a member without the role.
+// else gets it: not the local socket, not a member without the role. Any
+// member that holds the recorded key answers (a node that just left the
+// control role too); one that does not answers an empty key.
 func (d *Driver) handleSealKey(ctx context.Context, env *driver.Env, req driver.Request) (any, error) {
 	if req.Local || req.Caller == "" {
 		return nil, driver.Errorf(http.StatusForbidden, "the control seal key is handed only to control nodes, over the cluster API")
@@ -276,7 +301,8 @@ func (d *Driver) handleSealKey(ctx context.Context, env *driver.Env, req driver.
 		return nil, err
 	}
 	if k == nil || v.SealID == "" || k.id() != v.SealID {
-		return nil, driver.Errorf(http.StatusServiceUnavailable, "%s does not hold the recorded control seal key yet", env.Local.Name)
+		// A definite "not here", so the caller can tell that nobody holds it.
+		return sealKeyReply{}, nil
 	}
 	env.Log.Info("control: handed the control seal key to a control node", "to", req.Caller)
 	return sealKeyReply{ID: k.id(), Key: bytes.Clone(k[:])}, nil
@@ -294,7 +320,7 @@ func (d *Driver) secrets(ctx context.Context, env *driver.Env, v *ClusterView) (
 	k, err := acquireKey(ctx, env, v.SealID)
 	if errors.Is(err, errKeyGone) {
 		if dirs, _ := filepath.Glob(filepath.Join(env.Dir, "*", "data")); len(dirs) > 0 {
-			return nil, fmt.Errorf("the control secrets are sealed with key %s, %s is missing or holds another key, and no other control node is a member to fetch it from; this node holds control databases (%s) that need those secrets: restore %s from a backup of this node", v.SealID, filepath.Join(env.Dir, sealKeyFile), strings.Join(dirs, ", "), filepath.Join(env.Dir, sealKeyFile))
+			return nil, fmt.Errorf("the control secrets are sealed with key %s, %s is missing or holds another key, and no other member holds it; this node holds control databases (%s) that need those secrets: restore %s from a backup of this node", v.SealID, filepath.Join(env.Dir, sealKeyFile), strings.Join(dirs, ", "), filepath.Join(env.Dir, sealKeyFile))
 		}
 		env.Log.Warn("control: no control node holds the key the control secrets were sealed with; they are lost with the control databases and made anew", "key", v.SealID)
 		if err := forgetSecrets(ctx, env, v.SealID); err != nil {
@@ -316,9 +342,9 @@ func (d *Driver) secrets(ctx context.Context, env *driver.Env, v *ClusterView) (
 	return k, nil
 }
 
-// errKeyGone: the secrets are sealed with a key no other control member
-// can hand over, because there is no other control member.
-var errKeyGone = errors.New("no other control node is a member to fetch the seal key from")
+// errKeyGone: the secrets are sealed with a key no other member holds:
+// every other member answered so.
+var errKeyGone = errors.New("no other member holds the seal key")
 
 // forgetSecrets deletes the secrets sealed with the key id, if they still
 // are (another node may have made them anew meanwhile).
@@ -365,16 +391,42 @@ func openHere(env *driver.Env, v *ClusterView) error {
 }
 
 // Left implements driver.Leaver: a node that no longer has the control role
-// deletes its copy of the seal key (the other control nodes hold it).
+// deletes its copy of the seal key, once a control node confirms it holds
+// the recorded key (its control/local answer names it). Until then the copy
+// stays: it may be the last one (every control role removed, or control
+// moved to new nodes that have not fetched it yet), and it serves them.
 func (d *Driver) Left(ctx context.Context, env *driver.Env) error {
 	p := filepath.Join(env.Dir, sealKeyFile)
-	err := os.Remove(p)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return nil
-	case err != nil:
+	k, err := loadSealKey(env.Dir)
+	if err != nil || k == nil {
+		return err
+	}
+	v, err := readView(ctx, env)
+	if err != nil {
+		return err
+	}
+	holder := ""
+	if v.SealID == k.id() {
+		for _, n := range env.WithRole(roles.Control) {
+			if n.Name == env.Local.Name || env.Peers == nil {
+				continue
+			}
+			var lc localControl
+			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			err := env.Peers.Get(pctx, n.Name, "control/local", &lc)
+			cancel()
+			if err == nil && lc.SealKeyHolder == n.Name && lc.SealKeyID == v.SealID {
+				holder = n.Name
+				break
+			}
+		}
+		if holder == "" {
+			return fmt.Errorf("keeping this node's copy of the control seal key (%s) although it has left the control role: no control node confirms it holds the key yet", k.id())
+		}
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("delete the control seal key of a node without the control role: %w", err)
 	}
-	env.Log.Info("control: this node no longer has the control role: its copy of the seal key is deleted")
+	env.Log.Info("control: this node no longer has the control role: its copy of the seal key is deleted", "held by", holder)
 	return nil
 }

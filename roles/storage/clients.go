@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/ceph/go-ceph/rados"
 
@@ -123,9 +124,16 @@ func (d *Driver) ensureClients(ctx context.Context, env *driver.Env, conn *cephC
 // knownClients are the names of every Ceph user another role may need.
 var knownClients = []string{cephclient.LXD}
 
+// clientDropGrace: a user recorded more recently than this is not dropped.
+// Every storage node runs the drop with the cluster view of its round's
+// start; one that read it just before a compute node joined must not
+// delete the user another node has just made for it.
+const clientDropGrace = 2 * time.Minute
+
 // dropClients removes the Ceph users no role needs any more (the LXD user
-// once no node has the compute role): the user on the monitors first, then
-// its record, so a round that fails halfway is finished by the next.
+// once no node has the compute role, and its record is older than
+// clientDropGrace): the user on the monitors first, then its record, so a
+// round that fails halfway is finished by the next.
 func (d *Driver) dropClients(ctx context.Context, env *driver.Env, conn *cephConn, wanted []cephclient.Client) error {
 	for _, name := range knownClients {
 		if slices.ContainsFunc(wanted, func(c cephclient.Client) bool { return c.Name == name }) {
@@ -134,6 +142,9 @@ func (d *Driver) dropClients(ctx context.Context, env *driver.Env, conn *cephCon
 		rec, found, err := cephclient.Get(ctx, env.DB, name)
 		if err != nil || !found {
 			return err
+		}
+		if env.Now().Sub(rec.UpdatedAt) < clientDropGrace {
+			continue
 		}
 		if err := conn.mon(ctx, map[string]any{"prefix": "auth del", "entity": rec.Entity()}, nil, nil); err != nil && !errors.Is(err, rados.ErrNotFound) && !strings.Contains(err.Error(), "does not exist") {
 			return fmt.Errorf("remove the Ceph user %s, which no role needs any more: %w", rec.Entity(), err)
