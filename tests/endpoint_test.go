@@ -679,13 +679,22 @@ func TestEndpointCloudd(t *testing.T) {
 		}
 		return nil
 	})
+	// The holder is read again: keepalived reloads as members join, and
+	// under load a backup can miss adverts during a reload and hold the
+	// address for a moment until the higher priority wins the election
+	// (seen once: node2 sampled as the holder at formation, node1 a second
+	// later). What is checked here is that one node holds it.
 	harness.Eventually(t, time.Minute, "endpoint layer: HA with a holder", func() error {
 		l, det, err := endpointLayer(t, n2)
 		if err != nil {
 			return err
 		}
-		if l.HA != api.HAYes || det.Holder != holder || len(det.Candidates) != 3 {
+		if l.HA != api.HAYes || det.Holder == "" || len(det.Candidates) != 3 {
 			return fmt.Errorf("layer %+v %+v", l, det)
+		}
+		if det.Holder != holder {
+			t.Logf("the floating address moved from %s to %s meanwhile", holder, det.Holder)
+			holder = det.Holder
 		}
 		return nil
 	})
