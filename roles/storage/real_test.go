@@ -183,11 +183,7 @@ func TestRealCephOneNode(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		st, err := readState(context.Background(), env.DB)
-		if err != nil {
-			t.Fatal(err)
-		}
-		conn, err := d.conn(context.Background(), st)
+		conn, err := stateConn(d, env)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -288,11 +284,7 @@ func cephDiag(t *testing.T, env *driver.Env) {
 
 func writeReadRBD(t *testing.T, d *Driver, env *driver.Env, pool, name string, data []byte) {
 	t.Helper()
-	st, err := readState(context.Background(), env.DB)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := d.conn(context.Background(), st)
+	conn, err := stateConn(d, env)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,11 +324,7 @@ func readRBD(t *testing.T, d *Driver, env *driver.Env, pool, name string, n int)
 }
 
 func tryReadRBD(d *Driver, env *driver.Env, pool, name string, n int) ([]byte, error) {
-	st, err := readState(context.Background(), env.DB)
-	if err != nil {
-		return nil, err
-	}
-	conn, err := d.conn(context.Background(), st)
+	conn, err := stateConn(d, env)
 	if err != nil {
 		return nil, err
 	}
@@ -355,4 +343,13 @@ func tryReadRBD(d *Driver, env *driver.Env, pool, name string, n int) ([]byte, e
 		return nil, fmt.Errorf("read image %s: %w", name, err)
 	}
 	return got, nil
+}
+
+// stateConn is d's connection to the Ceph cluster the database records.
+func stateConn(d *Driver, env *driver.Env) (*cephConn, error) {
+	st, err := readState(context.Background(), env.DB)
+	if err != nil {
+		return nil, err
+	}
+	return d.conn(context.Background(), st)
 }
