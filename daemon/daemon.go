@@ -124,7 +124,7 @@ func New(cfg Config) (*Daemon, error) {
 	}
 	d := &Daemon{cfg: cfg, log: cfg.Log, drivers: cfg.Drivers, sup: supervisor.New(nil, cfg.Log), sweepKick: make(chan struct{}, 1)}
 	d.loop.init(cfg.Drivers)
-	d.apiLimits = defaultAPILimits(d.log, cfg.Now, d.isMemberIP)
+	d.apiLimits = defaultAPILimits(d.log, cfg.Now, d.isMemberIP, &d.untrusted)
 	d.peers = newPeerClient(d)
 	return d, nil
 }

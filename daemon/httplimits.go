@@ -65,6 +65,9 @@ import (
 //     offers h2 in its TLS handshake; no client of the cluster's asks for
 //     it) gets no deadline: nothing would clear it, and it would end the
 //     connection with all its streams.
+//   - Handler wraps microcluster's handler in the join gate (joinGate):
+//     its join endpoint, reachable before trust, gets the per-source rate
+//     limit and backoff of cloudd's own untrusted endpoints.
 //   - ErrorLog sends net/http's per-connection errors ("http: TLS handshake
 //     error from ...", one per cut connection) to cloudd's log, at most
 //     apiErrorBurst lines a second with a count of those dropped, so slow
@@ -100,21 +103,29 @@ type serverLimits struct {
 	// ConnState, when set, is installed on servers that have none (the
 	// per-source connection cap, connCap.state).
 	ConnState func(net.Conn, http.ConnState)
+	// Handler, when set, wraps each server's handler once (the join gate,
+	// joinGate); a handler already wrapped is left as it is.
+	Handler func(http.Handler) http.Handler
 }
 
 // defaultAPILimits are the limits of a daemon whose members' addresses
-// member reports (nil: none is exempt from the connection cap).
-func defaultAPILimits(lg *slog.Logger, now func() time.Time, member func(ip string) bool) serverLimits {
+// member reports (nil: none is exempt from the connection cap). With a
+// guard, microcluster's join endpoint is gated by it (joinGate).
+func defaultAPILimits(lg *slog.Logger, now func() time.Time, member func(ip string) bool, guard *attemptGuard) serverLimits {
 	// The refusals have a budget of their own: a burst of handshake errors
 	// must not hide them.
 	capLog := log.New(&limitedLog{log: lg, burst: apiErrorBurst, now: now}, "", 0)
-	return serverLimits{
+	lim := serverLimits{
 		ReadHeaderTimeout: apiReadHeaderTimeout,
 		IdleTimeout:       apiIdleTimeout,
 		MaxHeaderBytes:    apiMaxHeaderBytes,
 		ErrorLog:          log.New(&limitedLog{log: lg, burst: apiErrorBurst, now: now}, "", 0),
 		ConnState:         newConnCap(apiConnsPerSource, apiBodyTimeout, capLog, member).state,
 	}
+	if guard != nil {
+		lim.Handler = func(next http.Handler) http.Handler { return newJoinGate(next, guard, member, now) }
+	}
+	return lim
 }
 
 // connCap counts the open connections of each source address of the
@@ -284,9 +295,14 @@ func limitServers(endpoints any, lim serverLimits) (found, changed int, err erro
 		if lim.ConnState != nil && srv.ConnState != nil && reflect.ValueOf(srv.ConnState).Pointer() != reflect.ValueOf(lim.ConnState).Pointer() {
 			return found, changed, fmt.Errorf("limit the API servers: microcluster's server already has a ConnState hook; cloudd's connection cap would replace it")
 		}
+		_, isGated := srv.Handler.(gated)
+		wrap := lim.Handler != nil && srv.Handler != nil && !isGated
 		if srv.ReadHeaderTimeout == lim.ReadHeaderTimeout && srv.IdleTimeout == lim.IdleTimeout && srv.MaxHeaderBytes == lim.MaxHeaderBytes &&
-			(lim.ErrorLog == nil || srv.ErrorLog == lim.ErrorLog) && (lim.ConnState == nil || srv.ConnState != nil) {
+			(lim.ErrorLog == nil || srv.ErrorLog == lim.ErrorLog) && (lim.ConnState == nil || srv.ConnState != nil) && !wrap {
 			continue
+		}
+		if wrap {
+			srv.Handler = lim.Handler(srv.Handler)
 		}
 		srv.ReadHeaderTimeout, srv.IdleTimeout, srv.MaxHeaderBytes = lim.ReadHeaderTimeout, lim.IdleTimeout, lim.MaxHeaderBytes
 		if lim.ErrorLog != nil {

@@ -1,7 +1,9 @@
 // Command tokenflood is a test helper run inside a namespace that is not a
 // cluster member: "flood ADDR N" sends N join-token checks with a wrong
 // secret to cloudd at ADDR, one after the other, and prints how many got
-// each HTTP status ("200 3" / "429 997"); "big ADDR BYTES" sends one check
+// each HTTP status ("200 3" / "429 997"); "joinflood ADDR N" does the same
+// with N joins with a wrong secret at microcluster's join endpoint
+// (POST /cluster/1.0/cluster); "big ADDR BYTES" sends one check
 // with a body of BYTES bytes and prints its status; "once ADDR 0" sends one
 // wrong check and prints the status and the answer; "redeem ADDR FILE"
 // redeems the join token in FILE at ADDR, as a joiner does right before it
@@ -27,7 +29,7 @@ import (
 
 func main() {
 	if len(os.Args) != 4 {
-		fmt.Fprintln(os.Stderr, "usage: tokenflood flood|big|once ADDR N, or tokenflood redeem ADDR TOKENFILE")
+		fmt.Fprintln(os.Stderr, "usage: tokenflood flood|joinflood|big|once ADDR N, or tokenflood redeem ADDR TOKENFILE")
 		os.Exit(2)
 	}
 	// An attacker does not know the cluster certificate: no pin.
@@ -45,34 +47,17 @@ func main() {
 		os.Exit(2)
 	}
 	url := "https://" + os.Args[2] + "/1.0/token-check"
-	post := func(body []byte) (int, error) {
-		resp, err := hc.Post(url, "application/json", bytes.NewReader(body))
-		if err != nil {
-			return 0, err
-		}
-		defer resp.Body.Close()
-		_, _ = io.Copy(io.Discard, resp.Body)
-		return resp.StatusCode, nil
-	}
+	post := func(body []byte) (int, error) { return postTo(hc, url, body) }
 	switch os.Args[1] {
 	case "flood":
-		counts := map[int]int{}
-		for i := 0; i < n; i++ {
-			code, err := post([]byte(fmt.Sprintf(`{"name":"node%d","secret":"wrong-%d"}`, i%7, i)))
-			if err != nil {
-				fmt.Fprintln(os.Stderr, err)
-				os.Exit(1)
-			}
-			counts[code]++
-		}
-		var keys []int
-		for k := range counts {
-			keys = append(keys, k)
-		}
-		sort.Ints(keys)
-		for _, k := range keys {
-			fmt.Printf("%d %d\n", k, counts[k])
-		}
+		countStatuses(n, func(i int) (int, error) {
+			return post([]byte(fmt.Sprintf(`{"name":"node%d","secret":"wrong-%d"}`, i%7, i)))
+		})
+	case "joinflood":
+		join := "https://" + os.Args[2] + "/cluster/1.0/cluster"
+		countStatuses(n, func(i int) (int, error) {
+			return postTo(hc, join, []byte(fmt.Sprintf(`{"name":"node%d","address":"192.0.2.%d:7443","secret":"wrong-%d"}`, i%7, 1+i%200, i)))
+		})
 	case "once":
 		resp, err := hc.Post(url, "application/json", strings.NewReader(`{"name":"node2","secret":"wrong"}`))
 		if err != nil {
@@ -90,6 +75,39 @@ func main() {
 			os.Exit(1)
 		}
 		fmt.Println(code)
+	}
+}
+
+// postTo posts body to url and returns the HTTP status.
+func postTo(hc *http.Client, url string, body []byte) (int, error) {
+	resp, err := hc.Post(url, "application/json", bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, nil
+}
+
+// countStatuses makes n requests with do, one after the other, and prints
+// how many got each status, in order of the status.
+func countStatuses(n int, do func(i int) (int, error)) {
+	counts := map[int]int{}
+	for i := 0; i < n; i++ {
+		code, err := do(i)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		counts[code]++
+	}
+	var keys []int
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	sort.Ints(keys)
+	for _, k := range keys {
+		fmt.Printf("%d %d\n", k, counts[k])
 	}
 }
 
