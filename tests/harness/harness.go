@@ -122,6 +122,7 @@ type Node struct {
 	StateDir string
 	LogPath  string
 	link     string // the node's end of its veth, inside NS
+	hostEnd  string // the bridge's end of its veth, in the bridge's namespace
 
 	mu   sync.Mutex
 	proc *exec.Cmd
@@ -222,10 +223,11 @@ func (c *Cluster) AddNode(t testing.TB) *Node {
 		StateDir: filepath.Join(c.dir, fmt.Sprintf("node%d", i)),
 		LogPath:  filepath.Join(c.dir, fmt.Sprintf("node%d.log", i)),
 		link:     "eth0",
+		hostEnd:  fmt.Sprintf("%sv%d", c.id, i),
 	}
 	c.Nodes = append(c.Nodes, nd)
 	ctx := context.Background()
-	hostEnd := fmt.Sprintf("%sv%d", c.id, i)
+	hostEnd := nd.hostEnd
 	steps := [][]string{
 		{"netns", "add", nd.NS},
 		{"-n", nd.NS, "link", "set", "lo", "up"},
@@ -444,6 +446,20 @@ func (nd *Node) Restart(t testing.TB) {
 	t.Helper()
 	nd.Kill(t)
 	nd.Start(t)
+}
+
+// SetPathMTU makes the path between the node and the others carry frames of
+// at most mtu bytes while the node's own interface keeps its MTU: the
+// bridge's end of the node's link gets that MTU, and the kernel drops
+// larger frames there, both ways, without an ICMP answer (a tunnel with a
+// smaller MTU that sends no "fragmentation needed"). Segmentation offload
+// is honoured as on a real link: a TCP segment that fits passes. 0
+// restores 1500.
+func (nd *Node) SetPathMTU(mtu int) error {
+	if mtu == 0 {
+		mtu = 1500
+	}
+	return run(context.Background(), "ip", "-n", nd.c.brNS, "link", "set", nd.hostEnd, "mtu", strconv.Itoa(mtu))
 }
 
 // Partition cuts the node off the network (its link goes down).
