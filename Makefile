@@ -20,10 +20,14 @@ build:
 	$(GO) build $(GOFLAGS_TAGS) -ldflags "$(LDFLAGS)" -o bin/cloudctl ./cmd/cloudctl
 	$(GO) build $(GOFLAGS_TAGS) -ldflags "$(LDFLAGS)" -o bin/cloudd ./cmd/cloudd
 
-# The whole suite: unit tests, then the multi-node integration tests (real daemons in namespaces),
-# then each fuzzer briefly (its committed seed corpus under testdata/fuzz also runs in go test).
+# The whole suite: the packages' own tests, two packages at a time (the roles' tests of real
+# LXD and Ceph in namespaces of their own among them; building the test binaries overlaps them),
+# then the multi-node integration tests of ./tests one package alone (real daemons in namespaces,
+# sharing the machine with nothing else), then each fuzzer briefly (its committed seed corpus
+# under testdata/fuzz also runs in go test).
 test: deps build lint
-	$(GO) test $(GOFLAGS_TAGS) -count=1 -timeout 60m -p 1 ./...
+	pkgs=$$($(GO) list $(GOFLAGS_TAGS) ./... | grep -v '/tests$$') && $(GO) test $(GOFLAGS_TAGS) -count=1 -timeout 30m -p 2 $$pkgs
+	$(GO) test $(GOFLAGS_TAGS) -count=1 -timeout 60m -p 1 ./tests/
 	@$(MAKE) --no-print-directory fuzz
 
 # Fuzzers (package:function), each run for FUZZTIME: the token decoder, the preseed and
