@@ -6,15 +6,21 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
+	"crypto/x509"
+	"database/sql"
+	"encoding/pem"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/canonical/lxd/shared"
 	"github.com/canonical/microcluster/config"
 	"github.com/canonical/microcluster/microcluster"
 	"github.com/canonical/microcluster/state"
@@ -79,6 +85,65 @@ type Daemon struct {
 	// memberIPs are the members' addresses as the last reconcile round
 	// read them (exempt from the API's per-source connection cap).
 	memberIPs atomic.Pointer[map[string]bool]
+	// trustState is microcluster's state as the hooks that install the
+	// API limits saw it, for the heartbeat gate's trust store lookups
+	// (trustedPeer): set with the limits, so the gate never runs without it.
+	trustState atomic.Pointer[state.State]
+}
+
+// trustedPeer reports whether r presents a certificate of this node's trust
+// store (a member's). Before microcluster's state is known, none does.
+func (d *Daemon) trustedPeer(r *http.Request) bool {
+	s := d.trustState.Load()
+	if s == nil || r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return false
+	}
+	return s.Remotes().RemoteByCertificateFingerprint(shared.CertFingerprint(r.TLS.PeerCertificates[0])) != nil
+}
+
+// memberCert reports whether r presents the certificate of a member in the
+// cluster database: a member this node's trust store does not list yet
+// (it joined while this node was down, and only heartbeats would tell this
+// node of it) is still let in to send them.
+func (d *Daemon) memberCert(r *http.Request) bool {
+	s := d.trustState.Load()
+	if s == nil || s.Database == nil || r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	found, err := isMemberCert(ctx, s, r.TLS.PeerCertificates[0])
+	if err != nil {
+		d.log.Debug("heartbeat gate: read the members' certificates", "err", err)
+	}
+	return found
+}
+
+// isMemberCert reports whether cert is a member's in microcluster's table of
+// members (its certificate column holds each member's in PEM).
+func isMemberCert(ctx context.Context, s *state.State, cert *x509.Certificate) (bool, error) {
+	found := false
+	err := s.Database.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT certificate FROM internal_cluster_members`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var text string
+			if err := rows.Scan(&text); err != nil {
+				return err
+			}
+			if b, _ := pem.Decode([]byte(text)); b != nil && bytes.Equal(b.Bytes, cert.Raw) {
+				found = true
+			}
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return false, fmt.Errorf("read the members' certificates: %w", err)
+	}
+	return found, nil
 }
 
 // isMemberIP reports whether ip is a member's address, as last read.
@@ -124,7 +189,7 @@ func New(cfg Config) (*Daemon, error) {
 	}
 	d := &Daemon{cfg: cfg, log: cfg.Log, drivers: cfg.Drivers, sup: supervisor.New(nil, cfg.Log), sweepKick: make(chan struct{}, 1)}
 	d.loop.init(cfg.Drivers)
-	d.apiLimits = defaultAPILimits(d.log, cfg.Now, d.isMemberIP, &d.untrusted)
+	d.apiLimits = defaultAPILimits(d.log, cfg.Now, d.isMemberIP, &d.untrusted, d.trustedPeer, d.memberCert)
 	d.peers = newPeerClient(d)
 	return d, nil
 }
@@ -185,6 +250,7 @@ func (d *Daemon) setState(s *state.State) {
 	d.state = s
 	d.mu.Unlock()
 	if s != nil && s.Endpoints != nil {
+		d.trustState.Store(s)
 		d.limitAPIServers(s.Endpoints)
 	}
 }
@@ -208,6 +274,7 @@ func (d *Daemon) hooks() *config.Hooks {
 		// The servers microcluster started for the new member get their
 		// limits before the other members run their OnNewMember hooks.
 		PreJoin: func(s *state.State, _ map[string]string) error {
+			d.trustState.Store(s)
 			d.limitAPIServers(s.Endpoints)
 			return nil
 		},

@@ -66,8 +66,12 @@ import (
 //     it) gets no deadline: nothing would clear it, and it would end the
 //     connection with all its streams.
 //   - Handler wraps microcluster's handler in the join gate (joinGate):
-//     its join endpoint, reachable before trust, gets the per-source rate
-//     limit and backoff of cloudd's own untrusted endpoints.
+//     a client presenting more than one certificate is refused (only the
+//     first is proven; microcluster trusts any), the join endpoint,
+//     reachable before trust, gets the per-source rate limit and backoff
+//     of cloudd's own untrusted endpoints, and the heartbeat endpoint
+//     (which this version serves before trust and which rewrites the trust
+//     store) is closed to all but the members' certificates.
 //   - ErrorLog sends net/http's per-connection errors ("http: TLS handshake
 //     error from ...", one per cut connection) to cloudd's log, at most
 //     apiErrorBurst lines a second with a count of those dropped, so slow
@@ -110,8 +114,10 @@ type serverLimits struct {
 
 // defaultAPILimits are the limits of a daemon whose members' addresses
 // member reports (nil: none is exempt from the connection cap). With a
-// guard, microcluster's join endpoint is gated by it (joinGate).
-func defaultAPILimits(lg *slog.Logger, now func() time.Time, member func(ip string) bool, guard *attemptGuard) serverLimits {
+// guard, microcluster's handler is wrapped in the join gate (joinGate),
+// which asks trusted and memberCert whether a request presents a member's
+// certificate (of the trust store, of the cluster database).
+func defaultAPILimits(lg *slog.Logger, now func() time.Time, member func(ip string) bool, guard *attemptGuard, trusted, memberCert func(r *http.Request) bool) serverLimits {
 	// The refusals have a budget of their own: a burst of handshake errors
 	// must not hide them.
 	capLog := log.New(&limitedLog{log: lg, burst: apiErrorBurst, now: now}, "", 0)
@@ -123,7 +129,12 @@ func defaultAPILimits(lg *slog.Logger, now func() time.Time, member func(ip stri
 		ConnState:         newConnCap(apiConnsPerSource, apiBodyTimeout, capLog, member).state,
 	}
 	if guard != nil {
-		lim.Handler = func(next http.Handler) http.Handler { return newJoinGate(next, guard, member, now) }
+		gateLog := log.New(&limitedLog{log: lg, burst: apiErrorBurst, now: now}, "", 0)
+		lim.Handler = func(next http.Handler) http.Handler {
+			g := newJoinGate(next, guard, trusted, memberCert, now)
+			g.log = gateLog
+			return g
+		}
 	}
 	return lim
 }

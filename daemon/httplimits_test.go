@@ -23,7 +23,7 @@ func TestLimitServersLayout(t *testing.T) {
 		t.Fatalf("state.State has no Endpoints pointer")
 	}
 	eps := reflect.New(f.Type.Elem())
-	found, changed, err := limitServers(eps.Interface(), defaultAPILimits(slog.Default(), time.Now, nil, nil))
+	found, changed, err := limitServers(eps.Interface(), defaultAPILimits(slog.Default(), time.Now, nil, nil, nil, nil))
 	if err != nil || found != 0 || changed != 0 {
 		t.Fatalf("empty endpoints: found %d changed %d err %v", found, changed, err)
 	}

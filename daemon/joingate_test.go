@@ -1,9 +1,13 @@
 package daemon
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -24,10 +28,13 @@ func TestJoinGate(t *testing.T) {
 		w.WriteHeader(status)
 	})
 	var guard attemptGuard
-	g := newJoinGate(next, &guard, func(ip string) bool { return ip == "10.0.0.1" }, clock)
+	g := newJoinGate(next, &guard, func(r *http.Request) bool { return r.Header.Get("X-Test-Member") == "yes" }, nil, clock)
 	do := func(method, target, from string) *httptest.ResponseRecorder {
 		r := httptest.NewRequest(method, target, strings.NewReader("{}"))
 		r.RemoteAddr = from
+		if strings.HasPrefix(from, "10.0.0.1:") {
+			r.Header.Set("X-Test-Member", "yes") // a member, by its certificate
+		}
 		w := httptest.NewRecorder()
 		g.ServeHTTP(w, r)
 		return w
@@ -89,7 +96,7 @@ func TestJoinGate(t *testing.T) {
 // gate once, however often it runs.
 func TestLimitServersGatesOnce(t *testing.T) {
 	var guard attemptGuard
-	lim := defaultAPILimits(slog.New(slog.NewTextHandler(io.Discard, nil)), time.Now, nil, &guard)
+	lim := defaultAPILimits(slog.New(slog.NewTextHandler(io.Discard, nil)), time.Now, nil, &guard, nil, nil)
 	inner := http.NewServeMux()
 	s := &http.Server{Handler: inner}
 	e := &fakeEndpoints{listeners: map[int]fakeEndpoint{1: &fakeNetwork{server: s}}}
@@ -104,5 +111,105 @@ func TestLimitServersGatesOnce(t *testing.T) {
 	}
 	if g.next != http.Handler(inner) {
 		t.Fatalf("the gate wraps a %T, want microcluster's handler itself (wrapped twice?)", g.next)
+	}
+}
+
+// TestHeartbeatGate: a heartbeat reaches microcluster only with a
+// certificate of the trust store (or over the control socket); others are
+// refused with 403 before microcluster reads them, and a source that keeps
+// trying is made to wait.
+func TestHeartbeatGate(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	var reached int
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { reached++ })
+	var guard attemptGuard
+	trusted := func(r *http.Request) bool { return r.Header.Get("X-Test-Member") == "yes" }
+	// A member the trust store does not list yet, found in the database.
+	var dbReads int
+	inDB := func(r *http.Request) bool { dbReads++; return r.Header.Get("X-Test-Member") == "db" }
+	g := newJoinGate(next, &guard, trusted, inDB, func() time.Time { return now })
+	do := func(from string, member bool) int {
+		r := httptest.NewRequest("POST", "/cluster/internal/heartbeat", strings.NewReader(`{"begin_round":false}`))
+		r.RemoteAddr = from
+		if member {
+			r.Header.Set("X-Test-Member", "yes")
+		}
+		w := httptest.NewRecorder()
+		g.ServeHTTP(w, r)
+		return w.Code
+	}
+	if code := do("192.0.2.7:1", false); code != http.StatusForbidden || reached != 0 {
+		t.Fatalf("a heartbeat without a member's certificate: got %d, handler reached %d times", code, reached)
+	}
+	_ = do("192.0.2.7:1", false)
+	if code := do("192.0.2.7:1", false); code != http.StatusTooManyRequests {
+		t.Fatalf("a third forged heartbeat: got %d, want 429", code)
+	}
+	if code := do("192.0.2.8:1", true); code != http.StatusOK || reached != 1 {
+		t.Fatalf("a member's heartbeat: got %d, reached %d", code, reached)
+	}
+	if code := do("@", false); code != http.StatusOK || reached != 2 {
+		t.Fatalf("the control socket: got %d, reached %d", code, reached)
+	}
+	// The database is read for a source the guard admits, not for one it
+	// makes wait.
+	reads := dbReads
+	r := httptest.NewRequest("POST", "/cluster/internal/heartbeat", strings.NewReader("{}"))
+	r.RemoteAddr = "192.0.2.9:1"
+	r.Header.Set("X-Test-Member", "db")
+	w := httptest.NewRecorder()
+	g.ServeHTTP(w, r)
+	if w.Code != http.StatusOK || reached != 3 || dbReads != reads+1 {
+		t.Fatalf("a member known to the database: got %d, reached %d, reads %d", w.Code, reached, dbReads-reads)
+	}
+	if code := do("192.0.2.7:1", false); code != http.StatusTooManyRequests || dbReads != reads+1 {
+		t.Fatalf("a waiting source: got %d, database read %d times", code, dbReads-reads-1)
+	}
+}
+
+// TestGateOneCertificate: a client presenting more than one certificate is
+// refused on every path (microcluster would trust it for any of them, and
+// TLS proves only the first), one certificate passes to the handler.
+func TestGateOneCertificate(t *testing.T) {
+	var reached int
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { reached++ })
+	var guard attemptGuard
+	g := newJoinGate(next, &guard, nil, nil, time.Now)
+	for _, n := range []int{1, 2} {
+		r := httptest.NewRequest("GET", "/cluster/1.0/cluster", nil)
+		r.RemoteAddr = "192.0.2.7:1"
+		r.TLS = &tls.ConnectionState{PeerCertificates: make([]*x509.Certificate, n)}
+		w := httptest.NewRecorder()
+		g.ServeHTTP(w, r)
+		want := map[int]int{1: http.StatusOK, 2: http.StatusForbidden}[n]
+		if w.Code != want || !strings.Contains(w.Body.String(), map[int]string{1: "", 2: "present one"}[n]) {
+			t.Fatalf("%d certificates: got %d %s", n, w.Code, w.Body.String())
+		}
+	}
+	if reached != 1 {
+		t.Fatalf("handler reached %d times, want 1", reached)
+	}
+}
+
+// TestGateSources: the control socket is told by the listener's address,
+// not by a source that does not parse; an IPv6 source with a zone is a TCP
+// source keyed without its zone.
+func TestGateSources(t *testing.T) {
+	sock := httptest.NewRequest("POST", "/cluster/internal/heartbeat", nil)
+	sock = sock.WithContext(context.WithValue(sock.Context(), http.LocalAddrContextKey, &net.UnixAddr{Name: "/run/x.socket", Net: "unix"}))
+	sock.RemoteAddr = ""
+	if !fromSocket(sock) {
+		t.Fatal("a request on the unix listener is not the control socket")
+	}
+	tcp := httptest.NewRequest("POST", "/cluster/internal/heartbeat", nil)
+	tcp = tcp.WithContext(context.WithValue(tcp.Context(), http.LocalAddrContextKey, &net.TCPAddr{IP: net.ParseIP("fd00::2"), Port: 7443}))
+	tcp.RemoteAddr = "[fe80::1%eth0]:4000"
+	if fromSocket(tcp) {
+		t.Fatal("a link-local TCP source passed for the control socket")
+	}
+	for in, want := range map[string]string{"[fe80::1%eth0]:4000": "fe80::1", "192.0.2.7:1": "192.0.2.7", "[::ffff:192.0.2.7]:1": "192.0.2.7", "@": "@"} {
+		if got := sourceKey(in); got != want {
+			t.Errorf("sourceKey(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

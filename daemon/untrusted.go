@@ -123,11 +123,7 @@ func (g *attemptGuard) get(src string, now time.Time) *attempts {
 
 // sourceOf is the address a request came from.
 func sourceOf(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
+	return sourceKey(r.RemoteAddr)
 }
 
 // untrustedToken serves token-check and token-redeem: rate limit and

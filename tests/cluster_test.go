@@ -82,6 +82,7 @@ func TestBootstrapJoinHA(t *testing.T) {
 		t.Fatalf("node3 roles = %v", got)
 	}
 	t.Logf("bootstrap %s, join node2 %s, join node3 %s, from third join to 3 voters %s", boot, j2, j3, to3)
+	noGateRefusals(t, c.Nodes...)
 }
 
 // TestNodeLoss kills one of three nodes: the others still accept a change,
@@ -170,6 +171,7 @@ func TestNodeLoss(t *testing.T) {
 	if out := leader.MustRun(t, "cluster", "tokens", "list"); !strings.Contains(out, fmt.Sprintf("spare%d", try)) {
 		t.Fatalf("restarted node does not see the change made while it was down:\n%s", out)
 	}
+	noGateRefusals(t, c.Nodes...)
 }
 
 // TestPartition cuts one node off and heals it.

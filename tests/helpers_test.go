@@ -76,6 +76,19 @@ func join(t testing.TB, boot, nd *harness.Node, roles string) time.Duration {
 	return time.Since(start)
 }
 
+// noGateRefusals fails the test if a node's cloudd refused one of the
+// cluster's own requests at its gate in front of microcluster (a heartbeat,
+// a forwarded join, a client with more than one certificate): only forgers
+// are refused, never the members.
+func noGateRefusals(t testing.TB, nodes ...*harness.Node) {
+	t.Helper()
+	for _, nd := range nodes {
+		if strings.Contains(nd.Log(), "refused a request from") {
+			t.Fatalf("%s refused a request of the cluster's own:\n%s", nd.Name, nd.LogTail(30))
+		}
+	}
+}
+
 // oneSentence checks that a failure printed exactly one error line containing want.
 func oneSentence(t testing.TB, r harness.Result, want string) {
 	t.Helper()

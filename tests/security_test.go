@@ -247,6 +247,32 @@ func TestUntrustedEndpoint(t *testing.T) {
 	if err != nil || strings.TrimSpace(string(out)) != "413" {
 		t.Fatalf("a 100 kB body: want 413, got %v %s", err, out)
 	}
+	// A forged heartbeat (microcluster serves the endpoint before trust and
+	// would take the member list in it as its trust store) is refused, the
+	// forger's certificate is not let in, and the trust store is untouched;
+	// nor is a client let in that sends node1's certificate second in its
+	// chain (microcluster trusts any certificate of a chain; only the first
+	// is proven).
+	out, err = attacker.Output(ctx, bin, "forgebeat", addr, filepath.Join(n1.StateDir, "server.crt"))
+	want := "heartbeat 403\nmembers 403\nchained /cluster/1.0/cluster 403\nchained /1.0/tokens 403"
+	if err != nil || strings.TrimSpace(string(out)) != want {
+		t.Fatalf("a forged heartbeat, then a member's certificate sent second: want all refused:\n%s\ngot %v:\n%s", want, err, out)
+	}
+	trust, err := os.ReadDir(filepath.Join(n1.StateDir, "truststore"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range trust {
+		names = append(names, e.Name())
+	}
+	if len(names) != 1 || names[0] != n1.Name+".yaml" {
+		t.Fatalf("the trust store changed after a forged heartbeat: %v", names)
+	}
+	if !strings.Contains(n1.Log(), "refused a request from "+attacker.IP) {
+		t.Fatalf("the refusals are not in cloudd's log:\n%s", n1.LogTail(20))
+	}
+
 	before := rssKiB(t, n1)
 	// microcluster's own join endpoint: the same guard holds it (the
 	// source's backoff then carries over to the token flood below).

