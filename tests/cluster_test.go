@@ -2,6 +2,8 @@ package tests
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -52,6 +54,22 @@ func TestBootstrapJoinHA(t *testing.T) {
 		return nil
 	})
 	to3 := time.Since(start)
+
+	// A follower whose trust store lost the leader (as one that was down
+	// while the leader joined never had it) takes the leader's next
+	// heartbeat on the cluster database's record of the members, and that
+	// heartbeat puts the leader back in its trust store (the gate would
+	// otherwise refuse it for ever). Checked at the end: heartbeats come
+	// about once a minute.
+	leader, follower := dqliteLeader(t, n1, c.Nodes), n3
+	if leader == n3 {
+		follower = n2
+	}
+	lost := filepath.Join(follower.StateDir, "truststore", leader.Name+".yaml")
+	if err := os.Remove(lost); err != nil {
+		t.Fatal(err)
+	}
+	removed := time.Now()
 	// The cluster database and the control databases (Galera across the
 	// three control nodes) become highly available by themselves. Only two
 	// nodes have the compute role, so the HA line must not say yes: it
@@ -82,7 +100,28 @@ func TestBootstrapJoinHA(t *testing.T) {
 		t.Fatalf("node3 roles = %v", got)
 	}
 	t.Logf("bootstrap %s, join node2 %s, join node3 %s, from third join to 3 voters %s", boot, j2, j3, to3)
+	harness.Eventually(t, 3*time.Minute, "the leader back in a follower's trust store", func() error {
+		_, err := os.Stat(lost)
+		return err
+	})
+	t.Logf("%s back in %s's trust store %s after it was removed", leader.Name, follower.Name, time.Since(removed).Round(time.Second))
 	noGateRefusals(t, c.Nodes...)
+}
+
+// dqliteLeader is the node that leads the cluster database, as from sees it.
+func dqliteLeader(t testing.TB, from *harness.Node, nodes []*harness.Node) *harness.Node {
+	t.Helper()
+	for _, m := range mustStatus(t, from).Members {
+		if m.Leader {
+			for _, nd := range nodes {
+				if nd.Name == m.Name {
+					return nd
+				}
+			}
+		}
+	}
+	t.Fatalf("no cluster database leader in %s's status", from.Name)
+	return nil
 }
 
 // TestNodeLoss kills one of three nodes: the others still accept a change,
@@ -109,16 +148,7 @@ func TestNodeLoss(t *testing.T) {
 	})
 
 	// Kill the dqlite leader: the hardest case.
-	leader := n1
-	for _, m := range mustStatus(t, n1).Members {
-		if m.Leader {
-			for _, nd := range c.Nodes {
-				if nd.Name == m.Name {
-					leader = nd
-				}
-			}
-		}
-	}
+	leader := dqliteLeader(t, n1, c.Nodes)
 	var survivor *harness.Node
 	for _, nd := range c.Nodes {
 		if nd != leader {
