@@ -189,7 +189,13 @@ func (d *Daemon) postJoin(s *state.State, initConfig map[string]string) error {
 		return fmt.Errorf("record join: %w", err)
 	}
 	d.log.Info("joined", "node", s.Name(), "roles", ni.Roles)
-	d.kick()
+	// The other members learn this node's roles from the row just written:
+	// their own hook (OnNewMember) may have run before it was, and would
+	// otherwise wait for their next periodic round (a minute) to, say, add
+	// this node to their keepalived peers, while this node's keepalived
+	// already counts on them (seen: two holders of the floating address
+	// for 35 s).
+	d.kickMembers(ctx, s)
 	return nil
 }
 

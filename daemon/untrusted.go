@@ -77,7 +77,11 @@ func (g *attemptGuard) result(src string, known bool, now time.Time) {
 	defer g.mu.Unlock()
 	a := g.get(src, now)
 	if known {
-		a.failures, a.until = 0, time.Time{}
+		// A source that knows a secret is not guessing: it gets its burst
+		// back. A join asks each member several times (the plan, the
+		// checks back, the token, the redemption, the join itself: about
+		// 3 per member), more than one burst with three members or more.
+		a.failures, a.until, a.tokens = 0, time.Time{}, guardBurst
 		return
 	}
 	// The first wrong secret is free (a joiner with a stale token asks

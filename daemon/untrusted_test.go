@@ -51,6 +51,14 @@ func TestAttemptGuardBacksOff(t *testing.T) {
 	if w := g.admit("10.0.0.9", now); w != 0 {
 		t.Fatalf("after a right secret: wait %s", w)
 	}
+	// A source that presents a right secret gets its burst back: a join
+	// to five members asks more than one burst's worth in a second.
+	for i := 0; i < 20; i++ {
+		if w := g.admit("10.0.0.7", now); w != 0 {
+			t.Fatalf("request %d of a joiner with a right secret waits %s", i, w)
+		}
+		g.result("10.0.0.7", true, now)
+	}
 }
 
 func TestAttemptGuardRateAndMemory(t *testing.T) {
