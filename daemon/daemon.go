@@ -8,7 +8,6 @@ package daemon
 import (
 	"bytes"
 	"context"
-	"crypto/x509"
 	"database/sql"
 	"encoding/pem"
 	"fmt"
@@ -21,6 +20,7 @@ import (
 	"time"
 
 	"github.com/canonical/lxd/shared"
+	"github.com/canonical/microcluster/cluster"
 	"github.com/canonical/microcluster/config"
 	"github.com/canonical/microcluster/microcluster"
 	"github.com/canonical/microcluster/state"
@@ -95,10 +95,19 @@ type Daemon struct {
 // store (a member's). Before microcluster's state is known, none does.
 func (d *Daemon) trustedPeer(r *http.Request) bool {
 	s := d.trustState.Load()
-	if s == nil || r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
-		return false
+	return s != nil && callerName(s, r) != ""
+}
+
+// callerName is the member whose trust store certificate r presents first
+// (the one TLS proves), or "" for none.
+func callerName(s *state.State, r *http.Request) string {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return ""
 	}
-	return s.Remotes().RemoteByCertificateFingerprint(shared.CertFingerprint(r.TLS.PeerCertificates[0])) != nil
+	if rem := s.Remotes().RemoteByCertificateFingerprint(shared.CertFingerprint(r.TLS.PeerCertificates[0])); rem != nil {
+		return rem.Name
+	}
+	return ""
 }
 
 // memberCert reports whether r presents the certificate of a member in the
@@ -112,38 +121,22 @@ func (d *Daemon) memberCert(r *http.Request) bool {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
-	found, err := isMemberCert(ctx, s, r.TLS.PeerCertificates[0])
-	if err != nil {
-		d.log.Debug("heartbeat gate: read the members' certificates", "err", err)
-	}
-	return found
-}
-
-// isMemberCert reports whether cert is a member's in microcluster's table of
-// members (its certificate column holds each member's in PEM).
-func isMemberCert(ctx context.Context, s *state.State, cert *x509.Certificate) (bool, error) {
-	found := false
+	var members []cluster.InternalClusterMember
 	err := s.Database.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT certificate FROM internal_cluster_members`)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var text string
-			if err := rows.Scan(&text); err != nil {
-				return err
-			}
-			if b, _ := pem.Decode([]byte(text)); b != nil && bytes.Equal(b.Bytes, cert.Raw) {
-				found = true
-			}
-		}
-		return rows.Err()
+		var err error
+		members, err = cluster.GetInternalClusterMembers(ctx, tx)
+		return err
 	})
 	if err != nil {
-		return false, fmt.Errorf("read the members' certificates: %w", err)
+		d.log.Debug("heartbeat gate: read the members' certificates", "err", err)
+		return false
 	}
-	return found, nil
+	for _, m := range members {
+		if b, _ := pem.Decode([]byte(m.Certificate)); b != nil && bytes.Equal(b.Bytes, r.TLS.PeerCertificates[0].Raw) {
+			return true
+		}
+	}
+	return false
 }
 
 // isMemberIP reports whether ip is a member's address, as last read.

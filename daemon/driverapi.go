@@ -8,7 +8,6 @@ import (
 	"net/url"
 
 	"github.com/canonical/lxd/lxd/response"
-	"github.com/canonical/lxd/shared"
 	lxdapi "github.com/canonical/lxd/shared/api"
 	"github.com/canonical/microcluster/rest"
 	"github.com/canonical/microcluster/state"
@@ -77,10 +76,8 @@ func (d *Daemon) adapt(dr driver.Driver, e driver.Endpoint) func(*state.State, *
 			vars[k] = u
 		}
 		req := driver.Request{Vars: vars, Query: r.URL.Query(), Local: local}
-		if !local && r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
-			if rem := s.Remotes().RemoteByCertificateFingerprint(shared.CertFingerprint(r.TLS.PeerCertificates[0])); rem != nil {
-				req.Caller = rem.Name
-			}
+		if !local {
+			req.Caller = callerName(s, r)
 		}
 		if r.Body != nil {
 			req.Body = http.MaxBytesReader(nil, r.Body, driver.MaxBody)

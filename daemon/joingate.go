@@ -136,7 +136,7 @@ func (g *joinGate) wait(w http.ResponseWriter, src, what string) bool {
 	}
 	secs := int((wait + time.Second - 1) / time.Second)
 	w.Header().Set("Retry-After", strconv.Itoa(secs))
-	_ = response.SmartError(lxdapi.StatusErrorf(http.StatusTooManyRequests, "too many %s from %s: wait %s and try again", what, src, wait.Round(time.Millisecond))).Render(w)
+	_ = response.SmartError(tooMany(what, src, wait)).Render(w)
 	return true
 }
 

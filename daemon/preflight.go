@@ -73,7 +73,7 @@ func (d *Daemon) decodeUntrusted(ctx context.Context, s *state.State, r *http.Re
 	// one must not become a way round them to guess secrets.
 	src, now := sourceOf(r), d.cfg.Now()
 	if wait := d.untrusted.admit(src, now); wait > 0 {
-		return req, lxdapi.StatusErrorf(http.StatusTooManyRequests, "too many join token attempts from %s: wait %s and try again", src, wait.Round(time.Millisecond))
+		return req, tooMany("join token attempts", src, wait)
 	}
 	res, err := d.checkToken(ctx, s, api.TokenCheck{Name: req.Token, Secret: req.Secret})
 	if err != nil {

@@ -125,6 +125,11 @@ func (g *attemptGuard) get(src string, now time.Time) *attempts {
 	return a
 }
 
+// tooMany is the answer to a source the guard makes wait.
+func tooMany(what, src string, wait time.Duration) error {
+	return lxdapi.StatusErrorf(http.StatusTooManyRequests, "too many %s from %s: wait %s and try again", what, src, wait.Round(time.Millisecond))
+}
+
 // sourceOf is the address a request came from.
 func sourceOf(r *http.Request) string {
 	return sourceKey(r.RemoteAddr)
@@ -140,7 +145,7 @@ func (d *Daemon) untrustedToken(r *http.Request, serve func(req api.TokenCheck) 
 		return response.SmartError(lxdapi.StatusErrorf(http.StatusRequestEntityTooLarge, "the request body is %d bytes; a join token check is at most %d", r.ContentLength, untrustedBody))
 	}
 	if wait := d.untrusted.admit(src, now); wait > 0 {
-		return response.SmartError(lxdapi.StatusErrorf(http.StatusTooManyRequests, "too many join token attempts from %s: wait %s and try again", src, wait.Round(time.Millisecond)))
+		return response.SmartError(tooMany("join token attempts", src, wait))
 	}
 	if err := readUntrustedBody(r, untrustedBody); err != nil {
 		d.untrusted.result(src, false, now)
