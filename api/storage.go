@@ -14,7 +14,8 @@ type StorageDetails struct {
 	// ManagerAvailable is true when an active manager runs.
 	ManagerAvailable bool `json:"manager_available"`
 	// PGs is the number of placement groups; PGsActiveClean how many of
-	// them are active+clean (as the manager last reported).
+	// them are active+clean with every copy their pool asks for (as the
+	// manager last reported).
 	PGs            int           `json:"pgs"`
 	PGsActiveClean int           `json:"pgs_active_clean"`
 	OSDs           []StorageOSD  `json:"osds"`

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -343,7 +344,7 @@ func (s cephStatus) allClean() bool {
 
 type cephPool struct {
 	Name    string         `json:"pool_name"`
-	ID      int            `json:"pool"`
+	ID      int            `json:"pool_id"`
 	Size    int            `json:"size"`
 	MinSize int            `json:"min_size"`
 	RuleID  int            `json:"crush_rule"`
@@ -414,6 +415,65 @@ func (c *cephConn) osdStates(ctx context.Context) (map[int]osdState, error) {
 		out[n.ID] = osdState{ID: n.ID, Host: host[n.ID], Up: n.Status == "up", In: n.Reweight > 0}
 	}
 	return out, nil
+}
+
+// pgBrief is one placement group as the manager last heard of it.
+type pgBrief struct {
+	PGID   string `json:"pgid"`
+	State  string `json:"state"`
+	Up     []int  `json:"up"`
+	Acting []int  `json:"acting"`
+}
+
+// pgsBrief lists every placement group with its state and OSD sets (`pg
+// dump pgs_brief`, a manager command: call it only while a manager is
+// available, librados waits for one otherwise).
+func (c *cephConn) pgsBrief(ctx context.Context) ([]pgBrief, error) {
+	b, err := json.Marshal(map[string]any{"prefix": "pg dump", "dumpcontents": []string{"pgs_brief"}, "format": "json"})
+	if err != nil {
+		return nil, err
+	}
+	buf, err := c.call(ctx, "pg dump", func(rc *rados.Conn) ([]byte, string, error) {
+		return rc.MgrCommand([][]byte{b})
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Pacific wraps the list; older managers answered the bare list.
+	var wrapped struct {
+		PGStats []pgBrief `json:"pg_stats"`
+	}
+	if err := json.Unmarshal(buf, &wrapped); err == nil {
+		return wrapped.PGStats, nil
+	}
+	var bare []pgBrief
+	if err := json.Unmarshal(buf, &bare); err != nil {
+		return nil, fmt.Errorf("ceph pg dump: decode the answer: %w", err)
+	}
+	return bare, nil
+}
+
+// settledPGs counts the placement groups that are active+clean with every
+// copy their pool asks for (acting set as large as the pool's size, and the
+// same as the up set). Right after a pool's size changes the manager still
+// reports each group's state from before the change, active+clean with one
+// copy fewer, for a few seconds: a count of active+clean alone would call
+// the cluster healthy while the new copies are not made yet, and losing a
+// node then blocks writes to the groups left with fewer than min_size.
+func settledPGs(pgs []pgBrief, sizes map[int]int) int {
+	n := 0
+	for _, p := range pgs {
+		pool, _, ok := strings.Cut(p.PGID, ".")
+		id, err := strconv.Atoi(pool)
+		if !ok || err != nil || p.State != "active+clean" || !slices.Equal(p.Up, p.Acting) {
+			continue
+		}
+		if size, known := sizes[id]; !known || len(p.Acting) < size {
+			continue
+		}
+		n++
+	}
+	return n
 }
 
 func (c *cephConn) status(ctx context.Context) (cephStatus, error) {

@@ -294,3 +294,22 @@ func TestWriteFileAndWipe(t *testing.T) {
 		t.Fatal("wipe did not zero exactly the first and last MiB")
 	}
 }
+
+func TestSettledPGs(t *testing.T) {
+	sizes := map[int]int{1: 3, 4: 2}
+	pgs := []pgBrief{
+		{PGID: "1.0", State: "active+clean", Up: []int{0, 1, 2}, Acting: []int{0, 1, 2}},
+		// Reported before the pool went from size 2 to 3.
+		{PGID: "1.1", State: "active+clean", Up: []int{0, 1}, Acting: []int{0, 1}},
+		// Backfilling to a new copy through a temporary acting set.
+		{PGID: "1.2", State: "active+clean", Up: []int{0, 1, 2}, Acting: []int{0, 1, 3}},
+		{PGID: "1.3", State: "active+undersized+degraded", Up: []int{0, 1}, Acting: []int{0, 1}},
+		{PGID: "4.0", State: "active+clean", Up: []int{2, 0}, Acting: []int{2, 0}},
+		// A pool the listing did not name.
+		{PGID: "7.0", State: "active+clean", Up: []int{2, 0, 1}, Acting: []int{2, 0, 1}},
+		{PGID: "bogus", State: "active+clean", Up: []int{0}, Acting: []int{0}},
+	}
+	if got := settledPGs(pgs, sizes); got != 2 {
+		t.Fatalf("settledPGs = %d, want 2 (1.0 and 4.0)", got)
+	}
+}

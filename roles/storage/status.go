@@ -122,6 +122,18 @@ func (d *Driver) details(ctx context.Context, env *driver.Env, conn *cephConn, s
 		}
 		det.Pools = append(det.Pools, sp)
 	}
+	if stat.MgrMap.Available {
+		sizes := make(map[int]int, len(pools))
+		for _, p := range pools {
+			sizes[p.ID] = p.Size
+		}
+		bctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		pgs, err := conn.pgsBrief(bctx)
+		cancel()
+		if err == nil {
+			det.PGs, det.PGsActiveClean = len(pgs), settledPGs(pgs, sizes)
+		}
+	}
 	det.TotalBytes, det.UsedBytes, det.AvailBytes = df.Stats.TotalBytes, df.Stats.TotalUsedBytes, df.Stats.TotalAvail
 	return det, osds, nil
 }
