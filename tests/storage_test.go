@@ -81,6 +81,32 @@ func radosPut(ctx context.Context, nd *harness.Node, pool, name string, data []b
 	return nil
 }
 
+// stuckWrite describes the cluster while a write of name waits: where the
+// object maps, the monitors' and OSDs' view, and the placement group's
+// state, each command bounded so that a stuck cluster still yields a report.
+func stuckWrite(ctx context.Context, nd *harness.Node, pool, name string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "at %s, writing %s/%s:\n", time.Now().UTC().Format("15:04:05.000"), pool, name)
+	run := func(args ...string) []byte {
+		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		out, err := nd.Exec(cctx, "ceph", append([]string{"-c", cephConf(nd), "--connect-timeout", "10"}, args...)...)
+		fmt.Fprintf(&b, "$ ceph %s: %v\n%s\n", strings.Join(args, " "), err, out)
+		return out
+	}
+	run("-s")
+	run("health", "detail")
+	run("osd", "dump")
+	m := run("osd", "map", pool, name, "--format", "json")
+	var pm struct {
+		PGID string `json:"pgid"`
+	}
+	if json.Unmarshal(m, &pm) == nil && pm.PGID != "" {
+		run("pg", pm.PGID, "query")
+	}
+	return b.String()
+}
+
 func radosGet(ctx context.Context, nd *harness.Node, pool, name string) ([]byte, error) {
 	return nd.Output(ctx, "rados", "-c", cephConf(nd), "-p", pool, "get", name, "-")
 }
@@ -207,6 +233,28 @@ func TestStorage(t *testing.T) {
 			return healthy(l, det)
 		})
 		t.Logf("MEASURE two joins + two OSDs to HEALTH_OK at size 3: %s", time.Since(t0).Round(100*time.Millisecond))
+		// HA yes means every placement group holds its three copies now,
+		// not that the manager's statistics from before the pools grew
+		// still say active+clean: a node lost in between blocks writes.
+		out, err := n1.Output(ctx, "ceph", "-c", cephConf(n1), "pg", "dump", "pgs_brief", "--format", "json")
+		if err != nil {
+			t.Fatalf("ceph pg dump: %v", err)
+		}
+		var dump struct {
+			PGStats []struct {
+				PGID   string `json:"pgid"`
+				State  string `json:"state"`
+				Acting []int  `json:"acting"`
+			} `json:"pg_stats"`
+		}
+		if err := json.Unmarshal(out, &dump); err != nil || len(dump.PGStats) == 0 {
+			t.Fatalf("ceph pg dump: %v: %.300s", err, out)
+		}
+		for _, pg := range dump.PGStats {
+			if pg.State != "active+clean" || len(pg.Acting) != 3 {
+				t.Errorf("status says HA yes, but placement group %s is %s on %v", pg.PGID, pg.State, pg.Acting)
+			}
+		}
 		got, err := n3.Output(ctx, "rbd", "-c", cephConf(n3), "export", "volumes/img1", "-")
 		if err != nil || !bytes.Equal(got, image) {
 			t.Fatalf("rbd export on node3: %v", err)
@@ -225,6 +273,23 @@ func TestStorage(t *testing.T) {
 		var maxGap time.Duration
 		afterKill := 0
 		var werr error
+		var stuck string // the cluster as seen while one write waited long
+		var slowWrites []string
+		// A failure here must not leave node3 down for the next subtests.
+		defer func() {
+			if !n3.Running() {
+				n3.Start(t)
+			}
+		}()
+		defer func() {
+			if t.Failed() {
+				mu.Lock()
+				t.Logf("writes slower than 3s: %q", slowWrites)
+				t.Logf("the cluster while a write waited:\n%s", stuck)
+				mu.Unlock()
+			}
+		}()
+		defer func() { stop(); wg.Wait() }()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -232,8 +297,25 @@ func TestStorage(t *testing.T) {
 				name := fmt.Sprintf("obj-%05d", i)
 				data := []byte(fmt.Sprintf("%s written at %s", name, time.Now().Format(time.RFC3339Nano)))
 				octx, cancel := context.WithTimeout(wctx, 90*time.Second)
+				slow := time.AfterFunc(45*time.Second, func() {
+					d := stuckWrite(octx, n1, "volumes", name)
+					mu.Lock()
+					stuck = d
+					mu.Unlock()
+				})
+				began := time.Now()
 				err := radosPut(octx, n1, "volumes", name, data)
+				slow.Stop()
 				cancel()
+				if took := time.Since(began); took > 3*time.Second {
+					mu.Lock()
+					when := "before the kill"
+					if !killedAt.IsZero() {
+						when = began.Sub(killedAt).Round(100*time.Millisecond).String() + " after the kill"
+					}
+					slowWrites = append(slowWrites, fmt.Sprintf("%s began %s, took %s (error %v)", name, when, took.Round(100*time.Millisecond), err))
+					mu.Unlock()
+				}
 				if err != nil {
 					if wctx.Err() == nil {
 						mu.Lock()
@@ -295,6 +377,7 @@ func TestStorage(t *testing.T) {
 		defer mu.Unlock()
 		t.Logf("%d writes acknowledged, %d after the kill", len(acked), afterKill)
 		t.Logf("MEASURE longest wait for a write acknowledgement after the SIGKILL: %s", maxGap.Round(100*time.Millisecond))
+		t.Logf("writes slower than 3s: %q", slowWrites)
 		for name, want := range acked {
 			got, err := radosGet(ctx, n2, "volumes", name)
 			if err != nil || !bytes.Equal(got, want) {
