@@ -351,5 +351,8 @@ func stateConn(d *Driver, env *driver.Env) (*cephConn, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := openHere(env, &st); err != nil {
+		return nil, err
+	}
 	return d.conn(context.Background(), st)
 }
