@@ -280,7 +280,7 @@ func (d *Driver) converge(ctx context.Context, env *driver.Env, step func(driver
 	if err := d.ensurePools(ctx, env, conn, st); err != nil {
 		return false, err
 	}
-	if err := d.ensureClients(ctx, env, conn, st); err != nil {
+	if err := d.ensureClients(ctx, env, conn, st, key); err != nil {
 		return false, err
 	}
 	return settledOK && stat.Health.Status == "HEALTH_OK", nil

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cloudctl/cloudctl/api"
 	"github.com/cloudctl/cloudctl/roles"
+	"github.com/cloudctl/cloudctl/roles/cephclient"
 	"github.com/cloudctl/cloudctl/roles/driver"
 	splan "github.com/cloudctl/cloudctl/roles/storage/plan"
 )
@@ -26,6 +27,7 @@ func (d *Driver) Endpoints() []driver.Endpoint {
 		{Path: SealKeyPath, Method: http.MethodGet, Handler: d.handleSealKey},
 		{Path: sealHolderPath, Method: http.MethodGet, Handler: d.handleSealHolder, Light: true},
 		{Path: layerPath, Method: http.MethodGet, Handler: d.handleLayer},
+		{Path: cephclient.KeyPath + "/{name}", Method: http.MethodGet, Handler: d.handleClientKey},
 	}
 }
 

@@ -10,11 +10,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cloudctl/cloudctl/roles/cephclient"
 	"github.com/cloudctl/cloudctl/roles/driver"
 	"github.com/cloudctl/cloudctl/roles/seal"
 )
 
-// The Ceph secrets (the mon. and client.admin keys in storage_config) are
+// The Ceph secrets (the mon. and client.admin keys in storage_config, and
+// the keys of the Ceph users handed to other roles in ceph_clients) are
 // sealed in the cluster database, which every member holds a copy of:
 // AES-256-GCM under the storage seal key, in <state-dir>/storage/seal.key
 // (0600 root). It is held by the nodes the storage role applies to (the
@@ -25,7 +27,8 @@ import (
 // cluster API from one that holds it (SealKeyPath), which hands it only to
 // a member the storage role applies to. Other members hold the secrets only
 // sealed: status and disk listings there are asked of a node that runs
-// Ceph.
+// Ceph, and a client role's node gets its user's key opened by one
+// (cephclient.KeyPath).
 
 const (
 	// keySealID is the storage_config row naming the storage seal key.
@@ -227,7 +230,7 @@ func (d *Driver) secrets(ctx context.Context, env *driver.Env, st *state) (*seal
 
 // recordKey records k's id as the storage seal key, once for the whole
 // cluster, and in the same transaction seals the Ceph secrets an older
-// version stored in the clear and, when
+// version stored in the clear (storage_config and ceph_clients) and, when
 // create is set, creates the fsid and the keys, sealed. If another node
 // recorded its key first, this node's is deleted and the next round fetches
 // that one.
@@ -276,6 +279,12 @@ func recordKey(ctx context.Context, env *driver.Env, k *seal.Key, create bool) e
 			if _, err := tx.ExecContext(ctx, `UPDATE storage_config SET value = ? WHERE key = ?`, sv, key); err != nil {
 				return fmt.Errorf("seal %s: %w", key, err)
 			}
+		}
+		err := cephclient.SealKeys(ctx, tx, func(name, key string) (string, error) {
+			return k.Seal(cephclient.SealRow(name), key)
+		})
+		if err != nil {
+			return err
 		}
 		if !create {
 			return nil
@@ -340,6 +349,48 @@ func (d *Driver) handleSealHolder(_ context.Context, env *driver.Env, _ driver.R
 		return sealHolder{}, err
 	}
 	return sealHolder{Holder: env.Local.Name, ID: storageSeal().ID(k)}, nil
+}
+
+// handleClientKey hands a client role's node the key of its Ceph user,
+// opened: only over the cluster API, and only to a member holding the role
+// the user is for (compute for client.lxd-remote). A node that does not
+// hold the storage seal key answers 503, so the caller asks another.
+func (d *Driver) handleClientKey(ctx context.Context, env *driver.Env, req driver.Request) (any, error) {
+	name := req.Vars["name"]
+	role := cephclient.RoleOf(name)
+	switch {
+	case req.Local || req.Caller == "":
+		return nil, driver.Errorf(http.StatusForbidden, "the key of a Ceph user is handed only to the nodes of the role it is for, over the cluster API")
+	case role == "":
+		return nil, driver.Errorf(http.StatusNotFound, "there is no Ceph user %q for another role", name)
+	}
+	if n, ok := env.Node(req.Caller); !ok || !n.Has(role) {
+		return nil, driver.Errorf(http.StatusForbidden, "the key of client.%s is handed only to %s nodes, and %s is not one", name, role, req.Caller)
+	}
+	st, err := readState(ctx, env.DB)
+	if err != nil {
+		return nil, err
+	}
+	rec, found, err := cephclient.Get(ctx, env.DB, name)
+	if err != nil {
+		return nil, err
+	}
+	if !found || rec.Key == "" {
+		return nil, driver.Errorf(http.StatusNotFound, "the storage role has not created client.%s yet", name)
+	}
+	k, err := storageSeal().Load(env.Dir)
+	if err != nil {
+		return nil, err
+	}
+	if st.SealID != "" && (k == nil || storageSeal().ID(k) != st.SealID) {
+		return nil, driver.Errorf(http.StatusServiceUnavailable, "%s does not hold the storage seal key: ask a storage node", env.Local.Name)
+	}
+	key, err := storageSeal().Open(k, cephclient.SealRow(name), rec.Key, st.SealID == "")
+	if err != nil {
+		return nil, err
+	}
+	env.Log.Info("storage: handed the key of a Ceph user to a node of its role", "user", rec.Entity(), "to", req.Caller)
+	return cephclient.KeyReply{Name: name, Key: key}, nil
 }
 
 // Left implements driver.Leaver: a node that no longer runs Ceph (its

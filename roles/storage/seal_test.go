@@ -15,6 +15,7 @@ import (
 
 	"github.com/cloudctl/cloudctl/api"
 	"github.com/cloudctl/cloudctl/roles"
+	"github.com/cloudctl/cloudctl/roles/cephclient"
 	"github.com/cloudctl/cloudctl/roles/driver"
 	"github.com/cloudctl/cloudctl/roles/seal"
 )
@@ -68,6 +69,9 @@ func serve(t *testing.T, caller string, envs ...*driver.Env) peerCalls {
 			return d.handleSealHolder(t.Context(), e, req)
 		case path == layerPath:
 			return d.handleLayer(t.Context(), e, req)
+		case strings.HasPrefix(path, cephclient.KeyPath+"/"):
+			req.Vars = map[string]string{"name": strings.TrimPrefix(path, cephclient.KeyPath+"/")}
+			return d.handleClientKey(t.Context(), e, req)
 		}
 		return nil, fmt.Errorf("unexpected path %s", path)
 	}
@@ -105,9 +109,17 @@ func dbFile(t *testing.T, env *driver.Env) []byte {
 	return b
 }
 
+func putClient(t *testing.T, env *driver.Env, key string) {
+	t.Helper()
+	c := cephclient.Client{Name: cephclient.LXD, Purpose: "instances", Pool: "cloud-rbd", Key: key, FSID: "f", MonHost: "m", UpdatedAt: time.Now()}
+	if err := cephclient.Put(t.Context(), env.DB, c); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // The first storage node makes the key (0600) and the Ceph secrets, sealed:
-// no byte of the database file holds the mon. or client.admin key in the
-// clear.
+// no byte of the database file holds the mon. or client.admin key, nor a
+// Ceph user's key, in the clear.
 func TestCephSecretsSealedAtRest(t *testing.T) {
 	env := clusterOf(t, node("node1", 1, roles.Storage))[0]
 	st, k := converged(t, env)
@@ -125,11 +137,17 @@ func TestCephSecretsSealedAtRest(t *testing.T) {
 	if rs.Secrets.MonKey != "" || rs.Secrets.AdminKey != "" {
 		t.Fatal("a read of the tables opened the keys")
 	}
+	lxdKey, _ := NewKey(time.Now())
+	sealed, err := k.Seal(cephclient.SealRow(cephclient.LXD), lxdKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	putClient(t, env, sealed)
 	b := dbFile(t, env)
 	if !bytes.Contains(b, []byte(seal.Prefix)) {
 		t.Fatal("the database file holds no sealed value: this check would see nothing")
 	}
-	for what, s := range map[string]string{"mon. key": st.Secrets.MonKey, "admin key": st.Secrets.AdminKey} {
+	for what, s := range map[string]string{"mon. key": st.Secrets.MonKey, "admin key": st.Secrets.AdminKey, "key of client.lxd-remote": lxdKey} {
 		if bytes.Contains(b, []byte(s)) {
 			t.Errorf("the database file holds the %s in the clear", what)
 		}
@@ -140,12 +158,14 @@ func TestCephSecretsSealedAtRest(t *testing.T) {
 	}
 }
 
-// Secrets an older version stored in the clear are sealed in place at the next convergence of a storage
+// Secrets an older version stored in the clear (storage_config and
+// ceph_clients) are sealed in place at the next convergence of a storage
 // node, and keep their values.
 func TestClearCephSecretsSealed(t *testing.T) {
 	env := clusterOf(t, node("node1", 1, roles.Storage))[0]
 	mon, _ := NewKey(time.Now())
 	admin, _ := NewKey(time.Now())
+	lxdKey, _ := NewKey(time.Now())
 	err := env.DB.Transaction(t.Context(), func(ctx context.Context, tx *sql.Tx) error {
 		for k, v := range map[string]string{keyFSID: "fsid-1", keyMonKey: mon, keyAdminKey: admin} {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO storage_config (key, value) VALUES (?, ?)`, k, v); err != nil {
@@ -157,6 +177,7 @@ func TestClearCephSecretsSealed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	putClient(t, env, lxdKey)
 	// Before the migration, a read path opens the clear values without a key.
 	before, _ := readState(t.Context(), env.DB)
 	if err := openHere(env, &before); err != nil || before.Secrets.AdminKey != admin {
@@ -170,8 +191,12 @@ func TestClearCephSecretsSealed(t *testing.T) {
 	if rs.SealID != storageSeal().ID(k) || !seal.IsSealed(rs.stored.MonKey) || !seal.IsSealed(rs.stored.AdminKey) {
 		t.Fatal("still in the clear")
 	}
+	rec, _, _ := cephclient.Get(t.Context(), env.DB, cephclient.LXD)
+	if got, err := storageSeal().Open(k, cephclient.SealRow(cephclient.LXD), rec.Key, false); err != nil || got != lxdKey {
+		t.Fatalf("the Ceph user's key: sealed %v, opens: %v", seal.IsSealed(rec.Key), err)
+	}
 	b := dbFile(t, env)
-	for _, s := range []string{mon, admin} {
+	for _, s := range []string{mon, admin, lxdKey} {
 		if bytes.Contains(b, []byte(s)) {
 			// SQLite may keep a freed page's old bytes; the live rows are
 			// checked above. The integration test reads dqlite's files.
@@ -321,6 +346,64 @@ func TestStorageSealKeyRace(t *testing.T) {
 	envs[1].Peers = serve(t, "node2", envs[0])
 	if st, k := converged(t, envs[1]); storageSeal().ID(k) != storageSeal().ID(k1) || st.Secrets.AdminKey != "AQadmin" {
 		t.Fatal("node2 did not take the recorded key")
+	}
+}
+
+// A Ceph user's key is handed, opened, only to a node of the role it is
+// for, only over the cluster API, and only by a node holding the storage
+// seal key; the compute role fetches it through cephclient.FetchKey.
+func TestClientKey(t *testing.T) {
+	envs := clusterOf(t, node("node1", 1, roles.Storage), node("node2", 2, roles.Compute), node("node3", 3, roles.Storage), node("node4", 4, roles.Control))
+	_, k := converged(t, envs[0])
+	lxdKey, _ := NewKey(time.Now())
+	sealed, _ := k.Seal(cephclient.SealRow(cephclient.LXD), lxdKey)
+	putClient(t, envs[0], sealed)
+	d := New()
+	ask := func(env *driver.Env, req driver.Request) (any, error) {
+		req.Vars = map[string]string{"name": cephclient.LXD}
+		return d.handleClientKey(t.Context(), env, req)
+	}
+	for _, tc := range []struct {
+		name string
+		req  driver.Request
+		code int
+		why  string
+	}{
+		{"local socket", driver.Request{Local: true}, http.StatusForbidden, "over the cluster API"},
+		{"no member's certificate", driver.Request{}, http.StatusForbidden, "over the cluster API"},
+		{"a storage node", driver.Request{Caller: "node3"}, http.StatusForbidden, "handed only to compute nodes, and node3 is not one"},
+		{"a control node", driver.Request{Caller: "node4"}, http.StatusForbidden, "node4 is not one"},
+		{"not a member", driver.Request{Caller: "node9"}, http.StatusForbidden, "node9 is not one"},
+	} {
+		if out, err := ask(envs[0], tc.req); driver.StatusCode(err) != tc.code || !strings.Contains(fmt.Sprint(err), tc.why) {
+			t.Errorf("%s: want %d (%s), got %v (%v)", tc.name, tc.code, tc.why, err, out)
+		}
+	}
+	out, err := ask(envs[0], driver.Request{Caller: "node2"})
+	if r, ok := out.(cephclient.KeyReply); err != nil || !ok || r.Key != lxdKey || r.Name != cephclient.LXD {
+		t.Fatalf("the compute node: %v %v", out, err)
+	}
+	if _, err := d.handleClientKey(t.Context(), envs[0], driver.Request{Caller: "node2", Vars: map[string]string{"name": "admin"}}); driver.StatusCode(err) != http.StatusNotFound {
+		t.Fatalf("another user's key: %v", err)
+	}
+	// node3 has not fetched the storage seal key: it says so, and the
+	// compute node's fetch goes on to node1.
+	if _, err := ask(envs[2], driver.Request{Caller: "node2"}); driver.StatusCode(err) != http.StatusServiceUnavailable {
+		t.Fatalf("a storage node without the key: %v", err)
+	}
+	envs[1].Peers = serve(t, "node2", envs[2], envs[0])
+	if got, err := cephclient.FetchKey(t.Context(), envs[1], cephclient.LXD); err != nil || got != lxdKey {
+		t.Fatalf("FetchKey: %v", err)
+	}
+	// A node that is not a compute node fetches nothing.
+	envs[3].Peers = serve(t, "node4", envs[0])
+	if _, err := cephclient.FetchKey(t.Context(), envs[3], cephclient.LXD); err == nil || !strings.Contains(err.Error(), "node4 is not one") {
+		t.Fatalf("FetchKey from a control node: %v", err)
+	}
+	// A key put in the clear after sealing is refused, not handed out.
+	putClient(t, envs[0], lxdKey)
+	if _, err := ask(envs[0], driver.Request{Caller: "node2"}); err == nil || !strings.Contains(err.Error(), "stored in the clear although the secrets are sealed") {
+		t.Fatalf("a clear key once sealed: %v", err)
 	}
 }
 
