@@ -163,7 +163,7 @@ func (d *Driver) removeDisk(ctx context.Context, env *driver.Env, req driver.Req
 		return nil, driver.Errorf(http.StatusNotFound, "node %s has no OSD on disk %s; `cloudctl storage disk list` shows the OSDs", node, path)
 	}
 	if err := openHere(env, &st); errors.Is(err, errNoKey) {
-		return nil, driver.Errorf(http.StatusConflict, "%s runs no Ceph and holds no key to it, so it cannot remove the OSD on %s: run this on %s", env.Local.Name, path, d.cephNodes(env))
+		return nil, driver.Errorf(http.StatusConflict, "%s holds no key to the Ceph secrets, so it cannot remove the OSD on %s: run this on %s", env.Local.Name, path, d.cephNodes(env))
 	} else if err != nil {
 		return nil, err
 	}

@@ -29,7 +29,7 @@ func (d *Driver) Guard(ctx context.Context, env *driver.Env, ch driver.Change) e
 		return nil
 	}
 	if err := openHere(env, &st); errors.Is(err, errNoKey) {
-		return fmt.Errorf("%s runs no Ceph and holds no key to it, so it cannot check what removing %s would lose: run this on %s, or use --force to go ahead unchecked", env.Local.Name, ch.Node, d.cephNodes(env))
+		return fmt.Errorf("%s holds no key to the Ceph secrets, so it cannot check what removing %s would lose: run this on %s, or use --force to go ahead unchecked", env.Local.Name, ch.Node, d.cephNodes(env))
 	} else if err != nil {
 		return fmt.Errorf("cannot check what removing %s would lose: %w; use --force to go ahead unchecked", ch.Node, err)
 	}
