@@ -1,8 +1,10 @@
 package tests
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,7 +23,9 @@ import (
 // creates LXD's `remote` pool of the ceph driver with it (its ceph.conf in
 // its own state directory, CEPH_CONF in LXD's environment), and status says
 // that volumes need the rbd kernel module where it is absent. A member
-// joining later and a member restarted after a SIGKILL have it too.
+// joining later and a member restarted after a SIGKILL have it too. The
+// Ceph keys are in the cluster database only sealed, under a key only the
+// storage node holds (cephSealed).
 func TestComputeCephPool(t *testing.T) {
 	harness.Require(t)
 	for _, b := range []string{"lxd", "dnsmasq", "ceph-mon", "ceph-osd", "ceph-mgr", "ceph", "rbd"} {
@@ -146,6 +150,10 @@ func TestComputeCephPool(t *testing.T) {
 		t.Fatalf("client.lxd-remote could list the images pool: %q", out)
 	}
 
+	// The Ceph keys are sealed in every member's cluster database; only
+	// the storage node holds their key.
+	cephSealed(t, []*harness.Node{n2}, []*harness.Node{n1, n3})
+
 	// A member's LXD restarted (cloudd SIGKILLed) starts again with the pool.
 	n3.Kill(t)
 	waitCompute(t, c, n1, 2*time.Minute, "node3 offline in the LXD cluster", func(l api.Layer) error {
@@ -160,6 +168,125 @@ func TestComputeCephPool(t *testing.T) {
 	n3.Start(t)
 	waitCompute(t, c, n1, 2*time.Minute, "node3 back with the remote pool", created("node1", "node2", "node3"))
 	t.Logf("node3 restart to remote pool created there: %s", time.Since(t3).Round(time.Millisecond))
+}
+
+// cephSealed: the Ceph keys are in the cluster database only sealed, and
+// only the nodes that run Ceph (ceph) hold the storage seal key. No file of
+// any member's cluster database (the Raft log included, where every write
+// stays) holds the client.admin key, the mon. key or client.lxd-remote's
+// key in the clear, though sealed values are there (so the check sees the
+// rows); every other node (others, compute nodes with the remote pool)
+// holds no storage seal key and is refused it, and its keyring holds the
+// same key as the storage node's users.
+func cephSealed(t *testing.T, ceph, others []*harness.Node) {
+	t.Helper()
+	keyOf := func(path, entity string) (string, error) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return "", err
+		}
+		section := ""
+		for _, l := range strings.Split(string(b), "\n") {
+			l = strings.TrimSpace(l)
+			if strings.HasPrefix(l, "[") {
+				section = l
+			}
+			if k, ok := strings.CutPrefix(l, "key = "); ok && section == "["+entity+"]" {
+				return k, nil
+			}
+		}
+		return "", fmt.Errorf("%s holds no key of %s", path, entity)
+	}
+	st := ceph[0]
+	keys := map[string]string{}
+	harness.Eventually(t, time.Minute, "the keyrings of the storage node and of every compute node", func() error {
+		for what, p := range map[string]string{
+			"client.admin": filepath.Join(st.StateDir, "storage", "keys", "ceph.client.admin.keyring"),
+			"mon.":         filepath.Join(st.StateDir, "storage", "mon", "ceph-"+st.Name, "keyring"),
+		} {
+			k, err := keyOf(p, what)
+			if err != nil {
+				return err
+			}
+			keys[what] = k
+		}
+		// The compute nodes' keyrings: one key, the one the monitors know.
+		for _, nd := range append(append([]*harness.Node(nil), ceph...), others...) {
+			k, err := keyOf(filepath.Join(nd.StateDir, "compute", "ceph", "keyring"), "client.lxd-remote")
+			if err != nil {
+				return err
+			}
+			if have := keys["client.lxd-remote"]; have != "" && have != k {
+				return fmt.Errorf("%s's keyring holds another key of client.lxd-remote", nd.Name)
+			}
+			keys["client.lxd-remote"] = k
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	onMon, err := st.Output(ctx, "ceph", "-c", cephConf(st), "--connect-timeout", "10", "auth", "get-key", "client.lxd-remote")
+	cancel()
+	if err != nil || strings.TrimSpace(string(onMon)) != keys["client.lxd-remote"] {
+		t.Fatalf("the compute nodes' key of client.lxd-remote is not the monitors' (%v)", err)
+	}
+	for _, nd := range ceph {
+		if fi, err := os.Stat(filepath.Join(nd.StateDir, "storage", "seal.key")); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("%s's storage seal key: %v %v", nd.Name, fi, err)
+		}
+	}
+	for _, nd := range others {
+		if _, err := os.Stat(filepath.Join(nd.StateDir, "storage", "seal.key")); err == nil {
+			t.Fatalf("%s holds the storage seal key and runs no Ceph", nd.Name)
+		}
+	}
+	// cloudd tells callers apart by their member certificate: a storage
+	// node's own gets the key, another member's is refused.
+	bin := buildHelper(t, "memberget")
+	url := "https://" + st.IP + ":7443/1.0/storage/seal-key"
+	for _, nd := range append([]*harness.Node{st}, others...) {
+		want := "403 "
+		if nd == st {
+			want = "200 "
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		out, err := nd.Exec(ctx, bin, url, filepath.Join(nd.StateDir, "server.crt"), filepath.Join(nd.StateDir, "server.key"))
+		cancel()
+		if err != nil || !strings.HasPrefix(string(out), want) {
+			// The answer to a storage node holds the key: show its status only.
+			t.Fatalf("GET storage/seal-key with %s's certificate: want %q, got %v: %.4s", nd.Name, want, err, out)
+		}
+		if want == "403 " && !strings.Contains(string(out), nd.Name+" is not one") {
+			t.Fatalf("the refusal does not say why: %s", out)
+		}
+	}
+	harness.Eventually(t, time.Minute, "the sealed Ceph keys in the cluster database files", func() error {
+		sealed := false
+		for _, nd := range append(append([]*harness.Node(nil), ceph...), others...) {
+			err := filepath.WalkDir(filepath.Join(nd.StateDir, "database"), func(p string, e fs.DirEntry, err error) error {
+				if err != nil || e.IsDir() {
+					return err
+				}
+				b, err := os.ReadFile(p)
+				if err != nil {
+					return err
+				}
+				for what, k := range keys {
+					if bytes.Contains(b, []byte(k)) {
+						t.Fatalf("%s holds the key of %s in the clear", p, what)
+					}
+				}
+				sealed = sealed || bytes.Contains(b, []byte("sealed1:"))
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		if !sealed {
+			return fmt.Errorf("no sealed value in the files yet")
+		}
+		return nil
+	})
 }
 
 // caps keeps the caps lines of `ceph auth get` (never the key).

@@ -3,12 +3,15 @@ package cephclient
 import (
 	"context"
 	"database/sql"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	_ "github.com/mattn/go-sqlite3"
+
+	"github.com/cloudctl/cloudctl/roles"
 )
 
 type sqliteDB struct{ db *sql.DB }
@@ -79,5 +82,66 @@ func TestFiles(t *testing.T) {
 	caps := Caps("cloud-rbd")
 	if caps["mon"] != "profile rbd" || caps["osd"] != "profile rbd pool=cloud-rbd" || strings.Contains(caps["osd"]+caps["mon"]+caps["mgr"], "allow *") {
 		t.Fatalf("caps %v", caps)
+	}
+}
+
+func TestSealKeysAndRoles(t *testing.T) {
+	ctx := context.Background()
+	db := newDB(t)
+	if err := db.Transaction(ctx, Schema); err != nil {
+		t.Fatal(err)
+	}
+	for name, key := range map[string]string{LXD: "AQclear", "other": "sealed1:already", "empty": ""} {
+		if err := Put(ctx, db, Client{Name: name, Key: key, UpdatedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var sealed []string
+	err := db.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		return SealKeys(ctx, tx, func(name, key string) (string, error) {
+			sealed = append(sealed, name)
+			return "sealed1:" + SealRow(name) + ":" + key, nil
+		})
+	})
+	if err != nil || len(sealed) != 1 || sealed[0] != LXD {
+		t.Fatalf("sealed %v: %v", sealed, err)
+	}
+	if c, _, _ := Get(ctx, db, LXD); c.Key != "sealed1:ceph_client:lxd-remote:AQclear" {
+		t.Fatalf("key %q", c.Key)
+	}
+	if c, _, _ := Get(ctx, db, "other"); c.Key != "sealed1:already" {
+		t.Fatalf("a sealed key was sealed again: %q", c.Key)
+	}
+	if RoleOf(LXD) != roles.Compute || RoleOf("admin") != "" {
+		t.Fatal("RoleOf")
+	}
+	if !ValidKey("AQAAAAAAAAAAABAABwcHBwcHBwcHBwcHBwcHBw==") || ValidKey("AQ==\n[client.admin]") || ValidKey("sealed1:x") {
+		t.Fatal("ValidKey")
+	}
+}
+
+// TestNoCephLibrary: this package is the seam between the storage role and
+// its client roles; it links no Ceph library, and the compute role links
+// neither the storage role nor go-ceph.
+func TestNoCephLibrary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the go tool")
+	}
+	for pkg, forbidden := range map[string][]string{
+		"github.com/cloudctl/cloudctl/roles/cephclient": {"github.com/ceph/go-ceph/", "github.com/cloudctl/cloudctl/roles/storage", "github.com/cloudctl/cloudctl/roles/compute"},
+		"github.com/cloudctl/cloudctl/roles/compute":    {"github.com/ceph/go-ceph/", "github.com/cloudctl/cloudctl/roles/storage"},
+		"github.com/cloudctl/cloudctl/roles/storage":    {"github.com/cloudctl/cloudctl/roles/compute"},
+	} {
+		out, err := exec.CommandContext(t.Context(), "go", "list", "-tags", "pacific libsqlite3", "-deps", pkg).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list: %v: %s", err, out)
+		}
+		for _, dep := range strings.Fields(string(out)) {
+			for _, f := range forbidden {
+				if strings.HasPrefix(dep, f) {
+					t.Errorf("%s links %s", pkg, dep)
+				}
+			}
+		}
 	}
 }

@@ -51,6 +51,8 @@ type Driver struct {
 	// the last at lastHandover.
 	handovers    int
 	lastHandover time.Time
+	// cephKey is the remote pool's Ceph key, as fetched (remote.go).
+	cephKey cephKey
 }
 
 // New returns the compute driver.

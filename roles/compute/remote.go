@@ -109,7 +109,11 @@ func writeCephFiles(p paths, c cephclient.Client) error {
 }
 
 // cephUser reads the LXD user the storage role recorded and writes this
-// member's files for it.
+// member's files for it. The record holds the key sealed under a key only
+// the nodes that run Ceph hold: a storage node hands it over, opened, and
+// this node keeps it in memory and in its 0600 keyring. It asks again only
+// when the stored (sealed) key changed, or after a restart. When no storage
+// node answers, the files written before stay in use.
 func (d *Driver) cephUser(ctx context.Context, env *driver.Env, p paths) (cephclient.Client, bool, error) {
 	if env.DB == nil {
 		return cephclient.Client{}, false, nil
@@ -118,11 +122,39 @@ func (d *Driver) cephUser(ctx context.Context, env *driver.Env, p paths) (cephcl
 	if err != nil || !found {
 		return c, found, err
 	}
+	stored := c.Key
+	d.mu.Lock()
+	cached := d.cephKey
+	d.mu.Unlock()
+	if cached.stored == stored && cached.plain != "" {
+		c.Key = cached.plain
+	} else {
+		plain, err := cephclient.FetchKey(ctx, env, c.Name)
+		if err != nil {
+			if fi, serr := os.Stat(p.cephKeyring); serr == nil && fi.Mode().Perm() == 0o600 {
+				env.Log.Warn("compute: keeping the Ceph keyring written before: no storage node handed the key over", "user", c.Entity(), "error", err)
+				c.Key = ""
+				if _, err := atomicfile.WriteIfChanged(p.cephConf, []byte(c.Conf(p.cephKeyring)), 0o644); err != nil {
+					return c, true, err
+				}
+				return c, true, nil
+			}
+			return c, true, err
+		}
+		d.mu.Lock()
+		d.cephKey = cephKey{stored: stored, plain: plain}
+		d.mu.Unlock()
+		c.Key = plain
+	}
 	if err := writeCephFiles(p, c); err != nil {
 		return c, true, err
 	}
 	return c, true, nil
 }
+
+// cephKey is the LXD user's key as a storage node handed it over (plain,
+// in memory only), for the stored (sealed) value it was asked for.
+type cephKey struct{ stored, plain string }
 
 // creator is the first compute node (oldest first) whose LXD member is
 // online: the one member that creates cluster-wide objects.

@@ -1,14 +1,26 @@
 package compute
 
 import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	lxdapi "github.com/canonical/lxd/shared/api"
+	_ "github.com/mattn/go-sqlite3"
 
+	"github.com/cloudctl/cloudctl/roles"
 	"github.com/cloudctl/cloudctl/roles/cephclient"
+	"github.com/cloudctl/cloudctl/roles/driver"
 )
 
 func TestDecideRemote(t *testing.T) {
@@ -105,5 +117,112 @@ func TestWriteCephFiles(t *testing.T) {
 	conf, _ := os.ReadFile(p.cephConf)
 	if strings.Contains(string(conf), "SECRET") || !strings.Contains(string(conf), "keyring = "+p.cephKeyring) {
 		t.Fatalf("conf:\n%s", conf)
+	}
+}
+
+// sqliteDB is a cluster database in a file, for cephUser.
+type sqliteDB struct{ db *sql.DB }
+
+func (s sqliteDB) Transaction(ctx context.Context, f func(context.Context, *sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := f(ctx, tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// keyPeers answers cephclient.KeyPath as storage nodes would, counting calls.
+type keyPeers struct {
+	calls *int
+	key   string
+	err   error
+}
+
+func (p keyPeers) Get(ctx context.Context, node, path string, out any) error {
+	*p.calls++
+	if path != cephclient.KeyPath+"/"+cephclient.LXD {
+		return fmt.Errorf("unexpected path %s", path)
+	}
+	if p.err != nil {
+		return p.err
+	}
+	b, _ := json.Marshal(cephclient.KeyReply{Name: cephclient.LXD, Key: p.key})
+	return json.Unmarshal(b, out)
+}
+
+// The compute node writes the key a storage node hands over, never the
+// stored (sealed) value; it asks again only when that value changes, and
+// keeps the keyring it wrote when no storage node answers.
+func TestCephUserFetchesTheKey(t *testing.T) {
+	db, err := sql.Open("sqlite3", filepath.Join(t.TempDir(), "cluster.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.SetMaxOpenConns(1)
+	t.Cleanup(func() { db.Close() })
+	cdb := sqliteDB{db: db}
+	if err := cdb.Transaction(t.Context(), cephclient.Schema); err != nil {
+		t.Fatal(err)
+	}
+	const plain = "AQAAAAAAAAAAABAABwcHBwcHBwcHBwcHBwcHBw=="
+	rec := cephclient.Client{Name: cephclient.LXD, Purpose: "instances", Pool: "cloud-rbd", Key: "sealed1:first", FSID: "f", MonHost: "m", UpdatedAt: time.Now()}
+	if err := cephclient.Put(t.Context(), cdb, rec); err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	env := &driver.Env{
+		Local: driver.Node{Name: "node2", Roles: []roles.Role{roles.Compute}},
+		Nodes: []driver.Node{{Name: "node1", Roles: []roles.Role{roles.Storage}}, {Name: "node2", Roles: []roles.Role{roles.Compute}}},
+		DB:    cdb, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	p := pathsIn(filepath.Join(t.TempDir(), "compute"))
+	d := New()
+
+	// No storage node answers and no keyring yet: the round fails.
+	env.Peers = keyPeers{calls: &calls, err: errors.New("connection refused")}
+	if _, _, err := d.cephUser(t.Context(), env, p); err == nil || !strings.Contains(err.Error(), "node1") {
+		t.Fatalf("without a key: %v", err)
+	}
+	env.Peers = keyPeers{calls: &calls, key: plain}
+	for i := 0; i < 2; i++ {
+		c, found, err := d.cephUser(t.Context(), env, p)
+		if err != nil || !found || c.Key != plain {
+			t.Fatalf("cephUser: %v %v", found, err)
+		}
+	}
+	if calls != 2 {
+		t.Fatalf("%d calls to storage nodes, want 2 (one failed, one fetch, then the cached key)", calls)
+	}
+	kr, _ := os.ReadFile(p.cephKeyring)
+	if !strings.Contains(string(kr), "key = "+plain) || strings.Contains(string(kr), "sealed1:") {
+		t.Fatalf("keyring:\n%s", kr)
+	}
+	// The stored value changes: asked again; nobody answers: the keyring
+	// written before stays.
+	rec.Key = "sealed1:second"
+	if err := cephclient.Put(t.Context(), cdb, rec); err != nil {
+		t.Fatal(err)
+	}
+	env.Peers = keyPeers{calls: &calls, err: errors.New("connection refused")}
+	if _, found, err := d.cephUser(t.Context(), env, p); err != nil || !found {
+		t.Fatalf("with a keyring written before: %v %v", found, err)
+	}
+	if calls != 3 {
+		t.Fatalf("not asked again after the stored key changed: %d calls", calls)
+	}
+	if kr2, _ := os.ReadFile(p.cephKeyring); !bytes.Equal(kr2, kr) {
+		t.Fatal("the keyring changed without a key")
+	}
+	// A storage node answering something that is not a cephx key is refused.
+	env.Peers = keyPeers{calls: &calls, key: "AQ==\n[client.admin]"}
+	if _, _, err := d.cephUser(t.Context(), env, p); err != nil {
+		t.Fatal(err)
+	}
+	if kr2, _ := os.ReadFile(p.cephKeyring); !bytes.Equal(kr2, kr) {
+		t.Fatal("an invalid key was written")
 	}
 }

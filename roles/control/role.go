@@ -106,7 +106,7 @@ func (d *Driver) Converge(ctx context.Context, env *driver.Env, step func(driver
 		return driver.Result{Again: againBusy}, err
 	}
 	d.lastMu.Lock()
-	d.keyHolder, d.keyID = env.Local.Name, k.id()
+	d.keyHolder, d.keyID = env.Local.Name, controlSeal().ID(k)
 	d.lastMu.Unlock()
 	if err := ensureState(ctx, env, &v, k); err != nil {
 		return driver.Result{Again: againBusy}, fmt.Errorf("record the control state: %w", err)

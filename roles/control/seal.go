@@ -3,13 +3,7 @@ package control
 import (
 	"bytes"
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/rand"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -21,6 +15,7 @@ import (
 
 	"github.com/cloudctl/cloudctl/roles"
 	"github.com/cloudctl/cloudctl/roles/driver"
+	"github.com/cloudctl/cloudctl/roles/seal"
 )
 
 // The control secrets (the MariaDB admin password, the service passwords,
@@ -34,160 +29,28 @@ import (
 // member holding the control role.
 
 const (
-	// sealKeyFile is the key's file in the control role's directory.
-	sealKeyFile = "seal.key"
 	// keySealID is the control_config row naming the key the secrets are
-	// sealed with (sealKey.id).
+	// sealed with (its id).
 	keySealID = "seal_key_id"
-	// sealedPrefix marks a sealed value; a value without it is from a
-	// version that stored secrets in the clear, and is sealed on the next
-	// convergence of a control node.
-	sealedPrefix = "sealed1:"
 	// SealKeyPath is the endpoint handing the key to control nodes.
 	SealKeyPath = "control/seal-key"
 )
 
 // sealKey is the key the control secrets are sealed with.
-type sealKey [32]byte
+type sealKey = seal.Key
 
-// newSealKey makes a random key.
-func newSealKey() (*sealKey, error) {
-	var k sealKey
-	if _, err := rand.Read(k[:]); err != nil {
-		return nil, fmt.Errorf("random: %w", err)
+// controlSeal is the control role's sealing. Its label is the one the ids
+// were derived with before package seal existed: recorded ids still match.
+func controlSeal() seal.Kind {
+	return seal.Kind{
+		Role:        "control",
+		Label:       "cloudctl control seal key\x00",
+		ClearRemedy: "somebody wrote it by hand; delete the row and the control role makes it anew",
 	}
-	return &k, nil
 }
-
-// id names the key without revealing it.
-func (k *sealKey) id() string {
-	h := sha256.Sum256(append([]byte("cloudctl control seal key\x00"), k[:]...))
-	return hex.EncodeToString(h[:16])
-}
-
-// seal encrypts plain for the row called name (the name is authenticated
-// with it, so a sealed value cannot be moved to another row).
-func (k *sealKey) seal(name, plain string) (string, error) {
-	gcm, err := k.aead()
-	if err != nil {
-		return "", err
-	}
-	nonce := make([]byte, gcm.NonceSize())
-	if _, err := rand.Read(nonce); err != nil {
-		return "", fmt.Errorf("random: %w", err)
-	}
-	out := gcm.Seal(nonce, nonce, []byte(plain), []byte(name))
-	return sealedPrefix + base64.StdEncoding.EncodeToString(out), nil
-}
-
-// open decrypts a value sealed for the row called name. A value that is not
-// sealed is returned as it is when clearOK (no key is recorded yet: an
-// older version stored it in the clear); otherwise it is refused, since
-// once a key is recorded every secret is written sealed, and a clear one is
-// somebody's forgery (a member writing a CA or a password of its choosing).
-func (k *sealKey) open(name, value string, clearOK bool) (string, error) {
-	if !isSealed(value) {
-		if value != "" && !clearOK {
-			return "", fmt.Errorf("the control secret %s is stored in the clear although the secrets are sealed: refusing it (somebody wrote it by hand; delete the row and the control role makes it anew)", name)
-		}
-		return value, nil
-	}
-	if k == nil {
-		return "", fmt.Errorf("%s is sealed and this node holds no key for it", name)
-	}
-	raw, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(value, sealedPrefix))
-	if err != nil {
-		return "", fmt.Errorf("%s: sealed value is not base64: %w", name, err)
-	}
-	gcm, err := k.aead()
-	if err != nil {
-		return "", err
-	}
-	if len(raw) < gcm.NonceSize() {
-		return "", fmt.Errorf("%s: sealed value too short", name)
-	}
-	plain, err := gcm.Open(nil, raw[:gcm.NonceSize()], raw[gcm.NonceSize():], []byte(name))
-	if err != nil {
-		return "", fmt.Errorf("%s does not open with this node's key (key %s): %w", name, k.id(), err)
-	}
-	return string(plain), nil
-}
-
-func (k *sealKey) aead() (cipher.AEAD, error) {
-	b, err := aes.NewCipher(k[:])
-	if err != nil {
-		return nil, fmt.Errorf("seal cipher: %w", err)
-	}
-	g, err := cipher.NewGCM(b)
-	if err != nil {
-		return nil, fmt.Errorf("seal cipher: %w", err)
-	}
-	return g, nil
-}
-
-func isSealed(v string) bool { return strings.HasPrefix(v, sealedPrefix) }
 
 // credentialRow names a service password's row for sealing.
 func credentialRow(svc string) string { return "credential:" + svc }
-
-// loadSealKey reads the key in dir; nil without error when there is none.
-func loadSealKey(dir string) (*sealKey, error) {
-	b, err := os.ReadFile(filepath.Join(dir, sealKeyFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read the control seal key: %w", err)
-	}
-	var k sealKey
-	if len(b) != len(k) {
-		return nil, fmt.Errorf("the control seal key %s holds %d bytes, not %d: remove it and it is fetched again from a control node", filepath.Join(dir, sealKeyFile), len(b), len(k))
-	}
-	copy(k[:], b)
-	return &k, nil
-}
-
-// writeSealKey stores k in dir, 0600, replacing any other whole.
-func writeSealKey(dir string, k *sealKey) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("control directory: %w", err)
-	}
-	f, err := os.CreateTemp(dir, ".seal.key-*")
-	if err != nil {
-		return fmt.Errorf("write the control seal key: %w", err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return fmt.Errorf("write the control seal key: %w", err)
-	}
-	if _, err := f.Write(k[:]); err != nil {
-		f.Close()
-		return fmt.Errorf("write the control seal key: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("write the control seal key: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write the control seal key: %w", err)
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, sealKeyFile)); err != nil {
-		return fmt.Errorf("write the control seal key: %w", err)
-	}
-	// The key's id is durable in the cluster database once recorded: make
-	// the file's name durable before that.
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("write the control seal key: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("write the control seal key: sync %s: %w", dir, err)
-	}
-	return nil
-}
 
 // sealKeyReply is what SealKeyPath answers.
 type sealKeyReply struct {
@@ -204,21 +67,21 @@ type sealKeyReply struct {
 // another node recorded first, the next round fetches that one. It answers
 // errKeyGone only when every other member answered that it holds no key.
 func acquireKey(ctx context.Context, env *driver.Env, recorded string) (*sealKey, error) {
-	k, err := loadSealKey(env.Dir)
+	k, err := controlSeal().Load(env.Dir)
 	if err != nil {
 		return nil, err
 	}
 	switch {
-	case k != nil && (recorded == "" || k.id() == recorded):
+	case k != nil && (recorded == "" || controlSeal().ID(k) == recorded):
 		return k, nil
 	case k == nil && recorded == "":
-		if k, err = newSealKey(); err != nil {
+		if k, err = seal.NewKey(); err != nil {
 			return nil, err
 		}
-		if err := writeSealKey(env.Dir, k); err != nil {
+		if err := controlSeal().Write(env.Dir, k); err != nil {
 			return nil, err
 		}
-		env.Log.Info("control: made the key the control secrets are sealed with", "key", k.id())
+		env.Log.Info("control: made the key the control secrets are sealed with", "key", controlSeal().ID(k))
 		return k, nil
 	}
 	if env.Peers == nil {
@@ -246,12 +109,12 @@ func acquireKey(ctx context.Context, env *driver.Env, recorded string) (*sealKey
 			continue
 		}
 		copy(got[:], r.Key)
-		if got.id() != recorded {
+		if controlSeal().ID(&got) != recorded {
 			gone = false
-			tried = append(tried, fmt.Sprintf("%s: key %s, not the recorded %s", n.Name, got.id(), recorded))
+			tried = append(tried, fmt.Sprintf("%s: key %s, not the recorded %s", n.Name, controlSeal().ID(&got), recorded))
 			continue
 		}
-		if err := writeSealKey(env.Dir, &got); err != nil {
+		if err := controlSeal().Write(env.Dir, &got); err != nil {
 			return nil, err
 		}
 		env.Log.Info("control: fetched the key the control secrets are sealed with", "key", recorded, "from", n.Name)
@@ -296,16 +159,16 @@ func (d *Driver) handleSealKey(ctx context.Context, env *driver.Env, req driver.
 	if err != nil {
 		return nil, err
 	}
-	k, err := loadSealKey(env.Dir)
+	k, err := controlSeal().Load(env.Dir)
 	if err != nil {
 		return nil, err
 	}
-	if k == nil || v.SealID == "" || k.id() != v.SealID {
+	if k == nil || v.SealID == "" || controlSeal().ID(k) != v.SealID {
 		// A definite "not here", so the caller can tell that nobody holds it.
 		return sealKeyReply{}, nil
 	}
 	env.Log.Info("control: handed the control seal key to a control node", "to", req.Caller)
-	return sealKeyReply{ID: k.id(), Key: bytes.Clone(k[:])}, nil
+	return sealKeyReply{ID: controlSeal().ID(k), Key: bytes.Clone(k[:])}, nil
 }
 
 // secrets gets this control node the seal key and opens v's secrets with
@@ -320,7 +183,7 @@ func (d *Driver) secrets(ctx context.Context, env *driver.Env, v *ClusterView) (
 	k, err := acquireKey(ctx, env, v.SealID)
 	if errors.Is(err, errKeyGone) {
 		if dirs, _ := filepath.Glob(filepath.Join(env.Dir, "*", "data")); len(dirs) > 0 {
-			return nil, fmt.Errorf("the control secrets are sealed with key %s, %s is missing or holds another key, and no other member holds it; this node holds control databases (%s) that need those secrets: restore %s from a backup of this node", v.SealID, filepath.Join(env.Dir, sealKeyFile), strings.Join(dirs, ", "), filepath.Join(env.Dir, sealKeyFile))
+			return nil, fmt.Errorf("the control secrets are sealed with key %s, %s is missing or holds another key, and no other member holds it; this node holds control databases (%s) that need those secrets: restore %s from a backup of this node", v.SealID, filepath.Join(env.Dir, seal.File), strings.Join(dirs, ", "), filepath.Join(env.Dir, seal.File))
 		}
 		env.Log.Warn("control: no control node holds the key the control secrets were sealed with; they are lost with the control databases and made anew", "key", v.SealID)
 		if err := forgetSecrets(ctx, env, v.SealID); err != nil {
@@ -370,11 +233,11 @@ func forgetSecrets(ctx context.Context, env *driver.Env, id string) error {
 // on its local socket. A node without the control role holds no key: the
 // answer names the nodes that do.
 func openHere(env *driver.Env, v *ClusterView) error {
-	k, err := loadSealKey(env.Dir)
+	k, err := controlSeal().Load(env.Dir)
 	if err != nil {
 		return err
 	}
-	if v.SealID != "" && (k == nil || k.id() != v.SealID) {
+	if v.SealID != "" && (k == nil || controlSeal().ID(k) != v.SealID) {
 		if !env.Local.Has(roles.Control) {
 			var names []string
 			for _, n := range env.WithRole(roles.Control) {
@@ -396,8 +259,8 @@ func openHere(env *driver.Env, v *ClusterView) error {
 // stays: it may be the last one (every control role removed, or control
 // moved to new nodes that have not fetched it yet), and it serves them.
 func (d *Driver) Left(ctx context.Context, env *driver.Env) error {
-	p := filepath.Join(env.Dir, sealKeyFile)
-	k, err := loadSealKey(env.Dir)
+	p := filepath.Join(env.Dir, seal.File)
+	k, err := controlSeal().Load(env.Dir)
 	if err != nil || k == nil {
 		return err
 	}
@@ -406,7 +269,7 @@ func (d *Driver) Left(ctx context.Context, env *driver.Env) error {
 		return err
 	}
 	holder := ""
-	if v.SealID == k.id() {
+	if v.SealID == controlSeal().ID(k) {
 		for _, n := range env.WithRole(roles.Control) {
 			if n.Name == env.Local.Name || env.Peers == nil {
 				continue
@@ -421,7 +284,7 @@ func (d *Driver) Left(ctx context.Context, env *driver.Env) error {
 			}
 		}
 		if holder == "" {
-			return fmt.Errorf("keeping this node's copy of the control seal key (%s) although it has left the control role: no control node confirms it holds the key yet", k.id())
+			return fmt.Errorf("keeping this node's copy of the control seal key (%s) although it has left the control role: no control node confirms it holds the key yet", controlSeal().ID(k))
 		}
 	}
 	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {

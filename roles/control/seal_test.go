@@ -16,46 +16,47 @@ import (
 
 	"github.com/cloudctl/cloudctl/roles"
 	"github.com/cloudctl/cloudctl/roles/driver"
+	"github.com/cloudctl/cloudctl/roles/seal"
 )
 
 func TestSealOpen(t *testing.T) {
-	k, err := newSealKey()
+	k, err := seal.NewKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, _ := newSealKey()
-	s, err := k.seal(keyAdminPassword, "hunter2")
+	other, _ := seal.NewKey()
+	s, err := k.Seal(keyAdminPassword, "hunter2")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !isSealed(s) || strings.Contains(s, "hunter2") {
+	if !seal.IsSealed(s) || strings.Contains(s, "hunter2") {
 		t.Fatalf("sealed value %q", s)
 	}
-	if got, err := k.open(keyAdminPassword, s, false); err != nil || got != "hunter2" {
+	if got, err := controlSeal().Open(k, keyAdminPassword, s, false); err != nil || got != "hunter2" {
 		t.Fatalf("open: %q, %v", got, err)
 	}
-	if _, err := k.open(credentialRow("identity"), s, false); err == nil {
+	if _, err := controlSeal().Open(k, credentialRow("identity"), s, false); err == nil {
 		t.Fatal("a value sealed for one row opened as another")
 	}
-	if _, err := other.open(keyAdminPassword, s, false); err == nil {
+	if _, err := controlSeal().Open(other, keyAdminPassword, s, false); err == nil {
 		t.Fatal("a value opened with another key")
 	}
 	raw := []byte(s)
 	raw[len(raw)-3] ^= 1
-	if _, err := k.open(keyAdminPassword, string(raw), false); err == nil {
+	if _, err := controlSeal().Open(k, keyAdminPassword, string(raw), false); err == nil {
 		t.Fatal("a tampered value opened")
 	}
 	var none *sealKey
-	if _, err := none.open(keyAdminPassword, s, true); err == nil {
+	if _, err := controlSeal().Open(none, keyAdminPassword, s, true); err == nil {
 		t.Fatal("a sealed value opened without a key")
 	}
-	if got, err := none.open(keyAdminPassword, "clear", true); err != nil || got != "clear" {
+	if got, err := controlSeal().Open(none, keyAdminPassword, "clear", true); err != nil || got != "clear" {
 		t.Fatalf("a value stored in the clear by an older version: %q, %v", got, err)
 	}
-	if _, err := k.open(keyAdminPassword, "clear", false); err == nil {
+	if _, err := controlSeal().Open(k, keyAdminPassword, "clear", false); err == nil {
 		t.Fatal("a value in the clear was taken although a key is recorded")
 	}
-	s2, _ := k.seal(keyAdminPassword, "hunter2")
+	s2, _ := k.Seal(keyAdminPassword, "hunter2")
 	if s2 == s {
 		t.Fatal("two seals of one value are equal (nonce reused)")
 	}
@@ -86,13 +87,13 @@ func TestSecretsSealedAtRest(t *testing.T) {
 	if v.AdminPassword == "" || v.CA.KeyPEM == "" || v.Credentials["identity"].Password == "" {
 		t.Fatalf("secrets not opened: %+v", v)
 	}
-	fi, err := os.Stat(filepath.Join(env.Dir, sealKeyFile))
+	fi, err := os.Stat(filepath.Join(env.Dir, seal.File))
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("seal key file: %v %v", fi, err)
 	}
 	rv, _ := readView(t.Context(), env)
-	if rv.SealID != k.id() {
-		t.Fatalf("recorded key %q, want %q", rv.SealID, k.id())
+	if rv.SealID != controlSeal().ID(k) {
+		t.Fatalf("recorded key %q, want %q", rv.SealID, controlSeal().ID(k))
 	}
 	if rv.sealed.clear() {
 		t.Fatalf("a secret is stored in the clear: %+v", rv.sealed)
@@ -108,7 +109,7 @@ func TestSecretsSealedAtRest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Contains(b, []byte(sealedPrefix)) {
+	if !bytes.Contains(b, []byte(seal.Prefix)) {
 		t.Fatal("the database file holds no sealed value: this check would see nothing")
 	}
 	secrets := map[string]string{"admin password": v.AdminPassword, "CA key": strings.Split(v.CA.KeyPEM, "\n")[1]}
@@ -151,7 +152,7 @@ func TestClearSecretsSealed(t *testing.T) {
 		t.Fatalf("values changed: admin %q identity %q", v.AdminPassword, v.Credentials["identity"].Password)
 	}
 	rv, _ := readView(t.Context(), env)
-	if rv.sealed.clear() || rv.SealID != k.id() {
+	if rv.sealed.clear() || rv.SealID != controlSeal().ID(k) {
 		t.Fatalf("still in the clear: %+v (key %q)", rv.sealed, rv.SealID)
 	}
 }
@@ -192,31 +193,31 @@ func TestAcquireKeyFetch(t *testing.T) {
 	v1, k1 := convergeSecrets(t, env)
 	e2 := twoControl(t, env)
 	d1 := New()
-	wrong, _ := newSealKey()
-	e2.Peers = peerKeys{"node1": func() (any, error) { return sealKeyReply{ID: wrong.id(), Key: wrong[:]}, nil }}
+	wrong, _ := seal.NewKey()
+	e2.Peers = peerKeys{"node1": func() (any, error) { return sealKeyReply{ID: controlSeal().ID(wrong), Key: wrong[:]}, nil }}
 	v2, _ := readView(t.Context(), e2)
 	if _, err := New().secrets(t.Context(), e2, &v2); err == nil || !strings.Contains(err.Error(), "not the recorded") {
 		t.Fatalf("a wrong key from a peer: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(e2.Dir, sealKeyFile)); err == nil {
+	if _, err := os.Stat(filepath.Join(e2.Dir, seal.File)); err == nil {
 		t.Fatal("a wrong key was kept")
 	}
 	e2.Peers = peerKeys{"node1": func() (any, error) {
 		return d1.handleSealKey(t.Context(), env, driver.Request{Caller: "node2"})
 	}}
 	v2, k2 := convergeSecrets(t, e2)
-	if k2.id() != k1.id() || v2.AdminPassword != v1.AdminPassword || v2.Credentials["image"].Password != v1.Credentials["image"].Password {
-		t.Fatalf("node2 opened other secrets: key %s vs %s", k2.id(), k1.id())
+	if controlSeal().ID(k2) != controlSeal().ID(k1) || v2.AdminPassword != v1.AdminPassword || v2.Credentials["image"].Password != v1.Credentials["image"].Password {
+		t.Fatalf("node2 opened other secrets: key %s vs %s", controlSeal().ID(k2), controlSeal().ID(k1))
 	}
-	fi, err := os.Stat(filepath.Join(e2.Dir, sealKeyFile))
+	fi, err := os.Stat(filepath.Join(e2.Dir, seal.File))
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("fetched key file: %v %v", fi, err)
 	}
 	// A stale key of its own (another cluster's) is replaced too.
-	if err := writeSealKey(e2.Dir, wrong); err != nil {
+	if err := controlSeal().Write(e2.Dir, wrong); err != nil {
 		t.Fatal(err)
 	}
-	if _, k := convergeSecrets(t, e2); k.id() != k1.id() {
+	if _, k := convergeSecrets(t, e2); controlSeal().ID(k) != controlSeal().ID(k1) {
 		t.Fatal("a stale key was used")
 	}
 }
@@ -250,15 +251,15 @@ func TestSealKeyHandler(t *testing.T) {
 				return
 			}
 			r, ok := out.(sealKeyReply)
-			if err != nil || !ok || !bytes.Equal(r.Key, k[:]) || r.ID != k.id() {
+			if err != nil || !ok || !bytes.Equal(r.Key, k[:]) || r.ID != controlSeal().ID(k) {
 				t.Fatalf("a control node: %v %v", out, err)
 			}
 		})
 	}
 	// A node holding another key than the recorded one hands nothing out,
 	// and says so (an empty key: a definite "not here").
-	wrong, _ := newSealKey()
-	if err := writeSealKey(env.Dir, wrong); err != nil {
+	wrong, _ := seal.NewKey()
+	if err := controlSeal().Write(env.Dir, wrong); err != nil {
 		t.Fatal(err)
 	}
 	if out, err := d.handleSealKey(t.Context(), env, driver.Request{Caller: "node2"}); err != nil || len(out.(sealKeyReply).Key) != 0 {
@@ -280,17 +281,17 @@ func TestSealKeyRace(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, k1 := convergeSecrets(t, env) // node1 records first
-	if err := ensureState(t.Context(), e2, &v2, k2); err == nil || !strings.Contains(err.Error(), "recorded the seal key "+k1.id()+" first") {
+	if err := ensureState(t.Context(), e2, &v2, k2); err == nil || !strings.Contains(err.Error(), "recorded the seal key "+controlSeal().ID(k1)+" first") {
 		t.Fatalf("the second key: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(e2.Dir, sealKeyFile)); err == nil {
+	if _, err := os.Stat(filepath.Join(e2.Dir, seal.File)); err == nil {
 		t.Fatal("the losing key was kept")
 	}
 	d1 := New()
 	e2.Peers = peerKeys{"node1": func() (any, error) {
 		return d1.handleSealKey(t.Context(), env, driver.Request{Caller: "node2"})
 	}}
-	if _, k := convergeSecrets(t, e2); k.id() != k1.id() {
+	if _, k := convergeSecrets(t, e2); controlSeal().ID(k) != controlSeal().ID(k1) {
 		t.Fatal("node2 did not take the recorded key")
 	}
 }
@@ -306,12 +307,12 @@ func TestSealKeyGone(t *testing.T) {
 	e2.Local, e2.Nodes, e2.Dir = n2, []driver.Node{n2}, t.TempDir()
 	e2.Peers = peerKeys{}
 	v2, k2 := convergeSecrets(t, &e2)
-	if k2.id() == k1.id() || v2.AdminPassword == "" || v2.AdminPassword == v1.AdminPassword || v2.SealID != "" && v2.SealID != k2.id() {
-		t.Fatalf("secrets not made anew: key %s (was %s)", k2.id(), k1.id())
+	if controlSeal().ID(k2) == controlSeal().ID(k1) || v2.AdminPassword == "" || v2.AdminPassword == v1.AdminPassword || v2.SealID != "" && v2.SealID != controlSeal().ID(k2) {
+		t.Fatalf("secrets not made anew: key %s (was %s)", controlSeal().ID(k2), controlSeal().ID(k1))
 	}
 	rv, _ := readView(t.Context(), &e2)
-	if rv.SealID != k2.id() {
-		t.Fatalf("recorded key %s, want %s", rv.SealID, k2.id())
+	if rv.SealID != controlSeal().ID(k2) {
+		t.Fatalf("recorded key %s, want %s", rv.SealID, controlSeal().ID(k2))
 	}
 	// With another control member that is only unreachable, it waits.
 	e3 := *env
@@ -321,7 +322,7 @@ func TestSealKeyGone(t *testing.T) {
 	if _, err := New().secrets(t.Context(), &e3, &v3); err == nil || !strings.Contains(err.Error(), "node2: connection refused") {
 		t.Fatalf("an unreachable holder: %v", err)
 	}
-	if rv, _ := readView(t.Context(), &e3); rv.SealID != k2.id() {
+	if rv, _ := readView(t.Context(), &e3); rv.SealID != controlSeal().ID(k2) {
 		t.Fatal("secrets were forgotten while a holder is a member")
 	}
 }
@@ -354,11 +355,11 @@ func TestCredentialsOnlyWithKey(t *testing.T) {
 
 // clear reports whether a secret is stored in the clear.
 func (s sealedValues) clear() bool {
-	if (s.admin != "" && !isSealed(s.admin)) || (s.ca != "" && !isSealed(s.ca)) {
+	if (s.admin != "" && !seal.IsSealed(s.admin)) || (s.ca != "" && !seal.IsSealed(s.ca)) {
 		return true
 	}
 	for _, c := range s.creds {
-		if c != "" && !isSealed(c) {
+		if c != "" && !seal.IsSealed(c) {
 			return true
 		}
 	}
@@ -393,7 +394,7 @@ func TestClearSecretRefusedOnceSealed(t *testing.T) {
 func TestSealKeyGoneWithData(t *testing.T) {
 	env, _ := testEnv(t)
 	_, k := convergeSecrets(t, env)
-	if err := os.Remove(filepath.Join(env.Dir, sealKeyFile)); err != nil {
+	if err := os.Remove(filepath.Join(env.Dir, seal.File)); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.MkdirAll(filepath.Join(env.Dir, "mysql", "data"), 0o700); err != nil {
@@ -401,16 +402,16 @@ func TestSealKeyGoneWithData(t *testing.T) {
 	}
 	env.Peers = peerKeys{}
 	v, _ := readView(t.Context(), env)
-	if _, err := New().secrets(t.Context(), env, &v); err == nil || !strings.Contains(err.Error(), "restore "+filepath.Join(env.Dir, sealKeyFile)) {
+	if _, err := New().secrets(t.Context(), env, &v); err == nil || !strings.Contains(err.Error(), "restore "+filepath.Join(env.Dir, seal.File)) {
 		t.Fatalf("a lone node with databases and no key: %v", err)
 	}
-	if rv, _ := readView(t.Context(), env); rv.SealID != k.id() || rv.sealed.admin == "" {
+	if rv, _ := readView(t.Context(), env); rv.SealID != controlSeal().ID(k) || rv.sealed.admin == "" {
 		t.Fatal("the secrets were forgotten although this node's databases need them")
 	}
 	if err := forgetSecrets(t.Context(), env, "another-id"); err != nil {
 		t.Fatal(err)
 	}
-	if rv, _ := readView(t.Context(), env); rv.SealID != k.id() || len(rv.sealed.creds) == 0 {
+	if rv, _ := readView(t.Context(), env); rv.SealID != controlSeal().ID(k) || len(rv.sealed.creds) == 0 {
 		t.Fatal("forgetSecrets deleted the secrets of another key")
 	}
 }
@@ -451,7 +452,7 @@ func TestLeftDeletesSealKey(t *testing.T) {
 	if err := d1.Left(t.Context(), env); err == nil || !strings.Contains(err.Error(), "no control node confirms") {
 		t.Fatalf("Left before node2 holds the key: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(env.Dir, sealKeyFile)); err != nil {
+	if _, err := os.Stat(filepath.Join(env.Dir, seal.File)); err != nil {
 		t.Fatalf("the only copy was deleted: %v", err)
 	}
 	// node2 fetches the key from node1, which is no control node any more.
@@ -468,7 +469,7 @@ func TestLeftDeletesSealKey(t *testing.T) {
 	if _, err := d2.Converge(t.Context(), e2, func(driver.Step) {}); err == nil {
 		t.Log("node2 converged") // it may fail later (no MariaDB here); the key is what counts
 	}
-	if got, err := loadSealKey(e2.Dir); err != nil || got == nil || got.id() != k.id() || v2.SealID != k.id() {
+	if got, err := controlSeal().Load(e2.Dir); err != nil || got == nil || controlSeal().ID(got) != controlSeal().ID(k) || v2.SealID != controlSeal().ID(k) {
 		t.Fatalf("node2 did not fetch the key from the former control node: %v %v", got, err)
 	}
 	for i := 0; i < 2; i++ {
@@ -476,7 +477,7 @@ func TestLeftDeletesSealKey(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(env.Dir, sealKeyFile)); err == nil {
+	if _, err := os.Stat(filepath.Join(env.Dir, seal.File)); err == nil {
 		t.Fatal("the seal key is still there once node2 holds it")
 	}
 	if _, err := os.Stat(other); err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/cloudctl/cloudctl/roles"
 	"github.com/cloudctl/cloudctl/roles/driver"
+	"github.com/cloudctl/cloudctl/roles/seal"
 )
 
 // Keys of control_config.
@@ -84,17 +85,17 @@ func ensureState(ctx context.Context, env *driver.Env, v *ClusterView, k *sealKe
 		return nil
 	}
 	return env.DB.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO control_config (key, value) VALUES (?, ?)`, keySealID, k.id()); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO control_config (key, value) VALUES (?, ?)`, keySealID, controlSeal().ID(k)); err != nil {
 			return fmt.Errorf("record the seal key's id: %w", err)
 		}
 		id, err := getConfig(ctx, tx, keySealID)
 		if err != nil {
 			return err
 		}
-		if id != k.id() {
+		if id != controlSeal().ID(k) {
 			// Another control node recorded its key first: drop ours and
 			// fetch that one in the next round.
-			if err := os.Remove(filepath.Join(env.Dir, sealKeyFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if err := os.Remove(filepath.Join(env.Dir, seal.File)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return fmt.Errorf("drop this node's seal key: %w", err)
 			}
 			return fmt.Errorf("another control node recorded the seal key %s first: fetching it next round", id)
@@ -106,7 +107,7 @@ func ensureState(ctx context.Context, env *driver.Env, v *ClusterView, k *sealKe
 		if err != nil {
 			return err
 		}
-		if pw, err = k.seal(keyAdminPassword, pw); err != nil {
+		if pw, err = k.Seal(keyAdminPassword, pw); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO control_config (key, value) VALUES (?, ?)`, keyAdminPassword, pw); err != nil {
@@ -121,7 +122,7 @@ func ensureState(ctx context.Context, env *driver.Env, v *ClusterView, k *sealKe
 			if err != nil {
 				return err
 			}
-			if enc, err = k.seal(keyCA, enc); err != nil {
+			if enc, err = k.Seal(keyCA, enc); err != nil {
 				return err
 			}
 			if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO control_config (key, value) VALUES (?, ?)`, keyCA, enc); err != nil {
@@ -133,7 +134,7 @@ func ensureState(ctx context.Context, env *driver.Env, v *ClusterView, k *sealKe
 			if err != nil {
 				return err
 			}
-			if pw, err = k.seal(credentialRow(svc), pw); err != nil {
+			if pw, err = k.Seal(credentialRow(svc), pw); err != nil {
 				return err
 			}
 			if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO control_credentials (service, username, password, created_at) VALUES (?, ?, ?, ?)`, svc, svc, pw, v.Now.UTC()); err != nil {
@@ -195,10 +196,10 @@ func readSecrets(ctx context.Context, tx *sql.Tx, v *ClusterView) error {
 func (v *ClusterView) open(k *sealKey) error {
 	var err error
 	clearOK := v.SealID == ""
-	if v.AdminPassword, err = k.open(keyAdminPassword, v.sealed.admin, clearOK); err != nil {
+	if v.AdminPassword, err = controlSeal().Open(k, keyAdminPassword, v.sealed.admin, clearOK); err != nil {
 		return err
 	}
-	ca, err := k.open(keyCA, v.sealed.ca, clearOK)
+	ca, err := controlSeal().Open(k, keyCA, v.sealed.ca, clearOK)
 	if err != nil {
 		return err
 	}
@@ -206,7 +207,7 @@ func (v *ClusterView) open(k *sealKey) error {
 		return err
 	}
 	for svc, c := range v.Credentials {
-		if c.Password, err = k.open(credentialRow(svc), v.sealed.creds[svc], clearOK); err != nil {
+		if c.Password, err = controlSeal().Open(k, credentialRow(svc), v.sealed.creds[svc], clearOK); err != nil {
 			return err
 		}
 		v.Credentials[svc] = c
@@ -221,10 +222,10 @@ func sealClear(ctx context.Context, tx *sql.Tx, k *sealKey) error {
 		if err != nil {
 			return err
 		}
-		if val == "" || isSealed(val) {
+		if val == "" || seal.IsSealed(val) {
 			continue
 		}
-		sv, err := k.seal(key, val)
+		sv, err := k.Seal(key, val)
 		if err != nil {
 			return err
 		}
@@ -237,10 +238,10 @@ func sealClear(ctx context.Context, tx *sql.Tx, k *sealKey) error {
 		return err
 	}
 	for svc, c := range creds {
-		if c.Password == "" || isSealed(c.Password) {
+		if c.Password == "" || seal.IsSealed(c.Password) {
 			continue
 		}
-		sv, err := k.seal(credentialRow(svc), c.Password)
+		sv, err := k.Seal(credentialRow(svc), c.Password)
 		if err != nil {
 			return err
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/cloudctl/cloudctl/roles"
 	"github.com/cloudctl/cloudctl/roles/cephclient"
 	"github.com/cloudctl/cloudctl/roles/driver"
+	"github.com/cloudctl/cloudctl/roles/seal"
 )
 
 // wantedClients are the Ceph users other roles need, from the cluster
@@ -62,8 +63,10 @@ func monHost(st state) string {
 
 // ensureClients creates the Ceph users other roles need (caps limited to
 // their pool, through librados: the key never leaves the monitor's answer
-// but into the cluster database) and keeps their records current.
-func (d *Driver) ensureClients(ctx context.Context, env *driver.Env, conn *cephConn, st state) error {
+// but sealed with key into the cluster database) and keeps their records
+// current. A record whose key does not open with key (written in the clear
+// or by hand) is written again from the monitor's answer.
+func (d *Driver) ensureClients(ctx context.Context, env *driver.Env, conn *cephConn, st state, key *seal.Key) error {
 	wanted := wantedClients(env)
 	if err := d.dropClients(ctx, env, conn, wanted); err != nil {
 		return err
@@ -91,7 +94,11 @@ func (d *Driver) ensureClients(ctx context.Context, env *driver.Env, conn *cephC
 			return err
 		}
 		if clientUpToDate(rec, found, want) {
-			continue
+			_, err := storageSeal().Open(key, cephclient.SealRow(want.Name), rec.Key, false)
+			if err == nil {
+				continue
+			}
+			env.Log.Warn("storage: the stored key of a Ceph user does not open with the storage seal key; writing it again", "user", want.Entity(), "error", err)
 		}
 		caps := capsArgs(cephclient.Caps(want.Pool))
 		var ans []struct {
@@ -112,7 +119,10 @@ func (d *Driver) ensureClients(ctx context.Context, env *driver.Env, conn *cephC
 		if len(ans) != 1 || !validKey(ans[0].Key) {
 			return fmt.Errorf("create the Ceph user %s: unexpected answer", want.Entity())
 		}
-		want.Key, want.UpdatedAt = ans[0].Key, env.Now()
+		if want.Key, err = key.Seal(cephclient.SealRow(want.Name), ans[0].Key); err != nil {
+			return err
+		}
+		want.UpdatedAt = env.Now()
 		if err := cephclient.Put(ctx, env.DB, want); err != nil {
 			return err
 		}

@@ -63,7 +63,8 @@ CREATE TABLE storage_disks (
 	return nil
 }
 
-// Keys of storage_config.
+// Keys of storage_config (and keySealID). The keys are stored sealed
+// (seal.go).
 const (
 	keyFSID     = "fsid"
 	keyMonKey   = "mon_key"
@@ -84,12 +85,16 @@ const (
 	osdRemoved = "removed"
 )
 
-// secrets are the cluster-wide facts every member needs.
+// secrets are the cluster-wide Ceph facts: the fsid, and the mon. and
+// client.admin keys.
 type secrets struct {
 	FSID, MonKey, AdminKey string
 }
 
 func (s secrets) ok() bool { return s.FSID != "" && s.MonKey != "" && s.AdminKey != "" }
+
+// created reports whether the Ceph cluster's secrets exist.
+func (s state) created() bool { return s.stored.ok() }
 
 type monitorRow struct {
 	Node    string
@@ -118,7 +123,15 @@ type diskRow struct {
 
 // state is the storage tables as one read sees them.
 type state struct {
-	Secrets  secrets
+	// Secrets holds the fsid, and the keys once opened (open, openHere):
+	// in memory only.
+	Secrets secrets
+	// stored are the secrets as stored: the keys sealed (or in the clear,
+	// from a version before sealing).
+	stored secrets
+	// SealID names the storage seal key the keys are sealed with; "" until
+	// one is recorded.
+	SealID   string
 	Monitors []monitorRow
 	OSDs     []osdRow
 	Disks    []diskRow
@@ -185,11 +198,13 @@ func readState(ctx context.Context, db driver.DB) (state, error) {
 			}
 			switch k {
 			case keyFSID:
-				st.Secrets.FSID = v
+				st.Secrets.FSID, st.stored.FSID = v, v
 			case keyMonKey:
-				st.Secrets.MonKey = v
+				st.stored.MonKey = v
 			case keyAdminKey:
-				st.Secrets.AdminKey = v
+				st.stored.AdminKey = v
+			case keySealID:
+				st.SealID = v
 			}
 		}
 		rows.Close()
@@ -246,39 +261,6 @@ func readState(ctx context.Context, db driver.DB) (state, error) {
 		return state{}, fmt.Errorf("read the storage tables: %w", err)
 	}
 	return st, nil
-}
-
-// ensureSecrets creates the fsid and the keys once; every later call
-// returns the stored ones.
-func ensureSecrets(ctx context.Context, db driver.DB, now time.Time) (secrets, error) {
-	fsid, err := NewUUID()
-	if err != nil {
-		return secrets{}, err
-	}
-	mon, err := NewKey(now)
-	if err != nil {
-		return secrets{}, err
-	}
-	admin, err := NewKey(now)
-	if err != nil {
-		return secrets{}, err
-	}
-	err = db.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		for k, v := range map[string]string{keyFSID: fsid, keyMonKey: mon, keyAdminKey: admin} {
-			if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO storage_config (key, value) VALUES (?, ?)`, k, v); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return secrets{}, fmt.Errorf("store the Ceph cluster secrets: %w", err)
-	}
-	st, err := readState(ctx, db)
-	if err != nil {
-		return secrets{}, err
-	}
-	return st.Secrets, nil
 }
 
 func recordMonitor(ctx context.Context, db driver.DB, node, addr string, now time.Time) error {

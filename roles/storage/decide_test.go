@@ -139,15 +139,16 @@ func TestRenderConf(t *testing.T) {
 }
 
 func TestStateTables(t *testing.T) {
-	db := newDB(t)
+	env := testEnv(t, nil, node("n1", 1, roles.Storage))
+	db := env.DB
 	ctx := context.Background()
-	s1, err := ensureSecrets(ctx, db, time.Now())
-	if err != nil || !s1.ok() {
-		t.Fatalf("%+v %v", s1, err)
+	var st0 state
+	if _, err := New().secrets(ctx, env, &st0); err != nil || !st0.Secrets.ok() {
+		t.Fatalf("%+v %v", st0.Secrets, err)
 	}
-	s2, err := ensureSecrets(ctx, db, time.Now())
-	if err != nil || s2 != s1 {
-		t.Fatalf("secrets changed on the second call: %+v %+v", s1, s2)
+	st1, _ := readState(ctx, db)
+	if _, err := New().secrets(ctx, env, &st1); err != nil || st1.Secrets != st0.Secrets {
+		t.Fatalf("secrets changed on the second call: %v", err)
 	}
 	now := time.Now()
 	if err := recordMonitor(ctx, db, "n1", "10.0.0.1", now); err != nil {
@@ -172,7 +173,6 @@ func TestStateTables(t *testing.T) {
 	if len(st.Monitors) != 1 || len(st.OSDs) != 2 || !st.OSDs[0].FileBacked || len(st.Disks) != 1 {
 		t.Fatalf("%+v", st)
 	}
-	env := &driver.Env{Nodes: []driver.Node{node("n1", 1, roles.Storage)}}
 	if h := st.hostsWithOSDs(env); len(h) != 0 {
 		t.Fatalf("hosts with OSDs counted a creating OSD or a departed node: %v", h)
 	}

@@ -171,7 +171,7 @@ func (d *Driver) converge(ctx context.Context, env *driver.Env, step func(driver
 		}
 	}
 
-	if !st.Secrets.ok() {
+	if !st.created() {
 		if len(monNodes) == 0 || monNodes[0] != local {
 			first := "the first storage node"
 			if len(monNodes) > 0 {
@@ -180,9 +180,12 @@ func (d *Driver) converge(ctx context.Context, env *driver.Env, step func(driver
 			return false, waitingError{"waiting for " + first + " to create the Ceph cluster"}
 		}
 		step(driver.Step{Name: "create the Ceph cluster", State: "running"})
-		if st.Secrets, err = ensureSecrets(ctx, env.DB, env.Now()); err != nil {
-			return false, err
-		}
+	}
+	// The keys are sealed in the cluster database: from here on they are
+	// in memory and in this node's 0600 keyrings only.
+	key, err := d.secrets(ctx, env, &st)
+	if err != nil {
+		return false, err
 	}
 	if _, err := writeFile(l.adminKeyring(), []byte(keyring("client.admin", st.Secrets.AdminKey, adminCaps)), 0o600); err != nil {
 		return false, err
@@ -271,10 +274,13 @@ func (d *Driver) converge(ctx context.Context, env *driver.Env, step func(driver
 	if st, err = readState(ctx, env.DB); err != nil {
 		return false, err
 	}
+	if err := st.open(key); err != nil {
+		return false, err
+	}
 	if err := d.ensurePools(ctx, env, conn, st); err != nil {
 		return false, err
 	}
-	if err := d.ensureClients(ctx, env, conn, st); err != nil {
+	if err := d.ensureClients(ctx, env, conn, st, key); err != nil {
 		return false, err
 	}
 	return settledOK && stat.Health.Status == "HEALTH_OK", nil
@@ -338,6 +344,9 @@ func (d *Driver) conn(ctx context.Context, st state) (*cephConn, error) {
 	addrs := make([]string, 0, len(st.Monitors))
 	for _, m := range st.Monitors {
 		addrs = append(addrs, monAddr(m.Addr))
+	}
+	if st.Secrets.AdminKey == "" {
+		return nil, errors.New("the Ceph admin key is not opened on this node")
 	}
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()

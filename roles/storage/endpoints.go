@@ -3,25 +3,36 @@ package storage
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cloudctl/cloudctl/api"
 	"github.com/cloudctl/cloudctl/roles"
+	"github.com/cloudctl/cloudctl/roles/cephclient"
 	"github.com/cloudctl/cloudctl/roles/driver"
 	splan "github.com/cloudctl/cloudctl/roles/storage/plan"
 )
 
 // Endpoints implements driver.Driver: GET /1.0/storage/disks lists the
-// OSDs, with the node and plan entry each was made from.
+// OSDs, with the node and plan entry each was made from; the others serve
+// the storage seal key and what only its holders can open (seal.go).
 func (d *Driver) Endpoints() []driver.Endpoint {
 	return []driver.Endpoint{
-		{Path: "storage/disks", Method: http.MethodGet, Handler: d.listDisks},
-		{Path: "storage/disks", Method: http.MethodPost, Handler: d.addDisk},
-		{Path: "storage/disks", Method: http.MethodDelete, Handler: d.removeDisk},
+		{Path: disksPath, Method: http.MethodGet, Handler: d.listDisks},
+		{Path: disksPath, Method: http.MethodPost, Handler: d.addDisk},
+		{Path: disksPath, Method: http.MethodDelete, Handler: d.removeDisk},
+		{Path: SealKeyPath, Method: http.MethodGet, Handler: d.handleSealKey},
+		{Path: sealHolderPath, Method: http.MethodGet, Handler: d.handleSealHolder, Light: true},
+		{Path: layerPath, Method: http.MethodGet, Handler: d.handleLayer},
+		{Path: cephclient.KeyPath + "/{name}", Method: http.MethodGet, Handler: d.handleClientKey},
 	}
 }
+
+// disksPath lists, adds and removes OSD disks.
+const disksPath = "storage/disks"
 
 // addDisk records a disk for a storage node; that node's next round makes
 // the OSD. A disk of the node answering is checked at once, so a refused
@@ -71,17 +82,38 @@ func (d *Driver) addDisk(ctx context.Context, env *driver.Env, req driver.Reques
 	return in, nil
 }
 
-func (d *Driver) listDisks(ctx context.Context, env *driver.Env, _ driver.Request) (any, error) {
+// listDisks lists the OSDs, up and in as Ceph says. A node that holds no
+// storage seal key asks a node that runs Ceph for the list, when the
+// request came on its local socket; failing that, or asked by a member, it
+// lists them without their up and in.
+func (d *Driver) listDisks(ctx context.Context, env *driver.Env, req driver.Request) (any, error) {
 	st, err := readState(ctx, env.DB)
 	if err != nil {
 		return nil, driver.Errorf(http.StatusInternalServerError, "%v", err)
 	}
 	out := []api.StorageOSD{}
 	var osds map[int]osdState
-	if st.Secrets.ok() {
-		if conn, err := d.conn(ctx, st); err == nil {
-			if osds, err = conn.osdStates(ctx); err != nil {
-				d.conns.drop(conn)
+	if st.created() {
+		err := openHere(env, &st)
+		if errors.Is(err, errNoKey) && req.Local && env.Peers != nil {
+			for _, n := range d.keyHolders(env) {
+				if !d.AppliesTo(env, n) {
+					continue
+				}
+				var theirs []api.StorageOSD
+				pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				err := env.Peers.Get(pctx, n.Name, disksPath, &theirs)
+				cancel()
+				if err == nil {
+					return theirs, nil
+				}
+			}
+		}
+		if err == nil {
+			if conn, err := d.conn(ctx, st); err == nil {
+				if osds, err = conn.osdStates(ctx); err != nil {
+					d.conns.drop(conn)
+				}
 			}
 		}
 	}
@@ -129,6 +161,11 @@ func (d *Driver) removeDisk(ctx context.Context, env *driver.Env, req driver.Req
 	}
 	if target == nil {
 		return nil, driver.Errorf(http.StatusNotFound, "node %s has no OSD on disk %s; `cloudctl storage disk list` shows the OSDs", node, path)
+	}
+	if err := openHere(env, &st); errors.Is(err, errNoKey) {
+		return nil, driver.Errorf(http.StatusConflict, "%s holds no key to the Ceph secrets, so it cannot remove the OSD on %s: run this on %s", env.Local.Name, path, d.cephNodes(env))
+	} else if err != nil {
+		return nil, err
 	}
 	conn, err := d.conn(ctx, st)
 	if err != nil {

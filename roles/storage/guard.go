@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -24,8 +25,13 @@ func (d *Driver) Guard(ctx context.Context, env *driver.Env, ch driver.Change) e
 		return err
 	}
 	hosts := st.hostsWithOSDs(env)
-	if !st.Secrets.ok() || !contains(hosts, ch.Node) {
+	if !st.created() || !contains(hosts, ch.Node) {
 		return nil
+	}
+	if err := openHere(env, &st); errors.Is(err, errNoKey) {
+		return fmt.Errorf("%s holds no key to the Ceph secrets, so it cannot check what removing %s would lose: run this on %s, or use --force to go ahead unchecked", env.Local.Name, ch.Node, d.cephNodes(env))
+	} else if err != nil {
+		return fmt.Errorf("cannot check what removing %s would lose: %w; use --force to go ahead unchecked", ch.Node, err)
 	}
 	conn, err := d.conn(ctx, st)
 	if err != nil {

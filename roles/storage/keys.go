@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"time"
+
+	"github.com/cloudctl/cloudctl/roles/cephclient"
 )
 
 // NewKey returns a new cephx secret in Ceph's text form: the base64 of an
@@ -24,10 +26,7 @@ func NewKey(now time.Time) (string, error) {
 }
 
 // validKey reports whether s decodes as a cephx AES key record.
-func validKey(s string) bool {
-	b, err := base64.StdEncoding.DecodeString(s)
-	return err == nil && len(b) == 28 && binary.LittleEndian.Uint16(b) == 1 && binary.LittleEndian.Uint16(b[10:]) == 16
-}
+func validKey(s string) bool { return cephclient.ValidKey(s) }
 
 // NewUUID returns a random (version 4) UUID.
 func NewUUID() (string, error) {

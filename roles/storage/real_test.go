@@ -20,6 +20,7 @@ import (
 	"github.com/cloudctl/cloudctl/roles"
 	"github.com/cloudctl/cloudctl/roles/cephclient"
 	"github.com/cloudctl/cloudctl/roles/driver"
+	"github.com/cloudctl/cloudctl/roles/seal"
 	splan "github.com/cloudctl/cloudctl/roles/storage/plan"
 )
 
@@ -194,6 +195,29 @@ func TestRealCephOneNode(t *testing.T) {
 		r, m := lxdUser()
 		return r && m
 	})
+	// Its key is stored sealed; the compute node gets it opened, as the
+	// monitors know it.
+	rec, _, err := cephclient.Get(context.Background(), env.DB, cephclient.LXD)
+	if err != nil || !seal.IsSealed(rec.Key) {
+		t.Fatalf("the LXD user's key is not stored sealed: %v", err)
+	}
+	out, err := d.handleClientKey(context.Background(), env, driver.Request{Caller: "node2", Vars: map[string]string{"name": cephclient.LXD}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := stateConn(d, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var onMon struct {
+		Key string `json:"key"`
+	}
+	if err := conn.mon(context.Background(), map[string]any{"prefix": "auth get-key", "entity": "client." + cephclient.LXD, "format": "json"}, nil, &onMon); err != nil {
+		t.Fatal(err)
+	}
+	if r := out.(cephclient.KeyReply); !validKey(r.Key) || r.Key != onMon.Key {
+		t.Fatal("the key handed to the compute node is not the monitors' key of client.lxd-remote")
+	}
 	// A user made moments ago stays (another node may have made it for a
 	// compute node this round's view does not show yet) ...
 	env.Nodes = []driver.Node{env.Local}
@@ -349,6 +373,9 @@ func tryReadRBD(d *Driver, env *driver.Env, pool, name string, n int) ([]byte, e
 func stateConn(d *Driver, env *driver.Env) (*cephConn, error) {
 	st, err := readState(context.Background(), env.DB)
 	if err != nil {
+		return nil, err
+	}
+	if err := openHere(env, &st); err != nil {
 		return nil, err
 	}
 	return d.conn(context.Background(), st)

@@ -3,7 +3,9 @@ package storage
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net/http"
 	"sort"
 	"strconv"
 	"strings"
@@ -16,10 +18,34 @@ import (
 )
 
 // Status implements driver.Driver. It only reads: the connection is made in
-// memory from the stored monitor addresses and admin key.
+// memory from the stored monitor addresses and the admin key, opened with
+// this node's storage seal key. A node that holds none (it runs no Ceph)
+// asks a node that runs Ceph for its layer.
 func (d *Driver) Status(ctx context.Context, env *driver.Env) api.Layer {
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
+	return d.status(ctx, env, true)
+}
+
+// handleLayer answers this node's storage layer to a member that holds no
+// storage seal key (Status there); it never asks further.
+func (d *Driver) handleLayer(ctx context.Context, env *driver.Env, req driver.Request) (any, error) {
+	if req.Caller == "" {
+		return nil, driver.Errorf(http.StatusForbidden, "the storage layer is answered here to cluster members only; run `cloudctl status`")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	l := d.status(ctx, env, false)
+	if l.Health == "" {
+		return nil, driver.Errorf(http.StatusServiceUnavailable, "%s does not hold the storage seal key yet: ask another node that runs Ceph", env.Local.Name)
+	}
+	return l, nil
+}
+
+// status builds the storage layer. Without the storage seal key it asks
+// the nodes that run Ceph when forward is set, and otherwise answers a
+// layer without health (handleLayer's "not here").
+func (d *Driver) status(ctx context.Context, env *driver.Env, forward bool) api.Layer {
 	layer := api.Layer{Name: Name, Title: "Storage (Ceph)", Built: true, HA: api.HANo, Health: api.HealthWarning}
 	storageNodes := env.WithRole(roles.Storage)
 	st, err := readState(ctx, env.DB)
@@ -27,7 +53,19 @@ func (d *Driver) Status(ctx context.Context, env *driver.Env) api.Layer {
 		layer.Health, layer.Reason = api.HealthError, err.Error()
 		return layer
 	}
-	if !st.Secrets.ok() || len(st.Monitors) == 0 {
+	if st.created() && len(st.Monitors) > 0 {
+		err := openHere(env, &st)
+		switch {
+		case errors.Is(err, errNoKey) && forward:
+			return d.layerFromPeers(ctx, env, layer)
+		case errors.Is(err, errNoKey):
+			return api.Layer{}
+		case err != nil:
+			layer.Health, layer.Reason = api.HealthError, err.Error()
+			return layer
+		}
+	}
+	if !st.created() || len(st.Monitors) == 0 {
 		layer.Reason = "the Ceph cluster is not created yet"
 		if len(storageNodes) == 0 {
 			layer.Reason = "no node has the storage role"
@@ -52,6 +90,34 @@ func (d *Driver) Status(ctx context.Context, env *driver.Env) api.Layer {
 	layer.Members = members(env, st, det, osds)
 	if b, err := json.Marshal(det); err == nil {
 		layer.Details = b
+	}
+	return layer
+}
+
+// layerFromPeers asks the nodes that run Ceph for their storage layer,
+// for a node that holds no storage seal key.
+func (d *Driver) layerFromPeers(ctx context.Context, env *driver.Env, layer api.Layer) api.Layer {
+	var tried []string
+	for _, n := range d.keyHolders(env) {
+		if !d.AppliesTo(env, n) || env.Peers == nil {
+			continue
+		}
+		var l api.Layer
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := env.Peers.Get(pctx, n.Name, layerPath, &l)
+		cancel()
+		if err == nil && l.Name == Name {
+			return l
+		}
+		if err == nil {
+			err = errors.New("not a storage layer")
+		}
+		tried = append(tried, fmt.Sprintf("%s: %v", n.Name, err))
+	}
+	layer.Health = api.HealthError
+	layer.Reason = "the Ceph keys are sealed and only the nodes that run Ceph hold their key, and none of them answered"
+	if len(tried) > 0 {
+		layer.Reason += ": " + strings.Join(tried, "; ")
 	}
 	return layer
 }
