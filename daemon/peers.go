@@ -1,8 +1,10 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,6 +15,7 @@ import (
 	"github.com/canonical/microcluster/state"
 
 	"github.com/cloudctl/cloudctl/client"
+	"github.com/cloudctl/cloudctl/roles/driver"
 )
 
 // peerHTTP is an HTTPS client that presents this member's certificate and
@@ -111,6 +114,54 @@ func (p *peerClient) Get(ctx context.Context, node, path string, out any) error 
 	}
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("ask %s: %s: %s", node, resp.Status, env.Error)
+	}
+	if err := json.Unmarshal(env.Metadata, out); err != nil {
+		return fmt.Errorf("ask %s: decode answer: %w", node, err)
+	}
+	return nil
+}
+
+// Post implements driver.Peers. Its client has no overall timeout of its
+// own (ctx bounds the call): the member may work for minutes before it
+// answers.
+func (p *peerClient) Post(ctx context.Context, node, path string, in, out any) error {
+	p.mu.Lock()
+	addr := p.addrs[node]
+	p.mu.Unlock()
+	if addr == "" {
+		return fmt.Errorf("no address known for member %s", node)
+	}
+	hc, err := p.client()
+	if err != nil {
+		return err
+	}
+	body, err := json.Marshal(in)
+	if err != nil {
+		return fmt.Errorf("ask %s: %w", node, err)
+	}
+	u := url.URL{Scheme: "https", Host: addr, Path: "/" + PathPrefix + "/" + path}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("ask %s: %w", node, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := (&http.Client{Transport: hc.Transport}).Do(req)
+	if err != nil {
+		return fmt.Errorf("ask %s: %w", node, err)
+	}
+	defer resp.Body.Close()
+	var env struct {
+		Metadata json.RawMessage `json:"metadata"`
+		Error    string          `json:"error"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 8<<20)).Decode(&env); err != nil {
+		return fmt.Errorf("ask %s: decode answer: %w", node, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return driver.HTTPError{Code: resp.StatusCode, Err: errors.New(env.Error)}
+	}
+	if out == nil || len(env.Metadata) == 0 {
+		return nil
 	}
 	if err := json.Unmarshal(env.Metadata, out); err != nil {
 		return fmt.Errorf("ask %s: decode answer: %w", node, err)

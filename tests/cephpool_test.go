@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -153,6 +154,13 @@ func TestComputeCephPool(t *testing.T) {
 	// The Ceph keys are sealed in every member's cluster database; only
 	// the storage node holds their key.
 	cephSealed(t, []*harness.Node{n2}, []*harness.Node{n1, n3})
+	// node1 runs no Ceph and holds no key to it: node2 guards the removal
+	// of its own storage role for node1 (over the cluster API), and its
+	// refusal is the one node1 gives; nothing changes.
+	oneSentence(t, n1.Run("role", "remove", "node2", "storage"), "would lose the last copy of the data")
+	if st := mustStatus(t, n1); member(st, "node2") == nil || !slices.Contains(member(st, "node2").Roles, "storage") {
+		t.Fatalf("node2 lost its storage role to a refused removal: %+v", member(st, "node2"))
+	}
 
 	// A member's LXD restarted (cloudd SIGKILLed) starts again with the pool.
 	n3.Kill(t)

@@ -62,6 +62,10 @@ func (p sockPeers) Get(ctx context.Context, node, path string, out any) error {
 	return agentCall(ctx, p.root, node, http.MethodGet, path, nil, out)
 }
 
+func (p sockPeers) Post(ctx context.Context, node, path string, in, out any) error {
+	return fmt.Errorf("no POST %s on %s in this test", path, node)
+}
+
 func agentCall(ctx context.Context, root, node, method, path string, body any, out any) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()

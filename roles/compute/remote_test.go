@@ -154,6 +154,10 @@ func (p keyPeers) Get(ctx context.Context, node, path string, out any) error {
 	return json.Unmarshal(b, out)
 }
 
+func (p keyPeers) Post(ctx context.Context, node, path string, in, out any) error {
+	return fmt.Errorf("no POST %s on %s in this test", path, node)
+}
+
 // The compute node writes the key a storage node hands over, never the
 // stored (sealed) value; it asks again only when that value changes, and
 // keeps the keyring it wrote when no storage node answers.

@@ -176,6 +176,10 @@ func (p peerKeys) Get(ctx context.Context, node, path string, out any) error {
 	return json.Unmarshal(b, out)
 }
 
+func (p peerKeys) Post(ctx context.Context, node, path string, in, out any) error {
+	return fmt.Errorf("no POST %s on %s in this test", path, node)
+}
+
 // twoControl makes node2 join env's cluster as a control node, with a
 // directory of its own; node1 stays env's local node.
 func twoControl(t *testing.T, env *driver.Env) *driver.Env {
@@ -426,6 +430,10 @@ func (p peerCalls) Get(ctx context.Context, node, path string, out any) error {
 	}
 	b, _ := json.Marshal(r)
 	return json.Unmarshal(b, out)
+}
+
+func (p peerCalls) Post(ctx context.Context, node, path string, in, out any) error {
+	return fmt.Errorf("no POST %s on %s in this test", path, node)
 }
 
 // A node that left the control role keeps its copy of the key until a

@@ -272,6 +272,12 @@ type Peers interface {
 	// Get fetches https://<member>/1.0/<path> from the member called node and
 	// decodes its metadata into out.
 	Get(ctx context.Context, node, path string, out any) error
+	// Post sends in as JSON to https://<member>/1.0/<path> on the member
+	// called node and decodes its metadata into out (when not nil). It
+	// waits as long as ctx allows (a forwarded guard may drain OSDs for
+	// minutes). A refusal by the member's handler is an HTTPError with
+	// its status and sentence.
+	Post(ctx context.Context, node, path string, in, out any) error
 }
 
 // Endpoint is one API endpoint of a driver, served under /1.0/<Path>.

@@ -793,6 +793,10 @@ func (p fakePeers) Get(ctx context.Context, node, path string, out any) error {
 	return nil
 }
 
+func (p fakePeers) Post(ctx context.Context, node, path string, in, out any) error {
+	return fmt.Errorf("no POST %s on %s in this test", path, node)
+}
+
 func TestStatusLayer(t *testing.T) {
 	ctx := context.Background()
 	sys := newFakeSys()

@@ -2,9 +2,12 @@ package storage
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cloudctl/cloudctl/roles"
@@ -29,10 +32,84 @@ func (d *Driver) Guard(ctx context.Context, env *driver.Env, ch driver.Change) e
 		return nil
 	}
 	if err := openHere(env, &st); errors.Is(err, errNoKey) {
-		return fmt.Errorf("%s holds no key to the Ceph secrets, so it cannot check what removing %s would lose: run this on %s, or use --force to go ahead unchecked", env.Local.Name, ch.Node, d.cephNodes(env))
+		return d.guardElsewhere(ctx, env, ch)
 	} else if err != nil {
 		return fmt.Errorf("cannot check what removing %s would lose: %w; use --force to go ahead unchecked", ch.Node, err)
 	}
+	return d.guardHere(ctx, env, st, ch)
+}
+
+// guardPath is where a node that holds no storage seal key has a node that
+// runs Ceph check (and drain for) a change: POST, the driver.Change.
+const guardPath = "storage/guard"
+
+// guardElsewhere asks a node that runs Ceph to guard ch, for a node that
+// holds no key to the Ceph secrets (a control-only node removing a storage
+// node). The first that answers decides: its refusal is the refusal here.
+func (d *Driver) guardElsewhere(ctx context.Context, env *driver.Env, ch driver.Change) error {
+	var tried []string
+	for _, n := range d.keyHolders(env) {
+		if !d.AppliesTo(env, n) || env.Peers == nil {
+			continue
+		}
+		err := env.Peers.Post(ctx, n.Name, guardPath, ch, nil)
+		switch {
+		case err == nil:
+			return nil
+		case driver.StatusCode(err) == http.StatusConflict:
+			return errors.Unwrap(err)
+		}
+		tried = append(tried, fmt.Sprintf("%s: %v", n.Name, err))
+	}
+	why := "no other node runs Ceph"
+	if len(tried) > 0 {
+		why = "none of the nodes that run Ceph could check it (" + strings.Join(tried, "; ") + ")"
+	}
+	return fmt.Errorf("%s holds no key to the Ceph secrets and %s, so what removing %s would lose is not known: try again when %s answers, or use --force to go ahead unchecked", env.Local.Name, why, ch.Node, d.cephNodes(env))
+}
+
+// handleGuard checks (and drains for) a change on behalf of a member that
+// holds no storage seal key (guardElsewhere). A refusal answers 409 with
+// its sentence; this node not holding the key either, 503.
+func (d *Driver) handleGuard(ctx context.Context, env *driver.Env, req driver.Request) (any, error) {
+	if req.Caller == "" {
+		return nil, driver.Errorf(http.StatusForbidden, "the storage guard is asked here by cluster members only; run `cloudctl cluster remove` or `cloudctl role remove`")
+	}
+	var ch driver.Change
+	if err := json.NewDecoder(req.Body).Decode(&ch); err != nil {
+		return nil, driver.Errorf(http.StatusBadRequest, "the guarded change is not valid JSON: %v", err)
+	}
+	if ch.Kind != driver.RemoveNode && ch.Kind != driver.RemoveRole {
+		return nil, driver.Errorf(http.StatusBadRequest, "the guarded change has an unknown kind %q", ch.Kind)
+	}
+	if _, ok := env.Node(ch.Node); !ok {
+		return nil, driver.Errorf(http.StatusBadRequest, "the guarded change names %s, which is not a member", ch.Node)
+	}
+	if ch.Kind == driver.RemoveRole && ch.Role != roles.Storage {
+		return struct{}{}, nil
+	}
+	st, err := readState(ctx, env.DB)
+	if err != nil {
+		return nil, err
+	}
+	if !st.created() || !contains(st.hostsWithOSDs(env), ch.Node) {
+		return struct{}{}, nil
+	}
+	if err := openHere(env, &st); errors.Is(err, errNoKey) {
+		return nil, driver.Errorf(http.StatusServiceUnavailable, "%s does not hold the storage seal key yet: ask another node that runs Ceph", env.Local.Name)
+	} else if err != nil {
+		return nil, driver.Errorf(http.StatusServiceUnavailable, "%v", err)
+	}
+	env.Log.Info("storage: guarding a change for a member that holds no storage seal key", "for", req.Caller, "change", string(ch.Kind), "node", ch.Node)
+	if err := d.guardHere(ctx, env, st, ch); err != nil {
+		return nil, driver.Errorf(http.StatusConflict, "%v", err)
+	}
+	return struct{}{}, nil
+}
+
+// guardHere is the guard on a node whose st holds the opened keys.
+func (d *Driver) guardHere(ctx context.Context, env *driver.Env, st state, ch driver.Change) error {
+	hosts := st.hostsWithOSDs(env)
 	conn, err := d.conn(ctx, st)
 	if err != nil {
 		return fmt.Errorf("cannot check what removing %s would lose: %w; use --force to go ahead unchecked", ch.Node, err)

@@ -47,6 +47,22 @@ func (p peerCalls) Get(ctx context.Context, node, path string, out any) error {
 	return json.Unmarshal(b, out)
 }
 
+func (p peerCalls) Post(ctx context.Context, node, path string, in, out any) error {
+	return fmt.Errorf("no POST %s on %s in this test", path, node)
+}
+
+// postPeers answers POSTs with fn (a guard forwarded to a node that runs
+// Ceph) and nothing else.
+type postPeers func(node, path string, in any) error
+
+func (p postPeers) Get(ctx context.Context, node, path string, out any) error {
+	return fmt.Errorf("no GET %s on %s in this test", path, node)
+}
+
+func (p postPeers) Post(ctx context.Context, node, path string, in, out any) error {
+	return p(node, path, in)
+}
+
 // serve answers as the storage drivers of envs would, each caller known by
 // its certificate (Caller).
 func serve(t *testing.T, caller string, envs ...*driver.Env) peerCalls {
@@ -441,9 +457,56 @@ func TestWithoutKey(t *testing.T) {
 	if _, err := d.handleLayer(t.Context(), envs[0], driver.Request{Local: true}); driver.StatusCode(err) != http.StatusForbidden {
 		t.Fatalf("the layer asked on the local socket: %v", err)
 	}
+	// The guard without the key asks a node that runs Ceph; nobody
+	// answering is a refusal that --force overrides.
 	err := d.Guard(t.Context(), envs[1], driver.Change{Kind: driver.RemoveNode, Node: "node1"})
-	if err == nil || !strings.Contains(err.Error(), "run this on node1, or use --force") {
-		t.Fatalf("guard without the key: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "try again when node1 answers, or use --force") {
+		t.Fatalf("guard without the key, nobody answering: %v", err)
+	}
+	// node1's refusal is the refusal, word for word; its yes is the yes.
+	refusal := "removing node1 would leave pool(s) volumes below their size: only 1 host(s) with OSDs would remain; add a storage node first or use --force to lower the size to 1"
+	var posted []driver.Change
+	envs[1].Peers = postPeers(func(node, path string, in any) error {
+		if node != "node1" || path != guardPath {
+			return fmt.Errorf("unexpected POST %s %s", node, path)
+		}
+		posted = append(posted, in.(driver.Change))
+		if in.(driver.Change).Force {
+			return nil
+		}
+		return driver.Errorf(http.StatusConflict, "%s", refusal)
+	})
+	ch := driver.Change{Kind: driver.RemoveNode, Node: "node1"}
+	if err := d.Guard(t.Context(), envs[1], ch); err == nil || err.Error() != refusal {
+		t.Fatalf("guard forwarded to node1: %v", err)
+	}
+	ch.Force = true
+	if err := d.Guard(t.Context(), envs[1], ch); err != nil {
+		t.Fatalf("forced guard forwarded to node1: %v", err)
+	}
+	if len(posted) != 2 || posted[0].Node != "node1" || posted[0].Kind != driver.RemoveNode || !posted[1].Force {
+		t.Fatalf("posted %+v", posted)
+	}
+	// What node1 answers a member that asks it to guard a change, short of
+	// asking Ceph (no Ceph runs here).
+	body := func(c any) *strings.Reader { b, _ := json.Marshal(c); return strings.NewReader(string(b)) }
+	for _, tc := range []struct {
+		env  *driver.Env
+		req  driver.Request
+		code int
+	}{
+		{envs[0], driver.Request{Local: true, Body: body(driver.Change{Kind: driver.RemoveNode, Node: "node1"})}, http.StatusForbidden},
+		{envs[0], driver.Request{Caller: "node2", Body: strings.NewReader("{")}, http.StatusBadRequest},
+		{envs[0], driver.Request{Caller: "node2", Body: body(driver.Change{Kind: "wipe", Node: "node1"})}, http.StatusBadRequest},
+		{envs[0], driver.Request{Caller: "node2", Body: body(driver.Change{Kind: driver.RemoveNode, Node: "node9"})}, http.StatusBadRequest},
+		{envs[0], driver.Request{Caller: "node2", Body: body(driver.Change{Kind: driver.RemoveRole, Node: "node1", Role: roles.Compute})}, http.StatusOK},
+		{envs[0], driver.Request{Caller: "node2", Body: body(driver.Change{Kind: driver.RemoveNode, Node: "node2"})}, http.StatusOK},
+		{envs[1], driver.Request{Caller: "node1", Body: body(driver.Change{Kind: driver.RemoveNode, Node: "node1"})}, http.StatusServiceUnavailable},
+	} {
+		_, err := d.handleGuard(t.Context(), tc.env, tc.req)
+		if code := driver.StatusCode(err); (err == nil && tc.code != http.StatusOK) || (err != nil && code != tc.code) {
+			t.Errorf("handleGuard on %s, %+v: %v (status %d), want %d", tc.env.Local.Name, tc.req, err, code, tc.code)
+		}
 	}
 	_, err = d.removeDisk(t.Context(), envs[1], driver.Request{Local: true, Query: map[string][]string{"node": {"node1"}, "path": {"loop:4GiB"}}})
 	if driver.StatusCode(err) != http.StatusConflict || !strings.Contains(err.Error(), "run this on node1") {
