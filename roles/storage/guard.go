@@ -32,7 +32,7 @@ func (d *Driver) Guard(ctx context.Context, env *driver.Env, ch driver.Change) e
 		return nil
 	}
 	if err := openHere(env, &st); errors.Is(err, errNoKey) {
-		return d.guardElsewhere(ctx, env, ch)
+		return d.guardElsewhere(ctx, env, st.SealID, ch)
 	} else if err != nil {
 		return fmt.Errorf("cannot check what removing %s would lose: %w; use --force to go ahead unchecked", ch.Node, err)
 	}
@@ -45,19 +45,38 @@ const guardPath = "storage/guard"
 
 // guardElsewhere asks a node that runs Ceph to guard ch, for a node that
 // holds no key to the Ceph secrets (a control-only node removing a storage
-// node). The first that answers decides: its refusal is the refusal here.
-func (d *Driver) guardElsewhere(ctx context.Context, env *driver.Env, ch driver.Change) error {
-	var tried []string
+// node). Each candidate is asked first, briefly, whether it holds the
+// recorded key (a light call), so that a node that hangs costs seconds and
+// not the whole request; the node being removed is asked last. The first
+// that answers decides: its refusal is the refusal here.
+func (d *Driver) guardElsewhere(ctx context.Context, env *driver.Env, sealID string, ch driver.Change) error {
+	var first, last []driver.Node
 	for _, n := range d.keyHolders(env) {
-		if !d.AppliesTo(env, n) || env.Peers == nil {
-			continue
-		}
-		err := env.Peers.Post(ctx, n.Name, guardPath, ch, nil)
 		switch {
-		case err == nil:
-			return nil
-		case driver.StatusCode(err) == http.StatusConflict:
-			return errors.Unwrap(err)
+		case !d.AppliesTo(env, n) || env.Peers == nil:
+		case n.Name == ch.Node:
+			last = append(last, n)
+		default:
+			first = append(first, n)
+		}
+	}
+	var tried []string
+	for _, n := range append(first, last...) {
+		var h sealHolder
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := env.Peers.Get(pctx, n.Name, sealHolderPath, &h)
+		cancel()
+		if err == nil && h.ID != sealID {
+			err = errors.New("does not hold the storage seal key")
+		}
+		if err == nil {
+			err = env.Peers.Post(ctx, n.Name, guardPath, ch, nil)
+			switch {
+			case err == nil:
+				return nil
+			case driver.StatusCode(err) == http.StatusConflict:
+				return errors.Unwrap(err)
+			}
 		}
 		tried = append(tried, fmt.Sprintf("%s: %v", n.Name, err))
 	}

@@ -387,7 +387,10 @@ func (d *Driver) handleClientKey(ctx context.Context, env *driver.Env, req drive
 	}
 	key, err := storageSeal().Open(k, cephclient.SealRow(name), rec.Key, st.SealID == "")
 	if err != nil {
-		return nil, err
+		// A storage node's next round writes the record again from the
+		// monitors' answer (ensureClients): the caller only has to wait.
+		env.Log.Warn("storage: the stored key of a Ceph user does not open; a storage node writes it again", "user", rec.Entity(), "err", err)
+		return nil, driver.Errorf(http.StatusServiceUnavailable, "the stored key of client.%s does not open here; a storage node writes it again within a minute: try again then", name)
 	}
 	env.Log.Info("storage: handed the key of a Ceph user to a node of its role", "user", rec.Entity(), "to", req.Caller)
 	return cephclient.KeyReply{Name: name, Key: key}, nil

@@ -51,16 +51,23 @@ func (p peerCalls) Post(ctx context.Context, node, path string, in, out any) err
 	return fmt.Errorf("no POST %s on %s in this test", path, node)
 }
 
-// postPeers answers POSTs with fn (a guard forwarded to a node that runs
-// Ceph) and nothing else.
-type postPeers func(node, path string, in any) error
+// postPeers answers POSTs with post (a guard forwarded to a node that
+// runs Ceph), and GETs of the seal holder with holder, and nothing else.
+type postPeers struct {
+	post   func(node, path string, in any) error
+	holder sealHolder
+}
 
 func (p postPeers) Get(ctx context.Context, node, path string, out any) error {
-	return fmt.Errorf("no GET %s on %s in this test", path, node)
+	if path != sealHolderPath {
+		return fmt.Errorf("no GET %s on %s in this test", path, node)
+	}
+	*out.(*sealHolder) = p.holder
+	return nil
 }
 
 func (p postPeers) Post(ctx context.Context, node, path string, in, out any) error {
-	return p(node, path, in)
+	return p.post(node, path, in)
 }
 
 // serve answers as the storage drivers of envs would, each caller known by
@@ -418,7 +425,9 @@ func TestClientKey(t *testing.T) {
 	}
 	// A key put in the clear after sealing is refused, not handed out.
 	putClient(t, envs[0], lxdKey)
-	if _, err := ask(envs[0], driver.Request{Caller: "node2"}); err == nil || !strings.Contains(err.Error(), "stored in the clear although the secrets are sealed") {
+	// (A storage node's next round writes it again, sealed: the caller is
+	// told to come back, and the log says why.)
+	if _, err := ask(envs[0], driver.Request{Caller: "node2"}); driver.StatusCode(err) != http.StatusServiceUnavailable || !strings.Contains(err.Error(), "a storage node writes it again") || strings.Contains(err.Error(), lxdKey) {
 		t.Fatalf("a clear key once sealed: %v", err)
 	}
 }
@@ -428,7 +437,7 @@ func TestClientKey(t *testing.T) {
 // run it.
 func TestWithoutKey(t *testing.T) {
 	envs := clusterOf(t, node("node1", 1, roles.Storage), node("node2", 2, roles.Compute))
-	converged(t, envs[0])
+	_, key := converged(t, envs[0])
 	now := time.Now()
 	if err := recordMonitor(t.Context(), envs[0].DB, "node1", "10.0.0.1", now); err != nil {
 		t.Fatal(err)
@@ -466,7 +475,7 @@ func TestWithoutKey(t *testing.T) {
 	// node1's refusal is the refusal, word for word; its yes is the yes.
 	refusal := "removing node1 would leave pool(s) volumes below their size: only 1 host(s) with OSDs would remain; add a storage node first or use --force to lower the size to 1"
 	var posted []driver.Change
-	envs[1].Peers = postPeers(func(node, path string, in any) error {
+	post := func(node, path string, in any) error {
 		if node != "node1" || path != guardPath {
 			return fmt.Errorf("unexpected POST %s %s", node, path)
 		}
@@ -475,8 +484,14 @@ func TestWithoutKey(t *testing.T) {
 			return nil
 		}
 		return driver.Errorf(http.StatusConflict, "%s", refusal)
-	})
+	}
+	// A node that holds another key is not asked to guard.
+	envs[1].Peers = postPeers{post: post, holder: sealHolder{Holder: "node1", ID: "another"}}
 	ch := driver.Change{Kind: driver.RemoveNode, Node: "node1"}
+	if err := d.Guard(t.Context(), envs[1], ch); err == nil || !strings.Contains(err.Error(), "node1: does not hold the storage seal key") || len(posted) != 0 {
+		t.Fatalf("guard forwarded to a node holding another key: %v (posted %v)", err, posted)
+	}
+	envs[1].Peers = postPeers{post: post, holder: sealHolder{Holder: "node1", ID: storageSeal().ID(key)}}
 	if err := d.Guard(t.Context(), envs[1], ch); err == nil || err.Error() != refusal {
 		t.Fatalf("guard forwarded to node1: %v", err)
 	}

@@ -33,7 +33,9 @@ func (d *Driver) handleLayer(ctx context.Context, env *driver.Env, req driver.Re
 	if req.Caller == "" {
 		return nil, driver.Errorf(http.StatusForbidden, "the storage layer is answered here to cluster members only; run `cloudctl status`")
 	}
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	// The asking member waits 5 s per node (its peer client's limit): a
+	// layer that says the monitors do not answer must reach it before.
+	ctx, cancel := context.WithTimeout(ctx, 4*time.Second)
 	defer cancel()
 	l := d.status(ctx, env, false)
 	if l.Health == "" {
@@ -197,7 +199,10 @@ func (d *Driver) details(ctx context.Context, env *driver.Env, conn *cephConn, s
 		pgs, err := conn.pgsBrief(bctx)
 		cancel()
 		if err == nil {
-			det.PGs, det.PGsActiveClean = len(pgs), settledPGs(pgs, sizes)
+			// A manager that has just started may list fewer groups than
+			// the cluster has: never count more clean than either says.
+			det.PGs = max(det.PGs, len(pgs))
+			det.PGsActiveClean = min(det.PGsActiveClean, settledPGs(pgs, sizes))
 		}
 	}
 	det.TotalBytes, det.UsedBytes, det.AvailBytes = df.Stats.TotalBytes, df.Stats.TotalUsedBytes, df.Stats.TotalAvail
