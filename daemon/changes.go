@@ -68,7 +68,11 @@ func (d *Daemon) handleNodeDelete(s *state.State, r *http.Request) response.Resp
 	if _, ok := env.Node(name); !ok {
 		return response.SmartError(lxdapi.StatusErrorf(http.StatusNotFound, "there is no node %q in this cluster: `cloudctl cluster list` shows the members", name))
 	}
-	if err := d.guard(ctx, env, driver.Change{Kind: driver.RemoveNode, Node: name, Force: force}); err != nil {
+	// The guards may move data first (a storage node's OSDs drain): they
+	// get driver.GuardTimeout, not the request's usual bound.
+	gctx, gcancel := context.WithTimeout(r.Context(), driver.GuardTimeout)
+	defer gcancel()
+	if err := d.guard(gctx, env, driver.Change{Kind: driver.RemoveNode, Node: name, Force: force}); err != nil {
 		var first driver.LeaveRoleFirst
 		if !errors.As(err, &first) {
 			return response.SmartError(err)

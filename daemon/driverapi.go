@@ -56,7 +56,11 @@ func (d *Daemon) adapt(dr driver.Driver, e driver.Endpoint) func(*state.State, *
 		if e.LocalOnly && !local {
 			return response.Forbidden(errors.New("this is only answered on the local control socket (root on a member)"))
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+		timeout := requestTimeout
+		if e.Timeout > 0 {
+			timeout = e.Timeout
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), timeout)
 		defer cancel()
 		var env *driver.Env
 		if e.Light {

@@ -96,8 +96,6 @@ func (d *Daemon) handleNodes(s *state.State, r *http.Request) response.Response 
 }
 
 func (d *Daemon) handleRoles(s *state.State, r *http.Request) response.Response {
-	ctx, cancel := reqCtx(s, r)
-	defer cancel()
 	name, err := nameVar(r)
 	if err != nil {
 		return response.BadRequest(err)
@@ -106,6 +104,14 @@ func (d *Daemon) handleRoles(s *state.State, r *http.Request) response.Response 
 	if err := decode(r, &ch); err != nil {
 		return response.SmartError(err)
 	}
+	// A role that goes is guarded first, and a guard may move data (a
+	// storage node's OSDs drain): driver.GuardTimeout, not 30 seconds.
+	timeout := requestTimeout
+	if len(ch.Remove) > 0 {
+		timeout = driver.GuardTimeout
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	defer cancel()
 	node, err := d.changeRoles(ctx, s, name, ch, false)
 	if err != nil {
 		return response.SmartError(err)

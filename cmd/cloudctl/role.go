@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -45,7 +47,14 @@ func newRoleCmd(a *app) *cobra.Command {
 						ch.Remove = append(ch.Remove, string(r))
 					}
 				}
-				n, err := c.ChangeRoles(cmd.Context(), args[0], ch)
+				ctx := cmd.Context()
+				if !add {
+					// The roles' guards may move data before a role goes.
+					var cancel context.CancelFunc
+					ctx, cancel = context.WithTimeout(ctx, roleRemoveWait)
+					defer cancel()
+				}
+				n, err := c.ChangeRoles(ctx, args[0], ch)
 				if err != nil {
 					return err
 				}
@@ -59,3 +68,7 @@ func newRoleCmd(a *app) *cobra.Command {
 	cmd.AddCommand(change(true), change(false))
 	return cmd
 }
+
+// roleRemoveWait bounds `role remove`: cloudd gives the roles' guards 12
+// minutes (a storage node's OSDs drain first, at most 10).
+const roleRemoveWait = 13 * time.Minute

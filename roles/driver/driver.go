@@ -103,6 +103,12 @@ type Change struct {
 	Force bool
 }
 
+// GuardTimeout bounds one guard (Driver.Guard): a guard may move data
+// before it answers (the storage role drains a node's OSDs, its
+// timeouts.steps.ceph_drain at most 10 minutes), so the daemon gives the
+// requests that ask the guards this long, not its usual 30 seconds.
+const GuardTimeout = 12 * time.Minute
+
 // Unforceable marks a guard's refusal that --force does not override.
 type Unforceable struct{ Err error }
 
@@ -292,6 +298,8 @@ type Endpoint struct {
 	// Log, Now and Local's name, and serving them costs no database read
 	// (members poll them).
 	Light bool
+	// Timeout bounds the handler; zero is the daemon's usual 30 seconds.
+	Timeout time.Duration
 }
 
 // Request is what a driver's endpoint gets of an HTTP request.

@@ -24,7 +24,7 @@ func (d *Driver) Endpoints() []driver.Endpoint {
 		{Path: disksPath, Method: http.MethodGet, Handler: d.listDisks},
 		{Path: disksPath, Method: http.MethodPost, Handler: d.addDisk},
 		{Path: disksPath, Method: http.MethodDelete, Handler: d.removeDisk},
-		{Path: guardPath, Method: http.MethodPost, Handler: d.handleGuard},
+		{Path: guardPath, Method: http.MethodPost, Handler: d.handleGuard, Timeout: driver.GuardTimeout},
 		{Path: SealKeyPath, Method: http.MethodGet, Handler: d.handleSealKey},
 		{Path: sealHolderPath, Method: http.MethodGet, Handler: d.handleSealHolder, Light: true},
 		{Path: layerPath, Method: http.MethodGet, Handler: d.handleLayer},
