@@ -732,38 +732,56 @@ func (d *Driver) ensurePools(ctx context.Context, env *driver.Env, conn *cephCon
 	if err != nil {
 		return err
 	}
-	for _, p := range pools {
-		set := func(k, v string) error {
-			cmd := map[string]any{"prefix": "osd pool set", "pool": p.Name, "var": k, "val": v}
-			if k == "size" && v == "1" {
-				cmd["yes_i_really_mean_it"] = true
-			}
-			if err := conn.mon(ctx, cmd, nil, nil); err != nil {
-				return fmt.Errorf("pool %s: set %s %s: %w", p.Name, k, v, err)
-			}
-			env.Log.Info("storage: pool changed", "pool", p.Name, k, v)
-			return nil
+	// Pools change side by side: each `osd pool set` waits for the
+	// monitors' next proposal (about a second) and every new osdmap makes
+	// the placement groups peer again, so one pool after another took a
+	// second per setting and as many peering waves. Within a pool the
+	// settings stay in order (min_size <= size at every step).
+	errs := make([]error, len(pools))
+	var wg sync.WaitGroup
+	for i, p := range pools {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = d.shapePool(ctx, env, conn, p, rules[p.RuleID], shape)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// shapePool brings one pool to shape: its CRUSH rule, then min_size and
+// size in the order that keeps min_size <= size.
+func (d *Driver) shapePool(ctx context.Context, env *driver.Env, conn *cephConn, p cephPool, rule string, shape PoolShape) error {
+	set := func(k, v string) error {
+		cmd := map[string]any{"prefix": "osd pool set", "pool": p.Name, "var": k, "val": v}
+		if k == "size" && v == "1" {
+			cmd["yes_i_really_mean_it"] = true
 		}
-		if rules[p.RuleID] != shape.Rule {
-			if err := set("crush_rule", shape.Rule); err != nil {
-				return err
-			}
+		if err := conn.mon(ctx, cmd, nil, nil); err != nil {
+			return fmt.Errorf("pool %s: set %s %s: %w", p.Name, k, v, err)
 		}
-		// Keep min_size <= size at every step.
-		if shape.MinSize < p.MinSize {
-			if err := set("min_size", strconv.Itoa(shape.MinSize)); err != nil {
-				return err
-			}
+		env.Log.Info("storage: pool changed", "pool", p.Name, k, v)
+		return nil
+	}
+	if rule != shape.Rule {
+		if err := set("crush_rule", shape.Rule); err != nil {
+			return err
 		}
-		if shape.Size != p.Size {
-			if err := set("size", strconv.Itoa(shape.Size)); err != nil {
-				return err
-			}
+	}
+	if shape.MinSize < p.MinSize {
+		if err := set("min_size", strconv.Itoa(shape.MinSize)); err != nil {
+			return err
 		}
-		if shape.MinSize > p.MinSize {
-			if err := set("min_size", strconv.Itoa(shape.MinSize)); err != nil {
-				return err
-			}
+	}
+	if shape.Size != p.Size {
+		if err := set("size", strconv.Itoa(shape.Size)); err != nil {
+			return err
+		}
+	}
+	if shape.MinSize > p.MinSize {
+		if err := set("min_size", strconv.Itoa(shape.MinSize)); err != nil {
+			return err
 		}
 	}
 	return nil
