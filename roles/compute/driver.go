@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -740,6 +741,26 @@ func (d *Driver) Stop(ctx context.Context) error {
 		return nil
 	}
 	return sup.Stop(serviceName, time.Minute)
+}
+
+// Left implements driver.Leaver: once this node has left LXD (no LXD
+// database: the role no longer applies), the remote pool's client files go,
+// the Ceph user's keyring with them; nothing else would read them. While an
+// LXD database is there the role still applies (it is leaving) and they
+// stay.
+func (d *Driver) Left(ctx context.Context, env *driver.Env) error {
+	p := pathsIn(env.Dir)
+	if hasState(p) {
+		return nil
+	}
+	if _, err := os.Stat(p.cephDir); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err := os.RemoveAll(p.cephDir); err != nil {
+		return fmt.Errorf("delete the Ceph keyring of a node that left the compute role: %w", err)
+	}
+	env.Log.Info("compute: this node left the compute role: its Ceph keyring is deleted", "dir", p.cephDir)
+	return nil
 }
 
 // localState reads this node's LXD without starting or creating anything.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -117,6 +118,40 @@ func TestWriteCephFiles(t *testing.T) {
 	conf, _ := os.ReadFile(p.cephConf)
 	if strings.Contains(string(conf), "SECRET") || !strings.Contains(string(conf), "keyring = "+p.cephKeyring) {
 		t.Fatalf("conf:\n%s", conf)
+	}
+}
+
+// A node that left the compute role (no LXD database left) deletes the
+// Ceph user's keyring and client conf; one still leaving (its LXD database
+// there) keeps them, and so does every later call (idempotent).
+func TestLeftDeletesCephKeyring(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state", "compute")
+	p := pathsIn(dir)
+	c := cephclient.Client{Name: cephclient.LXD, Pool: "cloud-rbd", Key: "SECRET", FSID: "f", MonHost: "m"}
+	if err := writeCephFiles(p, c); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(p.lxdDir, "database"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	env := &driver.Env{Dir: dir, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	d := New()
+	if err := d.Left(t.Context(), env); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(p.cephKeyring); err != nil {
+		t.Fatalf("the keyring of a node still leaving LXD went: %v", err)
+	}
+	if err := os.RemoveAll(p.lxdDir); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if err := d.Left(t.Context(), env); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := os.Stat(p.cephDir); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the Ceph files of a node that left: %v", err)
 	}
 }
 
