@@ -77,6 +77,13 @@ func renderConf(in confInput) string {
 	w("auth_service_required = cephx")
 	w("auth_client_required = cephx")
 	w("auth_allow_insecure_global_id_reclaim = false")
+	// Every msgr2 connection encrypted (AES-GCM after cephx), between the
+	// daemons and from clients: the default mode for data (crc) only
+	// checksums it. Legacy msgr1 connections (old kernel clients) stay as
+	// they are: they cannot be encrypted.
+	for _, k := range []string{"ms_cluster_mode", "ms_service_mode", "ms_client_mode", "ms_mon_cluster_mode", "ms_mon_service_mode", "ms_mon_client_mode"} {
+		w("%s = secure", k)
+	}
 	w("mon_data_avail_warn = 5")
 	// One host means one copy by design; status says HA no instead.
 	w("mon_warn_on_pool_no_redundancy = false")
