@@ -83,26 +83,46 @@ func (p *peerClient) close() {
 	}
 }
 
-// Get implements driver.Peers.
-func (p *peerClient) Get(ctx context.Context, node, path string, out any) error {
+// answer is a member's reply to one peer request.
+type answer struct {
+	code     int
+	status   string
+	metadata json.RawMessage
+	err      string
+}
+
+// send makes one request of the member called node and decodes the reply's
+// envelope. A body is sent as JSON. wait drops the client's own 5 s limit
+// (ctx bounds the call): the member may work for minutes before it answers.
+func (p *peerClient) send(ctx context.Context, node, method, path string, body []byte, wait bool) (answer, error) {
 	p.mu.Lock()
 	addr := p.addrs[node]
 	p.mu.Unlock()
 	if addr == "" {
-		return fmt.Errorf("no address known for member %s", node)
+		return answer{}, fmt.Errorf("no address known for member %s", node)
 	}
 	hc, err := p.client()
 	if err != nil {
-		return err
+		return answer{}, err
+	}
+	if wait {
+		hc = &http.Client{Transport: hc.Transport}
+	}
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
 	}
 	u := url.URL{Scheme: "https", Host: addr, Path: "/" + PathPrefix + "/" + path}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
 	if err != nil {
-		return fmt.Errorf("ask %s: %w", node, err)
+		return answer{}, fmt.Errorf("ask %s: %w", node, err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("ask %s: %w", node, err)
+		return answer{}, fmt.Errorf("ask %s: %w", node, err)
 	}
 	defer resp.Body.Close()
 	var env struct {
@@ -110,60 +130,43 @@ func (p *peerClient) Get(ctx context.Context, node, path string, out any) error 
 		Error    string          `json:"error"`
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 8<<20)).Decode(&env); err != nil {
-		return fmt.Errorf("ask %s: decode answer: %w", node, err)
+		return answer{}, fmt.Errorf("ask %s: decode answer: %w", node, err)
 	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("ask %s: %s: %s", node, resp.Status, env.Error)
+	return answer{code: resp.StatusCode, status: resp.Status, metadata: env.Metadata, err: env.Error}, nil
+}
+
+// Get implements driver.Peers.
+func (p *peerClient) Get(ctx context.Context, node, path string, out any) error {
+	a, err := p.send(ctx, node, http.MethodGet, path, nil, false)
+	if err != nil {
+		return err
 	}
-	if err := json.Unmarshal(env.Metadata, out); err != nil {
+	if a.code != http.StatusOK {
+		return fmt.Errorf("ask %s: %s: %s", node, a.status, a.err)
+	}
+	if err := json.Unmarshal(a.metadata, out); err != nil {
 		return fmt.Errorf("ask %s: decode answer: %w", node, err)
 	}
 	return nil
 }
 
-// Post implements driver.Peers. Its client has no overall timeout of its
-// own (ctx bounds the call): the member may work for minutes before it
-// answers.
+// Post implements driver.Peers: no client limit of its own (send's wait).
 func (p *peerClient) Post(ctx context.Context, node, path string, in, out any) error {
-	p.mu.Lock()
-	addr := p.addrs[node]
-	p.mu.Unlock()
-	if addr == "" {
-		return fmt.Errorf("no address known for member %s", node)
-	}
-	hc, err := p.client()
-	if err != nil {
-		return err
-	}
 	body, err := json.Marshal(in)
 	if err != nil {
 		return fmt.Errorf("ask %s: %w", node, err)
 	}
-	u := url.URL{Scheme: "https", Host: addr, Path: "/" + PathPrefix + "/" + path}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
+	a, err := p.send(ctx, node, http.MethodPost, path, body, true)
 	if err != nil {
-		return fmt.Errorf("ask %s: %w", node, err)
+		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := (&http.Client{Transport: hc.Transport}).Do(req)
-	if err != nil {
-		return fmt.Errorf("ask %s: %w", node, err)
+	if a.code != http.StatusOK {
+		return driver.HTTPError{Code: a.code, Err: errors.New(a.err)}
 	}
-	defer resp.Body.Close()
-	var env struct {
-		Metadata json.RawMessage `json:"metadata"`
-		Error    string          `json:"error"`
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 8<<20)).Decode(&env); err != nil {
-		return fmt.Errorf("ask %s: decode answer: %w", node, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return driver.HTTPError{Code: resp.StatusCode, Err: errors.New(env.Error)}
-	}
-	if out == nil || len(env.Metadata) == 0 {
+	if out == nil || len(a.metadata) == 0 {
 		return nil
 	}
-	if err := json.Unmarshal(env.Metadata, out); err != nil {
+	if err := json.Unmarshal(a.metadata, out); err != nil {
 		return fmt.Errorf("ask %s: decode answer: %w", node, err)
 	}
 	return nil
