@@ -16,6 +16,7 @@ import (
 
 	"github.com/cloudctl/cloudctl/roles"
 	"github.com/cloudctl/cloudctl/roles/driver"
+	"github.com/cloudctl/cloudctl/roles/driver/drivertest"
 	"github.com/cloudctl/cloudctl/roles/seal"
 )
 
@@ -420,22 +421,6 @@ func TestSealKeyGoneWithData(t *testing.T) {
 	}
 }
 
-// peerCalls answers another member's cluster API by node and path.
-type peerCalls func(node, path string) (any, error)
-
-func (p peerCalls) Get(ctx context.Context, node, path string, out any) error {
-	r, err := p(node, path)
-	if err != nil {
-		return err
-	}
-	b, _ := json.Marshal(r)
-	return json.Unmarshal(b, out)
-}
-
-func (p peerCalls) Post(ctx context.Context, node, path string, in, out any) error {
-	return fmt.Errorf("no POST %s on %s in this test", path, node)
-}
-
 // A node that left the control role keeps its copy of the key until a
 // control node confirms it holds the recorded key, and serves it to a new
 // control node meanwhile; then it deletes it (and nothing else).
@@ -451,7 +436,7 @@ func TestLeftDeletesSealKey(t *testing.T) {
 	if err := os.WriteFile(other, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	env.Peers = peerCalls(func(node, path string) (any, error) {
+	env.Peers = drivertest.Peers(func(node, path string) (any, error) {
 		if node != "node2" || path != "control/local" {
 			return nil, fmt.Errorf("unexpected %s %s", node, path)
 		}
@@ -464,7 +449,7 @@ func TestLeftDeletesSealKey(t *testing.T) {
 		t.Fatalf("the only copy was deleted: %v", err)
 	}
 	// node2 fetches the key from node1, which is no control node any more.
-	e2.Peers = peerCalls(func(node, path string) (any, error) {
+	e2.Peers = drivertest.Peers(func(node, path string) (any, error) {
 		if node != "node1" || path != SealKeyPath {
 			return nil, fmt.Errorf("unexpected %s %s", node, path)
 		}

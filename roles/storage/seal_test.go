@@ -17,6 +17,7 @@ import (
 	"github.com/cloudctl/cloudctl/roles"
 	"github.com/cloudctl/cloudctl/roles/cephclient"
 	"github.com/cloudctl/cloudctl/roles/driver"
+	"github.com/cloudctl/cloudctl/roles/driver/drivertest"
 	"github.com/cloudctl/cloudctl/roles/seal"
 )
 
@@ -32,23 +33,6 @@ func clusterOf(t *testing.T, nodes ...driver.Node) []*driver.Env {
 		out = append(out, &e)
 	}
 	return out
-}
-
-// peerCalls answers other members' cluster API by node and path, as
-// driver.Peers does (JSON both ways).
-type peerCalls func(node, path string) (any, error)
-
-func (p peerCalls) Get(ctx context.Context, node, path string, out any) error {
-	r, err := p(node, path)
-	if err != nil {
-		return err
-	}
-	b, _ := json.Marshal(r)
-	return json.Unmarshal(b, out)
-}
-
-func (p peerCalls) Post(ctx context.Context, node, path string, in, out any) error {
-	return fmt.Errorf("no POST %s on %s in this test", path, node)
 }
 
 // postPeers answers POSTs with post (a guard forwarded to a node that
@@ -72,7 +56,7 @@ func (p postPeers) Post(ctx context.Context, node, path string, in, out any) err
 
 // serve answers as the storage drivers of envs would, each caller known by
 // its certificate (Caller).
-func serve(t *testing.T, caller string, envs ...*driver.Env) peerCalls {
+func serve(t *testing.T, caller string, envs ...*driver.Env) drivertest.Peers {
 	ds := map[string]*Driver{}
 	byName := map[string]*driver.Env{}
 	for _, e := range envs {
@@ -313,7 +297,7 @@ func TestStorageAcquireKeyFetch(t *testing.T) {
 	envs := clusterOf(t, node("node1", 1, roles.Storage), node("node2", 2, roles.Storage))
 	s1, k1 := converged(t, envs[0])
 	wrong, _ := seal.NewKey()
-	envs[1].Peers = peerCalls(func(node, path string) (any, error) {
+	envs[1].Peers = drivertest.Peers(func(node, path string) (any, error) {
 		return sealKeyReply{ID: storageSeal().ID(wrong), Key: wrong[:]}, nil
 	})
 	st, _ := readState(t.Context(), envs[1].DB)
@@ -333,7 +317,7 @@ func TestStorageAcquireKeyFetch(t *testing.T) {
 	}
 	// With no member holding it, the node says to restore the key file.
 	e3 := *envs[1]
-	e3.Dir, e3.Peers = t.TempDir(), peerCalls(func(node, path string) (any, error) { return sealKeyReply{}, nil })
+	e3.Dir, e3.Peers = t.TempDir(), drivertest.Peers(func(node, path string) (any, error) { return sealKeyReply{}, nil })
 	st, _ = readState(t.Context(), e3.DB)
 	if _, err := New().secrets(t.Context(), &e3, &st); err == nil || !strings.Contains(err.Error(), "which no member holds any more: restore "+filepath.Join(e3.Dir, seal.File)) {
 		t.Fatalf("a key nobody holds: %v", err)
@@ -447,7 +431,7 @@ func TestWithoutKey(t *testing.T) {
 	}
 	d := New()
 	want := api.Layer{Name: Name, Title: "Storage (Ceph)", Built: true, Health: api.HealthOK, HA: api.HANo, Reason: "from node1"}
-	envs[1].Peers = peerCalls(func(node, path string) (any, error) {
+	envs[1].Peers = drivertest.Peers(func(node, path string) (any, error) {
 		if node != "node1" || path != layerPath {
 			return nil, fmt.Errorf("unexpected %s %s", node, path)
 		}
@@ -456,7 +440,7 @@ func TestWithoutKey(t *testing.T) {
 	if got := d.Status(t.Context(), envs[1]); got.Reason != "from node1" || got.Health != api.HealthOK {
 		t.Fatalf("status without the key: %+v", got)
 	}
-	envs[1].Peers = peerCalls(func(node, path string) (any, error) { return nil, fmt.Errorf("connection refused") })
+	envs[1].Peers = drivertest.Peers(func(node, path string) (any, error) { return nil, fmt.Errorf("connection refused") })
 	if got := d.Status(t.Context(), envs[1]); got.Health != api.HealthError || !strings.Contains(got.Reason, "node1: connection refused") {
 		t.Fatalf("status without the key, nobody answering: %+v", got)
 	}
