@@ -1,10 +1,8 @@
 package tests
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -267,34 +265,11 @@ func cephSealed(t *testing.T, ceph, others []*harness.Node) {
 			t.Fatalf("the refusal does not say why: %s", out)
 		}
 	}
-	harness.Eventually(t, time.Minute, "the sealed Ceph keys in the cluster database files", func() error {
-		sealed := false
-		for _, nd := range append(append([]*harness.Node(nil), ceph...), others...) {
-			err := filepath.WalkDir(filepath.Join(nd.StateDir, "database"), func(p string, e fs.DirEntry, err error) error {
-				if err != nil || e.IsDir() {
-					return err
-				}
-				b, err := os.ReadFile(p)
-				if err != nil {
-					return err
-				}
-				for what, k := range keys {
-					if bytes.Contains(b, []byte(k)) {
-						t.Fatalf("%s holds the key of %s in the clear", p, what)
-					}
-				}
-				sealed = sealed || bytes.Contains(b, []byte("sealed1:"))
-				return nil
-			})
-			if err != nil {
-				return err
-			}
-		}
-		if !sealed {
-			return fmt.Errorf("no sealed value in the files yet")
-		}
-		return nil
-	})
+	clear := map[string]string{}
+	for what, k := range keys {
+		clear["the key of "+what] = k
+	}
+	sealedInDatabases(t, append(append([]*harness.Node(nil), ceph...), others...), clear)
 }
 
 // caps keeps the caps lines of `ceph auth get` (never the key).

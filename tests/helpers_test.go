@@ -1,9 +1,12 @@
 package tests
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -112,3 +115,40 @@ func oneSentence(t testing.TB, r harness.Result, want string) {
 func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }
 
 func filepathTemp() (string, error) { return os.MkdirTemp("", "cloudctl-tools-") }
+
+// sealedInDatabases waits (a minute at most) until some file of the nodes'
+// cluster database directories (the Raft log included, where every write
+// stays) holds a sealed value, so that the check sees the rows, and fails
+// at once if any file holds one of the secrets (description → value) in
+// the clear.
+func sealedInDatabases(t *testing.T, nodes []*harness.Node, secrets map[string]string) {
+	t.Helper()
+	harness.Eventually(t, time.Minute, "the sealed secrets in the cluster database files", func() error {
+		sealed := false
+		for _, nd := range nodes {
+			err := filepath.WalkDir(filepath.Join(nd.StateDir, "database"), func(p string, e fs.DirEntry, err error) error {
+				if err != nil || e.IsDir() {
+					return err
+				}
+				b, err := os.ReadFile(p)
+				if err != nil {
+					return err
+				}
+				for what, v := range secrets {
+					if bytes.Contains(b, []byte(v)) {
+						t.Fatalf("%s holds %s in the clear", p, what)
+					}
+				}
+				sealed = sealed || bytes.Contains(b, []byte("sealed1:"))
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		if !sealed {
+			return fmt.Errorf("no sealed value in the files yet")
+		}
+		return nil
+	})
+}

@@ -1,11 +1,9 @@
 package tests
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -100,32 +98,9 @@ func sealedOnlyOnControl(t *testing.T, ctl, other *harness.Node) {
 			t.Fatalf("the refusal does not say why: %s", out)
 		}
 	}
-	harness.Eventually(t, time.Minute, "the sealed secrets in the cluster database files", func() error {
-		sealed := false
-		for _, nd := range []*harness.Node{ctl, other} {
-			err := filepath.WalkDir(filepath.Join(nd.StateDir, "database"), func(p string, e fs.DirEntry, err error) error {
-				if err != nil || e.IsDir() {
-					return err
-				}
-				b, err := os.ReadFile(p)
-				if err != nil {
-					return err
-				}
-				for _, pw := range pws {
-					if bytes.Contains(b, []byte(pw)) {
-						t.Fatalf("%s holds a service password in the clear", p)
-					}
-				}
-				sealed = sealed || bytes.Contains(b, []byte("sealed1:"))
-				return nil
-			})
-			if err != nil {
-				return err
-			}
-		}
-		if !sealed {
-			return fmt.Errorf("no sealed value in the files yet")
-		}
-		return nil
-	})
+	clear := map[string]string{}
+	for i, pw := range pws {
+		clear[fmt.Sprintf("a service password (%d)", i+1)] = pw
+	}
+	sealedInDatabases(t, []*harness.Node{ctl, other}, clear)
 }
