@@ -20,16 +20,9 @@ import (
 // change is not forced, the node's OSDs are drained first: marked out, and
 // the guard returns once every placement group is active+clean again.
 func (d *Driver) Guard(ctx context.Context, env *driver.Env, ch driver.Change) error {
-	if ch.Kind == driver.RemoveRole && ch.Role != roles.Storage {
-		return nil
-	}
-	st, err := readState(ctx, env.DB)
-	if err != nil {
+	st, needed, err := guarded(ctx, env, ch)
+	if err != nil || !needed {
 		return err
-	}
-	hosts := st.hostsWithOSDs(env)
-	if !st.created() || !contains(hosts, ch.Node) {
-		return nil
 	}
 	if err := openHere(env, &st); errors.Is(err, errNoKey) {
 		return d.guardElsewhere(ctx, env, st.SealID, ch)
@@ -37,6 +30,19 @@ func (d *Driver) Guard(ctx context.Context, env *driver.Env, ch driver.Change) e
 		return fmt.Errorf("cannot check what removing %s would lose: %w; use --force to go ahead unchecked", ch.Node, err)
 	}
 	return d.guardHere(ctx, env, st, ch)
+}
+
+// guarded reads the storage state for ch; needed is false when ch takes no
+// OSDs away (another role goes, no Ceph cluster yet, or the node has none).
+func guarded(ctx context.Context, env *driver.Env, ch driver.Change) (state, bool, error) {
+	if ch.Kind == driver.RemoveRole && ch.Role != roles.Storage {
+		return state{}, false, nil
+	}
+	st, err := readState(ctx, env.DB)
+	if err != nil {
+		return state{}, false, err
+	}
+	return st, st.created() && contains(st.hostsWithOSDs(env), ch.Node), nil
 }
 
 // guardPath is where a node that holds no storage seal key has a node that
@@ -104,14 +110,11 @@ func (d *Driver) handleGuard(ctx context.Context, env *driver.Env, req driver.Re
 	if _, ok := env.Node(ch.Node); !ok {
 		return nil, driver.Errorf(http.StatusBadRequest, "the guarded change names %s, which is not a member", ch.Node)
 	}
-	if ch.Kind == driver.RemoveRole && ch.Role != roles.Storage {
-		return struct{}{}, nil
-	}
-	st, err := readState(ctx, env.DB)
+	st, needed, err := guarded(ctx, env, ch)
 	if err != nil {
 		return nil, err
 	}
-	if !st.created() || !contains(st.hostsWithOSDs(env), ch.Node) {
+	if !needed {
 		return struct{}{}, nil
 	}
 	if err := openHere(env, &st); errors.Is(err, errNoKey) {
