@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,31 +11,10 @@ import (
 	_ "github.com/mattn/go-sqlite3"
 
 	"github.com/cloudctl/cloudctl/roles"
+	"github.com/cloudctl/cloudctl/roles/driver/drivertest"
 )
 
-type sqliteDB struct{ db *sql.DB }
-
-func (s sqliteDB) Transaction(ctx context.Context, f func(context.Context, *sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := f(ctx, tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	return tx.Commit()
-}
-
-func newDB(t *testing.T) sqliteDB {
-	db, err := sql.Open("sqlite3", filepath.Join(t.TempDir(), "cluster.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.SetMaxOpenConns(1)
-	t.Cleanup(func() { db.Close() })
-	return sqliteDB{db: db}
-}
+func newDB(t *testing.T) drivertest.DB { return drivertest.NewDB(t) }
 
 func TestRecord(t *testing.T) {
 	ctx := context.Background()

@@ -3,7 +3,6 @@ package compute
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +21,7 @@ import (
 	"github.com/cloudctl/cloudctl/roles"
 	"github.com/cloudctl/cloudctl/roles/cephclient"
 	"github.com/cloudctl/cloudctl/roles/driver"
+	"github.com/cloudctl/cloudctl/roles/driver/drivertest"
 )
 
 func TestDecideRemote(t *testing.T) {
@@ -155,21 +155,6 @@ func TestLeftDeletesCephKeyring(t *testing.T) {
 	}
 }
 
-// sqliteDB is a cluster database in a file, for cephUser.
-type sqliteDB struct{ db *sql.DB }
-
-func (s sqliteDB) Transaction(ctx context.Context, f func(context.Context, *sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := f(ctx, tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	return tx.Commit()
-}
-
 // keyPeers answers cephclient.KeyPath as storage nodes would, counting calls.
 type keyPeers struct {
 	calls *int
@@ -197,13 +182,7 @@ func (p keyPeers) Post(ctx context.Context, node, path string, in, out any) erro
 // stored (sealed) value; it asks again only when that value changes, and
 // keeps the keyring it wrote when no storage node answers.
 func TestCephUserFetchesTheKey(t *testing.T) {
-	db, err := sql.Open("sqlite3", filepath.Join(t.TempDir(), "cluster.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.SetMaxOpenConns(1)
-	t.Cleanup(func() { db.Close() })
-	cdb := sqliteDB{db: db}
+	cdb := drivertest.NewDB(t)
 	if err := cdb.Transaction(t.Context(), cephclient.Schema); err != nil {
 		t.Fatal(err)
 	}

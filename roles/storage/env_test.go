@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -13,33 +12,14 @@ import (
 
 	"github.com/cloudctl/cloudctl/manifests"
 	"github.com/cloudctl/cloudctl/roles/driver"
+	"github.com/cloudctl/cloudctl/roles/driver/drivertest"
 	"github.com/cloudctl/cloudctl/supervisor"
 )
 
-// sqliteDB is the cluster database of the unit tests: SQLite in a file.
-type sqliteDB struct{ db *sql.DB }
-
-func (s sqliteDB) Transaction(ctx context.Context, f func(context.Context, *sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := f(ctx, tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	return tx.Commit()
-}
-
-func newDB(t testing.TB) sqliteDB {
+// newDB is a unit test's cluster database with the storage role's schema.
+func newDB(t testing.TB) drivertest.DB {
 	t.Helper()
-	db, err := sql.Open("sqlite3", filepath.Join(t.TempDir(), "cluster.db")+"?_busy_timeout=5000")
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.SetMaxOpenConns(1)
-	t.Cleanup(func() { db.Close() })
-	s := sqliteDB{db: db}
+	s := drivertest.NewDB(t)
 	for _, u := range New().Schema() {
 		if err := s.Transaction(context.Background(), func(ctx context.Context, tx *sql.Tx) error { return u(ctx, tx) }); err != nil {
 			t.Fatal(err)
