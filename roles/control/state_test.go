@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -15,36 +14,24 @@ import (
 	"github.com/cloudctl/cloudctl/manifests"
 	"github.com/cloudctl/cloudctl/roles"
 	"github.com/cloudctl/cloudctl/roles/driver"
+	"github.com/cloudctl/cloudctl/roles/driver/drivertest"
 )
 
 // countingDB is a cluster database in a file that counts transactions.
 type countingDB struct {
-	db  *sql.DB
+	db  drivertest.DB
 	txs int
 }
 
 func (c *countingDB) Transaction(ctx context.Context, f func(context.Context, *sql.Tx) error) error {
 	c.txs++
-	tx, err := c.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := f(ctx, tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	return tx.Commit()
+	return c.db.Transaction(ctx, f)
 }
 
 func testEnv(t *testing.T) (*driver.Env, *countingDB) {
 	t.Helper()
-	db, err := sql.Open("sqlite3", filepath.Join(t.TempDir(), "db.sqlite"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	cdb := &countingDB{db: db}
-	err = cdb.Transaction(t.Context(), func(ctx context.Context, tx *sql.Tx) error {
+	cdb := &countingDB{db: drivertest.NewDB(t)}
+	err := cdb.Transaction(t.Context(), func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `CREATE TABLE cloud_config (key TEXT PRIMARY KEY, value TEXT NOT NULL)`); err != nil {
 			return err
 		}

@@ -24,6 +24,7 @@ import (
 	"github.com/cloudctl/cloudctl/manifests"
 	"github.com/cloudctl/cloudctl/roles"
 	"github.com/cloudctl/cloudctl/roles/driver"
+	"github.com/cloudctl/cloudctl/roles/driver/drivertest"
 	"github.com/cloudctl/cloudctl/supervisor"
 )
 
@@ -130,7 +131,7 @@ func (r *fakeRunner) takeStarts() []string {
 
 // sqliteDB is a driver.DB for unit tests; fail makes every transaction fail.
 type sqliteDB struct {
-	db   *sql.DB
+	db   drivertest.DB
 	mu   sync.Mutex
 	fail error
 }
@@ -142,26 +143,10 @@ func (s *sqliteDB) Transaction(ctx context.Context, f func(context.Context, *sql
 	if fail != nil {
 		return fail
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := f(ctx, tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	return tx.Commit()
+	return s.db.Transaction(ctx, f)
 }
 
-func newDB(t *testing.T) *sqliteDB {
-	t.Helper()
-	db, err := sql.Open("sqlite3", filepath.Join(t.TempDir(), "db.sqlite"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return &sqliteDB{db: db}
-}
+func newDB(t *testing.T) *sqliteDB { return &sqliteDB{db: drivertest.NewDB(t)} }
 
 func manifest(t *testing.T) *manifests.Manifest {
 	t.Helper()
