@@ -241,5 +241,8 @@ func (d *Daemon) postRemove(s *state.State, force bool) error {
 	if err != nil {
 		return fmt.Errorf("record removal: %w", err)
 	}
+	if err := d.restoreVoters(ctx, s); err != nil {
+		d.log.Warn("could not restore the cluster database's voters after a removal; go-dqlite's own adjustment retries within 30 s", "error", err)
+	}
 	return nil
 }

@@ -1,0 +1,86 @@
+package daemon
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"sort"
+
+	dqlite "github.com/canonical/go-dqlite/client"
+	"github.com/canonical/microcluster/cluster"
+	"github.com/canonical/microcluster/state"
+)
+
+// wantVoters is the number of dqlite voters the cluster database keeps when
+// it has that many members (go-dqlite's default).
+const wantVoters = 3
+
+// restoreVoters runs on the dqlite leader once a member is removed. A
+// removed voter leaves the cluster database with one voter fewer until
+// go-dqlite's next roles adjustment (every 30 s): two voters cannot lose
+// one, so a node lost in that window took the cluster database down (seen
+// in TestStorage: a voter that missed one 2 s probe under load was
+// replaced by the node removed next). The leader promotes answering
+// stand-bys (or spares) at once, before the removal returns.
+func (d *Daemon) restoreVoters(ctx context.Context, s *state.State) error {
+	c, err := s.Database.Leader(ctx)
+	if err != nil {
+		return fmt.Errorf("find the dqlite leader: %w", err)
+	}
+	defer c.Close()
+	leader, err := c.Leader(ctx)
+	if err != nil {
+		return fmt.Errorf("ask for the dqlite leader: %w", err)
+	}
+	if leader == nil || leader.Address != s.Address().URL.Host {
+		return nil // the leader does it
+	}
+	infos, err := c.Cluster(ctx)
+	if err != nil {
+		return fmt.Errorf("read the dqlite configuration: %w", err)
+	}
+	var members []cluster.InternalClusterMember
+	err = s.Database.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		members, err = cluster.GetInternalClusterMembers(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("read members: %w", err)
+	}
+	online := d.probeMembers(ctx, s, members)
+	for _, ni := range promotions(infos, online) {
+		if err := c.Assign(ctx, ni.ID, dqlite.Voter); err != nil {
+			return fmt.Errorf("promote %s to a dqlite voter: %w", ni.Address, err)
+		}
+		d.log.Info("promoted a member to a cluster database voter after a removal", "address", ni.Address, "was", ni.Role.String())
+	}
+	return nil
+}
+
+// promotions are the members to make voters so that the cluster database
+// has min(wantVoters, members) voters: answering ones only (a voter that
+// does not answer tolerates nothing), stand-bys before spares (they hold
+// the log already), then by address, for a stable choice.
+func promotions(infos []dqlite.NodeInfo, online map[string]bool) []dqlite.NodeInfo {
+	voters := 0
+	var cands []dqlite.NodeInfo
+	for _, ni := range infos {
+		switch {
+		case ni.Role == dqlite.Voter:
+			voters++
+		case online[ni.Address]:
+			cands = append(cands, ni)
+		}
+	}
+	need := min(wantVoters, len(infos)) - voters
+	if need <= 0 {
+		return nil
+	}
+	sort.SliceStable(cands, func(i, j int) bool {
+		if (cands[i].Role == dqlite.StandBy) != (cands[j].Role == dqlite.StandBy) {
+			return cands[i].Role == dqlite.StandBy
+		}
+		return cands[i].Address < cands[j].Address
+	})
+	return cands[:min(need, len(cands))]
+}
