@@ -505,3 +505,9 @@ func (c *cephConn) df(ctx context.Context) (cephDF, error) {
 	err := c.mon(ctx, map[string]any{"prefix": "df", "detail": "detail"}, nil, &d)
 	return d, err
 }
+
+// notFound reports whether a monitor command failed because what it names
+// does not exist (an entity, an OSD): for a deletion, that is done.
+func notFound(err error) bool {
+	return errors.Is(err, rados.ErrNotFound) || strings.Contains(err.Error(), "does not exist")
+}

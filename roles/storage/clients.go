@@ -2,14 +2,11 @@ package storage
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sort"
 	"strings"
 	"time"
-
-	"github.com/ceph/go-ceph/rados"
 
 	"github.com/cloudctl/cloudctl/manifests"
 	"github.com/cloudctl/cloudctl/roles"
@@ -156,7 +153,7 @@ func (d *Driver) dropClients(ctx context.Context, env *driver.Env, conn *cephCon
 		if env.Now().Sub(rec.UpdatedAt) < clientDropGrace {
 			continue
 		}
-		if err := conn.mon(ctx, map[string]any{"prefix": "auth del", "entity": rec.Entity()}, nil, nil); err != nil && !errors.Is(err, rados.ErrNotFound) && !strings.Contains(err.Error(), "does not exist") {
+		if err := conn.mon(ctx, map[string]any{"prefix": "auth del", "entity": rec.Entity()}, nil, nil); err != nil && !notFound(err) {
 			return fmt.Errorf("remove the Ceph user %s, which no role needs any more: %w", rec.Entity(), err)
 		}
 		if err := cephclient.Delete(ctx, env.DB, name); err != nil {

@@ -221,6 +221,16 @@ func (d *Driver) converge(ctx context.Context, env *driver.Env, step func(driver
 	} else {
 		d.stopDaemon(env, "mon", local)
 		d.stopDaemon(env, "mgr", local)
+		// Once a member removed the monitor (and the manager's key), the
+		// store and the keyrings it left here are of no use: a monitor
+		// made here again starts from a new store and a new key.
+		if _, ok := st.monitor(local); !ok {
+			for _, dir := range []string{l.monData(local), l.mgrData(local)} {
+				if err := os.RemoveAll(dir); err != nil {
+					return false, fmt.Errorf("delete %s of a monitor this node no longer runs: %w", dir, err)
+				}
+			}
+		}
 	}
 	for _, o := range st.osdsOf(local) {
 		if exists(filepath.Join(l.osdData(o.ID), doneMarker)) {
@@ -788,7 +798,11 @@ func (d *Driver) shapePool(ctx context.Context, env *driver.Env, conn *cephConn,
 }
 
 // forgetDeparted removes from Ceph the OSDs of nodes that left the cluster
-// (once they are down) and the monitors of nodes that no longer run one.
+// or the storage role (once they are down: a member that left the role
+// stops them itself, and its data drained before the role was taken away,
+// or the removal was forced), and the monitors, with their managers' keys,
+// of nodes that no longer run one. A purge also deletes the OSD's key, so
+// no key a departed daemon held still opens Ceph.
 func (d *Driver) forgetDeparted(ctx context.Context, env *driver.Env, conn *cephConn, st state, monNodes []string) error {
 	osds, err := conn.osdStates(ctx)
 	if err != nil {
@@ -813,11 +827,17 @@ func (d *Driver) forgetDeparted(ctx context.Context, env *driver.Env, conn *ceph
 		return gone
 	}
 	for _, o := range st.OSDs {
-		if !isDeparted(o.Node) {
+		n, member := env.Node(o.Node)
+		// A member's removed OSD keeps its row (its disk entry stays
+		// taken, should the role come back).
+		leftRole := member && !n.Has(roles.Storage) && o.State != osdRemoved
+		if !leftRole && (member || !isDeparted(o.Node)) {
 			continue
 		}
 		if s, ok := osds[o.ID]; ok && s.Up {
-			_ = conn.mon(ctx, map[string]any{"prefix": "osd down", "ids": []string{strconv.Itoa(o.ID)}}, nil, nil)
+			if !leftRole {
+				_ = conn.mon(ctx, map[string]any{"prefix": "osd down", "ids": []string{strconv.Itoa(o.ID)}}, nil, nil)
+			}
 			continue
 		}
 		if _, ok := osds[o.ID]; ok {
@@ -826,7 +846,11 @@ func (d *Driver) forgetDeparted(ctx context.Context, env *driver.Env, conn *ceph
 				continue
 			}
 		}
-		env.Log.Info("storage: removed the OSD of a departed member", "osd", o.ID, "node", o.Node)
+		if leftRole {
+			env.Log.Info("storage: removed the OSD of a member that left the storage role", "osd", o.ID, "node", o.Node)
+		} else {
+			env.Log.Info("storage: removed the OSD of a departed member", "osd", o.ID, "node", o.Node)
+		}
 		if err := deleteOSD(ctx, env.DB, o.ID); err != nil {
 			return err
 		}
@@ -847,6 +871,12 @@ func (d *Driver) forgetDeparted(ctx context.Context, env *driver.Env, conn *ceph
 		}
 		if _, member := env.Node(m.Node); !member && !isDeparted(m.Node) {
 			continue // joined after this round's snapshot
+		}
+		// The manager runs beside the monitor: its key goes first, so a
+		// failed removal is tried again with the key still to delete.
+		if err := conn.mon(ctx, map[string]any{"prefix": "auth del", "entity": "mgr." + m.Node}, nil, nil); err != nil && !notFound(err) {
+			errs = append(errs, fmt.Errorf("delete the manager key of %s: %w", m.Node, err))
+			continue
 		}
 		if err := conn.mon(ctx, map[string]any{"prefix": "mon remove", "name": m.Node}, nil, nil); err != nil {
 			errs = append(errs, fmt.Errorf("remove the monitor of %s: %w", m.Node, err))

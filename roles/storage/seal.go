@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -399,9 +400,51 @@ func (d *Driver) handleClientKey(ctx context.Context, env *driver.Env, req drive
 // Left implements driver.Leaver: a node that no longer runs Ceph (its
 // storage role removed, or a control node whose monitor is no longer
 // needed) deletes its copy of the storage seal key and its admin keyring,
-// once another node that runs Ceph confirms it holds the recorded key. Until
-// then the copy stays: it may be the last one, and it serves the others.
+// once another node that runs Ceph confirms it holds the recorded key (until
+// then the copy stays: it may be the last one, and it serves the others),
+// and its Ceph daemons' directories with their keyrings once the cluster
+// has forgotten them (forgetDaemons).
 func (d *Driver) Left(ctx context.Context, env *driver.Env) error {
+	if err := d.dropSealKey(ctx, env); err != nil {
+		return err
+	}
+	return forgetDaemons(ctx, env)
+}
+
+// forgetDaemons deletes this node's monitor, manager and OSD directories
+// (each holds its daemon's keyring; a file-backed OSD's data too) once no
+// monitor and no OSD of this node is recorded any more: a member that runs
+// Ceph removed the monitor, with the manager's key, and purged the OSDs,
+// with theirs (forgetDeparted). Until then they stay, so that a role taken
+// away and given back before that finds its daemons as they were.
+func forgetDaemons(ctx context.Context, env *driver.Env) error {
+	l := layout{dir: env.Dir}
+	dirs := []string{filepath.Join(l.dir, "mon"), filepath.Join(l.dir, "mgr"), filepath.Join(l.dir, "osd"), l.keys()}
+	found := false
+	for _, dir := range dirs {
+		found = found || exists(dir)
+	}
+	if !found {
+		return nil
+	}
+	st, err := readState(ctx, env.DB)
+	if err != nil {
+		return err
+	}
+	if _, ok := st.monitor(env.Local.Name); ok || len(st.osdsOf(env.Local.Name)) > 0 {
+		return nil
+	}
+	for _, dir := range dirs {
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("delete %s of a node that runs no Ceph: %w", dir, err)
+		}
+	}
+	env.Log.Info("storage: this node runs no Ceph any more and the cluster forgot its daemons: their directories and keyrings are deleted")
+	return nil
+}
+
+// dropSealKey is Left's part for the storage seal key and the admin keyring.
+func (d *Driver) dropSealKey(ctx context.Context, env *driver.Env) error {
 	kind := storageSeal()
 	l := layout{dir: env.Dir}
 	k, err := kind.Load(env.Dir)

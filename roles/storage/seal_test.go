@@ -561,3 +561,66 @@ func TestLeftDeletesStorageSealKey(t *testing.T) {
 		t.Fatalf("Left removed another file: %v", err)
 	}
 }
+
+// A node that stops running Ceph keeps its daemons' directories while the
+// cluster still records its monitor or an OSD of it, and deletes them, with
+// their keyrings and a file-backed OSD's data, once both are forgotten; it
+// keeps what holds no key (ceph.conf, logs). Left holds no seal key here.
+func TestLeftForgetsDaemonsOnceCephDoes(t *testing.T) {
+	envs := clusterOf(t, node("node1", 1, roles.Storage), node("node2", 2, roles.Storage))
+	e1 := envs[0]
+	l := layout{dir: e1.Dir}
+	files := []string{
+		filepath.Join(l.monData("node1"), "keyring"),
+		filepath.Join(l.mgrData("node1"), "keyring"),
+		filepath.Join(l.osdData(7), "keyring"),
+		filepath.Join(l.osdData(7), "block"),
+		l.adminKeyring(),
+	}
+	for _, f := range append([]string{l.conf(), filepath.Join(l.logs(), "ceph-mon.node1.log")}, files...) {
+		if _, err := writeFile(f, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := t.Context()
+	if err := recordMonitor(ctx, e1.DB, "node1", "10.0.0.1", e1.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := recordOSD(ctx, e1.DB, osdRow{ID: 7, Node: "node1", Path: "loop:4GiB", State: osdDraining}, e1.Now()); err != nil {
+		t.Fatal(err)
+	}
+	// node1 leaves the storage role.
+	n1 := node("node1", 1, roles.Compute)
+	e1.Nodes = []driver.Node{n1, envs[1].Local}
+	e1.Local = n1
+	d1 := New()
+	left := func(want bool) {
+		t.Helper()
+		if err := d1.Left(ctx, e1); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range files[:4] {
+			if _, err := os.Stat(f); (err == nil) != want {
+				t.Fatalf("%s exists: %v, want %v", f, err == nil, want)
+			}
+		}
+	}
+	left(true)
+	if err := deleteMonitor(ctx, e1.DB, "node1"); err != nil {
+		t.Fatal(err)
+	}
+	left(true) // its OSD is still recorded
+	if err := deleteOSD(ctx, e1.DB, 7); err != nil {
+		t.Fatal(err)
+	}
+	left(false)
+	left(false)
+	if _, err := os.Stat(l.adminKeyring()); err == nil {
+		t.Fatal("the admin keyring is still there")
+	}
+	for _, f := range []string{l.conf(), filepath.Join(l.logs(), "ceph-mon.node1.log")} {
+		if _, err := os.Stat(f); err != nil {
+			t.Fatalf("Left removed %s, which holds no key: %v", f, err)
+		}
+	}
+}
