@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -35,6 +36,10 @@ var ErrNotRunning = errors.New("cloudd is not running")
 
 // ErrNotInitialized means cloudd runs but is not part of a cluster yet.
 var ErrNotInitialized = errors.New("this node is not part of a cluster yet")
+
+// ErrStarting means cloudd runs, is a member, and has not opened its cluster
+// database yet.
+var ErrStarting = errors.New("this node's cloudd is starting")
 
 // New returns a client for the daemon whose state lives in stateDir. It does
 // not create the directory: a missing one means no daemon.
@@ -74,6 +79,11 @@ func (c *Client) explain(err error) error {
 	}
 	var se lxdapi.StatusError
 	if errors.As(err, &se) && se.Status() == http.StatusServiceUnavailable && strings.Contains(strings.ToLower(se.Error()), "not yet initialized") {
+		// A member's cloudd that has just started answers the same until
+		// its cluster database is open (about a second).
+		if _, err := os.Stat(filepath.Join(c.stateDir, "database", "info.yaml")); err == nil {
+			return fmt.Errorf("%w: cloudd is starting and its cluster database is not open yet; try again in a few seconds", ErrStarting)
+		}
 		return fmt.Errorf("%w: run `cloudctl bootstrap` on the first node or `cloudctl cluster join TOKEN` here", ErrNotInitialized)
 	}
 	if errors.As(err, &se) {
@@ -204,9 +214,18 @@ func (c *Client) Bootstrap(ctx context.Context, name, address string, ni api.Nod
 		return err
 	}
 	if err := c.m.NewCluster(ctx, name, address, cfg); err != nil {
+		if cutOff(err) {
+			return fmt.Errorf("cloudd stopped in the middle of the bootstrap: start it again (it clears what the bootstrap left half-made when it starts) and run the same command")
+		}
 		return c.explain(fmt.Errorf("bootstrap: %w", err))
 	}
 	return nil
+}
+
+// cutOff reports whether err means cloudd went away during a request (its
+// connection closed before an answer).
+func cutOff(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
 }
 
 // Join makes this node a member of the cluster that issued jt. Call

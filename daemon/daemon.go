@@ -197,6 +197,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := os.Chmod(d.cfg.StateDir, 0o711); err != nil {
 		return fmt.Errorf("state directory %s: %w", d.cfg.StateDir, err)
 	}
+	if _, err := d.clearInterruptedBootstrap(); err != nil {
+		return err
+	}
 	m, err := microcluster.App(microcluster.Args{StateDir: d.cfg.StateDir, Verbose: d.cfg.Verbose, Debug: d.cfg.Debug})
 	if err != nil {
 		return fmt.Errorf("open microcluster state in %s: %w", d.cfg.StateDir, err)

@@ -32,6 +32,11 @@ func parseNodeInit(initConfig map[string]string) (api.NodeInit, error) {
 // preBootstrap refuses, before anything is initialised, a bootstrap whose
 // manifest disagrees with cloudd's or whose plan a driver rejects.
 func (d *Daemon) preBootstrap(s *state.State, initConfig map[string]string) error {
+	// From here on microcluster writes state that a bootstrap dying midway
+	// would leave half-made: the marker lets the next start clear it.
+	if err := d.markBootstrap(); err != nil {
+		return err
+	}
 	ni, err := parseNodeInit(initConfig)
 	if err != nil {
 		return err
@@ -106,6 +111,9 @@ func (d *Daemon) postBootstrap(s *state.State, initConfig map[string]string) err
 	})
 	if err != nil {
 		return fmt.Errorf("record bootstrap: %w", err)
+	}
+	if err := d.bootstrapDone(); err != nil {
+		return err
 	}
 	d.log.Info("bootstrapped", "node", s.Name(), "roles", ni.Roles)
 	d.kick()

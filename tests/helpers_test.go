@@ -152,3 +152,8 @@ func sealedInDatabases(t *testing.T, nodes []*harness.Node, secrets map[string]s
 		return nil
 	})
 }
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}

@@ -1,0 +1,82 @@
+package daemon
+
+import (
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// A bootstrap marked as begun and never finished has microcluster's
+// half-made state cleared at the next start, and nothing else; a finished
+// one (no marker) keeps everything.
+func TestClearInterruptedBootstrap(t *testing.T) {
+	dir := t.TempDir()
+	d, err := New(Config{StateDir: dir, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	made := []string{"database/info.yaml", "database/cluster.yaml", "daemon.yaml", "truststore/node1.yaml", "cluster.crt", "cluster.key"}
+	kept := []string{"server.crt", "server.key", "control/keep"}
+	write := func(names ...string) {
+		for _, n := range names {
+			p := filepath.Join(dir, n)
+			if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	there := func(name string) bool {
+		_, err := os.Stat(filepath.Join(dir, name))
+		return err == nil
+	}
+	write(append(made, kept...)...)
+
+	// A finished bootstrap: nothing is touched.
+	if cleared, err := d.clearInterruptedBootstrap(); err != nil || cleared {
+		t.Fatalf("without a marker: cleared %v, %v", cleared, err)
+	}
+	for _, n := range append(made, kept...) {
+		if !there(n) {
+			t.Fatalf("%s removed without a marker", n)
+		}
+	}
+
+	// A bootstrap that began and did not finish.
+	if err := d.markBootstrap(); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, bootstrapPending)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("marker: %v %v", fi, err)
+	}
+	if cleared, err := d.clearInterruptedBootstrap(); err != nil || !cleared {
+		t.Fatalf("with a marker: cleared %v, %v", cleared, err)
+	}
+	for _, n := range append(made, bootstrapPending, "database", "truststore") {
+		if there(n) {
+			t.Errorf("%s is still there after the interrupted bootstrap was cleared", n)
+		}
+	}
+	for _, n := range kept {
+		if !there(n) {
+			t.Errorf("%s was removed, but the bootstrap did not make it", n)
+		}
+	}
+
+	// bootstrapDone removes the marker, and is idempotent.
+	if err := d.markBootstrap(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if err := d.bootstrapDone(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if there(bootstrapPending) {
+		t.Fatal("marker still there after bootstrapDone")
+	}
+}
