@@ -270,6 +270,11 @@ func (d *Daemon) hooks() *config.Hooks {
 		// The servers microcluster started for the new member get their
 		// limits before the other members run their OnNewMember hooks.
 		PreJoin: func(s *state.State, _ map[string]string) error {
+			// A bootstrap refused midway on this node left its mark: the
+			// node is a joiner now, and its state is not to be cleared.
+			if err := d.bootstrapDone(); err != nil {
+				return err
+			}
 			d.trustState.Store(s)
 			d.limitAPIServers(s.Endpoints)
 			return nil

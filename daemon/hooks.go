@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/canonical/microcluster/cluster"
@@ -32,10 +34,10 @@ func parseNodeInit(initConfig map[string]string) (api.NodeInit, error) {
 // preBootstrap refuses, before anything is initialised, a bootstrap whose
 // manifest disagrees with cloudd's or whose plan a driver rejects.
 func (d *Daemon) preBootstrap(s *state.State, initConfig map[string]string) error {
-	// From here on microcluster writes state that a bootstrap dying midway
-	// would leave half-made: the marker lets the next start clear it.
-	if err := d.markBootstrap(); err != nil {
-		return err
+	// microcluster itself bootstraps a node that has a cluster database
+	// (the CLI's check of it can be raced): refuse before anything changes.
+	if _, err := os.Stat(filepath.Join(d.cfg.StateDir, "database", "info.yaml")); err == nil {
+		return fmt.Errorf("this node already has a cluster database: it is bootstrapped or joined; nothing was changed")
 	}
 	ni, err := parseNodeInit(initConfig)
 	if err != nil {
@@ -48,7 +50,12 @@ func (d *Daemon) preBootstrap(s *state.State, initConfig map[string]string) erro
 	if ni.Plan == nil {
 		return fmt.Errorf("the bootstrap carries no plan: bootstrap with `cloudctl bootstrap`")
 	}
-	return d.validatePlan(*ni.Plan, m)
+	if err := d.validatePlan(*ni.Plan, m); err != nil {
+		return err
+	}
+	// From here on microcluster writes state that a bootstrap dying midway
+	// would leave half-made: the marker lets the next start clear it.
+	return d.markBootstrap()
 }
 
 // validatePlan asks the drivers to check their part of the plan.

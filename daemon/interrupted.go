@@ -19,22 +19,54 @@ const bootstrapPending = "bootstrap.pending"
 // cluster certificate and the cluster database.
 var bootstrapState = []string{"database", "daemon.yaml", "truststore", "cluster.crt", "cluster.key"}
 
-// markBootstrap records that a bootstrap began.
+// markBootstrap records that a bootstrap began, durably: a power cut right
+// after must find it.
 func (d *Daemon) markBootstrap() error {
 	p := filepath.Join(d.cfg.StateDir, bootstrapPending)
-	if err := os.WriteFile(p, []byte(d.cfg.Now().UTC().Format(time.RFC3339)+"\n"), 0o600); err != nil {
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err == nil {
+		_, err = f.WriteString(d.cfg.Now().UTC().Format(time.RFC3339) + "\n")
+		if err == nil {
+			err = f.Sync()
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err == nil {
+		err = syncDir(d.cfg.StateDir)
+	}
+	if err != nil {
 		return fmt.Errorf("record the bootstrap in %s: %w", p, err)
 	}
 	return nil
 }
 
-// bootstrapDone records that the bootstrap finished.
+// bootstrapDone records that the bootstrap finished (or that this node
+// joined instead), durably: a mark that came back after a power cut would
+// clear a working member.
 func (d *Daemon) bootstrapDone() error {
 	p := filepath.Join(d.cfg.StateDir, bootstrapPending)
-	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+	err := os.Remove(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err == nil {
+		err = syncDir(d.cfg.StateDir)
+	}
+	if err != nil {
 		return fmt.Errorf("record the end of the bootstrap (%s): %w", p, err)
 	}
 	return nil
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
 }
 
 // clearInterruptedBootstrap runs before microcluster opens the state
@@ -55,6 +87,12 @@ func (d *Daemon) clearInterruptedBootstrap() (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("read %s: %w", marker, err)
 	}
+	// A bootstrap trusts only the node itself: more entries mean this node
+	// went on to join or form a cluster, whatever the mark says.
+	if trusted, _ := filepath.Glob(filepath.Join(d.cfg.StateDir, "truststore", "*.yaml")); len(trusted) > 1 {
+		d.log.Warn("a bootstrap mark was left, but this node trusts other members: keeping its state", "trusted", len(trusted))
+		return false, d.bootstrapDone()
+	}
 	var removed []string
 	for _, name := range bootstrapState {
 		p := filepath.Join(d.cfg.StateDir, name)
@@ -66,8 +104,8 @@ func (d *Daemon) clearInterruptedBootstrap() (bool, error) {
 		}
 		removed = append(removed, name)
 	}
-	if err := os.Remove(marker); err != nil {
-		return false, fmt.Errorf("clear the state of the interrupted bootstrap: %w", err)
+	if err := d.bootstrapDone(); err != nil {
+		return false, err
 	}
 	d.log.Warn("the last bootstrap of this node stopped before it finished: its half-made state was cleared; run the same `cloudctl bootstrap` again",
 		"began", string(trimNL(b)), "removed", removed)

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -65,6 +66,33 @@ func TestClearInterruptedBootstrap(t *testing.T) {
 		if !there(n) {
 			t.Errorf("%s was removed, but the bootstrap did not make it", n)
 		}
+	}
+
+	// A node that trusts other members went on to join: its state stays
+	// whatever the mark says, and the mark goes.
+	write(append(made, "truststore/node2.yaml")...)
+	if err := d.markBootstrap(); err != nil {
+		t.Fatal(err)
+	}
+	if cleared, err := d.clearInterruptedBootstrap(); err != nil || cleared {
+		t.Fatalf("with other members trusted: cleared %v, %v", cleared, err)
+	}
+	for _, n := range made {
+		if !there(n) {
+			t.Fatalf("%s removed from a node that trusts other members", n)
+		}
+	}
+	if there(bootstrapPending) {
+		t.Fatal("the mark stayed")
+	}
+
+	// A bootstrap of a node with a cluster database is refused before the
+	// mark is written.
+	if err := d.preBootstrap(nil, nil); err == nil || !strings.Contains(err.Error(), "already has a cluster database") {
+		t.Fatalf("preBootstrap with a database: %v", err)
+	}
+	if there(bootstrapPending) {
+		t.Fatal("a refused bootstrap left its mark")
 	}
 
 	// bootstrapDone removes the marker, and is idempotent.

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 
 	"github.com/cloudctl/cloudctl/hwprobe"
 	"github.com/cloudctl/cloudctl/manifests"
+	"github.com/cloudctl/cloudctl/roles"
 	"github.com/cloudctl/cloudctl/roles/driver"
 )
 
@@ -242,6 +244,18 @@ func (d *Daemon) buildEnv(ctx context.Context, s *state.State) (*driver.Env, err
 			return err
 		})
 		return found, err
+	}
+	env.HasRoleNow = func(ctx context.Context, name string, r roles.Role) (bool, error) {
+		has := false
+		err := s.Database.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
+			row, err := getNode(ctx, tx, name)
+			if err != nil || row == nil {
+				return err
+			}
+			has = slices.Contains(toRoles(row.Roles), r)
+			return nil
+		})
+		return has, err
 	}
 	// microcluster keeps this member's certificate (server.*) and the
 	// cluster certificate its API serves (cluster.crt) in the state directory.

@@ -3,8 +3,10 @@ package daemon
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"sort"
+	"time"
 
 	dqlite "github.com/canonical/go-dqlite/client"
 	"github.com/canonical/microcluster/cluster"
@@ -35,9 +37,35 @@ func (d *Daemon) restoreVoters(ctx context.Context, s *state.State) error {
 	if leader == nil || leader.Address != s.Address().URL.Host {
 		return nil // the leader does it
 	}
+	// A probe missed under load, or a configuration change of go-dqlite's
+	// own in progress, is tried again.
+	var last error
+	for attempt := 0; attempt < 3; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return errors.Join(last, ctx.Err())
+			case <-time.After(time.Second):
+			}
+		}
+		done, err := d.promoteVoters(ctx, s, c)
+		if done {
+			return nil
+		}
+		last = err
+	}
+	return last
+}
+
+// promoteVoters makes one attempt; done means the voters are complete, or
+// no member that could be promoted answers.
+func (d *Daemon) promoteVoters(ctx context.Context, s *state.State, c *dqlite.Client) (bool, error) {
 	infos, err := c.Cluster(ctx)
 	if err != nil {
-		return fmt.Errorf("read the dqlite configuration: %w", err)
+		return false, fmt.Errorf("read the dqlite configuration: %w", err)
+	}
+	if len(promotions(infos, allOnline(infos))) == 0 {
+		return true, nil
 	}
 	var members []cluster.InternalClusterMember
 	err = s.Database.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
@@ -45,16 +73,30 @@ func (d *Daemon) restoreVoters(ctx context.Context, s *state.State) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("read members: %w", err)
+		return false, fmt.Errorf("read members: %w", err)
 	}
 	online := d.probeMembers(ctx, s, members)
-	for _, ni := range promotions(infos, online) {
+	promote := promotions(infos, online)
+	if len(promote) == 0 {
+		return false, fmt.Errorf("no member that could be a dqlite voter answered")
+	}
+	for _, ni := range promote {
 		if err := c.Assign(ctx, ni.ID, dqlite.Voter); err != nil {
-			return fmt.Errorf("promote %s to a dqlite voter: %w", ni.Address, err)
+			return false, fmt.Errorf("promote %s to a dqlite voter: %w", ni.Address, err)
 		}
 		d.log.Info("promoted a member to a cluster database voter after a removal", "address", ni.Address, "was", ni.Role.String())
 	}
-	return nil
+	return false, nil
+}
+
+// allOnline counts every member as answering: whether any promotion is
+// due at all.
+func allOnline(infos []dqlite.NodeInfo) map[string]bool {
+	out := map[string]bool{}
+	for _, ni := range infos {
+		out[ni.Address] = true
+	}
+	return out
 }
 
 // promotions are the members to make voters so that the cluster database

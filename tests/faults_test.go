@@ -557,8 +557,11 @@ func TestFaultInterrupted(t *testing.T) {
 			for !exists(info) && time.Now().Before(deadline) {
 				time.Sleep(time.Millisecond)
 			}
-			powerOff(t, n1)
+			// cloudd first (frozen, then killed): the CLI must live to
+			// print what it says; then whatever else runs on the node.
+			n1.Kill(t)
 			_ = cmd.Wait()
+			powerOff(t, n1)
 			if exists(pending) {
 				t.Logf("attempt %d: cloudd killed inside the bootstrap; the CLI said: %s", attempt, strings.TrimSpace(out.String()))
 				oneSentence(t, harness.Result{Code: 1, Stderr: out.String()}, "run the same command")
@@ -589,6 +592,9 @@ func TestFaultInterrupted(t *testing.T) {
 		}
 		dbOpen(t, n1)
 	})
+	if t.Failed() {
+		return // the subtests below need node1 bootstrapped
+	}
 
 	t.Run("bootstrap killed during role convergence", func(t *testing.T) {
 		// cloudd dies while it creates the first MariaDB instance

@@ -184,6 +184,10 @@ type Env struct {
 	// it before treating a node missing from Nodes as departed (and
 	// removing what it left). Nil: Nodes is all there is.
 	IsMember func(ctx context.Context, name string) (bool, error)
+	// HasRoleNow reads a member's roles again, now: a driver checks it
+	// before removing what a node that left its role kept (Nodes may be a
+	// moment old, and the role given back since). Nil: Nodes is all there is.
+	HasRoleNow func(ctx context.Context, name string, r roles.Role) (bool, error)
 	// TLS is this member's identity on the cluster API (PEM files), for
 	// programs a driver runs that call members' cloudd themselves (the
 	// floating endpoint's HAProxy checks Backend.Check with it).
@@ -204,6 +208,24 @@ func (e *Env) Departed(ctx context.Context, name string) (bool, error) {
 		return false, fmt.Errorf("is %s still a member: %w", name, err)
 	}
 	return !member, nil
+}
+
+// LeftRole reports whether name is a member that no longer has role r:
+// without it in Nodes and, read again now, still without it. An error
+// means "do not know yet".
+func (e *Env) LeftRole(ctx context.Context, name string, r roles.Role) (bool, error) {
+	n, ok := e.Node(name)
+	if !ok || n.Has(r) {
+		return false, nil
+	}
+	if e.HasRoleNow == nil {
+		return true, nil
+	}
+	has, err := e.HasRoleNow(ctx, name, r)
+	if err != nil {
+		return false, fmt.Errorf("does %s have the %s role: %w", name, r, err)
+	}
+	return !has, nil
 }
 
 // ClusterTLS are the PEM files of this member's cluster API identity.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"testing"
+
+	"github.com/cloudctl/cloudctl/roles"
 )
 
 // TestDeparted: a node missing from the round's snapshot is departed only
@@ -33,5 +35,31 @@ func TestDeparted(t *testing.T) {
 	}
 	if gone, err := env.Departed(ctx, "node4"); gone || err == nil {
 		t.Errorf("membership unreadable: departed %v, %v; want not departed and an error", gone, err)
+	}
+}
+
+// TestLeftRole: a member without the role in the round's snapshot has left
+// it only when its roles, read again, do not have it either.
+func TestLeftRole(t *testing.T) {
+	ctx := context.Background()
+	env := &Env{Nodes: []Node{{Name: "node1", Roles: []roles.Role{roles.Storage}}, {Name: "node2", Roles: []roles.Role{roles.Control}}}}
+	for _, tc := range []struct {
+		node string
+		now  func(context.Context, string, roles.Role) (bool, error)
+		want bool
+		err  bool
+	}{
+		{"node1", nil, false, false}, // has it in the snapshot
+		{"node9", nil, false, false}, // not a member: Departed's business
+		{"node2", nil, true, false},  // nothing to read again
+		{"node2", func(context.Context, string, roles.Role) (bool, error) { return false, nil }, true, false},
+		{"node2", func(context.Context, string, roles.Role) (bool, error) { return true, nil }, false, false}, // given back since
+		{"node2", func(context.Context, string, roles.Role) (bool, error) { return false, errors.New("no leader") }, false, true},
+	} {
+		env.HasRoleNow = tc.now
+		got, err := env.LeftRole(ctx, tc.node, roles.Storage)
+		if got != tc.want || (err != nil) != tc.err {
+			t.Errorf("LeftRole(%s) with HasRoleNow %v: %v, %v; want %v (error %v)", tc.node, tc.now != nil, got, err, tc.want, tc.err)
+		}
 	}
 }

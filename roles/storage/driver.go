@@ -233,6 +233,12 @@ func (d *Driver) converge(ctx context.Context, env *driver.Env, step func(driver
 		}
 	}
 	for _, o := range st.osdsOf(local) {
+		// A node that left the storage role but still holds a monitor
+		// stops its OSDs: the members purge them once they are down.
+		if !env.Local.Has(roles.Storage) {
+			d.stopDaemon(env, "osd", strconv.Itoa(o.ID))
+			continue
+		}
 		if exists(filepath.Join(l.osdData(o.ID), doneMarker)) {
 			if err := d.startDaemon(env, l, "osd", strconv.Itoa(o.ID)); err != nil {
 				return false, err
@@ -250,15 +256,28 @@ func (d *Driver) converge(ctx context.Context, env *driver.Env, step func(driver
 		d.conns.drop(conn)
 		return false, waitingError{"waiting for a Ceph monitor quorum: " + err.Error()}
 	}
-	if isMon && !exists(filepath.Join(l.mgrData(local), "keyring")) {
-		step(driver.Step{Name: "create the Ceph manager " + local, State: "running"})
-		if err := d.ensureManagerKey(ctx, conn, l, local); err != nil {
+	if isMon {
+		// Every round: a manager key deleted meanwhile (its monitor was
+		// removed on a view of the members a moment old, then made again)
+		// is made again, and the manager restarted with it.
+		had := exists(filepath.Join(l.mgrData(local), "keyring"))
+		if !had {
+			step(driver.Step{Name: "create the Ceph manager " + local, State: "running"})
+		}
+		changed, err := d.ensureManagerKey(ctx, conn, l, local)
+		if err != nil {
 			return false, err
+		}
+		if changed && had {
+			env.Log.Warn("storage: the Ceph manager's key had changed or was gone; restarting the manager with the current one", "node", local)
+			d.stopDaemon(env, "mgr", local)
 		}
 		if err := d.startDaemon(env, l, "mgr", local); err != nil {
 			return false, err
 		}
-		step(driver.Step{Name: "create the Ceph manager " + local, State: "done"})
+		if !had {
+			step(driver.Step{Name: "create the Ceph manager " + local, State: "done"})
+		}
 	}
 	if err := d.forgetDeparted(ctx, env, conn, st, monNodes); err != nil {
 		env.Log.Warn("storage: cleaning up removed members", "error", err)
@@ -453,7 +472,9 @@ func (d *Driver) ensureMonitor(ctx context.Context, env *driver.Env, l layout, s
 	return nil
 }
 
-func (d *Driver) ensureManagerKey(ctx context.Context, conn *cephConn, l layout, node string) error {
+// ensureManagerKey gets (or makes) the manager's key from the monitors and
+// writes its keyring; it reports whether the keyring changed.
+func (d *Driver) ensureManagerKey(ctx context.Context, conn *cephConn, l layout, node string) (bool, error) {
 	var ans []struct {
 		Entity string `json:"entity"`
 		Key    string `json:"key"`
@@ -461,16 +482,15 @@ func (d *Driver) ensureManagerKey(ctx context.Context, conn *cephConn, l layout,
 	err := conn.mon(ctx, map[string]any{"prefix": "auth get-or-create", "entity": "mgr." + node,
 		"caps": []string{"mon", "allow profile mgr", "osd", "allow *", "mds", "allow *"}}, nil, &ans)
 	if err != nil {
-		return fmt.Errorf("create the key of the Ceph manager %s: %w", node, err)
+		return false, fmt.Errorf("create the key of the Ceph manager %s: %w", node, err)
 	}
 	if len(ans) != 1 || !validKey(ans[0].Key) {
-		return fmt.Errorf("create the key of the Ceph manager %s: unexpected answer", node)
+		return false, fmt.Errorf("create the key of the Ceph manager %s: unexpected answer", node)
 	}
 	if err := os.MkdirAll(l.mgrData(node), 0o700); err != nil {
-		return fmt.Errorf("create %s: %w", l.mgrData(node), err)
+		return false, fmt.Errorf("create %s: %w", l.mgrData(node), err)
 	}
-	_, err = writeFile(filepath.Join(l.mgrData(node), "keyring"), []byte(keyring("mgr."+node, ans[0].Key, nil)), 0o600)
-	return err
+	return writeFile(filepath.Join(l.mgrData(node), "keyring"), []byte(keyring("mgr."+node, ans[0].Key, nil)), 0o600)
 }
 
 // svcName is the supervisor's name of a Ceph daemon ("ceph-osd.3").
@@ -799,8 +819,9 @@ func (d *Driver) shapePool(ctx context.Context, env *driver.Env, conn *cephConn,
 
 // forgetDeparted removes from Ceph the OSDs of nodes that left the cluster
 // or the storage role (once they are down: a member that left the role
-// stops them itself, and its data drained before the role was taken away,
-// or the removal was forced), and the monitors, with their managers' keys,
+// stops them itself, whether its driver stopped or it still holds a
+// monitor; its data drained before the role was taken away, or the removal
+// was forced; the role is read again before), and the monitors, with their managers' keys,
 // of nodes that no longer run one. A purge also deletes the OSD's key, so
 // no key a departed daemon held still opens Ceph.
 func (d *Driver) forgetDeparted(ctx context.Context, env *driver.Env, conn *cephConn, st state, monNodes []string) error {
@@ -826,11 +847,25 @@ func (d *Driver) forgetDeparted(ctx context.Context, env *driver.Env, conn *ceph
 		}
 		return gone
 	}
+	left := map[string]bool{}
+	hasLeft := func(node string) bool {
+		gone, seen := left[node]
+		if !seen {
+			var err error
+			if gone, err = env.LeftRole(ctx, node, roles.Storage); err != nil {
+				env.Log.Info("storage: cannot tell whether a member left the storage role; looking again next round", "node", node, "error", err)
+				gone = false
+			}
+			left[node] = gone
+		}
+		return gone
+	}
 	for _, o := range st.OSDs {
 		n, member := env.Node(o.Node)
 		// A member's removed OSD keeps its row (its disk entry stays
-		// taken, should the role come back).
-		leftRole := member && !n.Has(roles.Storage) && o.State != osdRemoved
+		// taken, should the role come back); one being made belongs to a
+		// role given back since this round's snapshot.
+		leftRole := member && !n.Has(roles.Storage) && o.State != osdRemoved && o.State != osdCreating && hasLeft(o.Node)
 		if !leftRole && (member || !isDeparted(o.Node)) {
 			continue
 		}

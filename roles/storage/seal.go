@@ -405,10 +405,7 @@ func (d *Driver) handleClientKey(ctx context.Context, env *driver.Env, req drive
 // and its Ceph daemons' directories with their keyrings once the cluster
 // has forgotten them (forgetDaemons).
 func (d *Driver) Left(ctx context.Context, env *driver.Env) error {
-	if err := d.dropSealKey(ctx, env); err != nil {
-		return err
-	}
-	return forgetDaemons(ctx, env)
+	return errors.Join(d.dropSealKey(ctx, env), forgetDaemons(ctx, env))
 }
 
 // forgetDaemons deletes this node's monitor, manager and OSD directories
