@@ -25,18 +25,14 @@ const wantVoters = 3
 // replaced by the node removed next). The leader promotes answering
 // stand-bys (or spares) at once, before the removal returns.
 func (d *Daemon) restoreVoters(ctx context.Context, s *state.State) error {
+	if leader, err := d.isLeader(ctx, s); err != nil || !leader {
+		return err // the leader does it
+	}
 	c, err := s.Database.Leader(ctx)
 	if err != nil {
 		return fmt.Errorf("find the dqlite leader: %w", err)
 	}
 	defer c.Close()
-	leader, err := c.Leader(ctx)
-	if err != nil {
-		return fmt.Errorf("ask for the dqlite leader: %w", err)
-	}
-	if leader == nil || leader.Address != s.Address().URL.Host {
-		return nil // the leader does it
-	}
 	// A probe missed under load, or a configuration change of go-dqlite's
 	// own in progress, is tried again.
 	var last error
