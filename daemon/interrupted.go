@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -108,13 +109,6 @@ func (d *Daemon) clearInterruptedBootstrap() (bool, error) {
 		return false, err
 	}
 	d.log.Warn("the last bootstrap of this node stopped before it finished: its half-made state was cleared; run the same `cloudctl bootstrap` again",
-		"began", string(trimNL(b)), "removed", removed)
+		"began", strings.TrimSpace(string(b)), "removed", removed)
 	return true, nil
-}
-
-func trimNL(b []byte) []byte {
-	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
-		b = b[:len(b)-1]
-	}
-	return b
 }

@@ -53,14 +53,13 @@ func (d *Daemon) restoreVoters(ctx context.Context, s *state.State) error {
 	return last
 }
 
-// promoteVoters makes one attempt; done means the voters are complete, or
-// no member that could be promoted answers.
+// promoteVoters makes one attempt; done means the voters are complete.
 func (d *Daemon) promoteVoters(ctx context.Context, s *state.State, c *dqlite.Client) (bool, error) {
 	infos, err := c.Cluster(ctx)
 	if err != nil {
 		return false, fmt.Errorf("read the dqlite configuration: %w", err)
 	}
-	if len(promotions(infos, allOnline(infos))) == 0 {
+	if votersShort(infos) <= 0 {
 		return true, nil
 	}
 	var members []cluster.InternalClusterMember
@@ -85,14 +84,16 @@ func (d *Daemon) promoteVoters(ctx context.Context, s *state.State, c *dqlite.Cl
 	return false, nil
 }
 
-// allOnline counts every member as answering: whether any promotion is
-// due at all.
-func allOnline(infos []dqlite.NodeInfo) map[string]bool {
-	out := map[string]bool{}
+// votersShort is how many voters the cluster database lacks: it keeps
+// min(wantVoters, members).
+func votersShort(infos []dqlite.NodeInfo) int {
+	voters := 0
 	for _, ni := range infos {
-		out[ni.Address] = true
+		if ni.Role == dqlite.Voter {
+			voters++
+		}
 	}
-	return out
+	return min(wantVoters, len(infos)) - voters
 }
 
 // promotions are the members to make voters so that the cluster database
@@ -100,19 +101,15 @@ func allOnline(infos []dqlite.NodeInfo) map[string]bool {
 // does not answer tolerates nothing), stand-bys before spares (they hold
 // the log already), then by address, for a stable choice.
 func promotions(infos []dqlite.NodeInfo, online map[string]bool) []dqlite.NodeInfo {
-	voters := 0
-	var cands []dqlite.NodeInfo
-	for _, ni := range infos {
-		switch {
-		case ni.Role == dqlite.Voter:
-			voters++
-		case online[ni.Address]:
-			cands = append(cands, ni)
-		}
-	}
-	need := min(wantVoters, len(infos)) - voters
+	need := votersShort(infos)
 	if need <= 0 {
 		return nil
+	}
+	var cands []dqlite.NodeInfo
+	for _, ni := range infos {
+		if ni.Role != dqlite.Voter && online[ni.Address] {
+			cands = append(cands, ni)
+		}
 	}
 	sort.SliceStable(cands, func(i, j int) bool {
 		if (cands[i].Role == dqlite.StandBy) != (cands[j].Role == dqlite.StandBy) {
