@@ -27,6 +27,12 @@ func (l layout) monKeyring() string      { return filepath.Join(l.keys(), "ceph.
 func (l layout) run() string             { return filepath.Join(l.dir, "run") }
 func (l layout) logs() string            { return filepath.Join(l.dir, "log") }
 func (l layout) monData(n string) string { return filepath.Join(l.dir, "mon", "ceph-"+n) }
+
+// daemonDirs hold the monitor's, the manager's and the OSDs' data, each
+// with its daemon's keyring.
+func (l layout) daemonDirs() []string {
+	return []string{filepath.Join(l.dir, "mon"), filepath.Join(l.dir, "mgr"), filepath.Join(l.dir, "osd")}
+}
 func (l layout) mgrData(n string) string { return filepath.Join(l.dir, "mgr", "ceph-"+n) }
 func (l layout) osdData(id int) string   { return filepath.Join(l.dir, "osd", "ceph-"+strconv.Itoa(id)) }
 

@@ -149,7 +149,7 @@ func (d *Driver) Converge(ctx context.Context, env *driver.Env, step func(driver
 
 func (d *Driver) converge(ctx context.Context, env *driver.Env, step func(driver.Step)) (bool, error) {
 	l := layout{dir: env.Dir}
-	for _, dir := range []string{l.dir, l.keys(), l.run(), l.logs(), filepath.Join(l.dir, "mon"), filepath.Join(l.dir, "mgr"), filepath.Join(l.dir, "osd")} {
+	for _, dir := range append([]string{l.dir, l.keys(), l.run(), l.logs()}, l.daemonDirs()...) {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return false, fmt.Errorf("create %s: %w", dir, err)
 		}
@@ -834,38 +834,20 @@ func (d *Driver) forgetDeparted(ctx context.Context, env *driver.Env, conn *ceph
 	// A node missing from this round's snapshot may have joined since (its
 	// OSD or monitor recorded after the snapshot): only what a departed
 	// node left is removed.
-	departed := map[string]bool{}
-	isDeparted := func(node string) bool {
-		gone, seen := departed[node]
-		if !seen {
-			var err error
-			if gone, err = env.Departed(ctx, node); err != nil {
-				env.Log.Info("storage: cannot tell whether a node left; looking again next round", "node", node, "error", err)
-				gone = false
-			}
-			departed[node] = gone
-		}
-		return gone
-	}
-	left := map[string]bool{}
-	hasLeft := func(node string) bool {
-		gone, seen := left[node]
-		if !seen {
-			var err error
-			if gone, err = env.LeftRole(ctx, node, roles.Storage); err != nil {
-				env.Log.Info("storage: cannot tell whether a member left the storage role; looking again next round", "node", node, "error", err)
-				gone = false
-			}
-			left[node] = gone
-		}
-		return gone
-	}
+	isDeparted := onceEach(func(node string) (bool, error) { return env.Departed(ctx, node) },
+		func(node string, err error) {
+			env.Log.Info("storage: cannot tell whether a node left; looking again next round", "node", node, "error", err)
+		})
+	hasLeft := onceEach(func(node string) (bool, error) { return env.LeftRole(ctx, node, roles.Storage) },
+		func(node string, err error) {
+			env.Log.Info("storage: cannot tell whether a member left the storage role; looking again next round", "node", node, "error", err)
+		})
 	for _, o := range st.OSDs {
-		n, member := env.Node(o.Node)
+		_, member := env.Node(o.Node)
 		// A member's removed OSD keeps its row (its disk entry stays
 		// taken, should the role come back); one being made belongs to a
 		// role given back since this round's snapshot.
-		leftRole := member && !n.Has(roles.Storage) && o.State != osdRemoved && o.State != osdCreating && hasLeft(o.Node)
+		leftRole := o.State != osdRemoved && o.State != osdCreating && hasLeft(o.Node)
 		if !leftRole && (member || !isDeparted(o.Node)) {
 			continue
 		}
@@ -923,6 +905,24 @@ func (d *Driver) forgetDeparted(ctx context.Context, env *driver.Env, conn *ceph
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// onceEach is check asked once per node for one round; a node whose check
+// fails counts as false (said by failed), to be asked again next round.
+func onceEach(check func(node string) (bool, error), failed func(node string, err error)) func(string) bool {
+	seen := map[string]bool{}
+	return func(node string) bool {
+		v, ok := seen[node]
+		if !ok {
+			var err error
+			if v, err = check(node); err != nil {
+				failed(node, err)
+				v = false
+			}
+			seen[node] = v
+		}
+		return v
+	}
 }
 
 func sortedKeys(m map[string]string) []string {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -416,7 +415,7 @@ func (d *Driver) Left(ctx context.Context, env *driver.Env) error {
 // away and given back before that finds its daemons as they were.
 func forgetDaemons(ctx context.Context, env *driver.Env) error {
 	l := layout{dir: env.Dir}
-	dirs := []string{filepath.Join(l.dir, "mon"), filepath.Join(l.dir, "mgr"), filepath.Join(l.dir, "osd"), l.keys()}
+	dirs := append(l.daemonDirs(), l.keys())
 	found := false
 	for _, dir := range dirs {
 		found = found || exists(dir)
