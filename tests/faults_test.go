@@ -195,26 +195,6 @@ func powerOff(t testing.TB, nd *harness.Node, keep ...*writer) {
 	})
 }
 
-// runLong runs cloudctl in nd's namespace with a longer deadline than
-// Node.Run's (cluster recover waits for every layer).
-func runLong(c *harness.Cluster, nd *harness.Node, timeout time.Duration, args ...string) harness.Result {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	full := append([]string{"netns", "exec", nd.NS, c.Bins.Cloudctl, "--state-dir", nd.StateDir}, args...)
-	cmd := exec.CommandContext(ctx, "ip", full...)
-	var out, errb strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		code = -1
-		errb.WriteString(err.Error())
-	}
-	return harness.Result{Stdout: out.String(), Stderr: errb.String(), Code: code}
-}
-
 func names(nodes []*harness.Node) string {
 	var out []string
 	for _, nd := range nodes {
@@ -486,7 +466,7 @@ func TestFaultLoss(t *testing.T) {
 		})
 		before := w.ids()
 		start := time.Now()
-		r := runLong(c, n1, 15*time.Minute, "cluster", "recover")
+		r := n1.RunFor(15*time.Minute, "cluster", "recover")
 		if r.Code != 0 {
 			t.Fatalf("cluster recover: exit %d\n%s\n%s\nlog:\n%s", r.Code, r.Stdout, r.Stderr, n1.Log())
 		}
@@ -547,7 +527,7 @@ func TestFaultInterrupted(t *testing.T) {
 		info := filepath.Join(n1.StateDir, "database", "info.yaml")
 		pending := filepath.Join(n1.StateDir, "bootstrap.pending")
 		for attempt := 1; ; attempt++ {
-			cmd := exec.Command("ip", append([]string{"netns", "exec", n1.NS, c.Bins.Cloudctl, "--state-dir", n1.StateDir}, bootArgs...)...)
+			cmd := n1.Command(context.Background(), bootArgs...)
 			var out bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &out, &out
 			if err := cmd.Start(); err != nil {
@@ -748,7 +728,7 @@ func TestFaultLossCompute(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	r := runLong(c, n1, 15*time.Minute, "cluster", "recover")
+	r := n1.RunFor(15*time.Minute, "cluster", "recover")
 	if r.Code != 0 {
 		t.Fatalf("cluster recover: exit %d\n%s\n%s\nlog:\n%s", r.Code, r.Stdout, r.Stderr, n1.Log())
 	}

@@ -2,10 +2,10 @@ package tests
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -50,7 +50,7 @@ func TestJoinTokenSources(t *testing.T) {
 	}
 	oneSentence(t, n2.Run("cluster", "join", "--role", "compute", "--address", n2.IP), "no join token")
 
-	cmd := exec.Command("ip", "netns", "exec", n2.NS, c.Bins.Cloudctl, "--state-dir", n2.StateDir, "cluster", "join", "-", "--role", "compute", "--address", n2.IP)
+	cmd := n2.Command(context.Background(), "cluster", "join", "-", "--role", "compute", "--address", n2.IP)
 	cmd.Stdin = strings.NewReader(tok + "\n")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

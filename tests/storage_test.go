@@ -361,16 +361,7 @@ func TestStorage(t *testing.T) {
 		// forgot them; it stays a member with the control role.
 		dir := filepath.Join(n4.StateDir, "storage")
 		harness.Eventually(t, 2*time.Minute, "node4 keeps no Ceph key", func() error {
-			var kept []string
-			for _, p := range []string{"seal.key", "keys", "mon", "mgr", "osd"} {
-				if _, err := os.Stat(filepath.Join(dir, p)); err == nil {
-					kept = append(kept, p)
-				}
-			}
-			if len(kept) > 0 {
-				return fmt.Errorf("%s still holds %v", dir, kept)
-			}
-			return nil
+			return noneLeft(dir, "seal.key", "keys", "mon", "mgr", "osd")
 		})
 		if m := member(mustStatus(t, n1), n4.Name); m == nil || fmt.Sprint(m.Roles) != "[control]" {
 			t.Fatalf("node4 after role remove storage: %+v", m)
@@ -399,16 +390,7 @@ func TestStorage(t *testing.T) {
 			return nil
 		})
 		harness.Eventually(t, 2*time.Minute, "node4's state directory emptied of its roles", func() error {
-			var kept []string
-			for _, p := range []string{"storage", "control"} {
-				if _, err := os.Stat(filepath.Join(n4.StateDir, p)); err == nil {
-					kept = append(kept, p)
-				}
-			}
-			if len(kept) > 0 {
-				return fmt.Errorf("%s still holds %v", n4.StateDir, kept)
-			}
-			return nil
+			return noneLeft(n4.StateDir, "storage", "control")
 		})
 	})
 	if t.Failed() {
@@ -671,4 +653,18 @@ func cephEntities(t testing.TB, nd *harness.Node) []string {
 		names = append(names, a.Entity)
 	}
 	return names
+}
+
+// noneLeft says which of names dir still holds, if any.
+func noneLeft(dir string, names ...string) error {
+	var kept []string
+	for _, n := range names {
+		if exists(filepath.Join(dir, n)) {
+			kept = append(kept, n)
+		}
+	}
+	if len(kept) > 0 {
+		return fmt.Errorf("%s still holds %v", dir, kept)
+	}
+	return nil
 }

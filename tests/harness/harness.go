@@ -502,11 +502,18 @@ func (nd *Node) RunFor(timeout time.Duration, args ...string) Result {
 	return nd.run(timeout, args...)
 }
 
+// Command is cloudctl with args in the node's namespace, against its
+// daemon, not started: for a test that feeds its input or kills the node
+// while it runs.
+func (nd *Node) Command(ctx context.Context, args ...string) *exec.Cmd {
+	full := append([]string{"netns", "exec", nd.NS, nd.c.Bins.Cloudctl, "--state-dir", nd.StateDir}, args...)
+	return exec.CommandContext(ctx, "ip", full...)
+}
+
 func (nd *Node) run(timeout time.Duration, args ...string) Result {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	full := append([]string{"netns", "exec", nd.NS, nd.c.Bins.Cloudctl, "--state-dir", nd.StateDir}, args...)
-	cmd := exec.CommandContext(ctx, "ip", full...)
+	cmd := nd.Command(ctx, args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
