@@ -92,6 +92,15 @@ type Token struct {
 	UsedBy string `json:"used_by,omitempty"`
 }
 
+// JoinIntent is the body of POST /1.0/join-intent (local socket only), which
+// `cloudctl cluster join` sends to its own cloudd just before the join: the
+// node's name and the init config the join carries, kept until the join is
+// recorded so an interrupted join can be cleared or finished.
+type JoinIntent struct {
+	Name       string            `json:"name"`
+	InitConfig map[string]string `json:"init_config"`
+}
+
 // TokenCheck is the body of POST /1.0/tokens/check, sent by a joining node
 // before it joins, to learn whether its token is still good.
 type TokenCheck struct {

@@ -240,7 +240,15 @@ func (c *Client) Join(ctx context.Context, name, address string, jt api.JoinToke
 	if err != nil {
 		return err
 	}
+	// cloudd keeps the join's choices until it has recorded them: a join
+	// it dies in is cleared or finished at its next start.
+	if err := c.query(ctx, "POST", "join-intent", api.JoinIntent{Name: name, InitConfig: cfg}, nil); err != nil {
+		return fmt.Errorf("join: %w", err)
+	}
 	if err := c.m.JoinCluster(ctx, name, address, inner, cfg); err != nil {
+		if cutOff(err) {
+			return fmt.Errorf("cloudd stopped in the middle of the join: start it again (it clears or finishes what the join left when it starts) and run the same command; if the join was cut off early, the cluster gives the token back within about a minute and the command waits for it")
+		}
 		return c.explain(fmt.Errorf("join: %w", err))
 	}
 	return nil

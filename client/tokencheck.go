@@ -84,6 +84,53 @@ func explainCheck(r api.TokenCheckResult, jt api.JoinToken) error {
 	}
 }
 
+// maxTokenWait is how far off a token's return may be for AwaitTokenBack to
+// wait for it: a member left pending by a join cut off midway is given up
+// within a minute of the redemption. A secret redeemed and never used comes
+// back two minutes after it; a join re-run at once is told when instead.
+const maxTokenWait = time.Minute
+
+// tokenBackLate is how long after the time the cluster gave for a token's
+// return AwaitTokenBack still waits (the sweep on a busy or idle leader).
+const tokenBackLate = time.Minute
+
+// AwaitTokenBack waits while jt is spent by a join of name itself that has
+// not finished (a join cut off midway, which the cluster gives up) and the
+// cluster gives it back within maxTokenWait: until the token is usable
+// again, or a minute past the time the cluster said,
+// telling waiting once when it begins. It reports whether the token is
+// usable again after a wait, and says what to do when it waited in vain;
+// in every other case it returns at once, leaving the token's state for
+// CheckToken to explain.
+func AwaitTokenBack(ctx context.Context, jt api.JoinToken, name string, now func() time.Time, waiting func(at time.Time)) (bool, error) {
+	var deadline time.Time
+	for {
+		r, err := CheckToken(ctx, jt, name, now())
+		if err == nil {
+			return !deadline.IsZero(), nil
+		}
+		if r.Reason != "used" || r.UsedBy != name || r.RetryAt.IsZero() {
+			return false, nil
+		}
+		if deadline.IsZero() {
+			if r.RetryAt.Sub(now()) > maxTokenWait {
+				return false, nil
+			}
+			deadline = r.RetryAt.Add(tokenBackLate)
+			waiting(r.RetryAt)
+		}
+		if now().After(deadline) {
+			return false, fmt.Errorf("%w: this token is still spent by an earlier join of %s that stopped midway: the cluster did not give it back by %s (`cloudctl cluster list` on a member shows %s as pending while it waits for it); on a member, remove it with `cloudctl cluster remove %s --force` and ask for a new token with `cloudctl cluster add %s`",
+				ErrTokenRejected, name, deadline.UTC().Format("15:04:05 MST"), name, name, jt.Name)
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
 // RedeemToken spends jt at the issuing cluster for a node called name and
 // returns the single-use microcluster secret to join with. The cluster
 // checks the name, the expiry and that the token was never used in one

@@ -26,6 +26,7 @@ func FuzzDecodeBodies(f *testing.F) {
 		`{"version":1,"cluster":"cloud","mysql_topology":"single"}`,
 		`{"services":["identity"]}`,
 		`{"pad":"xxxx"}`,
+		`{"name":"node2","init_config":{"cloudctl.node":"{\"roles\":[\"control\"]}"}}`,
 		`{"name":"` + string(make([]byte, 100)) + `"}`,
 		`[]`, `null`, `{"name":1}`, `{"unknown":true}`, `{`, "",
 	} {
@@ -61,6 +62,11 @@ func FuzzDecodeBodies(f *testing.F) {
 		_ = decodeInto(&echo)
 		var ports preflight.PortsRequest
 		_ = decodeInto(&ports)
+		var ji api.JoinIntent
+		if decodeInto(&ji) == nil {
+			_ = api.ValidNodeName(ji.Name)
+			_, _ = parseNodeInit(ji.InitConfig)
+		}
 		var dc api.DBCheckRequest
 		_ = driver.DecodeBody(driver.Request{Body: bytes.NewReader(body)}, &dc)
 		// The untrusted endpoints' guard takes any source and verdict.

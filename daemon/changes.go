@@ -13,7 +13,6 @@ import (
 	"github.com/canonical/lxd/lxd/response"
 	lxdapi "github.com/canonical/lxd/shared/api"
 	"github.com/canonical/microcluster/cluster"
-	"github.com/canonical/microcluster/microcluster"
 	"github.com/canonical/microcluster/state"
 
 	"github.com/cloudctl/cloudctl/api"
@@ -85,13 +84,9 @@ func (d *Daemon) handleNodeDelete(s *state.State, r *http.Request) response.Resp
 		}
 		return response.SyncResponse(true, api.NodeRemoval{Waiting: string(first.Role), Reason: first.Error()})
 	}
-	m, err := microcluster.App(microcluster.Args{StateDir: d.cfg.StateDir})
+	lc, err := d.localMicrocluster()
 	if err != nil {
-		return response.SmartError(fmt.Errorf("open microcluster state: %w", err))
-	}
-	lc, err := m.LocalClient()
-	if err != nil {
-		return response.SmartError(fmt.Errorf("connect to microcluster: %w", err))
+		return response.SmartError(err)
 	}
 	if err := lc.DeleteClusterMember(ctx, name, force); err != nil {
 		return response.SmartError(err)

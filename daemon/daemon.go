@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/canonical/lxd/shared"
+	mcclient "github.com/canonical/microcluster/client"
 	"github.com/canonical/microcluster/cluster"
 	"github.com/canonical/microcluster/config"
 	"github.com/canonical/microcluster/microcluster"
@@ -200,6 +201,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if _, err := d.clearInterruptedBootstrap(); err != nil {
 		return err
 	}
+	if _, err := d.clearInterruptedJoin(); err != nil {
+		return err
+	}
 	m, err := microcluster.App(microcluster.Args{StateDir: d.cfg.StateDir, Verbose: d.cfg.Verbose, Debug: d.cfg.Debug})
 	if err != nil {
 		return fmt.Errorf("open microcluster state in %s: %w", d.cfg.StateDir, err)
@@ -226,6 +230,20 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return fmt.Errorf("cloudd: %w", err)
 	}
 	return nil
+}
+
+// localMicrocluster is a client of this node's microcluster, over its
+// control socket.
+func (d *Daemon) localMicrocluster() (*mcclient.Client, error) {
+	m, err := microcluster.App(microcluster.Args{StateDir: d.cfg.StateDir})
+	if err != nil {
+		return nil, fmt.Errorf("open microcluster state: %w", err)
+	}
+	lc, err := m.LocalClient()
+	if err != nil {
+		return nil, fmt.Errorf("connect to microcluster: %w", err)
+	}
+	return lc, nil
 }
 
 func (d *Daemon) driverNames() []string {
@@ -262,6 +280,7 @@ func (d *Daemon) hooks() *config.Hooks {
 		OnStart: func(s *state.State) error {
 			d.setState(s)
 			d.kick()
+			go d.finishInterruptedJoin(s.Context, s)
 			return nil
 		},
 		PreBootstrap:  d.preBootstrap,

@@ -48,6 +48,8 @@ func (d *Daemon) servers() []rest.Server {
 		{Path: "token-redeem", Post: rest.EndpointAction{Handler: d.handleTokenRedeem, AllowUntrusted: true}},
 	}
 	eps = d.refuseWithoutQuorum(eps)
+	// Before the join, over the local socket: see interrupted.go.
+	eps = append(eps, rest.Endpoint{Path: "join-intent", Post: rest.EndpointAction{Handler: d.handleJoinIntent}, AllowedBeforeInit: true})
 	eps = append(eps, d.preflightEndpoints()...)
 	eps = append(eps, d.driverEndpoints()...)
 	eps = append(eps, d.recoverEndpoints()...)

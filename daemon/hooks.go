@@ -183,12 +183,26 @@ func (d *Daemon) effectiveManifest(overlay string) (*manifests.Manifest, error) 
 // postJoin records the joining node and marks its token used.
 func (d *Daemon) postJoin(s *state.State, initConfig map[string]string) error {
 	d.setState(s)
+	ctx, cancel := context.WithTimeout(s.Context, hookTimeout)
+	defer cancel()
+	if err := d.recordJoin(ctx, s, initConfig); err != nil {
+		return err
+	}
+	// The join is done: a mark left behind only makes the next start
+	// check that the node is recorded.
+	if err := d.joinDone(); err != nil {
+		d.log.Warn("joined, but the join mark stays", "error", err)
+	}
+	return nil
+}
+
+// recordJoin records this node as joined with the choices of initConfig and
+// its token as used by it.
+func (d *Daemon) recordJoin(ctx context.Context, s *state.State, initConfig map[string]string) error {
 	ni, err := parseNodeInit(initConfig)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(s.Context, hookTimeout)
-	defer cancel()
 	now := d.cfg.Now()
 	err = s.Database.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if err := upsertNode(ctx, tx, nodeRow{Name: s.Name(), Roles: ni.Roles, Region: ni.Region, Zone: ni.Zone, JoinedAt: now, Plan: nodePlan{Disks: ni.Disks}}); err != nil {

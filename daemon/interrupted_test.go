@@ -108,3 +108,73 @@ func TestClearInterruptedBootstrap(t *testing.T) {
 		t.Fatal("marker still there after bootstrapDone")
 	}
 }
+
+// A join marked as begun is cleared at the next start when the cluster
+// database never took the node in (no info.yaml, or go-dqlite's join file
+// still there), whatever the trust store holds, and kept, mark and all,
+// when it did (finishInterruptedJoin records it then).
+func TestClearInterruptedJoin(t *testing.T) {
+	made := []string{"daemon.yaml", "truststore/node1.yaml", "truststore/node2.yaml", "cluster.crt", "cluster.key"}
+	kept := []string{"server.crt", "server.key"}
+	for _, tc := range []struct {
+		name    string
+		db      []string
+		cleared bool
+	}{
+		{"before the database", nil, true},
+		{"the database joining", []string{"database/info.yaml", "database/cluster.yaml", "database/join"}, true},
+		{"the database joined", []string{"database/info.yaml", "database/cluster.yaml"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			d, err := New(Config{StateDir: dir, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			all := append(append(append([]string{}, made...), kept...), tc.db...)
+			for _, n := range all {
+				p := filepath.Join(dir, n)
+				if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			there := func(name string) bool {
+				_, err := os.Stat(filepath.Join(dir, name))
+				return err == nil
+			}
+			if cleared, err := d.clearInterruptedJoin(); err != nil || cleared {
+				t.Fatalf("without a mark: cleared %v, %v", cleared, err)
+			}
+			init := map[string]string{"k": "v"}
+			if err := d.markJoin(joinMark{Name: "node2", InitConfig: init}); err != nil {
+				t.Fatal(err)
+			}
+			if fi, err := os.Stat(filepath.Join(dir, joinPending)); err != nil || fi.Mode().Perm() != 0o600 {
+				t.Fatalf("mark: %v %v", fi, err)
+			}
+			if m, err := d.readJoinMark(); err != nil || m == nil || m.Name != "node2" || m.InitConfig["k"] != "v" {
+				t.Fatalf("mark read back: %+v, %v", m, err)
+			}
+			cleared, err := d.clearInterruptedJoin()
+			if err != nil || cleared != tc.cleared {
+				t.Fatalf("cleared %v, %v; want %v", cleared, err, tc.cleared)
+			}
+			for _, n := range kept {
+				if !there(n) {
+					t.Errorf("%s was removed, but the join did not make it", n)
+				}
+			}
+			for _, n := range append(append([]string{}, made...), tc.db...) {
+				if there(n) == tc.cleared {
+					t.Errorf("%s: there %v after the start", n, there(n))
+				}
+			}
+			if there(joinPending) == tc.cleared {
+				t.Errorf("the mark: there %v after the start", there(joinPending))
+			}
+		})
+	}
+}

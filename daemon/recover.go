@@ -451,16 +451,11 @@ func (d *Daemon) finishRecovery(ctx context.Context) {
 	if err != nil || rec.State != client.RecoveryRestarted {
 		return
 	}
-	m, err := microcluster.App(microcluster.Args{StateDir: d.cfg.StateDir})
-	if err != nil {
-		d.failRecovery(fmt.Errorf("open microcluster state: %w", err))
-		return
-	}
 	deadline := time.Now().Add(10 * time.Minute)
 	var last error
 	for time.Now().Before(deadline) {
 		if last = d.recoverRoles(ctx, rec.Dropped); last == nil {
-			last = d.dropLost(ctx, m, rec.Dropped)
+			last = d.dropLost(ctx, rec.Dropped)
 		}
 		if last == nil {
 			rec.State, rec.FinishedAt, rec.Error = client.RecoveryDone, time.Now().UTC(), ""
@@ -515,14 +510,14 @@ func (d *Daemon) recoverRoles(ctx context.Context, lost []string) error {
 }
 
 // dropLost removes every lost member still recorded; it is idempotent.
-func (d *Daemon) dropLost(ctx context.Context, m *microcluster.MicroCluster, names []string) error {
+func (d *Daemon) dropLost(ctx context.Context, names []string) error {
 	s := d.getState()
 	if s == nil || s.Database == nil || s.Database.IsOpen(ctx) != nil {
 		return errors.New("the cluster database is not open yet")
 	}
-	lc, err := m.LocalClient()
+	lc, err := d.localMicrocluster()
 	if err != nil {
-		return fmt.Errorf("connect to microcluster: %w", err)
+		return err
 	}
 	for _, name := range names {
 		present, err := d.isMember(ctx, s, name)

@@ -255,14 +255,27 @@ func judgeToken(ctx context.Context, tx *sql.Tx, name, sum string, now time.Time
 	return res, nil
 }
 
-// unfinishedUntil is, for a token redeemed by a join that has not finished
-// (its microcluster secret still unused, no member of its name), about when
-// the sweep gives the token back if that join never comes: redeemWindow
-// after the redemption, plus a few sweeps. Zero otherwise.
+// unfinishedUntil is, for a token redeemed by a join that has not finished,
+// about when the sweep gives the token back if that join never comes: for
+// a microcluster secret still unused (no member of its name) redeemWindow
+// after the redemption, for a member still pending (halfjoin.go)
+// halfJoinGrace after it, plus a few sweeps. Zero otherwise.
 func unfinishedUntil(ctx context.Context, tx *sql.Tx, t *tokenRow) (time.Time, error) {
 	open, err := unjoined(ctx, tx, *t)
-	if err != nil || !open {
+	if err != nil {
 		return time.Time{}, err
+	}
+	if !open {
+		// A member of its name, still pending, its secret spent: a join
+		// under way, or one that died, which releaseHalfJoins gives up.
+		at, half, err := halfJoinSince(ctx, tx, t.Name)
+		if err != nil || !half {
+			return time.Time{}, err
+		}
+		if pending, err := pendingMember(ctx, tx, t.Name); err != nil || !pending {
+			return time.Time{}, err
+		}
+		return at.Add(halfJoinGrace + giveBackSlack), nil
 	}
 	live, err := internalTokenExists(ctx, tx, t.Name)
 	if err != nil || !live {
@@ -331,6 +344,17 @@ func (d *Daemon) sweepLoop(ctx context.Context) {
 				cancel()
 				if err != nil && !errors.Is(err, context.Canceled) {
 					d.log.Warn("token sweep failed", "error", err)
+				}
+				// A forced removal may wait for the member's answer.
+				hctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+				half, herr := d.releaseHalfJoins(hctx, s)
+				cancel()
+				if herr != nil && !errors.Is(herr, context.Canceled) {
+					d.log.Warn("token sweep: releasing a join that stopped midway failed", "error", herr)
+				}
+				pending += half
+				if err == nil {
+					err = herr
 				}
 				if pending > 0 || err != nil {
 					next = d.cfg.TokenSweep

@@ -32,7 +32,7 @@ CREATE TABLE internal_token_records (
   id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, name TEXT NOT NULL, secret TEXT NOT NULL, UNIQUE(name), UNIQUE(secret));
 CREATE TABLE internal_cluster_members (
   id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, name TEXT NOT NULL, address TEXT NOT NULL, certificate TEXT NOT NULL,
-  schema_internal INTEGER NOT NULL DEFAULT 0, schema_external INTEGER NOT NULL DEFAULT 0, api_extensions TEXT NOT NULL DEFAULT '',
+  schema_internal INTEGER NOT NULL DEFAULT 0, schema_external INTEGER NOT NULL DEFAULT 0, api_extensions TEXT NOT NULL DEFAULT '[]',
   heartbeat DATETIME NOT NULL DEFAULT 0, role TEXT NOT NULL DEFAULT 'voter', UNIQUE(name), UNIQUE(certificate));`); err != nil {
 		t.Fatal(err)
 	}
@@ -279,4 +279,88 @@ func TestTokenGiveBack(t *testing.T) {
 			t.Fatalf("state %q; want used", r.State)
 		}
 	})
+}
+
+// TestHalfJoins: a member left pending by a join that died, its token spent
+// under its own name, is waited for, then listed for release; the check of
+// its token says when it comes back; once the member is removed the token
+// is pending again. The first member (pending, no token) and a member
+// that joined are never listed.
+func TestHalfJoins(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	sum := api.SecretSHA256("secret-of-node2")
+	db := tokenDB(t)
+	mustTx(t, db, exec(`INSERT INTO internal_cluster_members (name, address, certificate, role) VALUES ('node1', '10.0.0.1:7443', 'c1', 'PENDING')`))
+	mustTx(t, db, func(ctx context.Context, tx *sql.Tx) error {
+		return putToken(ctx, tx, tokenRow{Name: "node2", SecretSHA256: sum, State: api.TokenUsed, IssuedAt: t0, ExpiresAt: t0.Add(time.Hour), UsedBy: "node2"}, t0)
+	})
+	mustTx(t, db, exec(`INSERT INTO internal_token_records (name, secret) VALUES ('node2', 'mc2')`))
+	// microcluster's join: the member pending, the secret spent.
+	mustTx(t, db, func(ctx context.Context, tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO internal_cluster_members (name, address, certificate, role) VALUES ('node2', '10.0.0.2:7443', 'c2', 'PENDING')`); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM internal_token_records WHERE name = 'node2'`)
+		return err
+	})
+	list := func(now time.Time) ([]halfJoin, int) {
+		t.Helper()
+		var due []halfJoin
+		var waiting int
+		mustTx(t, db, func(ctx context.Context, tx *sql.Tx) error {
+			var err error
+			due, waiting, err = halfJoins(ctx, tx, now)
+			return err
+		})
+		return due, waiting
+	}
+	judge := func(now time.Time) api.TokenCheckResult {
+		t.Helper()
+		var res api.TokenCheckResult
+		mustTx(t, db, func(ctx context.Context, tx *sql.Tx) error {
+			var err error
+			res, err = judgeToken(ctx, tx, "node2", sum, now)
+			return err
+		})
+		return res
+	}
+
+	if due, waiting := list(t0.Add(10 * time.Second)); len(due) != 0 || waiting != 1 {
+		t.Fatalf("10 s after the redemption: due %v, waiting %d; want none due, one waiting", due, waiting)
+	}
+	want := t0.Add(halfJoinGrace + giveBackSlack)
+	if res := judge(t0.Add(10 * time.Second)); res.Valid || res.Reason != "used" || res.UsedBy != "node2" || !res.RetryAt.Equal(want) {
+		t.Fatalf("check of the spent token: %+v; want used by node2, back at %s", res, want)
+	}
+	due, waiting := list(t0.Add(halfJoinGrace))
+	if waiting != 0 || len(due) != 1 || due[0] != (halfJoin{Name: "node2", Address: "10.0.0.2:7443"}) {
+		t.Fatalf("after the grace: due %v, waiting %d; want node2 due", due, waiting)
+	}
+
+	// Released: the member goes, the token comes back.
+	mustTx(t, db, exec(`DELETE FROM internal_cluster_members WHERE name = 'node2'`))
+	mustTx(t, db, func(ctx context.Context, tx *sql.Tx) error {
+		r, err := getToken(ctx, tx, "node2")
+		if err != nil {
+			return err
+		}
+		back, err := giveBack(ctx, tx, *r, t0.Add(halfJoinGrace))
+		if err == nil && !back {
+			t.Error("the token of the released member was not given back")
+		}
+		return err
+	})
+	if res := judge(t0.Add(halfJoinGrace)); !res.Valid {
+		t.Fatalf("the given-back token does not check: %+v", res)
+	}
+
+	// A member the heartbeat has given its role is never listed.
+	mustTx(t, db, func(ctx context.Context, tx *sql.Tx) error {
+		return putToken(ctx, tx, tokenRow{Name: "node3", SecretSHA256: sum + "3", State: api.TokenUsed, IssuedAt: t0, ExpiresAt: t0.Add(time.Hour), UsedBy: "node3"}, t0)
+	})
+	mustTx(t, db, exec(`INSERT INTO internal_token_records (name, secret) VALUES ('node3', 'mc3')`))
+	mustTx(t, db, join("node3", "node3"))
+	if due, waiting := list(t0.Add(time.Hour)); len(due) != 0 || waiting != 0 {
+		t.Fatalf("with node3 a voter: due %v, waiting %d; want none", due, waiting)
+	}
 }

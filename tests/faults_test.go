@@ -527,28 +527,14 @@ func TestFaultInterrupted(t *testing.T) {
 		info := filepath.Join(n1.StateDir, "database", "info.yaml")
 		pending := filepath.Join(n1.StateDir, "bootstrap.pending")
 		for attempt := 1; ; attempt++ {
-			cmd := n1.Command(context.Background(), bootArgs...)
-			var out bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &out, &out
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			deadline := time.Now().Add(30 * time.Second)
-			for !exists(info) && time.Now().Before(deadline) {
-				time.Sleep(time.Millisecond)
-			}
-			// cloudd first (frozen, then killed): the CLI must live to
-			// print what it says; then whatever else runs on the node.
-			n1.Kill(t)
-			_ = cmd.Wait()
-			powerOff(t, n1)
+			out, _ := killDuring(t, n1, bootArgs, func() bool { return exists(info) })
 			if exists(pending) {
-				t.Logf("attempt %d: cloudd killed inside the bootstrap; the CLI said: %s", attempt, strings.TrimSpace(out.String()))
-				oneSentence(t, harness.Result{Code: 1, Stderr: out.String()}, "run the same command")
+				t.Logf("attempt %d: cloudd killed inside the bootstrap; the CLI said: %s", attempt, strings.TrimSpace(out))
+				oneSentence(t, harness.Result{Code: 1, Stderr: out}, "run the same command")
 				break
 			}
 			if attempt == 5 {
-				t.Fatalf("five bootstraps finished before the kill landed: %s", out.String())
+				t.Fatalf("five bootstraps finished before the kill landed: %s", out)
 			}
 			// The bootstrap won the race: start again from nothing.
 			if err := os.RemoveAll(n1.StateDir); err != nil {
@@ -591,17 +577,64 @@ func TestFaultInterrupted(t *testing.T) {
 		n1.MustRun(t, "database", "check")
 	})
 
-	t.Run("join killed right after the cluster-database join", func(t *testing.T) {
+	var n2Join []string // node2's join command, once it got into the cluster database
+	midJoin := false    // whether its second kill landed before the join was recorded
+	t.Run("join killed inside its request: the same command goes on with it", func(t *testing.T) {
+		// cloudd dies once microcluster's join endpoint has recorded node2
+		// as a pending member and spent its secret (node2 has written the
+		// cluster's certificate), before node2 joined the cluster
+		// database. Before join.pending and the release of half-joined
+		// members, node2 stayed listed as pending for good, its token
+		// spent and its name taken, and its own state (a trust store, the
+		// cluster's key) kept it from joining again: the way out was
+		// `cluster remove node2 --force`, clearing node2's state by hand
+		// and a new token.
 		tok := token(t, n1, n2.Name)
 		joinArgs := []string{"cluster", "join", tok, "--role", "control", "--address", n2.IP}
-		n2.MustRun(t, joinArgs...)
-		dbOpen(t, n2)
-		powerOff(t, n2)
+		crt := filepath.Join(n2.StateDir, "cluster.crt")
+		out, killed := killDuring(t, n2, joinArgs, func() bool { return exists(crt) })
+		if !exists(crt) {
+			t.Fatalf("node2 never wrote the cluster certificate; the join said: %s", out)
+		}
+		if dqliteJoined(n2) || !exists(filepath.Join(n2.StateDir, "join.pending")) {
+			t.Fatalf("the kill landed after node2 joined the cluster database (%v) or after the join finished; the join said: %s", dqliteJoined(n2), out)
+		}
+		t.Logf("cloudd killed inside the join; the CLI said: %s", strings.TrimSpace(out))
+		oneSentence(t, harness.Result{Code: 1, Stderr: out}, "run the same command")
+		if st, err := status(t, n1); err == nil {
+			if m := member(st, n2.Name); m != nil {
+				t.Logf("node1 lists node2 as %s", m.Status)
+			}
+		}
+
+		// The same command waits for the token and joins; it is killed
+		// again as soon as the cluster database has taken node2 in (the
+		// next subtest).
+		n2.Start(t)
+		out, _ = killDuring(t, n2, joinArgs, func() bool { return dqliteJoined(n2) })
+		t.Logf("the same join after the restart, killed %s after the first kill once node2 was in the cluster database:\n%s", time.Since(killed).Round(100*time.Millisecond), strings.TrimSpace(out))
+		if !dqliteJoined(n2) {
+			t.Fatalf("the same join did not get node2 into the cluster database:\n%s\nnode2:\n%s\nnode1:\n%s", out, n2.LogTail(20), n1.LogTail(20))
+		}
+		if !strings.Contains(n2.Log(), "its half-made state was cleared") {
+			t.Errorf("node2's log does not say it cleared the interrupted join:\n%s", n2.LogTail(20))
+		}
+		if !strings.Contains(n1.Log(), "a join stopped midway") {
+			t.Errorf("node1's log does not say it released the half-joined member:\n%s", n1.LogTail(20))
+		}
+		midJoin = exists(filepath.Join(n2.StateDir, "join.pending"))
+		n2Join = joinArgs
+	})
+
+	t.Run("join killed right after the cluster-database join: the node records itself", func(t *testing.T) {
+		if n2Join == nil {
+			t.Fatal("node2 did not get into the cluster database in the subtest above")
+		}
+		if !midJoin {
+			t.Log("the join above had been recorded before the kill landed")
+		}
 		n2.Start(t)
 		dbOpen(t, n2)
-		r := n2.Run(joinArgs...)
-		t.Logf("join again: %s", strings.TrimSpace(r.Stderr))
-		oneSentence(t, r, "already a member")
 		harness.Eventually(t, 5*time.Minute, "node2 a full member", func() error {
 			st, err := status(t, n1)
 			if err != nil {
@@ -611,12 +644,21 @@ func TestFaultInterrupted(t *testing.T) {
 				return fmt.Errorf("node2: %+v", m)
 			}
 			for _, tk := range tokensOf(t, n1) {
-				if tk.Name == n2.Name && tk.State != api.TokenUsed {
-					return fmt.Errorf("node2's token is %s", tk.State)
+				if tk.Name == n2.Name && (tk.State != api.TokenUsed || tk.UsedBy != n2.Name) {
+					return fmt.Errorf("node2's token is %s (used by %q)", tk.State, tk.UsedBy)
 				}
+			}
+			if exists(filepath.Join(n2.StateDir, "join.pending")) {
+				return errorf("join.pending is still there")
 			}
 			return nil
 		})
+		if midJoin && !strings.Contains(n2.Log(), "recorded it now") {
+			t.Errorf("node2's log does not say it recorded the interrupted join:\n%s", n2.LogTail(20))
+		}
+		r := n2.Run(n2Join...)
+		t.Logf("join again: %s", strings.TrimSpace(r.Stderr))
+		oneSentence(t, r, "already a member")
 	})
 
 	t.Run("join killed during role convergence (Galera formation)", func(t *testing.T) {
@@ -794,4 +836,45 @@ func TestFaultLossCompute(t *testing.T) {
 		return nil
 	})
 	t.Logf("two of three compute nodes lost: cluster recover %s, node1 alone in the LXD cluster %s after it returned; node4 joined after", recovered.Round(time.Second), alone.Round(time.Second))
+}
+
+// killDuring runs cloudctl args on nd and power-cuts nd as soon as cond
+// holds (or the command ended, or two minutes passed), and returns what
+// the command printed and when the cut came.
+func killDuring(t *testing.T, nd *harness.Node, args []string, cond func() bool) (string, time.Time) {
+	t.Helper()
+	cmd := nd.Command(context.Background(), args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	deadline := time.After(2 * time.Minute)
+watch:
+	for !cond() {
+		select {
+		case <-exited:
+			break watch
+		case <-deadline:
+			break watch
+		case <-time.After(time.Millisecond):
+		}
+	}
+	// cloudd first (frozen, then killed): the CLI must live to print what
+	// it says; then whatever else runs on the node.
+	nd.Kill(t)
+	killed := time.Now()
+	<-exited
+	powerOff(t, nd)
+	return out.String(), killed
+}
+
+// dqliteJoined reports whether nd's cluster database has joined: go-dqlite
+// writes info.yaml and a "join" file when it begins, and removes the join
+// file once the leader has added the node.
+func dqliteJoined(nd *harness.Node) bool {
+	db := filepath.Join(nd.StateDir, "database")
+	return exists(filepath.Join(db, "info.yaml")) && !exists(filepath.Join(db, "join"))
 }

@@ -107,6 +107,19 @@ the state directory.`,
 				return err
 			}
 			pw, err := preflightJoin(cmd.Context(), a, c, p, jt)
+			if errors.Is(err, client.ErrTokenRejected) {
+				// A join of this node cut off midway spent the token: the
+				// cluster gives it back within a minute, and this run waits.
+				back, werr := client.AwaitTokenBack(cmd.Context(), jt, p.Name, time.Now, func(at time.Time) {
+					step(a, "A join of %s with this token stopped midway: the cluster gives the token back at %s; waiting", p.Name, at.Local().Format("15:04:05"))
+				})
+				if werr != nil {
+					return werr
+				}
+				if back {
+					pw, err = preflightJoin(cmd.Context(), a, c, p, jt)
+				}
+			}
 			if err != nil {
 				return err
 			}

@@ -1,0 +1,209 @@
+package daemon
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	lxdapi "github.com/canonical/lxd/shared/api"
+	"github.com/canonical/microcluster/cluster"
+	mctypes "github.com/canonical/microcluster/rest/types"
+	"github.com/canonical/microcluster/state"
+
+	"github.com/cloudctl/cloudctl/api"
+)
+
+// The cluster's side of a join that died midway. microcluster's join
+// endpoint records the joiner as a PENDING member and spends its secret in
+// one transaction; the joiner then writes the cluster's certificate and
+// trust store and joins the cluster database. A joiner killed in between
+// (cloudd killed, the power cut) leaves a member that never comes: listed
+// as pending, its name taken, its token spent. The token sweep on the
+// dqlite leader gives such a member up once its token was redeemed more
+// than halfJoinGrace ago and the cluster database has no node at its
+// address: it removes the member and gives the token back (pending again,
+// or expired if its time is up) in one transaction, then drops the
+// member's certificate from the trust stores, so the same `cloudctl
+// cluster join` works. The joiner clears its own half-made state when its cloudd
+// starts again (clearInterruptedJoin).
+
+// halfJoinGrace is how long after its token was redeemed a member may stay
+// pending without a node in the cluster database: a live join spends its
+// secret and is added to the database within seconds (go-dqlite retries
+// each second), so a joiner still without one after this is dead.
+const halfJoinGrace = 30 * time.Second
+
+// halfJoin is a pending member whose join died.
+type halfJoin struct {
+	Name, Address string
+}
+
+// halfJoins lists, inside tx, the pending members whose token (issued for
+// their name, redeemed by them, its microcluster secret spent) was redeemed
+// at least halfJoinGrace before now: candidates, still to be checked against
+// the cluster database's nodes. waiting counts the younger ones, which the
+// sweep looks at again soon.
+func halfJoins(ctx context.Context, tx *sql.Tx, now time.Time) (due []halfJoin, waiting int, err error) {
+	members, err := cluster.GetInternalClusterMembers(ctx, tx)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read members: %w", err)
+	}
+	for _, m := range members {
+		if m.Role != cluster.Pending {
+			continue
+		}
+		at, ok, err := halfJoinSince(ctx, tx, m.Name)
+		if err != nil {
+			return nil, 0, err
+		}
+		switch {
+		case !ok:
+		case now.Sub(at) < halfJoinGrace:
+			waiting++
+		default:
+			due = append(due, halfJoin{Name: m.Name, Address: m.Address})
+		}
+	}
+	return due, waiting, nil
+}
+
+// halfJoinSince reports whether the pending member name joined with a
+// token of its own name whose microcluster secret is spent, and when the
+// token was redeemed. (The first member is pending too until the first
+// heartbeat, without a token.)
+func halfJoinSince(ctx context.Context, tx *sql.Tx, name string) (time.Time, bool, error) {
+	t, err := getToken(ctx, tx, name)
+	if err != nil || t == nil || t.State != api.TokenUsed || t.UsedBy != name {
+		return time.Time{}, false, err
+	}
+	live, err := internalTokenExists(ctx, tx, name)
+	if err != nil || live {
+		return time.Time{}, false, err
+	}
+	at, err := tokenUpdatedAt(ctx, tx, name)
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	return at, true, nil
+}
+
+// pendingMember reports whether name is a member still pending.
+func pendingMember(ctx context.Context, tx *sql.Tx, name string) (bool, error) {
+	members, err := cluster.GetInternalClusterMembers(ctx, tx)
+	if err != nil {
+		return false, fmt.Errorf("read members: %w", err)
+	}
+	for _, m := range members {
+		if m.Name == name {
+			return m.Role == cluster.Pending, nil
+		}
+	}
+	return false, nil
+}
+
+// releaseHalfJoins gives up the members of joins that died (see above) and
+// gives their tokens back. It runs on the dqlite leader, from the token
+// sweep, and returns how many pending members it is still watching.
+func (d *Daemon) releaseHalfJoins(ctx context.Context, s *state.State) (int, error) {
+	now := d.cfg.Now()
+	var due []halfJoin
+	waiting := 0
+	err := s.Database.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		var err error
+		due, waiting, err = halfJoins(ctx, tx, now)
+		return err
+	})
+	if err != nil || len(due) == 0 {
+		return waiting, err
+	}
+	inDB, err := d.dqliteAddresses(ctx, s)
+	if err != nil {
+		return waiting + len(due), err
+	}
+	for _, h := range due {
+		if inDB[h.Address] {
+			// The database took it in: the next heartbeat gives it its role.
+			waiting++
+			continue
+		}
+		if err := d.releaseHalfJoin(ctx, s, h); err != nil {
+			return waiting + 1, err
+		}
+	}
+	return waiting, nil
+}
+
+// releaseHalfJoin removes the member of one dead join and gives its token
+// back, in one transaction of the cluster database, then takes the
+// member's certificate out of the trust stores. microcluster's own forced
+// removal is no use here: it refuses to remove anyone from a cluster whose
+// database has a single node ("Cannot leave a cluster with 1 members"),
+// the very cluster a second node joins.
+func (d *Daemon) releaseHalfJoin(ctx context.Context, s *state.State, h halfJoin) error {
+	now := d.cfg.Now()
+	var released, back bool
+	var expires time.Time
+	err := s.Database.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		// Judged again inside the transaction that removes it.
+		due, _, err := halfJoins(ctx, tx, now)
+		if err != nil {
+			return err
+		}
+		for _, x := range due {
+			released = released || x == h
+		}
+		if !released {
+			return nil
+		}
+		if err := cluster.DeleteInternalClusterMember(ctx, tx, h.Address); err != nil {
+			return fmt.Errorf("remove member %s: %w", h.Name, err)
+		}
+		t, err := getToken(ctx, tx, h.Name)
+		if err != nil || t == nil {
+			return err
+		}
+		expires = t.ExpiresAt
+		back, err = giveBack(ctx, tx, *t, now)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("release the half-joined member %s: %w", h.Name, err)
+	}
+	if !released {
+		return nil
+	}
+	d.log.Warn("a join stopped midway: its member never reached the cluster database and was removed", "node", h.Name, "address", h.Address, "token_back", back, "token_expires_at", expires)
+	// Every member's trust store follows the member list at the next
+	// heartbeat; this takes the certificate out of them now.
+	lc, err := d.localMicrocluster()
+	if err == nil {
+		tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err = lc.Query(tctx, "DELETE", mctypes.EndpointPrefix("cluster/internal"), lxdapi.NewURL().Path("truststore", h.Name), nil, nil)
+		cancel()
+	}
+	if err != nil {
+		d.log.Warn("the released member stays in trust stores until the next heartbeat", "node", h.Name, "error", err)
+	}
+	return nil
+}
+
+// dqliteAddresses is the set of the cluster database's node addresses.
+func (d *Daemon) dqliteAddresses(ctx context.Context, s *state.State) (map[string]bool, error) {
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	c, err := s.Database.Leader(lctx)
+	if err != nil {
+		return nil, fmt.Errorf("find dqlite leader: %w", err)
+	}
+	defer c.Close()
+	nodes, err := c.Cluster(lctx)
+	if err != nil {
+		return nil, fmt.Errorf("read dqlite nodes: %w", err)
+	}
+	out := make(map[string]bool, len(nodes))
+	for _, n := range nodes {
+		out[n.Address] = true
+	}
+	return out, nil
+}
