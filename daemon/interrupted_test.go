@@ -20,21 +20,8 @@ func TestClearInterruptedBootstrap(t *testing.T) {
 	}
 	made := []string{"database/info.yaml", "database/cluster.yaml", "daemon.yaml", "truststore/node1.yaml", "cluster.crt", "cluster.key"}
 	kept := []string{"server.crt", "server.key", "control/keep"}
-	write := func(names ...string) {
-		for _, n := range names {
-			p := filepath.Join(dir, n)
-			if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	there := func(name string) bool {
-		_, err := os.Stat(filepath.Join(dir, name))
-		return err == nil
-	}
+	write := func(names ...string) { writeFiles(t, dir, names...) }
+	there := func(name string) bool { return fileThere(dir, name) }
 	write(append(made, kept...)...)
 
 	// A finished bootstrap: nothing is touched.
@@ -131,20 +118,8 @@ func TestClearInterruptedJoin(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			all := append(append(append([]string{}, made...), kept...), tc.db...)
-			for _, n := range all {
-				p := filepath.Join(dir, n)
-				if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
-					t.Fatal(err)
-				}
-			}
-			there := func(name string) bool {
-				_, err := os.Stat(filepath.Join(dir, name))
-				return err == nil
-			}
+			writeFiles(t, dir, append(append(append([]string{}, made...), kept...), tc.db...)...)
+			there := func(name string) bool { return fileThere(dir, name) }
 			if cleared, err := d.clearInterruptedJoin(); err != nil || cleared {
 				t.Fatalf("without a mark: cleared %v, %v", cleared, err)
 			}
@@ -177,4 +152,24 @@ func TestClearInterruptedJoin(t *testing.T) {
 			}
 		})
 	}
+}
+
+// writeFiles creates each named file (and its directories) below dir.
+func writeFiles(t *testing.T, dir string, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		p := filepath.Join(dir, n)
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// fileThere reports whether name exists below dir.
+func fileThere(dir, name string) bool {
+	_, err := os.Stat(filepath.Join(dir, name))
+	return err == nil
 }
