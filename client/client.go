@@ -247,7 +247,7 @@ func (c *Client) Join(ctx context.Context, name, address string, jt api.JoinToke
 	}
 	if err := c.m.JoinCluster(ctx, name, address, inner, cfg); err != nil {
 		if cutOff(err) {
-			return fmt.Errorf("cloudd stopped in the middle of the join: start it again (it clears or finishes what the join left when it starts) and run the same command; if the join was cut off early, the cluster gives the token back within about a minute and the command waits for it")
+			return fmt.Errorf("cloudd stopped in the middle of the join: start it again (it clears or finishes what the join left when it starts) and run the same command; the cluster gives the token back 1.5 to 2 minutes after the join began (the command waits for it when that is close)")
 		}
 		return c.explain(fmt.Errorf("join: %w", err))
 	}

@@ -86,9 +86,9 @@ func explainCheck(r api.TokenCheckResult, jt api.JoinToken) error {
 
 // maxTokenWait is how far off a token's return may be for AwaitTokenBack to
 // wait for it: a member left pending by a join cut off midway is given up
-// within a minute of the redemption. A secret redeemed and never used comes
-// back two minutes after it; a join re-run at once is told when instead.
-const maxTokenWait = time.Minute
+// 85 s after the redemption. A secret redeemed and never used comes back
+// 130 s after it; a join re-run at once is told when instead.
+const maxTokenWait = 100 * time.Second
 
 // tokenBackLate is how long after the time the cluster gave for a token's
 // return AwaitTokenBack still waits (the sweep on a busy or idle leader).
@@ -97,7 +97,7 @@ const tokenBackLate = time.Minute
 // AwaitTokenBack waits while jt is spent by a join of name itself that has
 // not finished (a join cut off midway, which the cluster gives up) and the
 // cluster gives it back within maxTokenWait: until the token is usable
-// again, or a minute past the time the cluster said,
+// again, or tokenBackLate past the time the cluster said,
 // telling waiting once when it begins. It reports whether the token is
 // usable again after a wait, and says what to do when it waited in vain;
 // in every other case it returns at once, leaving the token's state for
@@ -120,8 +120,8 @@ func AwaitTokenBack(ctx context.Context, jt api.JoinToken, name string, now func
 			waiting(r.RetryAt)
 		}
 		if now().After(deadline) {
-			return false, fmt.Errorf("%w: this token is still spent by an earlier join of %s that stopped midway: the cluster did not give it back by %s (`cloudctl cluster list` on a member shows %s as pending while it waits for it); on a member, remove it with `cloudctl cluster remove %s --force` and ask for a new token with `cloudctl cluster add %s`",
-				ErrTokenRejected, name, deadline.UTC().Format("15:04:05 MST"), name, name, jt.Name)
+			return false, fmt.Errorf("%w: this token is still spent by an earlier join of %s that stopped midway: the cluster did not give it back by %s (its dqlite leader releases it; `cloudctl cluster list` on a member shows %s as pending until then): run the same command again in a few minutes, or ask for a new token with `cloudctl cluster add %s`",
+				ErrTokenRejected, name, deadline.UTC().Format("15:04:05 MST"), name, jt.Name)
 		}
 		select {
 		case <-ctx.Done():

@@ -22,17 +22,19 @@ import (
 // as pending, its name taken, its token spent. The token sweep on the
 // dqlite leader gives such a member up once its token was redeemed more
 // than halfJoinGrace ago and the cluster database has no node at its
-// address: it removes the member and gives the token back (pending again,
-// or expired if its time is up) in one transaction, then drops the
-// member's certificate from the trust stores, so the same `cloudctl
-// cluster join` works. The joiner clears its own half-made state when its cloudd
+// address: it drops the member's certificate from the trust stores, then
+// removes the member and gives the token back (pending again, or expired
+// if its time is up) in one transaction, so the same `cloudctl cluster
+// join` works. The joiner clears its own half-made state when its cloudd
 // starts again (clearInterruptedJoin).
 
 // halfJoinGrace is how long after its token was redeemed a member may stay
-// pending without a node in the cluster database: a live join spends its
-// secret and is added to the database within seconds (go-dqlite retries
-// each second), so a joiner still without one after this is dead.
-const halfJoinGrace = 30 * time.Second
+// pending without a node in the cluster database. A live join spends its
+// secret at once and is added to the database within seconds (go-dqlite
+// retries each second); microcluster gives up on it 30 s after its
+// database began joining and rolls the join back. A joiner still without a
+// node after this, members' clocks 5 s apart at most, is dead.
+const halfJoinGrace = 75 * time.Second
 
 // halfJoin is a pending member whose join died.
 type halfJoin struct {
@@ -69,8 +71,8 @@ func halfJoins(ctx context.Context, tx *sql.Tx, now time.Time) (due []halfJoin, 
 }
 
 // halfJoinSince reports whether the pending member name joined with a
-// token of its own name whose microcluster secret is spent, and when the
-// token was redeemed. (The first member is pending too until the first
+// token of its own name whose microcluster secret is spent and was never
+// recorded (postJoin), and when the token was redeemed. (The first member is pending too until the first
 // heartbeat, without a token.)
 func halfJoinSince(ctx context.Context, tx *sql.Tx, name string) (time.Time, bool, error) {
 	t, err := getToken(ctx, tx, name)
@@ -79,6 +81,11 @@ func halfJoinSince(ctx context.Context, tx *sql.Tx, name string) (time.Time, boo
 	}
 	live, err := internalTokenExists(ctx, tx, name)
 	if err != nil || live {
+		return time.Time{}, false, err
+	}
+	// A join that got as far as postJoin recorded its node: it is a member
+	// whose role the next heartbeat sets, not a join that died.
+	if n, err := getNode(ctx, tx, name); err != nil || n != nil {
 		return time.Time{}, false, err
 	}
 	at, err := tokenUpdatedAt(ctx, tx, name)
@@ -134,17 +141,31 @@ func (d *Daemon) releaseHalfJoins(ctx context.Context, s *state.State) (int, err
 	return waiting, nil
 }
 
-// releaseHalfJoin removes the member of one dead join and gives its token
-// back, in one transaction of the cluster database, then takes the
-// member's certificate out of the trust stores. microcluster's own forced
+// releaseHalfJoin takes the member of one dead join out of the trust
+// stores, then removes it and gives its token back in one transaction of
+// the cluster database. microcluster's own forced
 // removal is no use here: it refuses to remove anyone from a cluster whose
 // database has a single node ("Cannot leave a cluster with 1 members"),
 // the very cluster a second node joins.
 func (d *Daemon) releaseHalfJoin(ctx context.Context, s *state.State, h halfJoin) error {
+	// Its certificate first: a joiner that is somehow alive can no longer
+	// reach the database once no trust store lists it. (microcluster's
+	// trust-store removal tells the other members first and fails if one
+	// does not answer; the leader's next heartbeat then drops it
+	// everywhere.)
+	lc, err := d.localMicrocluster()
+	if err == nil {
+		tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err = lc.Query(tctx, "DELETE", mctypes.EndpointPrefix("cluster/internal"), lxdapi.NewURL().Path("truststore", h.Name), nil, nil)
+		cancel()
+	}
+	if err != nil {
+		d.log.Warn("a half-joined member stays in trust stores until the next heartbeat", "node", h.Name, "error", err)
+	}
 	now := d.cfg.Now()
 	var released, back bool
 	var expires time.Time
-	err := s.Database.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err = s.Database.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		// Judged again inside the transaction that removes it.
 		due, _, err := halfJoins(ctx, tx, now)
 		if err != nil {
@@ -174,16 +195,33 @@ func (d *Daemon) releaseHalfJoin(ctx context.Context, s *state.State, h halfJoin
 		return nil
 	}
 	d.log.Warn("a join stopped midway: its member never reached the cluster database and was removed", "node", h.Name, "address", h.Address, "token_back", back, "token_expires_at", expires)
-	// Every member's trust store follows the member list at the next
-	// heartbeat; this takes the certificate out of them now.
-	lc, err := d.localMicrocluster()
-	if err == nil {
-		tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err = lc.Query(tctx, "DELETE", mctypes.EndpointPrefix("cluster/internal"), lxdapi.NewURL().Path("truststore", h.Name), nil, nil)
-		cancel()
+	// A node that reached the database after all (between the look at its
+	// nodes and the removal) leaves it again: no database node without a
+	// member.
+	if err := d.dropDqliteNode(ctx, s, h.Address); err != nil {
+		d.log.Warn("a released member's database node could not be checked", "node", h.Name, "error", err)
 	}
+	return nil
+}
+
+// dropDqliteNode removes the cluster database's node at address, if any.
+func (d *Daemon) dropDqliteNode(ctx context.Context, s *state.State, address string) error {
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	c, err := s.Database.Leader(lctx)
 	if err != nil {
-		d.log.Warn("the released member stays in trust stores until the next heartbeat", "node", h.Name, "error", err)
+		return fmt.Errorf("find dqlite leader: %w", err)
+	}
+	defer c.Close()
+	nodes, err := c.Cluster(lctx)
+	if err != nil {
+		return fmt.Errorf("read dqlite nodes: %w", err)
+	}
+	for _, n := range nodes {
+		if n.Address == address {
+			d.log.Warn("a released member's node reached the cluster database: removing it", "address", address)
+			return c.Remove(lctx, n.ID)
+		}
 	}
 	return nil
 }

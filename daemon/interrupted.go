@@ -209,7 +209,7 @@ func (d *Daemon) clearInterruptedJoin() (bool, error) {
 	if err := d.joinDone(); err != nil {
 		return false, err
 	}
-	d.log.Warn("the last join of this node stopped before the cluster database took it in: its half-made state was cleared; the cluster gives the token back about a minute after it was redeemed; run the same `cloudctl cluster join` again",
+	d.log.Warn("the last join of this node stopped before the cluster database took it in: its half-made state was cleared; the cluster gives the token back 1.5 to 2 minutes after it was redeemed; run the same `cloudctl cluster join` again",
 		"node", m.Name, "began", m.Began, "removed", removed)
 	return true, nil
 }

@@ -345,7 +345,7 @@ func (d *Daemon) sweepLoop(ctx context.Context) {
 				if err != nil && !errors.Is(err, context.Canceled) {
 					d.log.Warn("token sweep failed", "error", err)
 				}
-				// A forced removal may wait for the member's answer.
+				// A release may wait for the members' answers (trust stores).
 				hctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 				half, herr := d.releaseHalfJoins(hctx, s)
 				cancel()

@@ -325,6 +325,19 @@ func TestHalfJoins(t *testing.T) {
 		return res
 	}
 
+	// Recorded by its postJoin: a member whose role the next heartbeat
+	// sets, never a join that died.
+	mustTx(t, db, func(ctx context.Context, tx *sql.Tx) error {
+		return upsertNode(ctx, tx, nodeRow{Name: "node2", Roles: []string{"control"}, JoinedAt: t0})
+	})
+	if due, waiting := list(t0.Add(time.Hour)); len(due) != 0 || waiting != 0 {
+		t.Fatalf("with node2 recorded: due %v, waiting %d; want none", due, waiting)
+	}
+	if res := judge(t0.Add(10 * time.Second)); res.Reason != "used" || !res.RetryAt.IsZero() {
+		t.Fatalf("check of the token of a recorded member: %+v; want used, no retry time", res)
+	}
+	mustTx(t, db, exec(`DELETE FROM cloud_nodes WHERE name = 'node2'`))
+
 	if due, waiting := list(t0.Add(10 * time.Second)); len(due) != 0 || waiting != 1 {
 		t.Fatalf("10 s after the redemption: due %v, waiting %d; want none due, one waiting", due, waiting)
 	}
