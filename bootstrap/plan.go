@@ -348,6 +348,7 @@ func (p Plan) nodeInit() api.NodeInit {
 type Daemon interface {
 	Info(ctx context.Context) (client.Info, error)
 	Bootstrap(ctx context.Context, name, address string, ni api.NodeInit) error
+	JoinIntent(ctx context.Context, name string, jt api.JoinToken, ni api.NodeInit) error
 	Join(ctx context.Context, name, address string, jt api.JoinToken, ni api.NodeInit) error
 }
 
@@ -420,6 +421,12 @@ func ApplyJoin(ctx context.Context, d Daemon, p Plan, jt api.JoinToken, now func
 	if _, err := client.CheckToken(ctx, jt, p.Name, now()); err != nil {
 		return Result{}, err
 	}
+	ni := p.nodeInit()
+	// cloudd records the join before anything is spent: a join it dies in
+	// is cleared or finished at its next start.
+	if err := d.JoinIntent(ctx, p.Name, jt, ni); err != nil {
+		return Result{}, err
+	}
 	// Spend the token (name, expiry, single use checked by the cluster in
 	// one transaction) for the one-join secret microcluster takes.
 	secret, err := client.RedeemToken(ctx, jt, p.Name)
@@ -428,7 +435,7 @@ func ApplyJoin(ctx context.Context, d Daemon, p Plan, jt api.JoinToken, now func
 	}
 	jt.Secret = secret
 	start := now()
-	if err := d.Join(ctx, p.Name, p.Address, jt, p.nodeInit()); err != nil {
+	if err := d.Join(ctx, p.Name, p.Address, jt, ni); err != nil {
 		return Result{}, err
 	}
 	return Result{Name: p.Name, Address: p.Address, Roles: roleStrings(p.Roles), Took: now().Sub(start)}, nil

@@ -228,22 +228,37 @@ func cutOff(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
 }
 
-// Join makes this node a member of the cluster that issued jt. Call
-// CheckToken first: it explains a bad token without changing anything.
-func (c *Client) Join(ctx context.Context, name, address string, jt api.JoinToken, ni api.NodeInit) error {
+// JoinIntent has cloudd record the join about to start (its name and the
+// choices it carries) before anything is spent at the cluster: a join
+// cloudd dies in is cleared or finished at its next start.
+func (c *Client) JoinIntent(ctx context.Context, name string, jt api.JoinToken, ni api.NodeInit) error {
+	cfg, err := joinConfig(jt, ni)
+	if err != nil {
+		return err
+	}
+	if err := c.query(ctx, "POST", "join-intent", api.JoinIntent{Name: name, InitConfig: cfg}, nil); err != nil {
+		return fmt.Errorf("join: %w", err)
+	}
+	return nil
+}
+
+// joinConfig is the init config a join of ni with jt carries.
+func joinConfig(jt api.JoinToken, ni api.NodeInit) (map[string]string, error) {
 	ni.TokenName = jt.Name
-	cfg, err := initConfig(ni)
+	return initConfig(ni)
+}
+
+// Join makes this node a member of the cluster that issued jt. Call
+// CheckToken first: it explains a bad token without changing anything;
+// then JoinIntent, then redeem the token for the secret jt carries.
+func (c *Client) Join(ctx context.Context, name, address string, jt api.JoinToken, ni api.NodeInit) error {
+	cfg, err := joinConfig(jt, ni)
 	if err != nil {
 		return err
 	}
 	inner, err := jt.Microcluster()
 	if err != nil {
 		return err
-	}
-	// cloudd keeps the join's choices until it has recorded them: a join
-	// it dies in is cleared or finished at its next start.
-	if err := c.query(ctx, "POST", "join-intent", api.JoinIntent{Name: name, InitConfig: cfg}, nil); err != nil {
-		return fmt.Errorf("join: %w", err)
 	}
 	if err := c.m.JoinCluster(ctx, name, address, inner, cfg); err != nil {
 		if cutOff(err) {

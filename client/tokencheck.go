@@ -110,6 +110,11 @@ func AwaitTokenBack(ctx context.Context, jt api.JoinToken, name string, now func
 			return !deadline.IsZero(), nil
 		}
 		if r.Reason != "used" || r.UsedBy != name || r.RetryAt.IsZero() {
+			if !deadline.IsZero() {
+				// It changed while this waited (expired, revoked, the
+				// cluster out of reach): that is the answer now.
+				return false, err
+			}
 			return false, nil
 		}
 		if deadline.IsZero() {

@@ -1,10 +1,17 @@
 package client
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/canonical/lxd/shared"
 
 	"github.com/cloudctl/cloudctl/api"
 )
@@ -25,5 +32,67 @@ func TestExplainUsed(t *testing.T) {
 		!strings.Contains(msg, "gives the token back at 00:52:10 UTC") ||
 		!strings.Contains(msg, "`cloudctl cluster add node2`") {
 		t.Fatalf("unfinished join: %v", open)
+	}
+}
+
+// sequenceServer answers the token check with each of results in turn, the
+// last one for good.
+func sequenceServer(t *testing.T, results ...api.TokenCheckResult) api.JoinToken {
+	t.Helper()
+	var mu sync.Mutex
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		res := results[0]
+		if len(results) > 1 {
+			results = results[1:]
+		}
+		mu.Unlock()
+		md, _ := json.Marshal(res)
+		_ = json.NewEncoder(w).Encode(map[string]any{"type": "sync", "metadata": json.RawMessage(md)})
+	}))
+	t.Cleanup(srv.Close)
+	return api.JoinToken{
+		Name:        "node2",
+		Secret:      "s3cret",
+		Fingerprint: shared.CertFingerprint(srv.Certificate()),
+		Addresses:   []string{strings.TrimPrefix(srv.URL, "https://")},
+		ExpiresAt:   time.Now().Add(time.Hour),
+	}
+}
+
+// TestAwaitTokenBack: the wait for a token spent by this node's own
+// unfinished join ends with the token back, or with the sentence of what
+// it became meanwhile (never the stale "gives it back at"); a token spent
+// by another node, or due back too late, is not waited for.
+func TestAwaitTokenBack(t *testing.T) {
+	ctx := context.Background()
+	spent := api.TokenCheckResult{Reason: "used", UsedBy: "node2", RetryAt: time.Now().Add(30 * time.Second)}
+	for _, tc := range []struct {
+		name    string
+		results []api.TokenCheckResult
+		back    bool
+		waited  bool
+		errHas  string
+	}{
+		{"given back", []api.TokenCheckResult{spent, {Valid: true, Reason: "ok"}}, true, true, ""},
+		{"revoked meanwhile", []api.TokenCheckResult{spent, {Reason: "revoked"}}, false, true, "revoked"},
+		{"used by another node", []api.TokenCheckResult{{Reason: "used", UsedBy: "node9", RetryAt: spent.RetryAt}}, false, false, ""},
+		{"back too late to wait", []api.TokenCheckResult{{Reason: "used", UsedBy: "node2", RetryAt: time.Now().Add(2 * maxTokenWait)}}, false, false, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			jt := sequenceServer(t, tc.results...)
+			waited := false
+			back, err := AwaitTokenBack(ctx, jt, "node2", time.Now, func(time.Time) { waited = true })
+			if back != tc.back || waited != tc.waited {
+				t.Fatalf("back %v, waited %v; want %v, %v (err %v)", back, waited, tc.back, tc.waited, err)
+			}
+			if tc.errHas == "" && err != nil {
+				t.Fatalf("error %v; want none", err)
+			}
+			if tc.errHas != "" && (err == nil || !strings.Contains(err.Error(), tc.errHas) || strings.Contains(err.Error(), "gives the token back")) {
+				t.Fatalf("error %v; want one about %q", err, tc.errHas)
+			}
+		})
 	}
 }

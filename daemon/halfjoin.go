@@ -72,11 +72,12 @@ func halfJoins(ctx context.Context, tx *sql.Tx, now time.Time) (due []halfJoin, 
 
 // halfJoinSince reports whether the pending member name joined with a
 // token of its own name whose microcluster secret is spent and was never
-// recorded (postJoin), and when the token was redeemed. (The first member is pending too until the first
-// heartbeat, without a token.)
+// recorded (postJoin), and when the token was redeemed (or revoked after
+// that: revokeTokenTx keeps the redeemer). (The first member is pending too
+// until the first heartbeat, without a token.)
 func halfJoinSince(ctx context.Context, tx *sql.Tx, name string) (time.Time, bool, error) {
 	t, err := getToken(ctx, tx, name)
-	if err != nil || t == nil || t.State != api.TokenUsed || t.UsedBy != name {
+	if err != nil || t == nil || (t.State != api.TokenUsed && t.State != api.TokenRevoked) || t.UsedBy != name {
 		return time.Time{}, false, err
 	}
 	live, err := internalTokenExists(ctx, tx, name)
@@ -210,12 +211,12 @@ func (d *Daemon) dropDqliteNode(ctx context.Context, s *state.State, address str
 	defer cancel()
 	c, err := s.Database.Leader(lctx)
 	if err != nil {
-		return fmt.Errorf("find dqlite leader: %w", err)
+		return fmt.Errorf("find the dqlite leader: %w", err)
 	}
 	defer c.Close()
 	nodes, err := c.Cluster(lctx)
 	if err != nil {
-		return fmt.Errorf("read dqlite nodes: %w", err)
+		return fmt.Errorf("read the dqlite configuration: %w", err)
 	}
 	for _, n := range nodes {
 		if n.Address == address {
@@ -228,16 +229,9 @@ func (d *Daemon) dropDqliteNode(ctx context.Context, s *state.State, address str
 
 // dqliteAddresses is the set of the cluster database's node addresses.
 func (d *Daemon) dqliteAddresses(ctx context.Context, s *state.State) (map[string]bool, error) {
-	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	c, err := s.Database.Leader(lctx)
+	nodes, _, err := dqliteNodes(ctx, s, 5*time.Second)
 	if err != nil {
-		return nil, fmt.Errorf("find dqlite leader: %w", err)
-	}
-	defer c.Close()
-	nodes, err := c.Cluster(lctx)
-	if err != nil {
-		return nil, fmt.Errorf("read dqlite nodes: %w", err)
+		return nil, err
 	}
 	out := make(map[string]bool, len(nodes))
 	for _, n := range nodes {

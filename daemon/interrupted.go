@@ -202,6 +202,12 @@ func (d *Daemon) clearInterruptedJoin() (bool, error) {
 		d.log.Warn("the last join of this node stopped after the cluster database took it in: cloudd finishes it once the database is open", "node", m.Name, "began", m.Began)
 		return false, nil
 	}
+	if !d.clusterStateLeft() {
+		// The mark is written before the token is redeemed: this join
+		// stopped before the cluster sent anything.
+		d.log.Info("the last join of this node stopped before the cluster sent it anything: nothing to clear; if its token was redeemed, the cluster gives it back about two minutes after", "node", m.Name, "began", m.Began)
+		return false, d.joinDone()
+	}
 	removed, err := d.removeState(bootstrapState)
 	if err != nil {
 		return false, fmt.Errorf("clear the state of the interrupted join: %w", err)
@@ -214,9 +220,30 @@ func (d *Daemon) clearInterruptedJoin() (bool, error) {
 	return true, nil
 }
 
+// clusterStateLeft reports whether microcluster wrote any of a cluster's
+// state here: its certificate, this node's daemon.yaml, a database.
+func (d *Daemon) clusterStateLeft() bool {
+	for _, name := range []string{"cluster.crt", "cluster.key", "daemon.yaml", "database"} {
+		if _, err := os.Lstat(filepath.Join(d.cfg.StateDir, name)); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
 // removeState deletes the named entries of the state directory and returns
-// those that were there.
+// those that were there. The database's info.yaml goes first, durably: a
+// removal cut midway must not leave a database that looks joined
+// (dqliteJoined) without the rest.
 func (d *Daemon) removeState(names []string) ([]string, error) {
+	db := filepath.Join(d.cfg.StateDir, "database")
+	if err := os.Remove(filepath.Join(db, "info.yaml")); err == nil {
+		if err := syncDir(db); err != nil {
+			return nil, err
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
 	var removed []string
 	for _, name := range names {
 		p := filepath.Join(d.cfg.StateDir, name)
@@ -227,6 +254,11 @@ func (d *Daemon) removeState(names []string) ([]string, error) {
 			return removed, err
 		}
 		removed = append(removed, name)
+	}
+	if len(removed) > 0 {
+		if err := syncDir(d.cfg.StateDir); err != nil {
+			return removed, err
+		}
 	}
 	return removed, nil
 }

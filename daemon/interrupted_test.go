@@ -154,6 +154,32 @@ func TestClearInterruptedJoin(t *testing.T) {
 	}
 }
 
+// A join that stopped before the cluster sent anything (the mark is
+// written before the token is redeemed) leaves nothing to clear but its
+// mark, and the node's own certificate stays.
+func TestClearInterruptedJoinBeforeAnything(t *testing.T) {
+	dir := t.TempDir()
+	d, err := New(Config{StateDir: dir, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFiles(t, dir, "server.crt", "server.key", "truststore/.keep")
+	if err := d.markJoin(joinMark{Name: "node2"}); err != nil {
+		t.Fatal(err)
+	}
+	if cleared, err := d.clearInterruptedJoin(); err != nil || cleared {
+		t.Fatalf("cleared %v, %v; want nothing cleared", cleared, err)
+	}
+	for _, n := range []string{"server.crt", "server.key", "truststore/.keep"} {
+		if !fileThere(dir, n) {
+			t.Errorf("%s was removed", n)
+		}
+	}
+	if fileThere(dir, joinPending) {
+		t.Error("the mark stayed")
+	}
+}
+
 // writeFiles creates each named file (and its directories) below dir.
 func writeFiles(t *testing.T, dir string, names ...string) {
 	t.Helper()

@@ -236,25 +236,15 @@ type dqliteInfo struct {
 // member table only catches up on the next heartbeat).
 func (d *Daemon) dqliteRoles(ctx context.Context, s *state.State) dqliteInfo {
 	out := dqliteInfo{roles: map[string]string{}}
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	c, err := s.Database.Leader(ctx)
+	infos, leader, err := dqliteNodes(ctx, s, 3*time.Second)
 	if err != nil {
-		out.err = fmt.Errorf("no dqlite leader: %w", err)
-		return out
-	}
-	defer c.Close()
-	infos, err := c.Cluster(ctx)
-	if err != nil {
-		out.err = fmt.Errorf("read dqlite configuration: %w", err)
+		out.err = err
 		return out
 	}
 	for _, ni := range infos {
 		out.roles[ni.Address] = ni.Role.String()
 	}
-	if l, err := c.Leader(ctx); err == nil && l != nil {
-		out.leader = l.Address
-	}
+	out.leader = leader
 	return out
 }
 

@@ -141,36 +141,48 @@ func deleteInternalToken(ctx context.Context, tx *sql.Tx, name string) error {
 func (d *Daemon) revokeToken(ctx context.Context, s *state.State, name string) error {
 	now := d.cfg.Now()
 	return s.Database.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		t, err := getToken(ctx, tx, name)
+		return revokeTokenTx(ctx, tx, name, now)
+	})
+}
+
+// revokeTokenTx is revokeToken inside tx.
+func revokeTokenTx(ctx context.Context, tx *sql.Tx, name string, now time.Time) error {
+	t, err := getToken(ctx, tx, name)
+	if err != nil {
+		return err
+	}
+	if t != nil && t.State == api.TokenUsed {
+		// Redeemed by a join that has not finished: revoking it withdraws
+		// the one-join secret, and the sweep never gives the token back.
+		back, err := unfinishedUntil(ctx, tx, t)
 		if err != nil {
 			return err
 		}
-		if t != nil && t.State == api.TokenUsed {
-			// Redeemed by a join that has not finished: revoking it
-			// withdraws the one-join secret, and the sweep never gives
-			// the token back.
-			back, err := unfinishedUntil(ctx, tx, t)
-			if err != nil {
+		if !back.IsZero() {
+			if err := deleteInternalToken(ctx, tx, name); err != nil {
 				return err
 			}
-			if !back.IsZero() {
-				if err := deleteInternalToken(ctx, tx, name); err != nil {
-					return err
-				}
-				return setTokenState(ctx, tx, name, api.TokenRevoked, "", now)
+			// A member it left pending stays the redeemer's: the sweep
+			// still releases it (halfJoinSince), the token stays revoked.
+			usedBy := ""
+			if pending, err := pendingMember(ctx, tx, name); err != nil {
+				return err
+			} else if pending {
+				usedBy = t.UsedBy
 			}
+			return setTokenState(ctx, tx, name, api.TokenRevoked, usedBy, now)
 		}
-		if t == nil || t.State != api.TokenPending {
-			if t == nil {
-				return lxdapi.StatusErrorf(http.StatusNotFound, "there is no join token for %q: `cloudctl cluster tokens list` shows the pending ones", name)
-			}
-			return lxdapi.StatusErrorf(http.StatusConflict, "the join token for %q is already %s: nothing to revoke", name, t.State)
+	}
+	if t == nil || t.State != api.TokenPending {
+		if t == nil {
+			return lxdapi.StatusErrorf(http.StatusNotFound, "there is no join token for %q: `cloudctl cluster tokens list` shows the pending ones", name)
 		}
-		if err := deleteInternalToken(ctx, tx, name); err != nil {
-			return err
-		}
-		return setTokenState(ctx, tx, name, api.TokenRevoked, "", now)
-	})
+		return lxdapi.StatusErrorf(http.StatusConflict, "the join token for %q is already %s: nothing to revoke", name, t.State)
+	}
+	if err := deleteInternalToken(ctx, tx, name); err != nil {
+		return err
+	}
+	return setTokenState(ctx, tx, name, api.TokenRevoked, "", now)
 }
 
 // listTokens returns every remembered token, pending first.

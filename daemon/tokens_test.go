@@ -377,3 +377,76 @@ func TestHalfJoins(t *testing.T) {
 		t.Fatalf("with node3 a voter: due %v, waiting %d; want none", due, waiting)
 	}
 }
+
+// Revoking the token of a join that died midway keeps the token revoked and
+// still lets the sweep release the member it left pending.
+func TestHalfJoinRevoked(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	sum := api.SecretSHA256("secret-of-node2")
+	db := tokenDB(t)
+	mustTx(t, db, exec(`INSERT INTO internal_cluster_members (name, address, certificate, role) VALUES ('node1', '10.0.0.1:7443', 'c1', 'voter')`))
+	mustTx(t, db, func(ctx context.Context, tx *sql.Tx) error {
+		return putToken(ctx, tx, tokenRow{Name: "node2", SecretSHA256: sum, State: api.TokenUsed, IssuedAt: t0, ExpiresAt: t0.Add(time.Hour), UsedBy: "node2"}, t0)
+	})
+	mustTx(t, db, exec(`INSERT INTO internal_token_records (name, secret) VALUES ('node2', 'mc2')`))
+	mustTx(t, db, join("node2", "node2"))
+	mustTx(t, db, exec(`UPDATE internal_cluster_members SET role = 'PENDING' WHERE name = 'node2'`))
+	revokedAt := t0.Add(20 * time.Second)
+	mustTx(t, db, func(ctx context.Context, tx *sql.Tx) error {
+		return revokeTokenTx(ctx, tx, "node2", revokedAt)
+	})
+	list := func(now time.Time) (due []halfJoin, waiting int) {
+		t.Helper()
+		mustTx(t, db, func(ctx context.Context, tx *sql.Tx) error {
+			var err error
+			due, waiting, err = halfJoins(ctx, tx, now)
+			return err
+		})
+		return due, waiting
+	}
+	var res api.TokenCheckResult
+	mustTx(t, db, func(ctx context.Context, tx *sql.Tx) error {
+		var err error
+		res, err = judgeToken(ctx, tx, "node2", sum, revokedAt)
+		return err
+	})
+	if res.Valid || res.Reason != "revoked" {
+		t.Fatalf("check of the revoked token: %+v; want revoked", res)
+	}
+	if due, waiting := list(revokedAt.Add(halfJoinGrace - time.Second)); len(due) != 0 || waiting != 1 {
+		t.Fatalf("before the grace: due %v, waiting %d; want node2 waiting", due, waiting)
+	}
+	if due, _ := list(revokedAt.Add(halfJoinGrace)); len(due) != 1 || due[0].Name != "node2" {
+		t.Fatalf("after the grace: due %v; want node2, still released after the revoke", due)
+	}
+	// Released: the member goes, the token stays revoked.
+	mustTx(t, db, exec(`DELETE FROM internal_cluster_members WHERE name = 'node2'`))
+	mustTx(t, db, func(ctx context.Context, tx *sql.Tx) error {
+		r, err := getToken(ctx, tx, "node2")
+		if err != nil {
+			return err
+		}
+		back, err := giveBack(ctx, tx, *r, revokedAt.Add(halfJoinGrace))
+		if err == nil && back {
+			t.Error("a revoked token was given back")
+		}
+		if r.State != api.TokenRevoked {
+			t.Errorf("token state %s; want revoked", r.State)
+		}
+		return err
+	})
+	// A pending token revoked carries no redeemer.
+	mustTx(t, db, func(ctx context.Context, tx *sql.Tx) error {
+		if err := putToken(ctx, tx, tokenRow{Name: "node3", SecretSHA256: sum + "3", State: api.TokenPending, IssuedAt: t0, ExpiresAt: t0.Add(time.Hour)}, t0); err != nil {
+			return err
+		}
+		if err := revokeTokenTx(ctx, tx, "node3", revokedAt); err != nil {
+			return err
+		}
+		r, err := getToken(ctx, tx, "node3")
+		if err == nil && (r.State != api.TokenRevoked || r.UsedBy != "") {
+			t.Errorf("revoked pending token: %+v", r)
+		}
+		return err
+	})
+}

@@ -13,6 +13,28 @@ import (
 	"github.com/canonical/microcluster/state"
 )
 
+// dqliteNodes asks the cluster database's leader, within timeout, for its
+// nodes (the live raft configuration: the member table only catches up on
+// the next heartbeat) and the leader's address.
+func dqliteNodes(ctx context.Context, s *state.State, timeout time.Duration) ([]dqlite.NodeInfo, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c, err := s.Database.Leader(ctx)
+	if err != nil {
+		return nil, "", fmt.Errorf("find the dqlite leader: %w", err)
+	}
+	defer c.Close()
+	nodes, err := c.Cluster(ctx)
+	if err != nil {
+		return nil, "", fmt.Errorf("read the dqlite configuration: %w", err)
+	}
+	var leader string
+	if l, err := c.Leader(ctx); err == nil && l != nil {
+		leader = l.Address
+	}
+	return nodes, leader, nil
+}
+
 // wantVoters is the number of dqlite voters the cluster database keeps when
 // it has that many members (go-dqlite's default).
 const wantVoters = 3
