@@ -223,8 +223,13 @@ func (d *Daemon) recordJoin(ctx context.Context, s *state.State, initConfig map[
 	// otherwise wait for their next periodic round (a minute) to, say, add
 	// this node to their keepalived peers, while this node's keepalived
 	// already counts on them (seen: two holders of the floating address
-	// for 35 s).
-	d.kickMembers(ctx, s)
+	// for 35 s). Without holding up the join: at 10 members the round
+	// cost the join about 45 ms.
+	go func() {
+		kctx, cancel := context.WithTimeout(s.Context, 10*time.Second)
+		defer cancel()
+		d.kickMembers(kctx, s)
+	}()
 	return nil
 }
 
