@@ -3,6 +3,7 @@ package hwprobe
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/jaypipes/ghw"
 
@@ -24,21 +25,35 @@ func Probe(ctx context.Context, src Source, p Policy, rs []roles.Role) (*Facts, 
 		f.SourcePath = sp.Path()
 	}
 
-	var err error
-	if f.Memory, err = readMemory(ctx, src); err != nil {
-		return nil, err
+	// The four readers touch different parts of the source, and most of
+	// their time is spent in system calls (a file per memory block, per
+	// block device): side by side they take about half as long.
+	errs := make([]error, 4)
+	var wg sync.WaitGroup
+	for i, read := range []func() error{
+		func() (err error) { f.Memory, err = readMemory(ctx, src); return err },
+		func() (err error) {
+			if f.CPU, err = readCPU(ctx, src); err == nil {
+				f.KVM = kvmVerdict(f.CPU.Arch, f.CPU.VirtFlags, probeKVMDevice(src), kvmModules(src.FS()))
+			}
+			return err
+		},
+		func() (err error) { f.Disks, err = newDiskEnv(src, p).readDisks(ctx); return err },
+		func() (err error) { f.NICs, err = readNICs(ctx, src); return err },
+	} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = read()
+		}()
 	}
-	if f.CPU, err = readCPU(ctx, src); err != nil {
-		return nil, err
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
 	}
-	f.KVM = kvmVerdict(f.CPU.Arch, f.CPU.VirtFlags, probeKVMDevice(src), kvmModules(src.FS()))
 	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if f.Disks, err = newDiskEnv(src, p).readDisks(ctx); err != nil {
-		return nil, err
-	}
-	if f.NICs, err = readNICs(ctx, src); err != nil {
 		return nil, err
 	}
 	f.Decide(p, rs)
