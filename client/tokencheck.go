@@ -109,22 +109,27 @@ func AwaitTokenBack(ctx context.Context, jt api.JoinToken, name string, now func
 		if err == nil {
 			return !deadline.IsZero(), nil
 		}
-		if r.Reason != "used" || r.UsedBy != name || r.RetryAt.IsZero() {
-			if !deadline.IsZero() {
-				// It changed while this waited (expired, revoked, the
-				// cluster out of reach): that is the answer now.
-				return false, err
-			}
-			return false, nil
-		}
-		if deadline.IsZero() {
+		spent := r.Reason == "used" && r.UsedBy == name && !r.RetryAt.IsZero()
+		switch {
+		case spent && deadline.IsZero():
 			if r.RetryAt.Sub(now()) > maxTokenWait {
 				return false, nil
 			}
 			deadline = r.RetryAt.Add(tokenBackLate)
 			waiting(r.RetryAt)
+		case spent:
+		case deadline.IsZero():
+			return false, nil
+		case errors.Is(err, ErrTokenRejected):
+			// It changed while this waited (expired, revoked): that is
+			// the answer now.
+			return false, err
 		}
+		// Still spent, or the cluster out of reach for a moment.
 		if now().After(deadline) {
+			if !spent {
+				return false, err
+			}
 			return false, fmt.Errorf("%w: this token is still spent by an earlier join of %s that stopped midway: the cluster did not give it back by %s (its dqlite leader releases it; `cloudctl cluster list` on a member shows %s as pending until then): run the same command again in a few minutes, or ask for a new token with `cloudctl cluster add %s`",
 				ErrTokenRejected, name, deadline.UTC().Format("15:04:05 MST"), name, jt.Name)
 		}

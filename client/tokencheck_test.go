@@ -47,6 +47,11 @@ func sequenceServer(t *testing.T, results ...api.TokenCheckResult) api.JoinToken
 			results = results[1:]
 		}
 		mu.Unlock()
+		if res.Reason == "down" {
+			// The cluster out of reach for a moment.
+			http.Error(w, "unavailable", http.StatusServiceUnavailable)
+			return
+		}
 		md, _ := json.Marshal(res)
 		_ = json.NewEncoder(w).Encode(map[string]any{"type": "sync", "metadata": json.RawMessage(md)})
 	}))
@@ -62,7 +67,8 @@ func sequenceServer(t *testing.T, results ...api.TokenCheckResult) api.JoinToken
 
 // TestAwaitTokenBack: the wait for a token spent by this node's own
 // unfinished join ends with the token back, or with the sentence of what
-// it became meanwhile (never the stale "gives it back at"); a token spent
+// it became meanwhile (never the stale "gives it back at"), waiting on
+// while the cluster is out of reach for a moment; a token spent
 // by another node, or due back too late, is not waited for.
 func TestAwaitTokenBack(t *testing.T) {
 	ctx := context.Background()
@@ -76,6 +82,8 @@ func TestAwaitTokenBack(t *testing.T) {
 	}{
 		{"given back", []api.TokenCheckResult{spent, {Valid: true, Reason: "ok"}}, true, true, ""},
 		{"revoked meanwhile", []api.TokenCheckResult{spent, {Reason: "revoked"}}, false, true, "revoked"},
+		{"expired meanwhile", []api.TokenCheckResult{spent, {Reason: "expired"}}, false, true, "expired"},
+		{"out of reach for a moment, then back", []api.TokenCheckResult{spent, {Reason: "down"}, {Valid: true, Reason: "ok"}}, true, true, ""},
 		{"used by another node", []api.TokenCheckResult{{Reason: "used", UsedBy: "node9", RetryAt: spent.RetryAt}}, false, false, ""},
 		{"back too late to wait", []api.TokenCheckResult{{Reason: "used", UsedBy: "node2", RetryAt: time.Now().Add(2 * maxTokenWait)}}, false, false, ""},
 	} {

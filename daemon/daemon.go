@@ -284,14 +284,7 @@ func (d *Daemon) hooks() *config.Hooks {
 			return nil
 		},
 		PreBootstrap:  d.preBootstrap,
-		PostBootstrap: func(s *state.State, initConfig map[string]string) error {
-			if err := d.postBootstrap(s, initConfig); err != nil {
-				// The cluster database exists but the node is not
-				// recorded: only a restart clears it (the mark stays).
-				return fmt.Errorf("%w; the bootstrap stopped after the cluster database was made: restart cloudd (it clears the half-made bootstrap when it starts) and run the same `cloudctl bootstrap`", err)
-			}
-			return nil
-		},
+		PostBootstrap: d.postBootstrap,
 		PostJoin:      d.postJoin,
 		// The servers microcluster started for the new member get their
 		// limits before the other members run their OnNewMember hooks.

@@ -53,6 +53,11 @@ func (d *Daemon) preBootstrap(s *state.State, initConfig map[string]string) erro
 	if err := d.validatePlan(*ni.Plan, m); err != nil {
 		return err
 	}
+	// A join tried here before (its token refused) may have left its mark:
+	// this node bootstraps instead.
+	if err := d.joinDone(); err != nil {
+		return err
+	}
 	// From here on microcluster writes state that a bootstrap dying midway
 	// would leave half-made: the marker lets the next start clear it.
 	return d.markBootstrap()
@@ -75,15 +80,15 @@ func (d *Daemon) postBootstrap(s *state.State, initConfig map[string]string) err
 	d.setState(s)
 	ni, err := parseNodeInit(initConfig)
 	if err != nil {
-		return err
+		return halfBootstrap(err)
 	}
 	m, err := d.effectiveManifest(ni.Manifest)
 	if err != nil {
-		return err
+		return halfBootstrap(err)
 	}
 	manifestYAML, err := m.Marshal()
 	if err != nil {
-		return err
+		return halfBootstrap(err)
 	}
 	ctx, cancel := context.WithTimeout(s.Context, hookTimeout)
 	defer cancel()
@@ -117,14 +122,21 @@ func (d *Daemon) postBootstrap(s *state.State, initConfig map[string]string) err
 		return setConfig(ctx, tx, "bootstrapped_at", now.UTC().Format(time.RFC3339Nano))
 	})
 	if err != nil {
-		return fmt.Errorf("record bootstrap: %w", err)
+		return halfBootstrap(fmt.Errorf("record bootstrap: %w", err))
 	}
 	if err := d.bootstrapDone(); err != nil {
-		return err
+		return fmt.Errorf("the bootstrap is recorded, but %w: delete that file, or the next start of cloudd clears this bootstrap", err)
 	}
 	d.log.Info("bootstrapped", "node", s.Name(), "roles", ni.Roles)
 	d.kick()
 	return nil
+}
+
+// halfBootstrap is err of a bootstrap that stopped after the cluster
+// database was made but before the node was recorded: microcluster keeps
+// that state, and only a restart of cloudd clears it (its mark stays).
+func halfBootstrap(err error) error {
+	return fmt.Errorf("%w; the bootstrap stopped after the cluster database was made: restart cloudd (it clears the half-made bootstrap when it starts) and run the same `cloudctl bootstrap`", err)
 }
 
 // effectiveManifest is the default manifest with the bootstrap's overlay (or

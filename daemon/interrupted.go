@@ -127,11 +127,13 @@ func (d *Daemon) clearInterruptedBootstrap() (bool, error) {
 	return true, nil
 }
 
-// joinPending marks a join under way on the joining node: written just
-// before microcluster's join begins (POST join-intent, which `cloudctl
-// cluster join` sends first) and removed once the node is recorded
-// (postJoin). It holds what postJoin needs, so a join that died after the
-// cluster database took the node in is finished at the next start.
+// joinPending marks a join under way on the joining node: written before
+// the token is redeemed (POST join-intent, which `cloudctl cluster join`
+// sends first) and removed once the node is recorded (postJoin), when a
+// bootstrap begins instead (preBootstrap), or at the next start when the
+// join never got anything from the cluster. It holds what postJoin needs,
+// so a join that died after the cluster database took the node in is
+// finished at the next start.
 const joinPending = "join.pending"
 
 // joinMark is the content of joinPending.
@@ -221,14 +223,17 @@ func (d *Daemon) clearInterruptedJoin() (bool, error) {
 }
 
 // clusterStateLeft reports whether microcluster wrote any of a cluster's
-// state here: its certificate, this node's daemon.yaml, a database.
+// state here: its certificate, this node's daemon.yaml, anything in the
+// database directory (which microcluster creates empty at every start, as
+// it does the trust store's).
 func (d *Daemon) clusterStateLeft() bool {
-	for _, name := range []string{"cluster.crt", "cluster.key", "daemon.yaml", "database"} {
+	for _, name := range []string{"cluster.crt", "cluster.key", "daemon.yaml"} {
 		if _, err := os.Lstat(filepath.Join(d.cfg.StateDir, name)); err == nil {
 			return true
 		}
 	}
-	return false
+	entries, _ := os.ReadDir(filepath.Join(d.cfg.StateDir, "database"))
+	return len(entries) > 0
 }
 
 // removeState deletes the named entries of the state directory and returns
@@ -300,6 +305,11 @@ func (d *Daemon) finishInterruptedJoin(ctx context.Context, s *state.State) {
 // finishJoin records the node of the join mark m, unless it is recorded
 // already, and removes the mark.
 func (d *Daemon) finishJoin(ctx context.Context, s *state.State, m joinMark) error {
+	if m.Name != "" && m.Name != s.Name() {
+		// Not this member's join: a mark left by another attempt.
+		d.log.Warn("a join mark for another name was left: removing it", "mark", m.Name, "node", s.Name())
+		return d.joinDone()
+	}
 	if s.Database == nil || s.Database.IsOpen(ctx) != nil {
 		return errors.New("the cluster database is not open yet")
 	}

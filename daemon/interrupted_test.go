@@ -163,14 +163,20 @@ func TestClearInterruptedJoinBeforeAnything(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeFiles(t, dir, "server.crt", "server.key", "truststore/.keep")
+	writeFiles(t, dir, "server.crt", "server.key")
+	// microcluster makes both, empty, at every start.
+	for _, sub := range []string{"database", "truststore"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := d.markJoin(joinMark{Name: "node2"}); err != nil {
 		t.Fatal(err)
 	}
 	if cleared, err := d.clearInterruptedJoin(); err != nil || cleared {
 		t.Fatalf("cleared %v, %v; want nothing cleared", cleared, err)
 	}
-	for _, n := range []string{"server.crt", "server.key", "truststore/.keep"} {
+	for _, n := range []string{"server.crt", "server.key", "database", "truststore"} {
 		if !fileThere(dir, n) {
 			t.Errorf("%s was removed", n)
 		}
