@@ -54,6 +54,10 @@ type Config struct {
 	ManifestOverlay string
 	// Drivers are the role drivers, in order (cmd/cloudd lists them).
 	Drivers []driver.Driver
+	// MaxLogBytes bounds each log of the processes cloudd supervises
+	// (default 32 MiB): checked every minute, a larger log is copied to
+	// <log>.1 and emptied.
+	MaxLogBytes int64
 }
 
 // Daemon is one running cloudd.
@@ -174,6 +178,9 @@ func New(cfg Config) (*Daemon, error) {
 	if cfg.Resync <= 0 {
 		cfg.Resync = time.Minute
 	}
+	if cfg.MaxLogBytes <= 0 {
+		cfg.MaxLogBytes = 32 << 20
+	}
 	seen := map[string]bool{}
 	for _, dr := range cfg.Drivers {
 		if seen[dr.Name()] {
@@ -215,6 +222,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer cancel()
 	go d.sweepLoop(ctx)
 	go d.finishRecovery(ctx)
+	go d.trimLogsLoop(ctx)
 	loopDone := make(chan struct{})
 	go func() { d.reconcileLoop(ctx); close(loopDone) }()
 	defer func() {
@@ -230,6 +238,28 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return fmt.Errorf("cloudd: %w", err)
 	}
 	return nil
+}
+
+// trimLogsLoop keeps the supervised processes' logs bounded (a daemon that
+// floods its log, keepalived logging every advert it ignores, must not
+// fill the disk), once a minute until ctx ends.
+func (d *Daemon) trimLogsLoop(ctx context.Context) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		trimmed, err := d.sup.TrimLogs(d.cfg.MaxLogBytes)
+		if len(trimmed) > 0 {
+			d.log.Info("logs over their limit were copied to .1 and emptied", "logs", trimmed, "limit_bytes", d.cfg.MaxLogBytes)
+		}
+		if err != nil {
+			d.log.Warn("a log could not be trimmed", "error", err)
+		}
+	}
 }
 
 // localMicrocluster is a client of this node's microcluster, over its

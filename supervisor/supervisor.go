@@ -1,15 +1,18 @@
 // Package supervisor supervises the child processes cloudd runs for a node's
-// roles (mariadbd today; ceph and lxd daemons later): it starts them, restarts
-// them with backoff when they exit, stops them, and reports their state.
+// roles (mariadbd, the Ceph daemons, LXD, keepalived, HAProxy): it starts
+// them, restarts them with backoff when they exit, stops them, reports their
+// state and keeps their logs bounded.
 package supervisor
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,6 +32,9 @@ type Spec struct {
 	Env  []string
 	// LogPath receives stdout and stderr (appended).
 	LogPath string
+	// Logs are further files the process writes itself, opened for
+	// appending (a daemon's own log file): TrimLogs bounds them too.
+	Logs []string
 	// OneShot processes are not restarted: when one exits it leaves the
 	// supervisor, and its owner decides what to start next (Galera members
 	// must not blindly restart with the arguments that bootstrapped them).
@@ -420,4 +426,76 @@ func exitedPidfd(pidfd int, timeout time.Duration) bool {
 		}
 		return err == nil && n > 0
 	}
+}
+
+// TrimLogs bounds the logs of the supervised processes (LogPath and Logs):
+// a log larger than max bytes is copied to <log>.1, replacing the copy
+// made before, and emptied in place. The process keeps its open file:
+// opened for appending, its next write lands at the new end (what
+// logrotate calls copytruncate; lines written during the copy are lost).
+// So a log takes at most about twice max, however long a process floods
+// it. It returns the logs it trimmed; a log it could not trim is an error
+// and the others are still trimmed.
+func (s *Supervisor) TrimLogs(max int64) ([]string, error) {
+	s.mu.Lock()
+	var paths []string
+	for _, p := range s.procs {
+		if p.spec.LogPath != "" {
+			paths = append(paths, p.spec.LogPath)
+		}
+		paths = append(paths, p.spec.Logs...)
+	}
+	s.mu.Unlock()
+	sort.Strings(paths)
+	var trimmed []string
+	var errs []error
+	for i, path := range paths {
+		if i > 0 && paths[i-1] == path {
+			continue
+		}
+		done, err := trimLog(path, max)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if done {
+			trimmed = append(trimmed, path)
+		}
+	}
+	return trimmed, errors.Join(errs...)
+}
+
+// trimLog copies path to path.1 and empties it when it is over max bytes.
+func trimLog(path string, max int64) (bool, error) {
+	fi, err := os.Stat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil || fi.Size() <= max {
+		return false, err
+	}
+	src, err := os.Open(path)
+	if err != nil {
+		return false, fmt.Errorf("trim log %s: %w", path, err)
+	}
+	defer src.Close()
+	old := path + ".1"
+	tmp, err := os.OpenFile(old+".tmp", os.O_CREATE|os.O_TRUNC|os.O_WRONLY, fi.Mode().Perm())
+	if err != nil {
+		return false, fmt.Errorf("trim log %s: %w", path, err)
+	}
+	_, err = io.Copy(tmp, src)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(old+".tmp", old)
+	}
+	if err != nil {
+		_ = os.Remove(old + ".tmp")
+		return false, fmt.Errorf("trim log %s: keep a copy: %w", path, err)
+	}
+	if err := os.Truncate(path, 0); err != nil {
+		return false, fmt.Errorf("trim log %s: %w", path, err)
+	}
+	return true, nil
 }

@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -452,5 +453,59 @@ func TestStopStrayChecksCommandLine(t *testing.T) {
 	// The pid file now names a gone process.
 	if found, err := StopStray(pidFile, "stray-marker-61", time.Second); found || err != nil {
 		t.Fatalf("gone process found: %v %v", found, err)
+	}
+}
+
+// TestTrimLogs: a process flooding its output and a log file of its own
+// (both open for appending) has both bounded while it runs: each is
+// copied to .1 and emptied, and its next lines land at the start of the
+// emptied file, not after a hole where the old content was.
+func TestTrimLogs(t *testing.T) {
+	dir := t.TempDir()
+	out, own := filepath.Join(dir, "flood.out"), filepath.Join(dir, "flood.log")
+	script := `exec 3>>"$1"; i=0; while :; do j=0; while [ $j -lt 50 ]; do echo "out line $i"; echo "own line $i" >&3; i=$((i+1)); j=$((j+1)); done; sleep 0.02; done`
+	s := New(nil, nil)
+	if err := s.Start(Spec{Name: "flood", Path: "/bin/sh", Args: []string{"-c", script, "sh", own}, LogPath: out, Logs: []string{own, filepath.Join(dir, "never-written.log")}}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.StopAll(5 * time.Second)
+	const max = 4096
+	size := func(p string) int64 {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return -1
+		}
+		return fi.Size()
+	}
+	waitFor(t, "both logs over the limit", func() bool { return size(out) > max && size(own) > max },
+		func() string { return fmt.Sprintf("sizes %d, %d", size(out), size(own)) })
+	trimmed, err := s.TrimLogs(max)
+	if err != nil || len(trimmed) != 2 {
+		t.Fatalf("trimmed %v, %v; want both logs", trimmed, err)
+	}
+	for _, p := range []string{out, own} {
+		if size(p+".1") <= max {
+			t.Errorf("%s.1: %d bytes; want the old content, over %d", p, size(p+".1"), max)
+		}
+		prefix := "out line "
+		if p == own {
+			prefix = "own line "
+		}
+		// The process goes on writing into the emptied file, from its start.
+		waitFor(t, "new lines in "+p, func() bool {
+			b, _ := os.ReadFile(p)
+			return bytes.Count(b, []byte("\n")) >= 10
+		}, func() string { return fmt.Sprintf("size %d", size(p)) })
+		b, _ := os.ReadFile(p)
+		if bytes.IndexByte(b, 0) >= 0 || !bytes.HasPrefix(b, []byte(prefix)) {
+			t.Errorf("%s after the trim does not start with a line (%d bytes, a hole where the old content was?): %q", p, len(b), b[:min(len(b), 40)])
+		}
+		if bytes.HasPrefix(b, []byte(prefix+"0\n")) {
+			t.Errorf("%s still starts with the first line: not emptied", p)
+		}
+	}
+	// Under the limit: nothing is touched.
+	if trimmed, err := s.TrimLogs(1 << 40); err != nil || len(trimmed) != 0 {
+		t.Fatalf("under the limit: trimmed %v, %v", trimmed, err)
 	}
 }

@@ -343,7 +343,9 @@ func (d *Engine) start(in Instance, p paths, mode startMode) error {
 	} else if found {
 		d.Log.Warn("control: stopped a MariaDB left running by an earlier cloudd", "instance", in.Name)
 	}
-	spec := supervisor.Spec{Name: name, Path: d.bin("mariadbd"), Args: args, LogPath: filepath.Join(p.dir, "mariadbd.out"), OneShot: mode != modeStandalone}
+	// Its error log (log-error), which mariadbd opens for appending: the
+	// supervisor bounds it with its output.
+	spec := supervisor.Spec{Name: name, Path: d.bin("mariadbd"), Args: args, LogPath: filepath.Join(p.dir, "mariadbd.out"), Logs: []string{p.errlog}, OneShot: mode != modeStandalone}
 	d.Log.Info("control: starting MariaDB", "instance", in.Name, "port", in.Port, "mode", map[startMode]string{modeStandalone: "standalone", modeNewCluster: "new Galera cluster", modeJoin: "join Galera"}[mode])
 	if err := d.Sup.Start(spec); err != nil {
 		return fmt.Errorf("start %s: %w", in.Name, err)

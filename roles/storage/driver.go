@@ -519,6 +519,9 @@ func (d *Driver) startDaemon(env *driver.Env, l layout, kind, id string) error {
 		Path:    d.bin(env, "ceph-"+kind),
 		Args:    []string{"-f", "-c", l.conf(), "-i", id},
 		LogPath: filepath.Join(l.logs(), name+".out"),
+		// Its own log file (log_file in ceph.conf), which it opens for
+		// appending: the supervisor bounds it too.
+		Logs: []string{filepath.Join(l.logs(), "ceph-"+kind+"."+id+".log")},
 	})
 }
 
