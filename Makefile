@@ -54,8 +54,8 @@ lint:
 	$(GO) vet $(GOFLAGS_TAGS) ./...
 
 # The benchmark harness (tests/bench): real daemons in namespaces beside their floors; writes
-# docs/benchmarks.md and docs/bench-*.svg. Knobs: CLOUDBENCH_ONLY=cli,boot,join,rest,fail,
-# CLOUDBENCH_JOIN_N, CLOUDBENCH_JOIN_REPS, CLOUDBENCH_FAIL_REPS, CLOUDBENCH_OUT (see tests/bench).
+# docs/benchmarks.md and docs/bench-*.svg. Knobs: CLOUDBENCH_ONLY=cli,boot,join,cloud,rest,fail,
+# CLOUDBENCH_JOIN_N, CLOUDBENCH_JOIN_REPS, CLOUDBENCH_CLOUD_REPS, CLOUDBENCH_FAIL_REPS, CLOUDBENCH_OUT (see tests/bench).
 bench: deps build
 	CLOUDCTL_BENCH=1 $(GO) test $(GOFLAGS_TAGS) -count=1 -v -timeout 40m -run '^TestBench$$' ./tests/bench/
 

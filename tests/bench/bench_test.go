@@ -27,7 +27,7 @@ import (
 	"github.com/cloudctl/cloudctl/roles"
 )
 
-// env knobs: CLOUDCTL_BENCH=1 runs; CLOUDBENCH_ONLY=cli,boot,join,rest,fail
+// env knobs: CLOUDCTL_BENCH=1 runs; CLOUDBENCH_ONLY=cli,boot,join,cloud,rest,fail
 // limits the phases; CLOUDBENCH_JOIN_N / CLOUDBENCH_JOIN_REPS size the join
 // series; CLOUDBENCH_OUT is the docs directory (default the repository's).
 func envInt(name string, def int) int {
@@ -125,6 +125,7 @@ func TestBench(t *testing.T) {
 	phase("cli", b.phaseCLI)
 	phase("boot", b.phaseBootstrap)
 	phase("join", b.phaseJoin)
+	phase("cloud", b.phaseCloud)
 	phase("rest", b.phaseRestFailPower)
 	phase("fail", b.phaseFailoverBare)
 	for _, c := range b.kept {
