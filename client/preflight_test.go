@@ -2,15 +2,10 @@ package client
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/canonical/lxd/shared"
 
 	"github.com/cloudctl/cloudctl/api"
 	"github.com/cloudctl/cloudctl/preflight"
@@ -20,22 +15,7 @@ import (
 // pinned by its certificate's fingerprint, as a token pins it).
 func tokenServer(t *testing.T, reason, usedBy string) api.JoinToken {
 	t.Helper()
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/1.0/token-check" {
-			http.NotFound(w, r)
-			return
-		}
-		md, _ := json.Marshal(api.TokenCheckResult{Valid: reason == "ok", Reason: reason, UsedBy: usedBy})
-		_ = json.NewEncoder(w).Encode(map[string]any{"type": "sync", "metadata": json.RawMessage(md)})
-	}))
-	t.Cleanup(srv.Close)
-	return api.JoinToken{
-		Name:        "node3",
-		Secret:      "s3cret",
-		Fingerprint: shared.CertFingerprint(srv.Certificate()),
-		Addresses:   []string{strings.TrimPrefix(srv.URL, "https://")},
-		ExpiresAt:   time.Now().Add(time.Hour),
-	}
+	return sequenceServer(t, "node3", api.TokenCheckResult{Valid: reason == "ok", Reason: reason, UsedBy: usedBy})
 }
 
 // TestTokenFirst: failed preflight checks are explained by the token when

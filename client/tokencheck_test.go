@@ -35,12 +35,17 @@ func TestExplainUsed(t *testing.T) {
 	}
 }
 
-// sequenceServer answers the token check with each of results in turn, the
-// last one for good.
-func sequenceServer(t *testing.T, results ...api.TokenCheckResult) api.JoinToken {
+// sequenceServer answers the token check of a token for name with each of
+// results in turn, the last one for good (a cluster on loopback, pinned by
+// its certificate's fingerprint, as a token pins it).
+func sequenceServer(t *testing.T, name string, results ...api.TokenCheckResult) api.JoinToken {
 	t.Helper()
 	var mu sync.Mutex
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/1.0/token-check" {
+			http.NotFound(w, r)
+			return
+		}
 		mu.Lock()
 		res := results[0]
 		if len(results) > 1 {
@@ -57,7 +62,7 @@ func sequenceServer(t *testing.T, results ...api.TokenCheckResult) api.JoinToken
 	}))
 	t.Cleanup(srv.Close)
 	return api.JoinToken{
-		Name:        "node2",
+		Name:        name,
 		Secret:      "s3cret",
 		Fingerprint: shared.CertFingerprint(srv.Certificate()),
 		Addresses:   []string{strings.TrimPrefix(srv.URL, "https://")},
@@ -89,7 +94,7 @@ func TestAwaitTokenBack(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			jt := sequenceServer(t, tc.results...)
+			jt := sequenceServer(t, "node2", tc.results...)
 			waited := false
 			back, err := AwaitTokenBack(ctx, jt, "node2", time.Now, func(time.Time) { waited = true })
 			if back != tc.back || waited != tc.waited {
