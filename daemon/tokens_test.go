@@ -281,16 +281,14 @@ func TestTokenGiveBack(t *testing.T) {
 	})
 }
 
-// TestHalfJoins: a member left pending by a join that died, its token spent
-// under its own name, is waited for, then listed for release; the check of
-// its token says when it comes back; once the member is removed the token
-// is pending again. The first member (pending, no token) and a member
-// that joined are never listed.
-func TestHalfJoins(t *testing.T) {
-	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
-	sum := api.SecretSHA256("secret-of-node2")
+// halfJoinedDB is a cluster database where node1 (in role node1Role) was
+// joined by node2 with a token of its own name, redeemed at t0 (secret
+// SHA-256 sum), and microcluster's join left node2 pending with the secret
+// spent: a join that died midway.
+func halfJoinedDB(t *testing.T, t0 time.Time, sum, node1Role string) *sql.DB {
+	t.Helper()
 	db := tokenDB(t)
-	mustTx(t, db, exec(`INSERT INTO internal_cluster_members (name, address, certificate, role) VALUES ('node1', '10.0.0.1:7443', 'c1', 'PENDING')`))
+	mustTx(t, db, exec(`INSERT INTO internal_cluster_members (name, address, certificate, role) VALUES ('node1', '10.0.0.1:7443', 'c1', ?)`, node1Role))
 	mustTx(t, db, func(ctx context.Context, tx *sql.Tx) error {
 		return putToken(ctx, tx, tokenRow{Name: "node2", SecretSHA256: sum, State: api.TokenUsed, IssuedAt: t0, ExpiresAt: t0.Add(time.Hour), UsedBy: "node2"}, t0)
 	})
@@ -303,17 +301,31 @@ func TestHalfJoins(t *testing.T) {
 		_, err := tx.ExecContext(ctx, `DELETE FROM internal_token_records WHERE name = 'node2'`)
 		return err
 	})
-	list := func(now time.Time) ([]halfJoin, int) {
-		t.Helper()
-		var due []halfJoin
-		var waiting int
-		mustTx(t, db, func(ctx context.Context, tx *sql.Tx) error {
-			var err error
-			due, waiting, err = halfJoins(ctx, tx, now)
-			return err
-		})
-		return due, waiting
-	}
+	return db
+}
+
+// listHalfJoins is halfJoins at now, in its own transaction.
+func listHalfJoins(t *testing.T, db *sql.DB, now time.Time) (due []halfJoin, waiting int) {
+	t.Helper()
+	mustTx(t, db, func(ctx context.Context, tx *sql.Tx) error {
+		var err error
+		due, waiting, err = halfJoins(ctx, tx, now)
+		return err
+	})
+	return due, waiting
+}
+
+// TestHalfJoins: a member left pending by a join that died, its token spent
+// under its own name, is waited for, then listed for release; the check of
+// its token says when it comes back; once the member is removed the token
+// is pending again. The first member (pending, no token) and a member
+// that joined are never listed.
+func TestHalfJoins(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	sum := api.SecretSHA256("secret-of-node2")
+	// The first member is pending too until the first heartbeat.
+	db := halfJoinedDB(t, t0, sum, "PENDING")
+	list := func(now time.Time) ([]halfJoin, int) { return listHalfJoins(t, db, now) }
 	judge := func(now time.Time) api.TokenCheckResult {
 		t.Helper()
 		var res api.TokenCheckResult
@@ -383,27 +395,12 @@ func TestHalfJoins(t *testing.T) {
 func TestHalfJoinRevoked(t *testing.T) {
 	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	sum := api.SecretSHA256("secret-of-node2")
-	db := tokenDB(t)
-	mustTx(t, db, exec(`INSERT INTO internal_cluster_members (name, address, certificate, role) VALUES ('node1', '10.0.0.1:7443', 'c1', 'voter')`))
-	mustTx(t, db, func(ctx context.Context, tx *sql.Tx) error {
-		return putToken(ctx, tx, tokenRow{Name: "node2", SecretSHA256: sum, State: api.TokenUsed, IssuedAt: t0, ExpiresAt: t0.Add(time.Hour), UsedBy: "node2"}, t0)
-	})
-	mustTx(t, db, exec(`INSERT INTO internal_token_records (name, secret) VALUES ('node2', 'mc2')`))
-	mustTx(t, db, join("node2", "node2"))
-	mustTx(t, db, exec(`UPDATE internal_cluster_members SET role = 'PENDING' WHERE name = 'node2'`))
+	db := halfJoinedDB(t, t0, sum, "voter")
 	revokedAt := t0.Add(20 * time.Second)
 	mustTx(t, db, func(ctx context.Context, tx *sql.Tx) error {
 		return revokeTokenTx(ctx, tx, "node2", revokedAt)
 	})
-	list := func(now time.Time) (due []halfJoin, waiting int) {
-		t.Helper()
-		mustTx(t, db, func(ctx context.Context, tx *sql.Tx) error {
-			var err error
-			due, waiting, err = halfJoins(ctx, tx, now)
-			return err
-		})
-		return due, waiting
-	}
+	list := func(now time.Time) ([]halfJoin, int) { return listHalfJoins(t, db, now) }
 	var res api.TokenCheckResult
 	mustTx(t, db, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
