@@ -262,12 +262,21 @@ func (d *Daemon) trimLogsLoop(ctx context.Context) {
 	}
 }
 
-// localMicrocluster is a client of this node's microcluster, over its
-// control socket.
-func (d *Daemon) localMicrocluster() (*mcclient.Client, error) {
+// microclusterApp opens this node's microcluster state, to ask it.
+func (d *Daemon) microclusterApp() (*microcluster.MicroCluster, error) {
 	m, err := microcluster.App(microcluster.Args{StateDir: d.cfg.StateDir})
 	if err != nil {
 		return nil, fmt.Errorf("open microcluster state: %w", err)
+	}
+	return m, nil
+}
+
+// localMicrocluster is a client of this node's microcluster, over its
+// control socket.
+func (d *Daemon) localMicrocluster() (*mcclient.Client, error) {
+	m, err := d.microclusterApp()
+	if err != nil {
+		return nil, err
 	}
 	lc, err := m.LocalClient()
 	if err != nil {

@@ -154,9 +154,9 @@ func (d *Daemon) planRecovery(ctx context.Context, s *state.State) (client.Recov
 	if s.Address() == nil || s.Address().URL.Host == "" || s.Name() == "" {
 		return rec, lxdapi.StatusErrorf(http.StatusConflict, "this node is not part of a cluster: there is nothing to recover")
 	}
-	m, err := microcluster.App(microcluster.Args{StateDir: d.cfg.StateDir})
+	m, err := d.microclusterApp()
 	if err != nil {
-		return rec, fmt.Errorf("open microcluster state: %w", err)
+		return rec, err
 	}
 	stored, err := m.GetDqliteClusterMembers()
 	if err != nil {
