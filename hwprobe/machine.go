@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io/fs"
 	"math"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,13 +26,110 @@ func ghwOpts(ctx context.Context, src Source) []any {
 // (cloudd sizes and decides with it).
 func ReadMemory(ctx context.Context, src Source) (Memory, error) { return readMemory(ctx, src) }
 
-// readMemory reads installed and usable RAM.
+// readMemory reads installed and usable RAM: the online memory blocks and
+// MemTotal, the figures ghw gives, read by onlineBlockBytes when the source
+// has memory blocks (ghw takes six system calls a block, and a machine has
+// one block per 128 MiB), by ghw otherwise (its boot-log fallback).
 func readMemory(ctx context.Context, src Source) (Memory, error) {
+	if physical, ok := onlineBlockBytes(src.Root()); ok {
+		if usable, err := memTotal(src.FS()); err == nil {
+			return memoryFrom(src.FS(), physical, usable), nil
+		}
+	}
 	info, err := ghw.Memory(ghwOpts(ctx, src)...)
 	if err != nil {
 		return Memory{}, fmt.Errorf("memory: %w", err)
 	}
 	return memoryFrom(src.FS(), info.TotalPhysicalBytes, info.TotalUsableBytes), nil
+}
+
+// onlineBlockBytes is the size of root's online memory blocks
+// (sys/devices/system/memory/memoryN/state reads "online"), as ghw counts
+// them, with one openat, read and close a block. ok is false when the
+// blocks cannot all be read: the caller asks ghw, which falls back further.
+func onlineBlockBytes(root string) (total int64, ok bool) {
+	dir := filepath.Join(root, "sys/devices/system/memory")
+	raw, err := os.ReadFile(filepath.Join(dir, "block_size_bytes"))
+	if err != nil {
+		return 0, false
+	}
+	size, err := strconv.ParseInt(strings.TrimSpace(string(raw)), 16, 64)
+	if err != nil || size <= 0 {
+		return 0, false
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return 0, false
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return 0, false
+	}
+	dfd := int(d.Fd())
+	buf := make([]byte, 32)
+	for _, name := range names {
+		if !isMemoryBlock(name) {
+			continue
+		}
+		fd, err := syscall.Openat(dfd, name+"/state", syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+		if err != nil {
+			return 0, false
+		}
+		n, err := syscall.Read(fd, buf)
+		syscall.Close(fd)
+		if err != nil || n < 0 {
+			return 0, false
+		}
+		if strings.TrimSpace(string(buf[:n])) == "online" {
+			total += size
+		}
+	}
+	return total, true
+}
+
+// isMemoryBlock reports whether name is memoryN, a memory block's directory.
+func isMemoryBlock(name string) bool {
+	digits, ok := strings.CutPrefix(name, "memory")
+	if !ok || digits == "" {
+		return false
+	}
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// memTotal is /proc/meminfo's MemTotal in bytes.
+func memTotal(fsys fs.FS) (int64, error) {
+	raw, err := fs.ReadFile(fsys, "proc/meminfo")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		rest, ok := strings.CutPrefix(line, "MemTotal:")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) == 0 {
+			break
+		}
+		kb, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("proc/meminfo: MemTotal %q: %w", f[0], err)
+		}
+		if len(f) > 1 && f[1] != "kB" {
+			return 0, fmt.Errorf("proc/meminfo: MemTotal in %q, not kB", f[1])
+		}
+		if kb < 1 {
+			return 0, fmt.Errorf("proc/meminfo: MemTotal is %d kB", kb)
+		}
+		return kb * 1024, nil
+	}
+	return 0, fmt.Errorf("proc/meminfo has no MemTotal")
 }
 
 // memoryFrom picks the installed RAM and says where it came from. ghw

@@ -72,8 +72,16 @@ func (m *Machine) Describe() string { return "this machine" }
 // Root implements Source.
 func (m *Machine) Root() string { return m.dir }
 
-// FS implements Source.
-func (m *Machine) FS() fs.FS { return m.root.FS() }
+// FS implements Source. For the machine's own "/", where no symbolic link
+// can lead outside, the kernel resolves each path in one call (os.Root walks
+// it a component at a time in user space, several calls a component, and
+// sysfs paths are long and full of links: the probe took twice as long).
+func (m *Machine) FS() fs.FS {
+	if m.dir == "/" {
+		return os.DirFS("/")
+	}
+	return m.root.FS()
+}
 
 // Host implements Source.
 func (m *Machine) Host() Host { return liveHost{dev: filepath.Join(m.dir, "dev")} }
