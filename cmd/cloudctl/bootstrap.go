@@ -109,23 +109,42 @@ func (f *nodeFlags) makePlan(cmd *cobra.Command, a *app, run planRun) (bootstrap
 	if err != nil {
 		return zero, bootstrap.Facts{}, nil, manifestProblems(a, f.manifest, err)
 	}
-	if !run.join {
-		// The plan is made with the manifest the cluster will keep: cloudd's
-		// own --manifest when it was started with one.
-		if m, err = f.withDaemonManifest(ctx, a, m); err != nil {
-			return zero, bootstrap.Facts{}, nil, err
-		}
+	// A bootstrap's plan is made with the manifest the cluster will keep:
+	// cloudd's own --manifest when it was started with one. cloudd is asked
+	// while the hardware is probed with m; only a manifest of cloudd's that
+	// replaces m (rare) has the machine probed again, with it.
+	type daemonManifest struct {
+		m   *manifests.Manifest
+		err error
 	}
-	groups := m.RoleGroups()
+	var fromDaemon chan daemonManifest
+	if !run.join {
+		fromDaemon = make(chan daemonManifest, 1)
+		go func() {
+			dm, err := f.withDaemonManifest(ctx, a, m)
+			fromDaemon <- daemonManifest{dm, err}
+		}()
+	}
 	what := "this machine"
 	if f.snapshot != "" {
 		what = "snapshot " + filepath.Base(f.snapshot)
 	}
 	step(a, "Probing the hardware of %s", what)
 	facts, err := bootstrap.LiveFacts{Snapshot: f.snapshot, Manifest: m}.Facts(ctx)
+	if fromDaemon != nil {
+		dm := <-fromDaemon
+		if dm.err != nil {
+			return zero, bootstrap.Facts{}, nil, dm.err
+		}
+		if dm.m != m {
+			m = dm.m
+			facts, err = bootstrap.LiveFacts{Snapshot: f.snapshot, Manifest: m}.Facts(ctx)
+		}
+	}
 	if err != nil {
 		return zero, bootstrap.Facts{}, nil, err
 	}
+	groups := m.RoleGroups()
 	sel := bootstrap.Selection{Join: run.join, Name: f.name, DefaultAddress: run.defaultAddress}
 	if run.token != nil {
 		sel.TokenName, sel.TokenCluster = run.token.Name, run.token.Cluster
