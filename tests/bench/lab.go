@@ -21,6 +21,9 @@ type Bins struct {
 	Cloudctl, Cloudd, Microd string
 	// Core is cloudd without role drivers (tests/bench/clouddcore).
 	Core string
+	// Microinit is microctl's init command alone (tests/bench/microinit):
+	// the floor of a bootstrap from a command line.
+	Microinit string
 }
 
 // Lab owns every namespace, route and process of one bench run. Its names
