@@ -181,6 +181,11 @@ type Driver struct {
 	hin     healthInput
 	loop    *healthLoop
 	verdict Verdict
+	// dbGrace is DBGrace (tests shorten it); dbFailingSince is when the
+	// health loop's reads of the cluster database began to fail (zero: they
+	// answer).
+	dbGrace        time.Duration
+	dbFailingSince time.Time
 	// skipped is the last reason frontends were left out (logged on change).
 	skipped string
 }
@@ -190,7 +195,7 @@ func New() *Driver { return NewWithSystem(HostSystem{}) }
 
 // NewWithSystem returns a driver on sys (tests pass a fake).
 func NewWithSystem(sys System) *Driver {
-	return &Driver{sys: sys, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	return &Driver{sys: sys, log: slog.New(slog.NewTextHandler(io.Discard, nil)), dbGrace: DBGrace}
 }
 
 var _ driver.Driver = (*Driver)(nil)

@@ -464,13 +464,15 @@ func TestJudge(t *testing.T) {
 	}{
 		{"all good", Observation{HAProxyNeeded: true, HAProxyRunning: true, Backends: []ProbeResult{{Probe: Probe{"mysql", "a:1"}}}}, true, "ok\n"},
 		{"no frontends, no haproxy", Observation{}, true, "ok\n"},
-		{"database lost", Observation{DB: errors.New("context deadline exceeded")}, false, "fail: cluster database: context deadline exceeded\n"},
+		{"database lost", Observation{DB: errors.New("context deadline exceeded"), DBFailingFor: DBGrace}, false, "fail: cluster database: context deadline exceeded (for 10s)\n"},
+		{"database lost for less than the grace", Observation{DB: errors.New("context deadline exceeded"), DBFailingFor: DBGrace - time.Millisecond}, true, "ok\n"},
 		{"haproxy down", Observation{HAProxyNeeded: true}, false, "fail: haproxy is not running\n"},
 		{"mysql down", Observation{HAProxyNeeded: true, HAProxyRunning: true, Backends: []ProbeResult{{Probe: Probe{"cloudd", "a:7443"}}, {Probe: Probe{"mysql", "a:3306"}, Err: refused}}}, false, "fail: mysql backend a:3306: connection refused\n"},
-		{"several", Observation{DB: errors.New("x"), Backends: []ProbeResult{{Probe: Probe{"mysql", "a:3306"}, Err: refused}}}, false, "fail: cluster database: x; mysql backend a:3306: connection refused\n"},
+		{"several", Observation{DB: errors.New("x"), DBFailingFor: time.Minute, Backends: []ProbeResult{{Probe: Probe{"mysql", "a:3306"}, Err: refused}}}, false, "fail: cluster database: x (for 1m0s); mysql backend a:3306: connection refused\n"},
+		{"database within the grace, mysql down", Observation{DB: errors.New("x"), Backends: []ProbeResult{{Probe: Probe{"mysql", "a:3306"}, Err: refused}}}, false, "fail: mysql backend a:3306: connection refused\n"},
 	}
 	for _, c := range cases {
-		v := Judge(c.o, now)
+		v := Judge(c.o, now, DBGrace)
 		if v.Healthy != c.ok || v.Line() != c.want || !v.At.Equal(now) {
 			t.Errorf("%s: %+v %q", c.name, v, v.Line())
 		}
@@ -512,10 +514,20 @@ func TestHealthLoopWritesVerdict(t *testing.T) {
 	delete(sys.dialErr, "10.9.0.1:3306")
 	sys.mu.Unlock()
 	waitFile("ok")
+	// A database that stops answering fails the check only after the
+	// grace (a leader election must not make every member give up).
+	const grace = 1500 * time.Millisecond
+	d.mu.Lock()
+	d.dbGrace = grace
+	d.mu.Unlock()
 	db.mu.Lock()
 	db.fail = errors.New("no quorum")
 	db.mu.Unlock()
-	waitFile("fail: cluster database: no quorum")
+	failed := time.Now()
+	waitFile("fail: cluster database: no quorum (for ")
+	if took := time.Since(failed); took < grace {
+		t.Fatalf("the check failed %s after the database did, before the %s grace", took, grace)
+	}
 	if v := d.LocalView(env); v.Healthy || len(v.Reasons) != 1 {
 		t.Fatalf("view: %+v", v)
 	}

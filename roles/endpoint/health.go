@@ -18,6 +18,17 @@ import (
 // HealthEvery is how often the health loop judges this node.
 const HealthEvery = time.Second
 
+// DBGrace is how long the cluster database may go unanswered before this
+// node gives the floating address up. When the dqlite leader dies (often the
+// holder itself, with everything else on it) every member's reads fail
+// until a new leader is elected, about 6 s here: judged at once, that made
+// every survivor give the address up together, and a client waited for the
+// election, keepalived's rise and a new VRRP election on top of each other
+// (12 s from the holder's death to the first write through the address).
+// A node cut off from the majority still gives the address up, this much
+// later.
+const DBGrace = 10 * time.Second
+
 // Probe is one local backend the health check connects to.
 type Probe struct {
 	Frontend string `json:"frontend"`
@@ -35,6 +46,9 @@ type Observation struct {
 	// DB is the outcome of a read of the cluster database (cloudd's own
 	// health: a member cut off from the database majority fails it).
 	DB error
+	// DBFailingFor is how long the reads have failed without a break
+	// (zero when DB is nil); the node is judged by them after DBGrace.
+	DBFailingFor time.Duration
 	// HAProxyNeeded is true when there are frontends to forward.
 	HAProxyNeeded, HAProxyRunning bool
 	// Backends are this node's own backends (its control databases, its
@@ -50,12 +64,12 @@ type Verdict struct {
 }
 
 // Judge turns an observation into a verdict: healthy only when the cluster
-// database answers, HAProxy runs (when there is something to forward) and
-// every backend on this node answers.
-func Judge(o Observation, now time.Time) Verdict {
+// database answers (or has failed for less than grace), HAProxy runs (when
+// there is something to forward) and every backend on this node answers.
+func Judge(o Observation, now time.Time, grace time.Duration) Verdict {
 	v := Verdict{At: now}
-	if o.DB != nil {
-		v.Reasons = append(v.Reasons, "cluster database: "+o.DB.Error())
+	if o.DB != nil && o.DBFailingFor >= grace {
+		v.Reasons = append(v.Reasons, fmt.Sprintf("cluster database: %v (for %s)", o.DB, o.DBFailingFor.Round(time.Second)))
 	}
 	if o.HAProxyNeeded && !o.HAProxyRunning {
 		v.Reasons = append(v.Reasons, "haproxy is not running")
@@ -140,12 +154,25 @@ func (d *Driver) checkOnce(ctx context.Context) {
 		return
 	}
 	o := d.observe(ctx, in)
-	v := Judge(o, time.Now())
+	now := time.Now()
 	d.mu.Lock()
+	if o.DB == nil {
+		d.dbFailingSince = time.Time{}
+	} else if d.dbFailingSince.IsZero() {
+		d.dbFailingSince = now
+	}
+	if o.DB != nil {
+		o.DBFailingFor = now.Sub(d.dbFailingSince)
+	}
+	grace := d.dbGrace
+	v := Judge(o, now, grace)
 	prev := d.verdict
 	d.verdict = v
 	log := d.log
 	d.mu.Unlock()
+	if o.DB != nil && o.DBFailingFor == 0 && grace > 0 {
+		log.Warn("endpoint: the cluster database does not answer (a leader election, or this node is cut off from the majority); the node keeps or may take the floating address until it has not answered for the grace period", "grace", grace, "error", o.DB)
+	}
 	if prev.Healthy != v.Healthy || prev.At.IsZero() {
 		if v.Healthy {
 			log.Info("endpoint: this node is healthy; it may hold the floating address")
