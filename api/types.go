@@ -124,6 +124,10 @@ type TokenCheckResult struct {
 	// Secret is, in the answer of POST /1.0/token-redeem only, the
 	// single-use microcluster secret the joiner joins with.
 	Secret string `json:"secret,omitempty"`
+	// Resumed is set when the token was redeemed by this same joiner (the
+	// certificate it presents) for a join that never reached the cluster:
+	// the join may be run again at once, and its redemption is made anew.
+	Resumed bool `json:"resumed,omitempty"`
 }
 
 // Plan is the record of how the cluster was set up, kept in the cluster

@@ -372,6 +372,9 @@ type Result struct {
 	Preseed string `json:"preseed,omitempty"`
 	// Warnings are the plan's warnings, shown before applying.
 	Warnings []string `json:"warnings,omitempty"`
+	// Resumed: the token had been redeemed by an earlier run of this join,
+	// cut off before it reached the cluster, and was redeemed again.
+	Resumed bool `json:"resumed,omitempty"`
 }
 
 // Apply bootstraps a new cluster with this node as its first member.
@@ -404,10 +407,11 @@ func Apply(ctx context.Context, d Daemon, p Plan, now func() time.Time) (Result,
 	return Result{Name: p.Name, Address: p.Address, Roles: ni.Roles, Took: now().Sub(start), Bootstrap: true}, nil
 }
 
-// ApplyJoin joins the cluster that issued jt. The token is checked with the
-// cluster first, so a bad token changes nothing on either side. The plan's
-// site settings are not used: the cluster has its own.
-func ApplyJoin(ctx context.Context, d Daemon, p Plan, jt api.JoinToken, now func() time.Time) (Result, error) {
+// ApplyJoin joins the cluster that issued jn's token. The token is checked
+// with the cluster first, so a bad token changes nothing on either side. The
+// plan's site settings are not used: the cluster has its own.
+func ApplyJoin(ctx context.Context, d Daemon, p Plan, jn client.Joiner, now func() time.Time) (Result, error) {
+	jt := jn.Token
 	if err := p.Validate(); err != nil {
 		return Result{}, err
 	}
@@ -418,7 +422,7 @@ func ApplyJoin(ctx context.Context, d Daemon, p Plan, jt api.JoinToken, now func
 	if info.Initialized {
 		return Result{}, memberError{fmt.Sprintf("this node is already a member of a cluster, as %q (%s); nothing was changed — remove it there first (`cloudctl cluster remove %s`) to join another", info.Name, info.Address, info.Name)}
 	}
-	if _, err := client.CheckToken(ctx, jt, p.Name, now()); err != nil {
+	if _, err := client.CheckToken(ctx, jn, p.Name, now()); err != nil {
 		return Result{}, err
 	}
 	ni := p.nodeInit()
@@ -429,7 +433,7 @@ func ApplyJoin(ctx context.Context, d Daemon, p Plan, jt api.JoinToken, now func
 	}
 	// Spend the token (name, expiry, single use checked by the cluster in
 	// one transaction) for the one-join secret microcluster takes.
-	secret, err := client.RedeemToken(ctx, jt, p.Name)
+	secret, resumed, err := client.RedeemToken(ctx, jn, p.Name)
 	if err != nil {
 		return Result{}, err
 	}
@@ -438,7 +442,7 @@ func ApplyJoin(ctx context.Context, d Daemon, p Plan, jt api.JoinToken, now func
 	if err := d.Join(ctx, p.Name, p.Address, jt, ni); err != nil {
 		return Result{}, err
 	}
-	return Result{Name: p.Name, Address: p.Address, Roles: roleStrings(p.Roles), Took: now().Sub(start)}, nil
+	return Result{Name: p.Name, Address: p.Address, Roles: roleStrings(p.Roles), Took: now().Sub(start), Resumed: resumed}, nil
 }
 
 func roleStrings(rs []roles.Role) []string {

@@ -97,18 +97,18 @@ func TestApplyJoinRefusesWithoutContactingCluster(t *testing.T) {
 	jt := api.JoinToken{Name: "node2", Secret: "s", Fingerprint: "f", Addresses: []string{"10.0.0.1:7443"}, ExpiresAt: time.Now().Add(time.Hour)}
 	p := good()
 	p.Name = "node3"
-	_, err := ApplyJoin(context.Background(), f, p, jt, time.Now)
+	_, err := ApplyJoin(context.Background(), f, p, client.Joiner{Token: jt}, time.Now)
 	if err == nil || !strings.Contains(err.Error(), `issued for a node named "node2"`) || f.joins+f.intents != 0 {
 		t.Fatalf("wrong-name join: %v (joins %d, intents %d)", err, f.joins, f.intents)
 	}
 	p.Name = "node2"
 	jt.ExpiresAt = time.Now().Add(-time.Minute)
-	_, err = ApplyJoin(context.Background(), f, p, jt, time.Now)
+	_, err = ApplyJoin(context.Background(), f, p, client.Joiner{Token: jt}, time.Now)
 	if err == nil || !strings.Contains(err.Error(), "expired") || f.joins+f.intents != 0 {
 		t.Fatalf("expired join: %v", err)
 	}
 	f.info.Initialized = true
-	_, err = ApplyJoin(context.Background(), f, p, jt, time.Now)
+	_, err = ApplyJoin(context.Background(), f, p, client.Joiner{Token: jt}, time.Now)
 	if !errors.Is(err, ErrAlreadyMember) {
 		t.Fatalf("member join: %v", err)
 	}

@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,23 +29,24 @@ const planTimeout = preflight.ExchangeTimeout + 5*time.Second
 // timeout each, a path that drops large packets a few exchanges).
 const probeTimeout = 75 * time.Second
 
-// untrusted POSTs in to https://addr/1.0/path as a joiner: over TLS pinned
-// to fp, without a client certificate, from the local address (nil: any),
-// with TCP segments clamped to mss (0: not clamped).
-func untrusted(ctx context.Context, fp, addr, path string, in, out any, mss int, local net.IP, timeout time.Duration) error {
-	tr := joinerTransport(fp, mss, local, false)
+// untrusted POSTs in to https://addr/1.0/path as a joiner: over TLS cfg
+// (the joiner's: the cluster pinned, the node's certificate presented),
+// from the local address (nil: any), with TCP segments clamped to mss (0:
+// not clamped).
+func untrusted(ctx context.Context, cfg *tls.Config, addr, path string, in, out any, mss int, local net.IP, timeout time.Duration) error {
+	tr := joinerTransport(cfg, mss, local, false)
 	defer tr.CloseIdleConnections()
 	return post(ctx, tr, addr, path, in, out, timeout)
 }
 
 // joinerTransport is the transport of untrusted; keepAlive lets the
 // requests to one member share a TLS connection (the caller closes it).
-func joinerTransport(fp string, mss int, local net.IP, keepAlive bool) *http.Transport {
+func joinerTransport(cfg *tls.Config, mss int, local net.IP, keepAlive bool) *http.Transport {
 	var la net.Addr
 	if local != nil {
 		la = &net.TCPAddr{IP: local}
 	}
-	return &http.Transport{TLSClientConfig: PinnedTLS(fp), DialContext: preflight.Dialer(mss, la).DialContext, DisableKeepAlives: !keepAlive}
+	return &http.Transport{TLSClientConfig: cfg, DialContext: preflight.Dialer(mss, la).DialContext, DisableKeepAlives: !keepAlive}
 }
 
 // post is untrusted over tr.
@@ -132,13 +134,14 @@ func (c *Client) PreflightBootstrap(ctx context.Context, req preflight.PortsRequ
 }
 
 // PreflightJoin checks, before a join changes anything, that the joiner
-// (node) and the cluster that issued jt can work together: its address is
+// (node) and the cluster that issued its token (jn) can work together: its address is
 // on this machine; the name and address are unique; the ports its roles
 // need are free here; every member reaches it on them (members dial back to
 // listeners opened here for the duration) and it reaches every member;
 // large packets pass both ways; the clocks agree; the versions are
 // compatible. A bad token is explained as by CheckToken. It changes nothing.
-func PreflightJoin(ctx context.Context, jt api.JoinToken, node preflight.NodeSpec, now func() time.Time) (preflight.Findings, error) {
+func PreflightJoin(ctx context.Context, jn Joiner, node preflight.NodeSpec, now func() time.Time) (preflight.Findings, error) {
+	jt := jn.Token
 	host, _, err := net.SplitHostPort(node.Address)
 	if err != nil {
 		return nil, fmt.Errorf("address %q is not host:port", node.Address)
@@ -150,11 +153,11 @@ func PreflightJoin(ctx context.Context, jt api.JoinToken, node preflight.NodeSpe
 	// token, an expired one) is refused here the same way; a token the
 	// cluster rejects is explained below, when it refuses the secret.
 	if node.Name != jt.Name || (!jt.ExpiresAt.IsZero() && !jt.ExpiresAt.After(now())) {
-		if _, err := CheckToken(ctx, jt, node.Name, now()); err != nil {
+		if _, err := CheckToken(ctx, jn, node.Name, now()); err != nil {
 			return nil, err
 		}
 	}
-	j := joiner{jt: jt, node: node, local: net.ParseIP(host), mtu: preflight.InterfaceMTU(host)}
+	j := joiner{jn: jn, node: node, local: net.ParseIP(host), mtu: preflight.InterfaceMTU(host)}
 	req := preflight.JoinRequest{Token: jt.Name, Secret: jt.Secret, Node: node, Version: api.Version, Pad: preflight.Pad(preflight.PadSize)}
 
 	// The plan, from the first member that answers: all are asked at once,
@@ -164,7 +167,7 @@ func PreflightJoin(ctx context.Context, jt api.JoinToken, node preflight.NodeSpe
 	if !answered {
 		for _, err := range errs {
 			if errors.Is(err, errForbidden) || errors.Is(err, ErrForeignCluster) {
-				if _, cerr := CheckToken(ctx, jt, node.Name, now()); cerr != nil {
+				if _, cerr := CheckToken(ctx, jn, node.Name, now()); cerr != nil {
 					return nil, cerr
 				}
 				return nil, fmt.Errorf("the cluster refused the preflight checks (%v): ask for a new token with `cloudctl cluster add %s`", err, jt.Name)
@@ -184,7 +187,7 @@ func PreflightJoin(ctx context.Context, jt api.JoinToken, node preflight.NodeSpe
 		for _, f := range per {
 			fs = append(fs, f...)
 		}
-		return tokenFirst(ctx, jt, node.Name, now, fs)
+		return tokenFirst(ctx, jn, node.Name, now, fs)
 	}
 	fs := append(preflight.Findings{}, plan.Findings...)
 
@@ -214,7 +217,7 @@ func PreflightJoin(ctx context.Context, jt api.JoinToken, node preflight.NodeSpe
 		}
 	}
 	if taken {
-		return tokenFirst(ctx, jt, node.Name, now, fs)
+		return tokenFirst(ctx, jn, node.Name, now, fs)
 	}
 
 	// Every member, both ways.
@@ -237,18 +240,18 @@ func PreflightJoin(ctx context.Context, jt api.JoinToken, node preflight.NodeSpe
 	for _, mf := range per {
 		fs = append(fs, mf...)
 	}
-	return tokenFirst(ctx, jt, node.Name, now, fs)
+	return tokenFirst(ctx, jn, node.Name, now, fs)
 }
 
 // tokenFirst explains failed checks by the token when it stopped being
 // usable while they ran (another machine redeemed it, it expired or was
 // revoked): then the members refuse the joiner and the name shows as taken,
 // and the token's sentence is the one that says what happened.
-func tokenFirst(ctx context.Context, jt api.JoinToken, name string, now func() time.Time, fs preflight.Findings) (preflight.Findings, error) {
+func tokenFirst(ctx context.Context, jn Joiner, name string, now func() time.Time, fs preflight.Findings) (preflight.Findings, error) {
 	if len(fs.Of(preflight.Fail)) == 0 {
 		return fs, nil
 	}
-	if _, err := CheckToken(ctx, jt, name, now()); errors.Is(err, ErrTokenRejected) {
+	if _, err := CheckToken(ctx, jn, name, now()); errors.Is(err, ErrTokenRejected) {
 		return nil, err
 	}
 	return fs, nil
@@ -256,7 +259,7 @@ func tokenFirst(ctx context.Context, jt api.JoinToken, name string, now func() t
 
 // joiner is the joining side of the preflight checks.
 type joiner struct {
-	jt    api.JoinToken
+	jn    Joiner
 	node  preflight.NodeSpec
 	local net.IP
 	mtu   int
@@ -279,15 +282,15 @@ func (j joiner) firstPlan(ctx context.Context, req preflight.JoinRequest) (timed
 		tp  timedPlan
 		err error
 	}
-	ch := make(chan answer, len(j.jt.Addresses))
-	for i, addr := range j.jt.Addresses {
+	ch := make(chan answer, len(j.jn.Token.Addresses))
+	for i, addr := range j.jn.Token.Addresses {
 		go func(i int, addr string) {
 			plan, sent, recv, err := j.plan(ctx, addr, req, 0, planTimeout)
 			ch <- answer{i, timedPlan{addr: addr, plan: plan, sent: sent, recv: recv}, err}
 		}(i, addr)
 	}
-	errs := make([]error, len(j.jt.Addresses))
-	for range j.jt.Addresses {
+	errs := make([]error, len(j.jn.Token.Addresses))
+	for range j.jn.Token.Addresses {
 		a := <-ch
 		if a.err == nil {
 			return a.tp, true, nil
@@ -300,7 +303,7 @@ func (j joiner) firstPlan(ctx context.Context, req preflight.JoinRequest) (timed
 func (j joiner) plan(ctx context.Context, addr string, req preflight.JoinRequest, mss int, timeout time.Duration) (preflight.JoinPlan, time.Time, time.Time, error) {
 	var plan preflight.JoinPlan
 	sent := time.Now()
-	err := untrusted(ctx, j.jt.Fingerprint, addr, "preflight", req, &plan, mss, j.local, timeout)
+	err := untrusted(ctx, j.jn.tlsConfig(), addr, "preflight", req, &plan, mss, j.local, timeout)
 	return plan, sent, time.Now(), err
 }
 
@@ -331,7 +334,7 @@ func (j joiner) member(ctx context.Context, m preflight.MemberPlan, req, probe p
 	cp := preflight.ClusterPort(m.Address)
 	// The plan and the probe share one TLS connection: a handshake fewer
 	// per member on both sides (two CPUs, 25 members: it shows).
-	tr := joinerTransport(j.jt.Fingerprint, 0, j.local, true)
+	tr := joinerTransport(j.jn.tlsConfig(), 0, j.local, true)
 	defer tr.CloseIdleConnections()
 	var (
 		plan       preflight.JoinPlan

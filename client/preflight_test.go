@@ -29,28 +29,28 @@ func TestTokenFirst(t *testing.T) {
 
 	t.Run("used meanwhile: the token's sentence", func(t *testing.T) {
 		jt := tokenServer(t, "used", "node2")
-		fs, err := tokenFirst(ctx, jt, "node3", now, failed)
+		fs, err := tokenFirst(ctx, Joiner{Token: jt}, "node3", now, failed)
 		if !errors.Is(err, ErrTokenRejected) || !strings.Contains(err.Error(), "already used by node2") || fs != nil {
 			t.Fatalf("got %v, %v", fs, err)
 		}
 	})
 	t.Run("still valid: the findings", func(t *testing.T) {
 		jt := tokenServer(t, "ok", "")
-		fs, err := tokenFirst(ctx, jt, "node3", now, failed)
+		fs, err := tokenFirst(ctx, Joiner{Token: jt}, "node3", now, failed)
 		if err != nil || len(fs) != 1 || fs[0].Message != "node3 is already a member" {
 			t.Fatalf("got %v, %v", fs, err)
 		}
 	})
 	t.Run("no failure: the token is not asked", func(t *testing.T) {
 		jt := tokenServer(t, "used", "node2")
-		fs, err := tokenFirst(ctx, jt, "node3", now, passed)
+		fs, err := tokenFirst(ctx, Joiner{Token: jt}, "node3", now, passed)
 		if err != nil || len(fs) != 1 {
 			t.Fatalf("got %v, %v", fs, err)
 		}
 	})
 	t.Run("expired meanwhile: the token's sentence, without asking", func(t *testing.T) {
 		jt := api.JoinToken{Name: "node3", ExpiresAt: time.Now().Add(-time.Minute)}
-		_, err := tokenFirst(ctx, jt, "node3", now, failed)
+		_, err := tokenFirst(ctx, Joiner{Token: jt}, "node3", now, failed)
 		if !errors.Is(err, ErrTokenRejected) || !strings.Contains(err.Error(), "expired") {
 			t.Fatalf("got %v", err)
 		}
@@ -58,7 +58,7 @@ func TestTokenFirst(t *testing.T) {
 	t.Run("cluster unreachable: the findings", func(t *testing.T) {
 		jt := tokenServer(t, "used", "node2")
 		jt.Addresses = []string{"127.0.0.1:1"}
-		fs, err := tokenFirst(ctx, jt, "node3", now, failed)
+		fs, err := tokenFirst(ctx, Joiner{Token: jt}, "node3", now, failed)
 		if err != nil || len(fs) != 1 {
 			t.Fatalf("got %v, %v", fs, err)
 		}

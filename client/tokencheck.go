@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -28,10 +29,42 @@ var ErrTokenRejected = errors.New("join token rejected")
 // this machine presented too many wrong ones (its answer says how long to wait).
 var errTooManyAttempts = errors.New("the cluster is refusing join attempts from this machine for a while")
 
+// Joiner is a node about to join, as the issuing cluster sees it: its
+// token and its cloudd's certificate, which it presents in every TLS
+// handshake with the cluster (nil: none). The cluster records the
+// certificate with the token's redemption, so a join of this node cut off
+// before it reached the cluster can be run again at once (the answer is
+// Resumed), while anyone else holding the token is still refused.
+type Joiner struct {
+	Token api.JoinToken
+	Cert  *tls.Certificate
+}
+
+// NewJoiner is jt presented by the node whose cloudd keeps its state in
+// stateDir: its server certificate and key (root's, as cloudctl join runs).
+// A node whose cloudd never made them presents none.
+func NewJoiner(jt api.JoinToken, stateDir string) Joiner {
+	j := Joiner{Token: jt}
+	if cert, err := tls.LoadX509KeyPair(filepath.Join(stateDir, "server.crt"), filepath.Join(stateDir, "server.key")); err == nil {
+		j.Cert = &cert
+	}
+	return j
+}
+
+// tlsConfig pins the token's cluster certificate and presents the node's.
+func (j Joiner) tlsConfig() *tls.Config {
+	if j.Cert == nil {
+		return PinnedTLS(j.Token.Fingerprint)
+	}
+	return PinnedTLS(j.Token.Fingerprint, *j.Cert)
+}
+
 // CheckToken asks the issuing cluster, over TLS pinned to the token's
-// certificate fingerprint, whether jt can be used by a node called name. It
-// changes nothing on either side. The error is one sentence for a person.
-func CheckToken(ctx context.Context, jt api.JoinToken, name string, now time.Time) (api.TokenCheckResult, error) {
+// certificate fingerprint, whether j's token can be used by a node called
+// name. It changes nothing on either side. The error is one sentence for a
+// person.
+func CheckToken(ctx context.Context, j Joiner, name string, now time.Time) (api.TokenCheckResult, error) {
+	jt := j.Token
 	var res api.TokenCheckResult
 	if name != jt.Name {
 		return res, fmt.Errorf("%w: this token was issued for a node named %q, not %q: join with --name %s, or ask for a token for %s with `cloudctl cluster add %s`",
@@ -42,7 +75,7 @@ func CheckToken(ctx context.Context, jt api.JoinToken, name string, now time.Tim
 	}
 	var unreachable []string
 	for _, addr := range jt.Addresses {
-		r, err := checkAt(ctx, addr, jt, name)
+		r, err := checkAt(ctx, addr, j, name)
 		if errors.Is(err, ErrForeignCluster) {
 			return res, fmt.Errorf("%w: the server at %s is not the cluster that issued this token (its certificate does not match the one the token pins): the token belongs to another cluster, or the address now points somewhere else", ErrTokenRejected, addr)
 		}
@@ -102,10 +135,11 @@ const tokenBackLate = time.Minute
 // usable again after a wait, and says what to do when it waited in vain;
 // in every other case it returns at once, leaving the token's state for
 // CheckToken to explain.
-func AwaitTokenBack(ctx context.Context, jt api.JoinToken, name string, now func() time.Time, waiting func(at time.Time)) (bool, error) {
+func AwaitTokenBack(ctx context.Context, j Joiner, name string, now func() time.Time, waiting func(at time.Time)) (bool, error) {
+	jt := j.Token
 	var deadline time.Time
 	for {
-		r, err := CheckToken(ctx, jt, name, now())
+		r, err := CheckToken(ctx, j, name, now())
 		if err == nil {
 			return !deadline.IsZero(), nil
 		}
@@ -141,43 +175,47 @@ func AwaitTokenBack(ctx context.Context, jt api.JoinToken, name string, now func
 	}
 }
 
-// RedeemToken spends jt at the issuing cluster for a node called name and
-// returns the single-use microcluster secret to join with. The cluster
-// checks the name, the expiry and that the token was never used in one
-// transaction: of two joiners with one token, one gets the secret and the
-// other the sentence of a used token.
-func RedeemToken(ctx context.Context, jt api.JoinToken, name string) (string, error) {
+// RedeemToken spends j's token at the issuing cluster for a node called
+// name and returns the single-use microcluster secret to join with, and
+// whether it was this node's own redemption made anew (a join of this node
+// cut off before it reached the cluster). The cluster checks the name, the
+// expiry and that the token was never used in one transaction: of two
+// joiners with one token, one gets the secret and the other the sentence
+// of a used token.
+func RedeemToken(ctx context.Context, j Joiner, name string) (string, bool, error) {
+	jt := j.Token
 	var unreachable []string
 	for _, addr := range jt.Addresses {
-		r, err := postAt(ctx, addr, "token-redeem", jt, name)
+		r, err := postAt(ctx, addr, "token-redeem", j, name)
 		if errors.Is(err, ErrForeignCluster) {
-			return "", fmt.Errorf("%w: the server at %s is not the cluster that issued this token (its certificate does not match the one the token pins)", ErrTokenRejected, addr)
+			return "", false, fmt.Errorf("%w: the server at %s is not the cluster that issued this token (its certificate does not match the one the token pins)", ErrTokenRejected, addr)
 		}
 		if errors.Is(err, errTooManyAttempts) {
-			return "", fmt.Errorf("%w: %v", ErrTokenRejected, err)
+			return "", false, fmt.Errorf("%w: %v", ErrTokenRejected, err)
 		}
 		if err != nil {
 			unreachable = append(unreachable, fmt.Sprintf("%s (%v)", addr, err))
 			continue
 		}
 		if err := explainCheck(r, jt); err != nil {
-			return "", err
+			return "", false, err
 		}
 		if r.Secret == "" {
-			return "", fmt.Errorf("the cluster at %s accepted the token but sent no join secret: is it running an older cloudd?", addr)
+			return "", false, fmt.Errorf("the cluster at %s accepted the token but sent no join secret: is it running an older cloudd?", addr)
 		}
-		return r.Secret, nil
+		return r.Secret, r.Resumed, nil
 	}
-	return "", fmt.Errorf("could not reach the cluster that issued this token at %s: check the network between this node and the cluster", strings.Join(unreachable, ", "))
+	return "", false, fmt.Errorf("could not reach the cluster that issued this token at %s: check the network between this node and the cluster", strings.Join(unreachable, ", "))
 }
 
-func checkAt(ctx context.Context, addr string, jt api.JoinToken, name string) (api.TokenCheckResult, error) {
-	return postAt(ctx, addr, "token-check", jt, name)
+func checkAt(ctx context.Context, addr string, j Joiner, name string) (api.TokenCheckResult, error) {
+	return postAt(ctx, addr, "token-check", j, name)
 }
 
-func postAt(ctx context.Context, addr, path string, jt api.JoinToken, name string) (api.TokenCheckResult, error) {
+func postAt(ctx context.Context, addr, path string, j Joiner, name string) (api.TokenCheckResult, error) {
+	jt := j.Token
 	var res api.TokenCheckResult
-	tr := &http.Transport{TLSClientConfig: PinnedTLS(jt.Fingerprint)}
+	tr := &http.Transport{TLSClientConfig: j.tlsConfig()}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	body, err := json.Marshal(api.TokenCheck{Name: name, Secret: jt.Secret})

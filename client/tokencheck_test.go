@@ -96,7 +96,7 @@ func TestAwaitTokenBack(t *testing.T) {
 			t.Parallel()
 			jt := sequenceServer(t, "node2", tc.results...)
 			waited := false
-			back, err := AwaitTokenBack(ctx, jt, "node2", time.Now, func(time.Time) { waited = true })
+			back, err := AwaitTokenBack(ctx, Joiner{Token: jt}, "node2", time.Now, func(time.Time) { waited = true })
 			if back != tc.back || waited != tc.waited {
 				t.Fatalf("back %v, waited %v; want %v, %v (err %v)", back, waited, tc.back, tc.waited, err)
 			}

@@ -362,7 +362,7 @@ func (d *Daemon) handleTokenDelete(s *state.State, r *http.Request) response.Res
 func (d *Daemon) handleTokenCheck(s *state.State, r *http.Request) response.Response {
 	ctx, cancel := reqCtx(s, r)
 	defer cancel()
-	return d.untrustedToken(r, func(req api.TokenCheck) (api.TokenCheckResult, error) { return d.checkToken(ctx, s, req) })
+	return d.untrustedToken(r, func(req api.TokenCheck) (api.TokenCheckResult, error) { return d.checkToken(ctx, s, req, joinerOf(r)) })
 }
 
 // handleManifest returns the cluster's effective manifest as YAML. Before

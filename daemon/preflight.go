@@ -75,7 +75,7 @@ func (d *Daemon) decodeUntrusted(ctx context.Context, s *state.State, r *http.Re
 	if wait := d.untrusted.admit(src, now); wait > 0 {
 		return req, tooMany("join token attempts", src, wait)
 	}
-	res, err := d.checkToken(ctx, s, api.TokenCheck{Name: req.Token, Secret: req.Secret})
+	res, err := d.checkToken(ctx, s, api.TokenCheck{Name: req.Token, Secret: req.Secret}, joinerOf(r))
 	if err != nil {
 		return req, err
 	}

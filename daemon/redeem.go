@@ -35,7 +35,10 @@ const redeemWindow = 2 * time.Minute
 
 // redeemToken spends a token: see above. A refusal is a TokenCheckResult
 // with Valid false and the reason, like checkToken's.
-func (d *Daemon) redeemToken(ctx context.Context, s *state.State, req api.TokenCheck) (api.TokenCheckResult, error) {
+// The joiner (joinerOf: the certificate it presented) is recorded with the
+// redemption: the same node may redeem the token again while its join has
+// not reached the cluster (resumable).
+func (d *Daemon) redeemToken(ctx context.Context, s *state.State, req api.TokenCheck, joiner string) (api.TokenCheckResult, error) {
 	res := api.TokenCheckResult{Reason: "unknown"}
 	if err := api.ValidNodeName(req.Name); err != nil || req.Secret == "" {
 		return res, nil
@@ -48,10 +51,11 @@ func (d *Daemon) redeemToken(ctx context.Context, s *state.State, req api.TokenC
 	}
 	err = s.Database.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
-		if res, err = judgeToken(ctx, tx, req.Name, sum, now); err != nil || !res.Valid {
+		if res, err = judgeToken(ctx, tx, req.Name, sum, joiner, now); err != nil || !res.Valid {
 			return err
 		}
-		res.Valid = false
+		resumed := res.Resumed
+		res.Valid, res.Resumed = false, false
 		member, err := cluster.InternalClusterMemberExists(ctx, tx, req.Name)
 		if err != nil {
 			return fmt.Errorf("check members: %w", err)
@@ -61,6 +65,9 @@ func (d *Daemon) redeemToken(ctx context.Context, s *state.State, req api.TokenC
 			return nil
 		}
 		if err := setTokenState(ctx, tx, req.Name, api.TokenUsed, req.Name, now); err != nil {
+			return err
+		}
+		if err := setConfig(ctx, tx, redeemerKey(req.Name), joiner); err != nil {
 			return err
 		}
 		if err := deleteInternalToken(ctx, tx, req.Name); err != nil {
@@ -73,14 +80,18 @@ func (d *Daemon) redeemToken(ctx context.Context, s *state.State, req api.TokenC
 		if _, err := cluster.CreateInternalTokenRecord(ctx, tx, cluster.InternalTokenRecord{Name: req.Name, Secret: fresh}); err != nil {
 			return fmt.Errorf("record microcluster token: %w", err)
 		}
-		res.Valid, res.Reason, res.Secret = true, "ok", fresh
+		res.Valid, res.Reason, res.Secret, res.Resumed = true, "ok", fresh, resumed
 		return nil
 	})
 	if err != nil {
 		return api.TokenCheckResult{}, err
 	}
 	if res.Valid {
-		d.log.Info("join token redeemed", "name", req.Name)
+		if res.Resumed {
+			d.log.Info("join token redeemed again by the node that redeemed it (its join had not reached the cluster)", "name", req.Name)
+		} else {
+			d.log.Info("join token redeemed", "name", req.Name)
+		}
 		d.kickSweep()
 	}
 	return res, nil
@@ -89,7 +100,7 @@ func (d *Daemon) redeemToken(ctx context.Context, s *state.State, req api.TokenC
 func (d *Daemon) handleTokenRedeem(s *state.State, r *http.Request) response.Response {
 	ctx, cancel := reqCtx(s, r)
 	defer cancel()
-	return d.untrustedToken(r, func(req api.TokenCheck) (api.TokenCheckResult, error) { return d.redeemToken(ctx, s, req) })
+	return d.untrustedToken(r, func(req api.TokenCheck) (api.TokenCheckResult, error) { return d.redeemToken(ctx, s, req, joinerOf(r)) })
 }
 
 // tokenNameBySecret is the name of the token whose secret hashes to sum, or "".

@@ -2,8 +2,10 @@ package daemon
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -208,25 +210,66 @@ func (d *Daemon) listTokens(ctx context.Context, s *state.State) ([]api.Token, e
 	return out, err
 }
 
-// checkToken tells a joiner whether its token can be used now. It changes nothing.
-func (d *Daemon) checkToken(ctx context.Context, s *state.State, req api.TokenCheck) (api.TokenCheckResult, error) {
+// checkToken tells a joiner (the fingerprint of the certificate it
+// presented, or "") whether its token can be used now. It changes nothing.
+func (d *Daemon) checkToken(ctx context.Context, s *state.State, req api.TokenCheck, joiner string) (api.TokenCheckResult, error) {
 	var res api.TokenCheckResult
 	now := d.cfg.Now()
 	sum := api.SecretSHA256(req.Secret)
 	err := s.Database.Transaction(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
-		res, err = judgeToken(ctx, tx, req.Name, sum, now)
+		res, err = judgeToken(ctx, tx, req.Name, sum, joiner, now)
 		return err
 	})
 	return res, err
 }
 
+// joinerOf is the SHA-256 (hex) of the certificate the client of r proved
+// it holds (the first of its chain: the only one TLS proves), or "" when it
+// presented none. A joining cloudctl presents its node's cloudd
+// certificate, so the cluster can tell the node that redeemed a token from
+// any other holder of the token.
+func joinerOf(r *http.Request) string {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return ""
+	}
+	sum := sha256.Sum256(r.TLS.PeerCertificates[0].Raw)
+	return hex.EncodeToString(sum[:])
+}
+
+// redeemerKey is the cloud_config key holding the fingerprint of the joiner
+// that redeemed the token of name (joinerOf; empty: one that presented no
+// certificate).
+func redeemerKey(name string) string { return "token-redeemer/" + name }
+
+// resumable reports whether t, a used token, was redeemed by joiner for a
+// join that never reached the cluster (no member of its name) and has not
+// expired: that node may redeem it again at once (a join cut off between
+// the redemption and microcluster's join, or whose microcluster join failed
+// before it was recorded), instead of waiting for the sweep to give it back.
+// Any other holder of the token still gets the answer of a used token.
+func resumable(ctx context.Context, tx *sql.Tx, t *tokenRow, joiner string, now time.Time) (bool, error) {
+	if joiner == "" || !t.ExpiresAt.After(now) {
+		return false, nil
+	}
+	open, err := unjoined(ctx, tx, *t)
+	if err != nil || !open {
+		return false, err
+	}
+	by, err := getConfig(ctx, tx, redeemerKey(t.Name))
+	if err != nil {
+		return false, err
+	}
+	return by == joiner, nil
+}
+
 // judgeToken reads, inside tx, the token of name and judges the secret whose
 // SHA-256 is sum against it at now: Valid only for a pending, unexpired
-// token of that name. A wrong secret learns nothing of the name's tokens
+// token of that name, or for a used one that joiner may redeem again
+// (resumable). A wrong secret learns nothing of the name's tokens
 // (an older one, a newer one) nor the cluster's name; a secret that is good
 // under another name learns that name ("wrong-name").
-func judgeToken(ctx context.Context, tx *sql.Tx, name, sum string, now time.Time) (api.TokenCheckResult, error) {
+func judgeToken(ctx context.Context, tx *sql.Tx, name, sum, joiner string, now time.Time) (api.TokenCheckResult, error) {
 	res := api.TokenCheckResult{Reason: "unknown"}
 	t, err := getToken(ctx, tx, name)
 	if err != nil {
@@ -249,6 +292,14 @@ func judgeToken(ctx context.Context, tx *sql.Tx, name, sum string, now time.Time
 	switch {
 	case t.State == api.TokenUsed:
 		res.Reason, res.UsedBy = "used", t.UsedBy
+		again, err := resumable(ctx, tx, t, joiner, now)
+		if err != nil {
+			return res, err
+		}
+		if again {
+			res.Valid, res.Reason, res.Resumed = true, "ok", true
+			return res, nil
+		}
 		back, err := unfinishedUntil(ctx, tx, t)
 		if err != nil {
 			return res, err

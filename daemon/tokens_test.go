@@ -183,7 +183,7 @@ func TestTokenGiveBack(t *testing.T) {
 		var res api.TokenCheckResult
 		mustTx(t, db, func(ctx context.Context, tx *sql.Tx) error {
 			var err error
-			res, err = judgeToken(ctx, tx, name, sum+name, now)
+			res, err = judgeToken(ctx, tx, name, sum+name, "", now)
 			return err
 		})
 		return res
@@ -320,6 +320,53 @@ func listHalfJoins(t *testing.T, db *sql.DB, now time.Time) (due []halfJoin, wai
 // its token says when it comes back; once the member is removed the token
 // is pending again. The first member (pending, no token) and a member
 // that joined are never listed.
+// TestTokenResumed: the node that redeemed a token (the certificate it
+// presented) may redeem it again while its join has not reached the
+// cluster; any other holder of the token, and the same node once the
+// member exists or the token expired, gets the answer of a used token.
+func TestTokenResumed(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	sum := api.SecretSHA256("secret-of-node2")
+	redeemed := t0.Add(time.Minute)
+	expires := t0.Add(time.Hour)
+	db := tokenDB(t)
+	mustTx(t, db, exec(addFirst))
+	mustTx(t, db, func(ctx context.Context, tx *sql.Tx) error {
+		row := tokenRow{Name: "node2", SecretSHA256: sum, State: api.TokenUsed, IssuedAt: t0, ExpiresAt: expires, UsedBy: "node2"}
+		if err := putToken(ctx, tx, row, redeemed); err != nil {
+			return err
+		}
+		return setConfig(ctx, tx, redeemerKey("node2"), "fp-of-node2")
+	})
+	mustTx(t, db, exec(`INSERT INTO internal_token_records (name, secret) VALUES ('node2', 'mc2')`))
+	judge := func(joiner string, now time.Time) api.TokenCheckResult {
+		t.Helper()
+		var res api.TokenCheckResult
+		mustTx(t, db, func(ctx context.Context, tx *sql.Tx) error {
+			var err error
+			res, err = judgeToken(ctx, tx, "node2", sum, joiner, now)
+			return err
+		})
+		return res
+	}
+	now := redeemed.Add(5 * time.Second)
+	if res := judge("fp-of-node2", now); !res.Valid || !res.Resumed || res.Reason != "ok" {
+		t.Fatalf("the redeeming node: %+v; want valid, resumed", res)
+	}
+	for _, other := range []string{"", "fp-of-another"} {
+		if res := judge(other, now); res.Valid || res.Resumed || res.Reason != "used" || res.RetryAt.IsZero() {
+			t.Fatalf("joiner %q: %+v; want used, with a retry time", other, res)
+		}
+	}
+	if res := judge("fp-of-node2", expires); res.Valid || res.Resumed {
+		t.Fatalf("the redeeming node after the expiry: %+v; want refused", res)
+	}
+	mustTx(t, db, exec(`INSERT INTO internal_cluster_members (name, address, certificate, role) VALUES ('node2', '10.0.0.2:7443', 'c2', 'pending')`))
+	if res := judge("fp-of-node2", now); res.Valid || res.Resumed || res.Reason != "used" {
+		t.Fatalf("the redeeming node once its member exists: %+v; want used", res)
+	}
+}
+
 func TestHalfJoins(t *testing.T) {
 	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	sum := api.SecretSHA256("secret-of-node2")
@@ -331,7 +378,7 @@ func TestHalfJoins(t *testing.T) {
 		var res api.TokenCheckResult
 		mustTx(t, db, func(ctx context.Context, tx *sql.Tx) error {
 			var err error
-			res, err = judgeToken(ctx, tx, "node2", sum, now)
+			res, err = judgeToken(ctx, tx, "node2", sum, "", now)
 			return err
 		})
 		return res
@@ -404,7 +451,7 @@ func TestHalfJoinRevoked(t *testing.T) {
 	var res api.TokenCheckResult
 	mustTx(t, db, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
-		res, err = judgeToken(ctx, tx, "node2", sum, revokedAt)
+		res, err = judgeToken(ctx, tx, "node2", sum, "", revokedAt)
 		return err
 	})
 	if res.Valid || res.Reason != "revoked" {

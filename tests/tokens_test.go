@@ -181,6 +181,45 @@ func TestBadTokens(t *testing.T) {
 			t.Fatalf("token not listed as used: %s", out)
 		}
 	})
+	t.Run("join interrupted after the redeem, run again on the same node", func(t *testing.T) {
+		// cloudctl join presents the node's cloudd certificate: the node
+		// that redeemed a token may redeem it again while its join has not
+		// reached the cluster, and the same command joins at once.
+		n5 := c.AddNode(t)
+		tok := token(t, n1, n5.Name)
+		flood := buildHelper(t, "tokenflood")
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		file := tokenFile(t, n5, tok)
+		if out, err := n5.Output(ctx, flood, "redeem", n1.IP+":7443", file, n5.StateDir); err != nil || strings.TrimSpace(string(out)) != "200 ok" {
+			t.Fatalf("redeem as %s: %v: %s", n5.Name, err, out)
+		}
+		// Anyone else holding the token, with another certificate or none,
+		// is refused as before.
+		if out, err := n2.Output(ctx, flood, "redeem", n1.IP+":7443", file, n2.StateDir); err != nil || strings.TrimSpace(string(out)) != "200 used" {
+			t.Fatalf("redeem of %s's token with node2's certificate: %v: %s", n5.Name, err, out)
+		}
+		if out, err := n5.Output(ctx, flood, "redeem", n1.IP+":7443", file); err != nil || strings.TrimSpace(string(out)) != "200 used" {
+			t.Fatalf("redeem of %s's token with no certificate: %v: %s", n5.Name, err, out)
+		}
+		out := n5.MustRun(t, "cluster", "join", "--token-file", file, "--role", "compute", "--address", n5.IP)
+		if !strings.Contains(out, "redeemed it again") {
+			t.Fatalf("join output does not say the redemption was made again:\n%s", out)
+		}
+		members := 0
+		for _, m := range mustStatus(t, n1).Members {
+			if m.Name == n5.Name {
+				members++
+			}
+		}
+		if members != 1 {
+			t.Fatalf("%s is not a member after the join run again: %+v", n5.Name, mustStatus(t, n1).Members)
+		}
+		// Once joined, the token is spent for good, for the same node too.
+		if out, err := n5.Output(ctx, flood, "redeem", n1.IP+":7443", file, n5.StateDir); err != nil || strings.TrimSpace(string(out)) != "200 used" {
+			t.Fatalf("redeem after the join: %v: %s", err, out)
+		}
+	})
 	t.Run("member name", func(t *testing.T) {
 		oneSentence(t, n1.Run("cluster", "add", "node2"), "already a member")
 		oneSentence(t, n1.Run("cluster", "add", "Bad_Name"), "invalid node name")

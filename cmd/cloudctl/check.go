@@ -9,7 +9,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/cloudctl/cloudctl/api"
 	"github.com/cloudctl/cloudctl/bootstrap"
 	"github.com/cloudctl/cloudctl/client"
 	"github.com/cloudctl/cloudctl/preflight"
@@ -84,14 +83,14 @@ failed. See docs/preflight.md.`,
 // a join: a failure refuses the join with nothing changed; warnings are
 // printed and returned, to be recorded in the saved preseed. A node that is
 // already a member is left to ApplyJoin, which says so.
-func preflightJoin(ctx context.Context, a *app, c *client.Client, p bootstrap.Plan, jt api.JoinToken) (bootstrap.Problems, error) {
+func preflightJoin(ctx context.Context, a *app, c *client.Client, p bootstrap.Plan, jn client.Joiner) (bootstrap.Problems, error) {
 	if info, err := c.Info(ctx); err != nil || info.Initialized {
 		return nil, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, preflightTimeout)
 	defer cancel()
 	step(a, "Checking the network, ports and clocks between %s and the cluster", p.Name)
-	fs, err := client.PreflightJoin(ctx, jt, preflight.NodeSpec{Name: p.Name, Address: p.Address, Roles: roleStrs(p.Roles)}, time.Now)
+	fs, err := client.PreflightJoin(ctx, jn, preflight.NodeSpec{Name: p.Name, Address: p.Address, Roles: roleStrs(p.Roles)}, time.Now)
 	if err != nil {
 		return nil, err
 	}

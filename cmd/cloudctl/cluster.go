@@ -106,18 +106,21 @@ the state directory.`,
 			if err != nil {
 				return err
 			}
-			pw, err := preflightJoin(cmd.Context(), a, c, p, jt)
+			// This node presents its cloudd's certificate to the cluster:
+			// a join of it cut off before it reached the cluster resumes.
+			jn := client.NewJoiner(jt, a.stateDir())
+			pw, err := preflightJoin(cmd.Context(), a, c, p, jn)
 			if errors.Is(err, client.ErrTokenRejected) {
 				// A join of this node cut off midway spent the token: the
 				// cluster gives it back within a minute, and this run waits.
-				back, werr := client.AwaitTokenBack(cmd.Context(), jt, p.Name, time.Now, func(at time.Time) {
+				back, werr := client.AwaitTokenBack(cmd.Context(), jn, p.Name, time.Now, func(at time.Time) {
 					step(a, "A join of %s with this token stopped midway: the cluster gives the token back at %s; waiting", p.Name, at.Local().Format("15:04:05"))
 				})
 				if werr != nil {
 					return werr
 				}
 				if back {
-					pw, err = preflightJoin(cmd.Context(), a, c, p, jt)
+					pw, err = preflightJoin(cmd.Context(), a, c, p, jn)
 				}
 			}
 			if err != nil {
@@ -127,7 +130,7 @@ the state directory.`,
 			step(a, "Joining cluster %q as %s (%s) with roles %s", jt.Cluster, p.Name, p.Address, roles.Join(p.Roles))
 			ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Minute)
 			defer cancel()
-			res, err := bootstrap.ApplyJoin(ctx, c, p, jt, time.Now)
+			res, err := bootstrap.ApplyJoin(ctx, c, p, jn, time.Now)
 			if err != nil {
 				return err
 			}
@@ -139,6 +142,9 @@ the state directory.`,
 			res.Preseed = saved
 			return render.Write(a.out, a.format, res, func(w io.Writer) error {
 				fmt.Fprintf(w, "Joined as %s (%s) with roles %s in %s.\n", res.Name, res.Address, joinOrDash(res.Roles), res.Took.Round(time.Millisecond))
+				if res.Resumed {
+					fmt.Fprintf(w, "An earlier run of this join had redeemed the token and stopped before it reached the cluster: this run redeemed it again.\n")
+				}
 				if saved != "" {
 					fmt.Fprintf(w, "Saved the preseed of this node to %s.\n", saved)
 				}

@@ -8,7 +8,9 @@
 // wrong check and prints the status and the answer; "redeem ADDR FILE"
 // redeems the join token in FILE at ADDR, as a joiner does right before it
 // joins, prints the status and the answer's reason, and joins nothing (a
-// join that died right after its redemption); "forgebeat ADDR CERTFILE"
+// join that died right after its redemption); "redeem ADDR FILE STATEDIR"
+// does the same presenting the certificate of the cloudd whose state is in
+// STATEDIR, as cloudctl join does on that node; "forgebeat ADDR CERTFILE"
 // forges a heartbeat and then passes a member's certificate second in its
 // chain (forgeBeat).
 package main
@@ -37,8 +39,21 @@ import (
 )
 
 func main() {
+	if len(os.Args) == 5 && os.Args[1] == "redeem" {
+		cert, err := tls.LoadX509KeyPair(os.Args[4]+"/server.crt", os.Args[4]+"/server.key")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{cert}}}}
+		if err := redeem(hc, os.Args[2], os.Args[3]); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
 	if len(os.Args) != 4 {
-		fmt.Fprintln(os.Stderr, "usage: tokenflood flood|joinflood|big|once ADDR N, tokenflood redeem ADDR TOKENFILE, or tokenflood forgebeat ADDR MEMBERCERTFILE")
+		fmt.Fprintln(os.Stderr, "usage: tokenflood flood|joinflood|big|once ADDR N, tokenflood redeem ADDR TOKENFILE [STATEDIR], or tokenflood forgebeat ADDR MEMBERCERTFILE")
 		os.Exit(2)
 	}
 	// An attacker does not know the cluster certificate: no pin.
