@@ -83,6 +83,9 @@ type Daemon struct {
 	lastPrune time.Time
 	// untrusted limits the endpoints reachable before trust, per source.
 	untrusted attemptGuard
+	// preflight remembers, for a few seconds, what the preflight endpoints
+	// read from the cluster database.
+	preflight preflightMemo
 	// leaving is set while this node is being removed: roles stop converging.
 	leaving atomic.Bool
 	// apiLimits are what limitAPIServers sets on microcluster's servers.

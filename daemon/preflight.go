@@ -75,13 +75,20 @@ func (d *Daemon) decodeUntrusted(ctx context.Context, s *state.State, r *http.Re
 	if wait := d.untrusted.admit(src, now); wait > 0 {
 		return req, tooMany("join token attempts", src, wait)
 	}
-	res, err := d.checkToken(ctx, s, api.TokenCheck{Name: req.Token, Secret: req.Secret}, joinerOf(r))
-	if err != nil {
-		return req, err
-	}
-	d.untrusted.result(src, res.Reason != "unknown", now)
-	if !res.Valid {
-		return req, lxdapi.StatusErrorf(http.StatusForbidden, "the join secret is not valid here: check the token with `cloudctl cluster join`")
+	joiner := joinerOf(r)
+	key := req.Token + "\x00" + api.SecretSHA256(req.Secret) + "\x00" + joiner
+	if d.preflight.validSecret(key, time.Now()) {
+		d.untrusted.result(src, true, now)
+	} else {
+		res, err := d.checkToken(ctx, s, api.TokenCheck{Name: req.Token, Secret: req.Secret}, joiner)
+		if err != nil {
+			return req, err
+		}
+		d.untrusted.result(src, res.Reason != "unknown", now)
+		if !res.Valid {
+			return req, lxdapi.StatusErrorf(http.StatusForbidden, "the join secret is not valid here: check the token with `cloudctl cluster join`")
+		}
+		d.preflight.rememberValid(key, time.Now())
 	}
 	if err := api.ValidNodeName(req.Node.Name); err != nil {
 		return req, lxdapi.StatusErrorf(http.StatusBadRequest, "%v", err)
@@ -143,10 +150,15 @@ func (d *Daemon) usedBy(env *driver.Env, from, to driver.Node) []preflight.PortS
 
 // joinPlan is what a joiner with req's node must check, computed from the
 // drivers on the cluster as it will be after the join.
+// The environment may be a few seconds old (preflightMemo).
 func (d *Daemon) joinPlan(ctx context.Context, s *state.State, req preflight.JoinRequest) (preflight.JoinPlan, driver.Node, *driver.Env, error) {
-	env, err := d.buildEnv(ctx, s)
-	if err != nil {
-		return preflight.JoinPlan{}, driver.Node{}, nil, err
+	env := d.preflight.cachedEnv(time.Now())
+	if env == nil {
+		var err error
+		if env, err = d.buildEnv(ctx, s); err != nil {
+			return preflight.JoinPlan{}, driver.Node{}, nil, err
+		}
+		d.preflight.rememberEnv(env, time.Now())
 	}
 	host, _, _ := net.SplitHostPort(req.Node.Address)
 	jn := driver.Node{Name: req.Node.Name, Address: req.Node.Address, IP: host, Roles: roles.Normalize(toRoles(req.Node.Roles)), JoinedAt: d.cfg.Now()}
