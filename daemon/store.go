@@ -192,5 +192,10 @@ func pruneTokens(ctx context.Context, tx *sql.Tx, now time.Time, keep time.Durat
 	if err != nil {
 		return fmt.Errorf("prune join tokens: %w", err)
 	}
+	// The redeemer of a token no longer listed (resumable) goes with it.
+	_, err = tx.ExecContext(ctx, `DELETE FROM cloud_config WHERE key LIKE 'token-redeemer/%' AND substr(key, 16) NOT IN (SELECT name FROM cloud_join_tokens)`)
+	if err != nil {
+		return fmt.Errorf("prune join token redeemers: %w", err)
+	}
 	return nil
 }

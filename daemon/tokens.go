@@ -243,17 +243,24 @@ func joinerOf(r *http.Request) string {
 func redeemerKey(name string) string { return "token-redeemer/" + name }
 
 // resumable reports whether t, a used token, was redeemed by joiner for a
-// join that never reached the cluster (no member of its name) and has not
-// expired: that node may redeem it again at once (a join cut off between
-// the redemption and microcluster's join, or whose microcluster join failed
-// before it was recorded), instead of waiting for the sweep to give it back.
-// Any other holder of the token still gets the answer of a used token.
+// join that never reached the cluster and has not expired: no member of its
+// name, and the one-join secret of the redemption still unused (a member
+// that joined and was removed later, even by force while its node kept its
+// certificate, spent it). That node may redeem it again at once (a join cut
+// off between the redemption and microcluster's join, or whose
+// microcluster join failed before it was recorded), instead of waiting for
+// the sweep to give it back. Any other holder of the token still gets the
+// answer of a used token.
 func resumable(ctx context.Context, tx *sql.Tx, t *tokenRow, joiner string, now time.Time) (bool, error) {
 	if joiner == "" || !t.ExpiresAt.After(now) {
 		return false, nil
 	}
 	open, err := unjoined(ctx, tx, *t)
 	if err != nil || !open {
+		return false, err
+	}
+	live, err := internalTokenExists(ctx, tx, t.Name)
+	if err != nil || !live {
 		return false, err
 	}
 	by, err := getConfig(ctx, tx, redeemerKey(t.Name))

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -315,15 +316,12 @@ func listHalfJoins(t *testing.T, db *sql.DB, now time.Time) (due []halfJoin, wai
 	return due, waiting
 }
 
-// TestHalfJoins: a member left pending by a join that died, its token spent
-// under its own name, is waited for, then listed for release; the check of
-// its token says when it comes back; once the member is removed the token
-// is pending again. The first member (pending, no token) and a member
-// that joined are never listed.
 // TestTokenResumed: the node that redeemed a token (the certificate it
 // presented) may redeem it again while its join has not reached the
 // cluster; any other holder of the token, and the same node once the
-// member exists or the token expired, gets the answer of a used token.
+// member exists, once its one-join secret was spent (a member that joined
+// and was removed by force, its node keeping its certificate) or once the
+// token expired, gets the answer of a used token.
 func TestTokenResumed(t *testing.T) {
 	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	sum := api.SecretSHA256("secret-of-node2")
@@ -365,8 +363,30 @@ func TestTokenResumed(t *testing.T) {
 	if res := judge("fp-of-node2", now); res.Valid || res.Resumed || res.Reason != "used" {
 		t.Fatalf("the redeeming node once its member exists: %+v; want used", res)
 	}
+	// The join went through (the secret spent with the member's insertion)
+	// and the member was removed by force later: spent for good.
+	mustTx(t, db, exec(`DELETE FROM internal_token_records WHERE name = 'node2'`))
+	mustTx(t, db, exec(`DELETE FROM internal_cluster_members WHERE name = 'node2'`))
+	if res := judge("fp-of-node2", now); res.Valid || res.Resumed || res.Reason != "used" {
+		t.Fatalf("the redeeming node after its member was removed: %+v; want used", res)
+	}
+	// Pruned with its token.
+	mustTx(t, db, func(ctx context.Context, tx *sql.Tx) error {
+		return pruneTokens(ctx, tx, redeemed.Add(tokenHistory+time.Minute), tokenHistory)
+	})
+	mustTx(t, db, func(ctx context.Context, tx *sql.Tx) error {
+		if by, err := getConfig(ctx, tx, redeemerKey("node2")); err != nil || by != "" {
+			return fmt.Errorf("redeemer left after the token was pruned: %q, %v", by, err)
+		}
+		return nil
+	})
 }
 
+// TestHalfJoins: a member left pending by a join that died, its token spent
+// under its own name, is waited for, then listed for release; the check of
+// its token says when it comes back; once the member is removed the token
+// is pending again. The first member (pending, no token) and a member
+// that joined are never listed.
 func TestHalfJoins(t *testing.T) {
 	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	sum := api.SecretSHA256("secret-of-node2")

@@ -27,15 +27,25 @@ func ghwOpts(ctx context.Context, src Source) []any {
 func ReadMemory(ctx context.Context, src Source) (Memory, error) { return readMemory(ctx, src) }
 
 // readMemory reads installed and usable RAM: the online memory blocks and
-// MemTotal, the figures ghw gives, read by onlineBlockBytes when the source
-// has memory blocks (ghw takes six system calls a block, and a machine has
-// one block per 128 MiB), by ghw otherwise (its boot-log fallback).
+// MemTotal, the figures ghw gives. On the running machine onlineBlockBytes
+// counts the blocks (ghw takes six system calls a block, and a machine has
+// one block per 128 MiB); ghw reads snapshots (untrusted files, which it
+// reads as it always did) and machines without memory blocks (its boot-log
+// fallback).
 func readMemory(ctx context.Context, src Source) (Memory, error) {
+	if src.Host() == nil {
+		return ghwMemory(ctx, src)
+	}
 	if physical, ok := onlineBlockBytes(src.Root()); ok {
 		if usable, err := memTotal(src.FS()); err == nil {
 			return memoryFrom(src.FS(), physical, usable), nil
 		}
 	}
+	return ghwMemory(ctx, src)
+}
+
+// ghwMemory is ghw's reading of the memory.
+func ghwMemory(ctx context.Context, src Source) (Memory, error) {
 	info, err := ghw.Memory(ghwOpts(ctx, src)...)
 	if err != nil {
 		return Memory{}, fmt.Errorf("memory: %w", err)

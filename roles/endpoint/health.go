@@ -135,6 +135,7 @@ func (d *Driver) stopHealth() {
 	l := d.loop
 	d.loop = nil
 	in := d.hin
+	d.dbFailingSince = time.Time{}
 	d.mu.Unlock()
 	if l != nil {
 		l.cancel()
@@ -161,16 +162,20 @@ func (d *Driver) checkOnce(ctx context.Context) {
 	} else if d.dbFailingSince.IsZero() {
 		d.dbFailingSince = now
 	}
-	if o.DB != nil {
+	grace := d.dbGrace
+	switch {
+	case in.db == nil:
+		// Not connected at all is no election: judged at once.
+		o.DBFailingFor = grace
+	case o.DB != nil:
 		o.DBFailingFor = now.Sub(d.dbFailingSince)
 	}
-	grace := d.dbGrace
 	v := Judge(o, now, grace)
 	prev := d.verdict
 	d.verdict = v
 	log := d.log
 	d.mu.Unlock()
-	if o.DB != nil && o.DBFailingFor == 0 && grace > 0 {
+	if in.db != nil && o.DB != nil && o.DBFailingFor == 0 && grace > 0 {
 		log.Warn("endpoint: the cluster database does not answer (a leader election, or this node is cut off from the majority); the node keeps or may take the floating address until it has not answered for the grace period", "grace", grace, "error", o.DB)
 	}
 	if prev.Healthy != v.Healthy || prev.At.IsZero() {
