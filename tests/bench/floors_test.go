@@ -23,18 +23,7 @@ import (
 // the compute role, with cgroup2 mounted in the namespace's mount namespace
 // first (`ip netns exec` mounts a /sys without it; docs/compute.md).
 func (b *bench) lxdFloor() (Sample, error) {
-	s := ms()
-	c, err := b.lab.NewCluster(b.ctx, 1)
-	defer c.Close()
-	if err != nil {
-		return s, err
-	}
-	nd := c.Node(1)
-	for i := 0; i < 3; i++ {
-		dir := filepath.Join(nd.StateDir, fmt.Sprintf("lxd%d", i))
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return s, err
-		}
+	return b.floorRuns(3, func(nd *Node, dir string) (time.Duration, error) {
 		sock := filepath.Join(dir, "unix.socket")
 		hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
 			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -43,7 +32,7 @@ func (b *bench) lxdFloor() (Sample, error) {
 			}}}
 		t0 := time.Now()
 		if err := nd.Start("sh", "-c", `mount -t cgroup2 none /sys/fs/cgroup && LXD_DIR="$0" exec lxd --group root --logfile "$0/lxd.log"`, dir); err != nil {
-			return s, err
+			return 0, err
 		}
 		_, err := waitFor(b.ctx, time.Minute, "LXD answers on its socket", func() error {
 			if nd.Exited() {
@@ -60,8 +49,29 @@ func (b *bench) lxdFloor() (Sample, error) {
 			}
 			return nil
 		})
-		took := time.Since(t0)
 		hc.CloseIdleConnections()
+		return time.Since(t0), err
+	})
+}
+
+// floorRuns times runs of an engine started by hand on a fresh one-node
+// lab: once gets the node and a directory of its own for each run, starts
+// the engine and returns how long it took to be ready; every process of the
+// node is killed after each run.
+func (b *bench) floorRuns(runs int, once func(nd *Node, dir string) (time.Duration, error)) (Sample, error) {
+	s := ms()
+	c, err := b.lab.NewCluster(b.ctx, 1)
+	defer c.Close()
+	if err != nil {
+		return s, err
+	}
+	nd := c.Node(1)
+	for i := 0; i < runs; i++ {
+		dir := filepath.Join(nd.StateDir, fmt.Sprintf("floor%d", i))
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return s, err
+		}
+		took, err := once(nd, dir)
 		nd.PowerOff(b.ctx)
 		if err != nil {
 			return s, err
@@ -74,28 +84,19 @@ func (b *bench) lxdFloor() (Sample, error) {
 // cephMonFloor times one Ceph monitor made and started by hand (3 runs):
 // `ceph-mon --mkfs` from a one-monitor monmap and a mon. keyring, then the
 // monitor from its start to the state "leader" on its admin socket. cephx
-// and msgr2 as the storage role has them; no manager, no OSD (a bootstrap
-// with --disk none has none either when its layer is first healthy).
+// and msgr2 as the storage role has them; no manager, no OSD.
 func (b *bench) cephMonFloor() (Sample, error) {
-	s := ms()
-	c, err := b.lab.NewCluster(b.ctx, 1)
-	defer c.Close()
-	if err != nil {
-		return s, err
-	}
-	nd := c.Node(1)
-	key, _, err := nd.Exec(b.ctx, nil, "ceph-authtool", "--gen-print-key")
-	if err != nil {
-		return s, err
-	}
-	for i := 0; i < 3; i++ {
-		dir := filepath.Join(nd.StateDir, fmt.Sprintf("ceph%d", i))
+	return b.floorRuns(3, func(nd *Node, dir string) (time.Duration, error) {
+		key, _, err := nd.Exec(b.ctx, nil, "ceph-authtool", "--gen-print-key")
+		if err != nil {
+			return 0, err
+		}
 		if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
-			return s, err
+			return 0, err
 		}
 		raw := make([]byte, 16)
 		if _, err := rand.Read(raw); err != nil {
-			return s, err
+			return 0, err
 		}
 		h := hex.EncodeToString(raw)
 		fsid := h[0:8] + "-" + h[8:12] + "-4" + h[13:16] + "-a" + h[17:20] + "-" + h[20:32]
@@ -112,22 +113,22 @@ func (b *bench) cephMonFloor() (Sample, error) {
 		kr := filepath.Join(dir, "mon.keyring")
 		monmap := filepath.Join(dir, "monmap")
 		if err := os.WriteFile(conf, []byte(confText), 0o600); err != nil {
-			return s, err
+			return 0, err
 		}
 		if err := os.WriteFile(kr, []byte("[mon.]\n\tkey = "+strings.TrimSpace(key)+"\n\tcaps mon = \"allow *\"\n"), 0o600); err != nil {
-			return s, err
+			return 0, err
 		}
 		if _, _, err := nd.Exec(b.ctx, nil, "monmaptool", "--create", "--fsid", fsid, "--addv", "a", addr, monmap); err != nil {
-			return s, err
+			return 0, err
 		}
 		t0 := time.Now()
 		if _, _, err := nd.Exec(b.ctx, nil, "ceph-mon", "-c", conf, "--mkfs", "-i", "a", "--monmap", monmap, "--keyring", kr); err != nil {
-			return s, err
+			return 0, err
 		}
 		if err := nd.Start("ceph-mon", "-c", conf, "-i", "a", "-f"); err != nil {
-			return s, err
+			return 0, err
 		}
-		_, err := waitFor(b.ctx, time.Minute, "the Ceph monitor leads", func() error {
+		_, err = waitFor(b.ctx, time.Minute, "the Ceph monitor leads", func() error {
 			if nd.Exited() {
 				log, _ := os.ReadFile(filepath.Join(dir, "mon.log"))
 				return errStop{fmt.Errorf("ceph-mon exited: %s%s", nd.Log(), log)}
@@ -147,12 +148,6 @@ func (b *bench) cephMonFloor() (Sample, error) {
 			}
 			return nil
 		})
-		took := time.Since(t0)
-		nd.PowerOff(b.ctx)
-		if err != nil {
-			return s, err
-		}
-		s.AddDur(took)
-	}
-	return s, nil
+		return time.Since(t0), err
+	})
 }
