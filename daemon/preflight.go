@@ -75,20 +75,16 @@ func (d *Daemon) decodeUntrusted(ctx context.Context, s *state.State, r *http.Re
 	if wait := d.untrusted.admit(src, now); wait > 0 {
 		return req, tooMany("join token attempts", src, wait)
 	}
-	joiner := joinerOf(r)
-	key := req.Token + "\x00" + api.SecretSHA256(req.Secret) + "\x00" + joiner
-	if d.preflight.validSecret(key, time.Now()) {
-		d.untrusted.result(src, true, now)
-	} else {
-		res, err := d.checkToken(ctx, s, api.TokenCheck{Name: req.Token, Secret: req.Secret}, joiner)
-		if err != nil {
-			return req, err
-		}
-		d.untrusted.result(src, res.Reason != "unknown", now)
-		if !res.Valid {
-			return req, lxdapi.StatusErrorf(http.StatusForbidden, "the join secret is not valid here: check the token with `cloudctl cluster join`")
-		}
-		d.preflight.rememberValid(key, time.Now())
+	// Judged every time, not remembered: a token redeemed or revoked a
+	// moment ago must refuse the preflight (a join run again after it was
+	// cut off waits for its token there).
+	res, err := d.checkToken(ctx, s, api.TokenCheck{Name: req.Token, Secret: req.Secret}, joinerOf(r))
+	if err != nil {
+		return req, err
+	}
+	d.untrusted.result(src, res.Reason != "unknown", now)
+	if !res.Valid {
+		return req, lxdapi.StatusErrorf(http.StatusForbidden, "the join secret is not valid here: check the token with `cloudctl cluster join`")
 	}
 	if err := api.ValidNodeName(req.Node.Name); err != nil {
 		return req, lxdapi.StatusErrorf(http.StatusBadRequest, "%v", err)

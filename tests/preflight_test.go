@@ -128,7 +128,17 @@ func TestPreflight(t *testing.T) {
 
 	t.Run("clock refused", func(t *testing.T) {
 		setOffset(t, clock, "30s")
-		refused(t, n4.Run(joinArgs...), "the clock of node3 is 30.", "ahead of node4's", "NTP")
+		r := n4.Run(joinArgs...)
+		refused(t, r, "the clock of node3 is ", "ahead of node4's", "NTP")
+		// The offset is measured over a round trip: 29.999 s is as right
+		// as 30.001 s.
+		m := regexp.MustCompile(`the clock of node3 is ([0-9.]+) s ahead`).FindStringSubmatch(r.Stderr)
+		if m == nil {
+			t.Fatalf("no offset in the refusal: %s", r.Stderr)
+		}
+		if got, err := strconv.ParseFloat(m[1], 64); err != nil || got < 29 || got > 31 {
+			t.Fatalf("the clock of node3 is said to be %q s ahead; it is 30 s ahead", m[1])
+		}
 		unchangedJoin(t, n1, 3, n4)
 	})
 
