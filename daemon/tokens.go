@@ -2,10 +2,8 @@ package daemon
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/subtle"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -233,8 +231,7 @@ func joinerOf(r *http.Request) string {
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
 		return ""
 	}
-	sum := sha256.Sum256(r.TLS.PeerCertificates[0].Raw)
-	return hex.EncodeToString(sum[:])
+	return shared.CertFingerprint(r.TLS.PeerCertificates[0])
 }
 
 // redeemerKey is the cloud_config key holding the fingerprint of the joiner
