@@ -146,6 +146,11 @@ func TestRealCephOneNode(t *testing.T) {
 		s, _ := env.Sup.Status(n)
 		t.Logf("MEASURE RSS %s: %d MiB", n, rssKiB(s.Pid)/1024)
 	}
+	// The monitor's admin socket answers mon_status (what status reads
+	// when the monitors do not answer a command).
+	if ms, err := localMonStatus(context.Background(), layout{dir: env.Dir}, "node1"); err != nil || ms.State != "leader" || ms.Name != "node1" || len(ms.MonMap.Mons) != 1 {
+		t.Fatalf("mon_status over the admin socket: %+v, %v", ms, err)
+	}
 	st := d.Status(context.Background(), env)
 	var det api.StorageDetails
 	if err := json.Unmarshal(st.Details, &det); err != nil {

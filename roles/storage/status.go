@@ -77,15 +77,22 @@ func (d *Driver) status(ctx context.Context, env *driver.Env, forward bool) api.
 		}
 		return layer
 	}
-	conn, err := d.conn(ctx, st)
+	// The monitors' commands leave a second of ctx to ask this node's own
+	// monitor why they did not answer.
+	mctx, mcancel := reserve(ctx, time.Second)
+	defer mcancel()
+	l := layout{dir: env.Dir}
+	conn, err := d.conn(mctx, st)
 	if err != nil {
 		layer.Health, layer.Reason = api.HealthError, "no Ceph monitor answers: "+err.Error()
+		explainMonitors(ctx, l, env.Local.Name, st, &layer)
 		return layer
 	}
-	det, osds, err := d.details(ctx, env, conn, st)
+	det, osds, err := d.details(mctx, env, conn, st)
 	if err != nil {
 		d.conns.drop(conn)
 		layer.Health, layer.Reason = api.HealthError, "the Ceph monitors do not answer: "+err.Error()
+		explainMonitors(ctx, l, env.Local.Name, st, &layer)
 		return layer
 	}
 	layer.Health, layer.HA, layer.Reason = verdict(det)
