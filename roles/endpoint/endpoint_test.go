@@ -476,6 +476,11 @@ func TestJudge(t *testing.T) {
 		if v.Healthy != c.ok || v.Line() != c.want || !v.At.Equal(now) {
 			t.Errorf("%s: %+v %q", c.name, v, v.Line())
 		}
+		// A database failure within the grace is a note, not a reason.
+		graced := c.o.DB != nil && c.o.DBFailingFor < DBGrace
+		if graced != (len(v.Notes) == 1) || graced && !strings.Contains(v.Notes[0], "has not answered for") {
+			t.Errorf("%s: notes %q", c.name, v.Notes)
+		}
 	}
 }
 
@@ -738,6 +743,11 @@ func view(node string, holds, healthy bool, reasons ...string) *NodeView {
 	return &NodeView{Node: node, Active: true, Holds: holds, Healthy: healthy, Reasons: reasons, Keepalived: "running", HAProxy: "running"}
 }
 
+func noted(v *NodeView, notes ...string) *NodeView {
+	v.Notes = notes
+	return v
+}
+
 func TestSummarize(t *testing.T) {
 	c := func(n string, v *NodeView) CandidateStatus {
 		cs := CandidateStatus{Candidate: Candidate{Name: n}, View: v, Reachable: v != nil}
@@ -761,6 +771,8 @@ func TestSummarize(t *testing.T) {
 			api.HAYes, api.HealthError, "no node holds the floating address", "a=standby b=standby"},
 		{"two hold", []CandidateStatus{c("a", view("a", true, true)), c("b", view("b", true, true))},
 			api.HAYes, api.HealthError, "the floating address is on a and b at once", "a=holder b=holder"},
+		{"the holder's database is within the grace", []CandidateStatus{c("a", noted(view("a", true, true), "db slow")), c("b", view("b", false, true))},
+			api.HAYes, api.HealthWarning, "a: db slow", "a=holder b=standby"},
 		{"the only control node holds it", []CandidateStatus{c("a", view("a", true, true))},
 			api.HANo, api.HealthOK, "one control node: the floating address is not highly available until a second control node joins", "a=holder"},
 		{"the only control node, unhealthy", []CandidateStatus{c("a", view("a", false, false, "mysql down"))},

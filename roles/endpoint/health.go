@@ -58,9 +58,12 @@ type Observation struct {
 
 // Verdict is the health check's judgement of this node.
 type Verdict struct {
-	Healthy bool      `json:"healthy"`
-	Reasons []string  `json:"reasons,omitempty"`
-	At      time.Time `json:"at"`
+	Healthy bool     `json:"healthy"`
+	Reasons []string `json:"reasons,omitempty"`
+	// Notes are failures not judged yet: the cluster database unanswered
+	// for less than the grace.
+	Notes []string  `json:"notes,omitempty"`
+	At    time.Time `json:"at"`
 }
 
 // Judge turns an observation into a verdict: healthy only when the cluster
@@ -68,8 +71,11 @@ type Verdict struct {
 // there is something to forward) and every backend on this node answers.
 func Judge(o Observation, now time.Time, grace time.Duration) Verdict {
 	v := Verdict{At: now}
-	if o.DB != nil && o.DBFailingFor >= grace {
+	switch {
+	case o.DB != nil && o.DBFailingFor >= grace:
 		v.Reasons = append(v.Reasons, fmt.Sprintf("cluster database: %v (for %s)", o.DB, o.DBFailingFor.Round(time.Second)))
+	case o.DB != nil:
+		v.Notes = append(v.Notes, fmt.Sprintf("the cluster database has not answered for %s (%v): a leader election, or this node is cut off; unhealthy after %s", o.DBFailingFor.Round(time.Second), o.DB, grace))
 	}
 	if o.HAProxyNeeded && !o.HAProxyRunning {
 		v.Reasons = append(v.Reasons, "haproxy is not running")

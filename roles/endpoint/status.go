@@ -23,8 +23,10 @@ type NodeView struct {
 	// Holds is true when the floating address is on one of its interfaces.
 	Holds bool `json:"holds"`
 	// Healthy is the last health verdict (false when none is recent).
-	Healthy   bool      `json:"healthy"`
-	Reasons   []string  `json:"reasons,omitempty"`
+	Healthy bool     `json:"healthy"`
+	Reasons []string `json:"reasons,omitempty"`
+	// Notes are failures the health check has not judged yet.
+	Notes     []string  `json:"notes,omitempty"`
 	CheckedAt time.Time `json:"checked_at,omitempty"`
 	// Keepalived and HAProxy are "running", "restarting" or "stopped".
 	Keepalived string `json:"keepalived"`
@@ -97,7 +99,7 @@ func (d *Driver) LocalView(env *driver.Env) NodeView {
 		v.Reasons = []string{fmt.Sprintf("no health verdict since %s", verdict.At.UTC().Format(time.RFC3339))}
 		v.CheckedAt = verdict.At
 	default:
-		v.Healthy, v.Reasons, v.CheckedAt = verdict.Healthy, verdict.Reasons, verdict.At
+		v.Healthy, v.Reasons, v.Notes, v.CheckedAt = verdict.Healthy, verdict.Reasons, verdict.Notes, verdict.At
 	}
 	return v
 }
@@ -177,7 +179,7 @@ type Summary struct {
 func Summarize(sts []CandidateStatus) Summary {
 	s := Summary{Health: api.HealthOK}
 	var healthy int
-	var sick, gone []string
+	var sick, gone, noted []string
 	for _, c := range sts {
 		m := api.LayerMember{Node: c.Name}
 		switch {
@@ -201,6 +203,10 @@ func Summarize(sts []CandidateStatus) Summary {
 			}
 			if c.View.Healthy {
 				healthy++
+				if len(c.View.Notes) > 0 {
+					m.Detail = strings.Join(c.View.Notes, "; ")
+					noted = append(noted, c.Name+": "+m.Detail)
+				}
 			} else {
 				sick = append(sick, c.Name)
 			}
@@ -215,6 +221,7 @@ func Summarize(sts []CandidateStatus) Summary {
 	if len(gone) > 0 {
 		why = append(why, "unreachable: "+strings.Join(gone, ", "))
 	}
+	why = append(why, noted...)
 	switch {
 	case len(sts) == 1:
 		// The only control node holds the address alone.
