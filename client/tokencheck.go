@@ -8,7 +8,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -42,13 +44,23 @@ type Joiner struct {
 
 // NewJoiner is jt presented by the node whose cloudd keeps its state in
 // stateDir: its server certificate and key (root's, as cloudctl join runs).
-// A node whose cloudd never made them presents none.
-func NewJoiner(jt api.JoinToken, stateDir string) Joiner {
+// A node whose cloudd never made them presents none; certificate files that
+// exist but cannot be read are an error, not a silent join without them
+// (which could not resume).
+func NewJoiner(jt api.JoinToken, stateDir string) (Joiner, error) {
 	j := Joiner{Token: jt}
-	if cert, err := tls.LoadX509KeyPair(filepath.Join(stateDir, "server.crt"), filepath.Join(stateDir, "server.key")); err == nil {
-		j.Cert = &cert
+	crt, key := filepath.Join(stateDir, "server.crt"), filepath.Join(stateDir, "server.key")
+	_, errCrt := os.Stat(crt)
+	_, errKey := os.Stat(key)
+	if errors.Is(errCrt, fs.ErrNotExist) && errors.Is(errKey, fs.ErrNotExist) {
+		return j, nil
 	}
-	return j
+	cert, err := tls.LoadX509KeyPair(crt, key)
+	if err != nil {
+		return j, fmt.Errorf("cannot use this node's cloudd certificate (%s, %s) to join: %w: run cloudctl as root, with --state-dir naming this node's cloudd state directory", crt, key, err)
+	}
+	j.Cert = &cert
+	return j, nil
 }
 
 // tlsConfig pins the token's cluster certificate and presents the node's.

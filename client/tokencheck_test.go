@@ -6,6 +6,8 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -107,5 +109,41 @@ func TestAwaitTokenBack(t *testing.T) {
 				t.Fatalf("error %v; want one about %q", err, tc.errHas)
 			}
 		})
+	}
+}
+
+// TestNewJoiner: a node with no cloudd certificate presents none; one with
+// a certificate presents it; certificate files that cannot be used stop
+// the join with the files named, rather than joining without them.
+func TestNewJoiner(t *testing.T) {
+	jt := api.JoinToken{Name: "node2"}
+	dir := t.TempDir()
+	j, err := NewJoiner(jt, dir)
+	if err != nil || j.Cert != nil {
+		t.Fatalf("no certificate: %+v, %v", j.Cert, err)
+	}
+	crt, key, err := shared.GenerateMemCert(false, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "server.crt"), crt, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The certificate without its key.
+	if _, err := NewJoiner(jt, dir); err == nil || !strings.Contains(err.Error(), "server.key") {
+		t.Fatalf("a certificate without its key: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "server.key"), []byte("not a key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewJoiner(jt, dir); err == nil || !strings.Contains(err.Error(), "--state-dir") {
+		t.Fatalf("a damaged key: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "server.key"), key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	j, err = NewJoiner(jt, dir)
+	if err != nil || j.Cert == nil || j.Token.Name != "node2" {
+		t.Fatalf("a certificate and its key: %+v, %v", j, err)
 	}
 }

@@ -108,7 +108,10 @@ the state directory.`,
 			}
 			// This node presents its cloudd's certificate to the cluster:
 			// a join of it cut off before it reached the cluster resumes.
-			jn := client.NewJoiner(jt, a.stateDir())
+			jn, err := client.NewJoiner(jt, a.stateDir())
+			if err != nil {
+				return err
+			}
 			pw, err := preflightJoin(cmd.Context(), a, c, p, jn)
 			if errors.Is(err, client.ErrTokenRejected) {
 				// A join of this node cut off midway spent the token: the
