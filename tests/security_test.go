@@ -65,9 +65,12 @@ func TestControlTLS(t *testing.T) {
 	for _, nd := range c.Nodes[:3] {
 		addrs = append(addrs, nd.IP+":4567")
 	}
-	for _, mode := range []string{"foreign-ca", "no-tls"} {
+	// "member-ca": the certificate and key of node3, which the cluster's
+	// CA signed, used from an address that is not a member's (what a node
+	// removed from the cluster keeps): Galera's allowlist refuses it.
+	for _, mode := range []string{"foreign-ca", "no-tls", "member-ca"} {
 		t.Run("rogue "+mode, func(t *testing.T) {
-			r := startRogue(t, outsider, mode, addrs)
+			r := startRogue(t, outsider, mode, addrs, filepath.Join(n3.StateDir, "control", "tls"))
 			harness.Eventually(t, 3*time.Minute, "the rogue mariadbd gives up", func() error {
 				if r.running() {
 					return fmt.Errorf("rogue still running; its log: %s", r.logTail(3))
@@ -121,8 +124,9 @@ func (r *rogue) logTail(n int) string {
 
 // startRogue starts a mariadbd in nd's namespace that claims to be a member
 // of the cluster's "mysql" Galera group: mode "foreign-ca" uses TLS with a
-// certificate of a CA of its own, "no-tls" none.
-func startRogue(t *testing.T, nd *harness.Node, mode string, addrs []string) *rogue {
+// certificate of a CA of its own, "member-ca" a member's certificate and key
+// and the cluster's CA (copied from memberTLS), "no-tls" none.
+func startRogue(t *testing.T, nd *harness.Node, mode string, addrs []string, memberTLS string) *rogue {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "cloudctl-rogue-")
 	if err != nil {
@@ -144,16 +148,28 @@ func startRogue(t *testing.T, nd *harness.Node, mode string, addrs []string) *ro
 	r := &rogue{dir: dir, data: filepath.Join(dir, "data"), errlog: filepath.Join(dir, "error.log"), done: make(chan struct{})}
 	opts := fmt.Sprintf("gmcast.listen_addr=tcp://%s:4567;ist.recv_addr=%s:4568;pc.wait_prim_timeout=PT15S", nd.IP, nd.IP)
 	var sst string
-	if mode == "foreign-ca" {
-		ca, err := control.NewCA(time.Now())
-		if err != nil {
-			t.Fatal(err)
+	if mode == "foreign-ca" || mode == "member-ca" {
+		files := map[string][]byte{}
+		if mode == "member-ca" {
+			for _, name := range []string{"ca.pem", "node.pem", "node.key"} {
+				b, err := os.ReadFile(filepath.Join(memberTLS, name))
+				if err != nil {
+					t.Fatal(err)
+				}
+				files[name] = b
+			}
+		} else {
+			ca, err := control.NewCA(time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			cert, key, err := ca.Issue("node1", []string{nd.IP}, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			files["ca.pem"], files["node.pem"], files["node.key"] = []byte(ca.CertPEM), cert, key
 		}
-		cert, key, err := ca.Issue("node1", []string{nd.IP}, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		for name, data := range map[string][]byte{"ca.pem": []byte(ca.CertPEM), "node.pem": cert, "node.key": key} {
+		for name, data := range files {
 			p := filepath.Join(dir, name)
 			if err := os.WriteFile(p, data, 0o600); err != nil {
 				t.Fatal(err)

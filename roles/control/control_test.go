@@ -93,6 +93,10 @@ func TestDecideGalera(t *testing.T) {
 	if des.Peers[0].Name != "b" || des.Peers[1].Name != "a" || des.Peers[2].Name != "c" {
 		t.Fatalf("peers: %+v", des.Peers)
 	}
+	// Galera accepts the members' addresses only: not the fourth node's.
+	if strings.Join(des.GaleraAllow, ",") != "10.0.0.1,10.0.0.2,10.0.0.3" {
+		t.Fatalf("allowlist: %v", des.GaleraAllow)
+	}
 	if d4, _ := Decide(v, "d"); d4.Host {
 		t.Fatal("a fourth control node runs a Galera member")
 	}
@@ -102,6 +106,8 @@ func TestDecideGalera(t *testing.T) {
 	v.Nodes = v.Nodes[1:] // a is gone
 	if d4, _ := Decide(v, "d"); !d4.Host || len(d4.Peers) != 3 {
 		t.Fatalf("standby did not step in: %+v", d4)
+	} else if strings.Join(d4.GaleraAllow, ",") != "10.0.0.2,10.0.0.3,10.0.0.4" {
+		t.Fatalf("the allowlist after a left and d stepped in: %v", d4.GaleraAllow)
 	}
 	// Only live peers make a Primary count.
 	v.Live = map[string]map[string]string{"b": {"mysql": "Primary"}, "d": {"mysql": "Primary"}}

@@ -173,7 +173,11 @@ func Decide(v ClusterView, node string) (Desired, error) {
 			des.Host = true
 		}
 		des.Peers = append(des.Peers, Peer{Name: p, IP: ip[p]})
+		if a := net.ParseIP(ip[p]); a != nil && !slices.Contains(des.GaleraAllow, a.String()) {
+			des.GaleraAllow = append(des.GaleraAllow, a.String())
+		}
 	}
+	sort.Strings(des.GaleraAllow)
 	des.Seed = v.DBHost
 	if !slices.Contains(peers, des.Seed) {
 		des.Seed = peers[0]

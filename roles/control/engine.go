@@ -58,6 +58,11 @@ type Desired struct {
 	// ClientHosts are the MariaDB host patterns the service accounts may
 	// connect from: every member's address, and the networks the plan names.
 	ClientHosts []string
+	// GaleraAllow are the addresses this node's Galera members accept
+	// replication and state transfers from (mysql.wsrep_allowlist): the
+	// peers' own, so a node removed from the cluster, whose certificate
+	// the control CA still signs, is refused.
+	GaleraAllow []string
 }
 
 // Position is a Galera member's last committed position.
@@ -105,6 +110,8 @@ type Engine struct {
 	provisioned map[string]string
 	// sslLoaded holds, per instance, the fingerprint of the TLS files it serves.
 	sslLoaded map[string]string
+	// allowed holds, per instance, the Galera allowlist it was given.
+	allowed   map[string]string
 	tlsPrint  string
 	lastStart map[string]time.Time
 	failures  map[string]int
@@ -122,7 +129,7 @@ const (
 // NewEngine prepares an engine; nothing starts until Converge.
 func NewEngine(dir, node, ip string, m *manifests.Manifest, sup *supervisor.Supervisor, log *slog.Logger) *Engine {
 	return &Engine{Dir: dir, Node: node, IP: ip, Manifest: m, Sup: sup, Cmd: ExecCommands{}, Log: log,
-		provisioned: map[string]string{}, sslLoaded: map[string]string{}, lastStart: map[string]time.Time{}, failures: map[string]int{}, started: map[string]startMode{}}
+		provisioned: map[string]string{}, sslLoaded: map[string]string{}, allowed: map[string]string{}, lastStart: map[string]time.Time{}, failures: map[string]int{}, started: map[string]startMode{}}
 }
 
 func svcName(in Instance) string { return "mariadb-" + strings.TrimPrefix(in.Name, "mysql-") }
@@ -181,6 +188,7 @@ func (d *Engine) StopAll() {
 	d.mu.Lock()
 	d.provisioned = map[string]string{}
 	d.sslLoaded = map[string]string{}
+	d.allowed = map[string]string{}
 	d.started = map[string]startMode{}
 	d.mu.Unlock()
 }
@@ -336,6 +344,7 @@ func (d *Engine) start(in Instance, p paths, mode startMode) error {
 	d.lastStart[name] = time.Now()
 	d.started[name] = mode
 	delete(d.provisioned, name)
+	delete(d.allowed, name) // a state transfer brings the donor's
 	d.sslLoaded[name] = d.tlsPrint
 	d.mu.Unlock()
 	if found, err := supervisor.StopStray(p.pid, "--defaults-file="+p.cnf, time.Minute); err != nil {
@@ -466,7 +475,79 @@ func (d *Engine) observe(ctx context.Context, des Desired, in Instance, p paths,
 		d.mu.Unlock()
 	}
 	st.Provisioned = true
+	if len(des.Peers) > 0 && len(des.GaleraAllow) > 0 {
+		allow := strings.Join(des.GaleraAllow, ",")
+		d.mu.Lock()
+		done := d.allowed[name] == allow
+		d.mu.Unlock()
+		if !done {
+			if err := syncAllowlist(ctx, db, des.GaleraAllow); err != nil {
+				return st, err
+			}
+			d.mu.Lock()
+			d.allowed[name] = allow
+			d.mu.Unlock()
+			d.Log.Info("control: Galera accepts replication from these addresses only", "instance", in.Name, "addresses", allow)
+		}
+	}
 	return st, nil
+}
+
+// syncAllowlist makes this server's Galera allowlist (mysql.wsrep_allowlist,
+// which Galera reads at every incoming replication or state-transfer
+// connection) exactly ips. The change stays on this server (wsrep_on=OFF
+// for the session): each member keeps its own from its own view of the
+// members, so two members with views a moment apart never undo each
+// other's writes, nor conflict at certification. The addresses are added
+// before the stale ones go: an empty table lets every address in.
+func syncAllowlist(ctx context.Context, db *sql.DB, ips []string) error {
+	if len(ips) == 0 {
+		return errors.New("an empty Galera allowlist would let every address in")
+	}
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("the Galera allowlist: %w", err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "SET SESSION wsrep_on = OFF"); err != nil {
+		return fmt.Errorf("the Galera allowlist: %w", err)
+	}
+	// The connection goes back to the pool with replication on again.
+	defer func() { _, _ = conn.ExecContext(context.WithoutCancel(ctx), "SET SESSION wsrep_on = ON") }()
+	rows, err := conn.QueryContext(ctx, "SELECT ip FROM mysql.wsrep_allowlist")
+	if err != nil {
+		return fmt.Errorf("read the Galera allowlist: %w", err)
+	}
+	have := map[string]bool{}
+	for rows.Next() {
+		var ip string
+		if err := rows.Scan(&ip); err != nil {
+			rows.Close()
+			return fmt.Errorf("read the Galera allowlist: %w", err)
+		}
+		have[ip] = true
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read the Galera allowlist: %w", err)
+	}
+	want := map[string]bool{}
+	for _, ip := range ips {
+		want[ip] = true
+		if !have[ip] {
+			if _, err := conn.ExecContext(ctx, "INSERT IGNORE INTO mysql.wsrep_allowlist (ip) VALUES (?)", ip); err != nil {
+				return fmt.Errorf("allow %s in the Galera allowlist: %w", ip, err)
+			}
+		}
+	}
+	for ip := range have {
+		if !want[ip] {
+			if _, err := conn.ExecContext(ctx, "DELETE FROM mysql.wsrep_allowlist WHERE ip = ?", ip); err != nil {
+				return fmt.Errorf("remove %s from the Galera allowlist: %w", ip, err)
+			}
+		}
+	}
+	return nil
 }
 
 func openAdmin(sock, pw string) (*sql.DB, error) {
