@@ -9,6 +9,7 @@ import (
 	"github.com/cloudctl/cloudctl/api"
 	"github.com/cloudctl/cloudctl/preflight"
 	"github.com/cloudctl/cloudctl/roles/driver"
+	splan "github.com/cloudctl/cloudctl/roles/storage/plan"
 )
 
 // FuzzDecodeBodies feeds any bytes, as the JSON body of a request, to the
@@ -28,6 +29,10 @@ func FuzzDecodeBodies(f *testing.F) {
 		`{"pad":"xxxx"}`,
 		`{"name":"node2","init_config":{"cloudctl.node":"{\"roles\":[\"control\"]}"}}`,
 		`{"name":"` + string(make([]byte, 100)) + `"}`,
+		`{"token":"node2","secret":"x","node":{"name":"node2","address":"10.0.0.2:7443","roles":["control"]},"version":"1","nonce":"n","pad":"pp"}`,
+		`{"node":"node2","path":"loop:8GiB","wipe":true}`,
+		`{"node":"node2","path":"/dev/sdb"}`,
+		`{"Kind":"remove-role","Node":"node2","Role":"storage","Force":true}`,
 		`[]`, `null`, `{"name":1}`, `{"unknown":true}`, `{`, "",
 	} {
 		f.Add([]byte(s))
@@ -69,6 +74,24 @@ func FuzzDecodeBodies(f *testing.F) {
 		}
 		var dc api.DBCheckRequest
 		_ = driver.DecodeBody(driver.Request{Body: bytes.NewReader(body)}, &dc)
+		// The untrusted preflight's body (plan and probe), and the joiner's
+		// account of itself that the members check.
+		if jr, err := decodeJoinRequest(httptest.NewRequest("POST", "/1.0/preflight", bytes.NewReader(body))); err == nil {
+			_ = validJoinNode(jr.Node)
+			_ = api.SecretSHA256(jr.Secret)
+		}
+		// The role endpoints' bodies: compute's access request, storage's
+		// disk add (its path parsed as the handler does) and guard.
+		var ar api.ComputeAccessRequest
+		if driver.DecodeBody(driver.Request{Body: bytes.NewReader(body)}, &ar) == nil {
+			_ = api.ValidNodeName(ar.Name)
+		}
+		var sd api.StorageDiskAdd
+		if driver.DecodeBody(driver.Request{Body: bytes.NewReader(body)}, &sd) == nil {
+			_, _, _ = splan.ParseFileDisk(sd.Path)
+		}
+		var ch driver.Change
+		_ = driver.DecodeBody(driver.Request{Body: bytes.NewReader(body)}, &ch)
 		// The untrusted endpoints' guard takes any source and verdict.
 		var g attemptGuard
 		now := time.Unix(0, 0)

@@ -60,14 +60,9 @@ const preflightTimeout = 60 * time.Second
 // decodeUntrusted decodes the body of an untrusted preflight request and
 // checks its join secret. A bad secret gets a refusal that says nothing else.
 func (d *Daemon) decodeUntrusted(ctx context.Context, s *state.State, r *http.Request) (preflight.JoinRequest, error) {
-	var req preflight.JoinRequest
-	if err := readUntrustedBody(r, preflight.MaxUntrustedBody); err != nil {
+	req, err := decodeJoinRequest(r)
+	if err != nil {
 		return req, err
-	}
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return req, lxdapi.StatusErrorf(http.StatusBadRequest, "invalid request body")
 	}
 	// The same per-source limit and backoff as the token endpoints: this
 	// one must not become a way round them to guess secrets.
@@ -86,18 +81,38 @@ func (d *Daemon) decodeUntrusted(ctx context.Context, s *state.State, r *http.Re
 	if !res.Valid {
 		return req, lxdapi.StatusErrorf(http.StatusForbidden, "the join secret is not valid here: check the token with `cloudctl cluster join`")
 	}
-	if err := api.ValidNodeName(req.Node.Name); err != nil {
-		return req, lxdapi.StatusErrorf(http.StatusBadRequest, "%v", err)
+	return req, validJoinNode(req.Node)
+}
+
+// decodeJoinRequest reads an untrusted preflight body: bounded, and
+// refused whole when it is not exactly a JoinRequest.
+func decodeJoinRequest(r *http.Request) (preflight.JoinRequest, error) {
+	var req preflight.JoinRequest
+	if err := readUntrustedBody(r, preflight.MaxUntrustedBody); err != nil {
+		return req, err
 	}
-	if _, _, err := net.SplitHostPort(req.Node.Address); err != nil {
-		return req, lxdapi.StatusErrorf(http.StatusBadRequest, "the joiner's address %q is not host:port", req.Node.Address)
-	}
-	for _, rl := range req.Node.Roles {
-		if !roles.Valid(roles.Role(rl)) {
-			return req, lxdapi.StatusErrorf(http.StatusBadRequest, "unknown role %q: use control, compute or storage", rl)
-		}
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return req, lxdapi.StatusErrorf(http.StatusBadRequest, "invalid request body")
 	}
 	return req, nil
+}
+
+// validJoinNode checks the joiner's own account of itself.
+func validJoinNode(n preflight.NodeSpec) error {
+	if err := api.ValidNodeName(n.Name); err != nil {
+		return lxdapi.StatusErrorf(http.StatusBadRequest, "%v", err)
+	}
+	if _, _, err := net.SplitHostPort(n.Address); err != nil {
+		return lxdapi.StatusErrorf(http.StatusBadRequest, "the joiner's address %q is not host:port", n.Address)
+	}
+	for _, rl := range n.Roles {
+		if !roles.Valid(roles.Role(rl)) {
+			return lxdapi.StatusErrorf(http.StatusBadRequest, "unknown role %q: use control, compute or storage", rl)
+		}
+	}
+	return nil
 }
 
 // withNode is env with n added as a member (the cluster after a join).

@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/cloudctl/cloudctl/client"
+	"github.com/cloudctl/cloudctl/api"
 	"github.com/cloudctl/cloudctl/render"
 )
 
@@ -70,7 +70,7 @@ func newComputeCmd(a *app) *cobra.Command {
 	return cmd
 }
 
-func writeAccess(w io.Writer, acc client.ComputeAccess) error {
+func writeAccess(w io.Writer, acc api.ComputeAccess) error {
 	fmt.Fprintf(w, "Trust token for %s (single use, expires %s; revoke with `cloudctl compute access --revoke %s`):\n\n",
 		acc.Name, acc.ExpiresAt.UTC().Format(time.RFC3339), acc.Name)
 	fmt.Fprintf(w, "  %s\n\n", acc.Token)

@@ -145,14 +145,14 @@ func TestLXDCluster(t *testing.T) {
 	})
 
 	t.Run("access token works once", func(t *testing.T) {
-		var a Access
-		if err := agentCall(ctx, r.root, "node1", "POST", "compute/access", AccessRequest{Name: "alice"}, &a); err != nil {
+		var a api.ComputeAccess
+		if err := agentCall(ctx, r.root, "node1", "POST", "compute/access", api.ComputeAccessRequest{Name: "alice"}, &a); err != nil {
 			t.Fatal(err)
 		}
 		if a.Address != n1.ip+":8443" || a.ExpiresAt.IsZero() {
 			t.Fatalf("access: %+v", a)
 		}
-		var pending []Access
+		var pending []api.ComputeAccess
 		if err := agentCall(ctx, r.root, "node1", "GET", "compute/access", nil, &pending); err != nil || len(pending) != 1 || pending[0].Name != "alice" {
 			t.Fatalf("pending: %+v %v", pending, err)
 		}
@@ -177,8 +177,8 @@ func TestLXDCluster(t *testing.T) {
 			}
 		}
 		// Revocation: a second token revoked before use is refused.
-		var b Access
-		if err := agentCall(ctx, r.root, "node1", "POST", "compute/access", AccessRequest{Name: "bob"}, &b); err != nil {
+		var b api.ComputeAccess
+		if err := agentCall(ctx, r.root, "node1", "POST", "compute/access", api.ComputeAccessRequest{Name: "bob"}, &b); err != nil {
 			t.Fatal(err)
 		}
 		if err := agentCall(ctx, r.root, "node1", "DELETE", "compute/access/bob", nil, nil); err != nil {

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"sort"
 	"strings"
-	"time"
 
 	lxd "github.com/canonical/lxd/client"
 	lxdapi "github.com/canonical/lxd/shared/api"
@@ -17,19 +16,6 @@ import (
 )
 
 // Access is a trust token for `lxc remote add` (compute/access).
-type Access struct {
-	// Name is the client name the token is issued for (revoke by it).
-	Name      string    `json:"name"`
-	Token     string    `json:"token,omitempty"`
-	Address   string    `json:"address"`
-	ExpiresAt time.Time `json:"expires_at"`
-}
-
-// AccessRequest asks for a trust token.
-type AccessRequest struct {
-	Name string `json:"name"`
-}
-
 // Endpoints implements driver.Driver.
 func (d *Driver) Endpoints() []driver.Endpoint {
 	return []driver.Endpoint{
@@ -124,7 +110,7 @@ func joinable(c lxd.InstanceServer) error {
 }
 
 func (d *Driver) accessIssue(ctx context.Context, env *driver.Env, req driver.Request) (any, error) {
-	var ar AccessRequest
+	var ar api.ComputeAccessRequest
 	if err := driver.DecodeBody(req, &ar); err != nil {
 		return nil, err
 	}
@@ -152,7 +138,7 @@ func (d *Driver) accessIssue(ctx context.Context, env *driver.Env, req driver.Re
 	if err != nil {
 		return nil, err
 	}
-	return Access{Name: ar.Name, Token: s, Address: addr, ExpiresAt: tok.ExpiresAt}, nil
+	return api.ComputeAccess{Name: ar.Name, Token: s, Address: addr, ExpiresAt: tok.ExpiresAt}, nil
 }
 
 // localLXD is this node's LXD; access tokens are issued by a compute node.
@@ -176,8 +162,8 @@ func (d *Driver) localLXD(ctx context.Context, env *driver.Env) (lxd.InstanceSer
 }
 
 // pendingAccess lists the trust tokens issued and not used yet.
-func pendingAccess(ops []lxdapi.Operation) []Access {
-	var out []Access
+func pendingAccess(ops []lxdapi.Operation) []api.ComputeAccess {
+	var out []api.ComputeAccess
 	for i := range ops {
 		op := &ops[i]
 		if op.Class != "token" || op.Status != "Running" {
@@ -190,7 +176,7 @@ func pendingAccess(ops []lxdapi.Operation) []Access {
 		if err != nil {
 			continue
 		}
-		out = append(out, Access{Name: t.ClientName, ExpiresAt: t.ExpiresAt})
+		out = append(out, api.ComputeAccess{Name: t.ClientName, ExpiresAt: t.ExpiresAt})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
@@ -207,7 +193,7 @@ func (d *Driver) accessList(ctx context.Context, env *driver.Env, _ driver.Reque
 	}
 	out := pendingAccess(ops)
 	if out == nil {
-		out = []Access{}
+		out = []api.ComputeAccess{}
 	}
 	return out, nil
 }

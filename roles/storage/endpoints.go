@@ -2,7 +2,6 @@ package storage
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
@@ -43,8 +42,8 @@ func (d *Driver) addDisk(ctx context.Context, env *driver.Env, req driver.Reques
 	if req.Body == nil {
 		return nil, driver.Errorf(http.StatusBadRequest, "storage disk add: the request has no body; send {\"node\": ..., \"path\": ...}")
 	}
-	if err := json.NewDecoder(req.Body).Decode(&in); err != nil {
-		return nil, driver.Errorf(http.StatusBadRequest, "storage disk add: the request body is not valid JSON: %v", err)
+	if err := driver.DecodeBody(req, &in); err != nil {
+		return nil, err
 	}
 	n, ok := env.Node(in.Node)
 	switch {

@@ -2,7 +2,6 @@ package storage
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -101,8 +100,8 @@ func (d *Driver) handleGuard(ctx context.Context, env *driver.Env, req driver.Re
 		return nil, driver.Errorf(http.StatusForbidden, "the storage guard is asked here by cluster members only; run `cloudctl cluster remove` or `cloudctl role remove`")
 	}
 	var ch driver.Change
-	if err := json.NewDecoder(req.Body).Decode(&ch); err != nil {
-		return nil, driver.Errorf(http.StatusBadRequest, "the guarded change is not valid JSON: %v", err)
+	if err := driver.DecodeBody(req, &ch); err != nil {
+		return nil, err
 	}
 	if ch.Kind != driver.RemoveNode && ch.Kind != driver.RemoveRole {
 		return nil, driver.Errorf(http.StatusBadRequest, "the guarded change has an unknown kind %q", ch.Kind)
