@@ -187,6 +187,36 @@ func AwaitTokenBack(ctx context.Context, j Joiner, name string, now func() time.
 	}
 }
 
+// AwaitJoinOutcome waits, up to limit, while j's token is spent by another
+// join of name that has not finished: two machines joining with one token,
+// the other's redemption came first. That join usually ends in seconds:
+// joined, the token is used for good and the answer is the sentence of a
+// used token; given up, the token is back (true). waiting is called once
+// when the wait begins. After limit, the answer is the token's state then.
+func AwaitJoinOutcome(ctx context.Context, j Joiner, name string, now func() time.Time, limit time.Duration, waiting func()) (bool, error) {
+	deadline := now().Add(limit)
+	told := false
+	for {
+		r, err := CheckToken(ctx, j, name, now())
+		if err == nil {
+			return true, nil
+		}
+		spent := r.Reason == "used" && r.UsedBy == name && !r.RetryAt.IsZero()
+		if !spent && errors.Is(err, ErrTokenRejected) || now().After(deadline) {
+			return false, err
+		}
+		if spent && !told {
+			told = true
+			waiting()
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
 // RedeemToken spends j's token at the issuing cluster for a node called
 // name and returns the single-use microcluster secret to join with, and
 // whether it was this node's own redemption made anew (a join of this node

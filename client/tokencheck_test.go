@@ -112,6 +112,46 @@ func TestAwaitTokenBack(t *testing.T) {
 	}
 }
 
+// TestAwaitJoinOutcome: a join that lost its token's redemption to another
+// join of its name waits for that join's outcome: joined, the answer is the
+// sentence of a used token; given up, the token is back; still under way
+// after the limit, the answer is the token's state then.
+func TestAwaitJoinOutcome(t *testing.T) {
+	ctx := context.Background()
+	underWay := api.TokenCheckResult{Reason: "used", UsedBy: "node2", RetryAt: time.Now().Add(2 * time.Minute)}
+	joined := api.TokenCheckResult{Reason: "used", UsedBy: "node2"}
+	for _, tc := range []struct {
+		name    string
+		results []api.TokenCheckResult
+		limit   time.Duration
+		back    bool
+		waited  bool
+		errHas  string
+	}{
+		{"the other join finished", []api.TokenCheckResult{underWay, underWay, joined}, time.Minute, false, true, "tokens are single-use"},
+		{"the other join was given up", []api.TokenCheckResult{underWay, {Valid: true, Reason: "ok"}}, time.Minute, true, true, ""},
+		{"out of reach for a moment", []api.TokenCheckResult{underWay, {Reason: "down"}, joined}, time.Minute, false, true, "tokens are single-use"},
+		{"still under way after the limit", []api.TokenCheckResult{underWay}, 1500 * time.Millisecond, false, true, "gives the token back"},
+		{"used for good already", []api.TokenCheckResult{joined}, time.Minute, false, false, "tokens are single-use"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			jt := sequenceServer(t, "node2", tc.results...)
+			waited := false
+			back, err := AwaitJoinOutcome(ctx, Joiner{Token: jt}, "node2", time.Now, tc.limit, func() { waited = true })
+			if back != tc.back || waited != tc.waited {
+				t.Fatalf("back %v, waited %v; want %v, %v (err %v)", back, waited, tc.back, tc.waited, err)
+			}
+			if tc.errHas == "" && err != nil {
+				t.Fatalf("error %v; want none", err)
+			}
+			if tc.errHas != "" && (err == nil || !strings.Contains(err.Error(), tc.errHas)) {
+				t.Fatalf("error %v; want one with %q", err, tc.errHas)
+			}
+		})
+	}
+}
+
 // TestNewJoiner: a node with no cloudd certificate presents none; one with
 // a certificate presents it; certificate files that cannot be used stop
 // the join with the files named, rather than joining without them.

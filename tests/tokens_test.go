@@ -69,6 +69,46 @@ func TestBadTokens(t *testing.T) {
 		oneSentence(t, n2.Run(joinArgs(tok)...), "expired")
 		unchanged(t, n1, 1, n2)
 	})
+	t.Run("wrong name and expiry judged at the redemption itself", func(t *testing.T) {
+		// A client of its own skips cloudctl's checks (the name, the
+		// expiry it reads from the token): the cluster judges the
+		// redemption, where the secret is handed out.
+		flood := buildHelper(t, "tokenflood")
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		tok := token(t, n1, "node2", "--ttl", "1h")
+		jt, err := api.DecodeJoinToken(tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		jt.Name = "node7"
+		forged, err := jt.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out, err := n2.Output(ctx, flood, "redeem", n1.IP+":7443", tokenFile(t, n2, forged)); err != nil || strings.TrimSpace(string(out)) != "200 wrong-name" {
+			t.Fatalf("node2's secret redeemed as node7: want 200 wrong-name, got %v: %s", err, out)
+		}
+		// Before the sweep can run: node1's clock two hours on, the token
+		// an hour past its expiry, redeemed at once.
+		if err := os.WriteFile(clock, []byte("2h"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, err := n2.Output(ctx, flood, "redeem", n1.IP+":7443", tokenFile(t, n2, tok))
+		if err := os.WriteFile(clock, []byte("0"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err != nil || strings.TrimSpace(string(out)) != "200 expired" {
+			t.Fatalf("an expired token redeemed: want 200 expired, got %v: %s", err, out)
+		}
+		for _, tk := range tokensOf(t, n1) {
+			if tk.Name == "node2" && tk.UsedBy != "" {
+				t.Fatalf("a refused redemption spent the token: %+v", tk)
+			}
+		}
+		unchanged(t, n1, 1, n2)
+		n1.MustRun(t, "cluster", "tokens", "revoke", "node2")
+	})
 	t.Run("revoked", func(t *testing.T) {
 		tok := token(t, n1, "node2")
 		n1.MustRun(t, "cluster", "tokens", "revoke", "node2")

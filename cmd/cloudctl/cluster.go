@@ -134,6 +134,22 @@ the state directory.`,
 			ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Minute)
 			defer cancel()
 			res, err := bootstrap.ApplyJoin(ctx, c, p, jn, time.Now)
+			if errors.Is(err, client.ErrTokenRejected) {
+				// Another join of this name redeemed the token between
+				// the preflight and this redemption (two machines with
+				// one token): wait for its outcome. Finished, the token is
+				// used for good and that is the answer; cut off, the
+				// cluster gives the token back and this run goes on.
+				back, werr := client.AwaitJoinOutcome(cmd.Context(), jn, p.Name, time.Now, joinOutcomeWait, func() {
+					step(a, "Another join of %s redeemed this token a moment ago: waiting up to %s for its outcome", p.Name, joinOutcomeWait)
+				})
+				switch {
+				case werr != nil:
+					return werr
+				case back:
+					res, err = bootstrap.ApplyJoin(ctx, c, p, jn, time.Now)
+				}
+			}
 			if err != nil {
 				return err
 			}
@@ -160,6 +176,10 @@ the state directory.`,
 	cmd.Flags().StringVar(&tokenFile, "token-file", "", "read the join token from this file (keep it 0600)")
 	return cmd
 }
+
+// joinOutcomeWait bounds the wait of a join that lost the redemption of
+// its token to another join of the same name for that join's outcome.
+const joinOutcomeWait = 30 * time.Second
 
 // newClusterPlanCmd is `cloudctl cluster plan`: the plan recorded at bootstrap.
 func newClusterPlanCmd(a *app) *cobra.Command {
