@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"time"
 
 	"github.com/canonical/lxd/lxd/response"
 	lxdapi "github.com/canonical/lxd/shared/api"
@@ -93,6 +94,15 @@ func (d *Daemon) adapt(dr driver.Driver, e driver.Endpoint) func(*state.State, *
 				return response.SmartError(lxdapi.StatusErrorf(he.Code, "%s", he.Err.Error()))
 			}
 			return response.SmartError(err)
+		}
+		if e.Changes {
+			// The node the change is for acts on it now, not at its next
+			// round (a settled storage round comes back after 10 s).
+			go func() {
+				kctx, cancel := context.WithTimeout(s.Context, 10*time.Second)
+				defer cancel()
+				d.kickMembers(kctx, s)
+			}()
 		}
 		return response.SyncResponse(true, out)
 	}

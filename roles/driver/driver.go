@@ -322,6 +322,11 @@ type Endpoint struct {
 	Light bool
 	// Timeout bounds the handler; zero is the daemon's usual 30 seconds.
 	Timeout time.Duration
+	// Changes says the handler changes what rounds converge to (a disk
+	// recorded for a node): once it succeeded, the daemon asks every
+	// member's loop to run, instead of leaving the change to each node's
+	// next round (up to a settled driver's delay later).
+	Changes bool
 }
 
 // Request is what a driver's endpoint gets of an HTTP request.

@@ -21,8 +21,8 @@ import (
 func (d *Driver) Endpoints() []driver.Endpoint {
 	return []driver.Endpoint{
 		{Path: disksPath, Method: http.MethodGet, Handler: d.listDisks},
-		{Path: disksPath, Method: http.MethodPost, Handler: d.addDisk},
-		{Path: disksPath, Method: http.MethodDelete, Handler: d.removeDisk},
+		{Path: disksPath, Method: http.MethodPost, Handler: d.addDisk, Changes: true},
+		{Path: disksPath, Method: http.MethodDelete, Handler: d.removeDisk, Changes: true},
 		{Path: guardPath, Method: http.MethodPost, Handler: d.handleGuard, Timeout: driver.GuardTimeout},
 		{Path: SealKeyPath, Method: http.MethodGet, Handler: d.handleSealKey},
 		{Path: sealHolderPath, Method: http.MethodGet, Handler: d.handleSealHolder, Light: true},
