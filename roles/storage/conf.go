@@ -101,14 +101,19 @@ func renderConf(in confInput) string {
 	w("ms_bind_port_max = %d", DaemonPortHi)
 	// The manager loads every Python module it finds at start; on a small
 	// node that takes minutes of CPU. Load the always-on ones and iostat.
+	w("mgr_initial_modules = iostat")
+	w("mgr_disabled_modules = %s", strings.Join(mgrDisabledModules, " "))
 	// Daemons report their placement groups to the manager every 5 s by
 	// default, so a group that finished peering showed as peering for up
 	// to 5 s more (status and HEALTH_OK wait on the manager's view).
 	w("mgr_stats_period = 1")
-	w("mgr_initial_modules = iostat")
-	w("mgr_disabled_modules = %s", strings.Join(mgrDisabledModules, " "))
 	w("run_dir = %s", l.run())
 	w("log_file = %s", filepath.Join(l.logs(), "$cluster-$name.log"))
+	// The monitors' cluster and audit logs went to the host's
+	// /var/log/ceph, shared by every cluster on the machine and never
+	// trimmed (the audit log holds every status poll). They stay in the
+	// monitors' store (`ceph log last`), which Ceph trims itself.
+	w("mon_cluster_log_to_file = false")
 	w("")
 	w("[mon]")
 	w("mon_data = %s", filepath.Join(l.dir, "mon", "$cluster-$id"))
