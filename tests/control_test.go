@@ -1,11 +1,13 @@
 package tests
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -92,6 +94,23 @@ func TestControlSingle(t *testing.T) {
 	}
 	r := n1.Run("database", "check", "nosuch")
 	oneSentence(t, r, `no service "nosuch"`)
+	// Credentials are answered on the control socket only (root on the
+	// node): over TCP, even a member's own certificate is refused.
+	fi, err := os.Stat(filepath.Join(n1.StateDir, "control.socket"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || st.Uid != 0 || fi.Mode().Perm()&0o007 != 0 {
+		t.Fatalf("the control socket is %v, owner %v: want no access for others, owned by root", fi.Mode(), fi.Sys())
+	}
+	bin := buildHelper(t, "memberget")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	got, err := n1.Exec(ctx, bin, "https://"+n1.IP+":7443/1.0/databases/identity/credentials", filepath.Join(n1.StateDir, "server.crt"), filepath.Join(n1.StateDir, "server.key"))
+	if err != nil || !strings.HasPrefix(string(got), "403 ") || strings.Contains(string(got), cr.Password) {
+		// Only the status: a 200 would hold the password.
+		t.Fatalf("credentials over TCP with the member's certificate: want 403, got %v: %.4s", err, got)
+	}
 }
 
 // TestControlMulti: one instance per service on its own port, buffers sized

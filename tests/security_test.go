@@ -3,6 +3,7 @@ package tests
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudctl/cloudctl/api"
 	"github.com/cloudctl/cloudctl/roles/control"
 	"github.com/cloudctl/cloudctl/tests/harness"
 )
@@ -42,6 +44,19 @@ func TestControlTLS(t *testing.T) {
 	t.Logf("Galera over TLS: third control join → size 3 everywhere in %s", time.Since(start).Round(time.Millisecond))
 	ctx := context.Background()
 	w := dbwriter(t)
+	// node2 and node3 received their data by state transfer: over stunnel
+	// (the rsync SST's TLS), and replication runs over ssl://.
+	for _, nd := range []*harness.Node{n2, n3} {
+		b, err := os.ReadFile(filepath.Join(nd.StateDir, "control", "mysql", "error.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"Using stunnel for SSL encryption", "ssl://"} {
+			if !bytes.Contains(b, []byte(want)) {
+				t.Fatalf("%s's MariaDB log does not say %q: its state transfer or replication was not encrypted", nd.Name, want)
+			}
+		}
+	}
 
 	good := dsnOn(t, n1, n1)
 	if out, err := n2.Exec(ctx, w, "try", good); err != nil {
@@ -92,6 +107,56 @@ func TestControlTLS(t *testing.T) {
 			}
 		})
 	}
+	t.Run("no password on a command line, in an environment, a log or status", func(t *testing.T) {
+		var dbs api.Databases
+		if err := json.Unmarshal([]byte(n1.MustRun(t, "database", "list", "--format", "json")), &dbs); err != nil {
+			t.Fatal(err)
+		}
+		secrets := map[string]string{}
+		for _, s := range dbs.Services {
+			var cr api.DBCredentials
+			if err := json.Unmarshal([]byte(n1.MustRun(t, "database", "credentials", s.Service, "--format", "json")), &cr); err != nil {
+				t.Fatal(err)
+			}
+			if len(cr.Password) < 16 {
+				t.Fatalf("the password of %s is %d characters: too short to look for", s.Service, len(cr.Password))
+			}
+			secrets[s.Service] = cr.Password
+		}
+		if len(secrets) == 0 {
+			t.Fatal("no service credentials to look for")
+		}
+		// Every process on the machine: its arguments and environment
+		// (the nodes' cloudd, mariadbd, the SST helpers they ran).
+		places := map[string][]byte{}
+		procs, _ := filepath.Glob("/proc/[0-9]*")
+		for _, p := range procs {
+			for _, f := range []string{"cmdline", "environ"} {
+				if b, err := os.ReadFile(filepath.Join(p, f)); err == nil {
+					places[p+"/"+f] = b
+				}
+			}
+		}
+		for _, nd := range c.Nodes[:3] {
+			places[nd.LogPath] = []byte(nd.Log())
+			logs, _ := filepath.Glob(filepath.Join(nd.StateDir, "control", "*", "*.log"))
+			outs, _ := filepath.Glob(filepath.Join(nd.StateDir, "control", "*", "*.out"))
+			for _, l := range append(logs, outs...) {
+				b, _ := os.ReadFile(l)
+				places[l] = b
+			}
+			places[nd.Name+": cloudctl status --format json"] = []byte(nd.MustRun(t, "status", "--format", "json"))
+			places[nd.Name+": cloudctl database list --format json"] = []byte(nd.MustRun(t, "database", "list", "--format", "json"))
+		}
+		for where, b := range places {
+			for svc, pw := range secrets {
+				if bytes.Contains(b, []byte(pw)) {
+					t.Errorf("the password of %s is in %s", svc, where)
+				}
+			}
+		}
+		t.Logf("%d service passwords looked for in %d places (every process's arguments and environment, cloudd's and MariaDB's logs, status): none found", len(secrets), len(places))
+	})
 }
 
 type rogue struct {
