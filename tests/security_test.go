@@ -101,6 +101,23 @@ func TestControlTLS(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(r.data, "identity")); err == nil {
 				t.Fatalf("the rogue mariadbd received the identity database")
 			}
+			if mode == "member-ca" {
+				// Refused by the allowlist, not for another reason: a
+				// member says so.
+				said := ""
+				for _, nd := range c.Nodes[:3] {
+					b, _ := os.ReadFile(filepath.Join(nd.StateDir, "control", "mysql", "error.log"))
+					for _, line := range strings.Split(string(b), "\n") {
+						if strings.Contains(line, outsider.IP) && strings.Contains(line, "allowlist") {
+							said = nd.Name + ": " + line
+						}
+					}
+				}
+				if said == "" {
+					t.Fatalf("no member logged refusing %s by its allowlist", outsider.IP)
+				}
+				t.Logf("refused by the allowlist: %s", said)
+			}
 			t.Logf("rogue (%s) refused: %s", mode, r.logTail(2))
 			for _, nd := range c.Nodes[:3] {
 				waitInstances(t, nd, time.Minute, galeraSize(3))

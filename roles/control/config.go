@@ -25,6 +25,8 @@ type configInput struct {
 	MaxConnections int
 	// TLS are the node's certificate files (tlsFiles).
 	TLS tlsPaths
+	// Allow are the addresses Galera accepts (Desired.GaleraAllow).
+	Allow []string
 }
 
 // renderConfig writes the MariaDB defaults-file. No secret appears in it.
@@ -71,6 +73,13 @@ func renderConfig(in configInput) string {
 		// certificate the cluster's CA signed (socket.ssl_ca).
 		w("wsrep_provider_options", fmt.Sprintf(`"gmcast.listen_addr=tcp://%s;ist.recv_addr=%s;gcache.size=64M;pc.wait_prim_timeout=PT30S;socket.ssl=YES;socket.ssl_ca=%s;socket.ssl_cert=%s;socket.ssl_key=%s"`,
 			net.JoinHostPort(in.IP, strconv.Itoa(in.Inst.GaleraPort)), net.JoinHostPort(in.IP, strconv.Itoa(in.Inst.ISTPort)), in.TLS.ca, in.TLS.cert, in.TLS.key))
+		if len(in.Allow) > 0 {
+			// Read at start: it seeds the allowlist table of a new
+			// cluster's first member, and it is what Galera checks while
+			// a joiner's own table is not open yet (during its state
+			// transfer). Once open, the table (syncAllowlist) decides.
+			w("wsrep_allowlist", strings.Join(in.Allow, ","))
+		}
 		w("wsrep_sst_method", "rsync")
 		w("wsrep_sst_receive_address", net.JoinHostPort(in.IP, strconv.Itoa(in.Inst.SSTPort)))
 		w("wsrep_slave_threads", 2)

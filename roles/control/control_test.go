@@ -155,8 +155,8 @@ func TestRenderConfig(t *testing.T) {
 		}
 	}
 	g := renderConfig(configInput{Inst: in, Paths: p, NodeName: "a", IP: "10.0.0.1", Provider: "/usr/lib/galera/libgalera_smm.so",
-		Peers: []Peer{{"a", "10.0.0.1"}, {"b", "10.0.0.2"}, {"c", "10.0.0.3"}}, MaxConnections: 300})
-	for _, want := range []string{"wsrep_on=ON", "wsrep_cluster_address=gcomm://10.0.0.1:4567,10.0.0.2:4567,10.0.0.3:4567",
+		Peers: []Peer{{"a", "10.0.0.1"}, {"b", "10.0.0.2"}, {"c", "10.0.0.3"}}, MaxConnections: 300, Allow: []string{"10.0.0.1", "10.0.0.2", "10.0.0.3"}})
+	for _, want := range []string{"wsrep_on=ON", "wsrep_allowlist=10.0.0.1,10.0.0.2,10.0.0.3", "wsrep_cluster_address=gcomm://10.0.0.1:4567,10.0.0.2:4567,10.0.0.3:4567",
 		"ist.recv_addr=10.0.0.1:4568", "wsrep_sst_receive_address=10.0.0.1:4569", "wsrep_sst_method=rsync", "wsrep_cluster_name=cloudctl-mysql"} {
 		if !strings.Contains(g, want) {
 			t.Errorf("galera config lacks %q", want)

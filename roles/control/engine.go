@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"database/sql"
+	sqldriver "database/sql/driver"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -202,7 +203,7 @@ func (d *Engine) convergeInstance(ctx context.Context, des Desired, in Instance)
 	// An init file of an older cloudd held the admin password: it goes.
 	_ = os.Remove(p.initSQL)
 	provider, _ := d.Manifest.File("galera", "provider")
-	cfg := renderConfig(configInput{Inst: in, Paths: p, NodeName: d.Node, IP: d.IP, Peers: des.Peers, Provider: provider, MaxConnections: d.Manifest.MySQL.MaxConnections, TLS: tlsFiles(d.Dir)})
+	cfg := renderConfig(configInput{Inst: in, Paths: p, NodeName: d.Node, IP: d.IP, Peers: des.Peers, Provider: provider, MaxConnections: d.Manifest.MySQL.MaxConnections, TLS: tlsFiles(d.Dir), Allow: des.GaleraAllow})
 	changed, err := writeIfChanged(p.cnf, cfg)
 	if err != nil {
 		return st, err
@@ -447,7 +448,17 @@ func (d *Engine) observe(ctx context.Context, des Desired, in Instance, p paths,
 	}
 	if len(des.Peers) > 0 {
 		st.WsrepStatus, st.Size, st.Comment = ws.status, ws.size, ws.comment
-		if ws.status != "Primary" || ws.comment != "Synced" {
+		if ws.status != "Primary" {
+			return st, nil
+		}
+		// The allowlist is this server's own (no replication): kept
+		// while it is a donor or catching up too, and whatever the
+		// provisioning below does, so that a member stepping in is
+		// let in by every member that answers.
+		if err := d.syncAllowlist(ctx, db, in, des.GaleraAllow); err != nil {
+			return st, err
+		}
+		if ws.comment != "Synced" {
 			return st, nil
 		}
 	}
@@ -475,22 +486,31 @@ func (d *Engine) observe(ctx context.Context, des Desired, in Instance, p paths,
 		d.mu.Unlock()
 	}
 	st.Provisioned = true
-	if len(des.Peers) > 0 && len(des.GaleraAllow) > 0 {
-		allow := strings.Join(des.GaleraAllow, ",")
-		d.mu.Lock()
-		done := d.allowed[name] == allow
-		d.mu.Unlock()
-		if !done {
-			if err := syncAllowlist(ctx, db, des.GaleraAllow); err != nil {
-				return st, err
-			}
-			d.mu.Lock()
-			d.allowed[name] = allow
-			d.mu.Unlock()
-			d.Log.Info("control: Galera accepts replication from these addresses only", "instance", in.Name, "addresses", allow)
-		}
-	}
 	return st, nil
+}
+
+// syncAllowlist brings the allowlist of in's server to ips once per start
+// and change (the memo allowed).
+func (d *Engine) syncAllowlist(ctx context.Context, db *sql.DB, in Instance, ips []string) error {
+	if len(ips) == 0 {
+		return nil
+	}
+	name := svcName(in)
+	allow := strings.Join(ips, ",")
+	d.mu.Lock()
+	done := d.allowed[name] == allow
+	d.mu.Unlock()
+	if done {
+		return nil
+	}
+	if err := syncAllowlist(ctx, db, ips); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.allowed[name] = allow
+	d.mu.Unlock()
+	d.Log.Info("control: Galera accepts replication from these addresses only", "instance", in.Name, "addresses", allow)
+	return nil
 }
 
 // syncAllowlist makes this server's Galera allowlist (mysql.wsrep_allowlist,
@@ -512,8 +532,13 @@ func syncAllowlist(ctx context.Context, db *sql.DB, ips []string) error {
 	if _, err := conn.ExecContext(ctx, "SET SESSION wsrep_on = OFF"); err != nil {
 		return fmt.Errorf("the Galera allowlist: %w", err)
 	}
-	// The connection goes back to the pool with replication on again.
-	defer func() { _, _ = conn.ExecContext(context.WithoutCancel(ctx), "SET SESSION wsrep_on = ON") }()
+	// The connection goes back to the pool with replication on again, or
+	// is discarded.
+	defer func() {
+		if _, err := conn.ExecContext(context.WithoutCancel(ctx), "SET SESSION wsrep_on = ON"); err != nil {
+			_ = conn.Raw(func(any) error { return sqldriver.ErrBadConn })
+		}
+	}()
 	rows, err := conn.QueryContext(ctx, "SELECT ip FROM mysql.wsrep_allowlist")
 	if err != nil {
 		return fmt.Errorf("read the Galera allowlist: %w", err)
