@@ -90,8 +90,7 @@ func FuzzDecodeBodies(f *testing.F) {
 		if driver.DecodeBody(driver.Request{Body: bytes.NewReader(body)}, &sd) == nil {
 			_, _, _ = splan.ParseFileDisk(sd.Path)
 		}
-		var ch driver.Change
-		_ = driver.DecodeBody(driver.Request{Body: bytes.NewReader(body)}, &ch)
+		_, _ = driver.DecodeChange(driver.Request{Body: bytes.NewReader(body)})
 		// The untrusted endpoints' guard takes any source and verdict.
 		var g attemptGuard
 		now := time.Unix(0, 0)

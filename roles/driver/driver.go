@@ -422,6 +422,20 @@ func DecodeBody(req Request, v any) error {
 	return nil
 }
 
+// DecodeChange reads a Change a member sends to a guard's endpoint:
+// bounded, and lenient with fields it does not know (the member may run a
+// newer release).
+func DecodeChange(req Request) (Change, error) {
+	var ch Change
+	if req.Body == nil {
+		return ch, Errorf(http.StatusBadRequest, "the guarded change is missing")
+	}
+	if err := json.NewDecoder(io.LimitReader(req.Body, MaxBody)).Decode(&ch); err != nil {
+		return ch, Errorf(http.StatusBadRequest, "the guarded change is not valid JSON: %v", err)
+	}
+	return ch, nil
+}
+
 // Leaver is implemented by drivers that remove what a node keeps of a role
 // once it no longer has the role (a key only the role's nodes may hold).
 // The loop calls Left in every round in which the role does not apply to

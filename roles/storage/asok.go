@@ -89,8 +89,7 @@ func localMonStatus(ctx context.Context, l layout, node string) (monStatus, erro
 
 // monitorsUnanswered explains monitors that do not answer a command from
 // what this node's own monitor says of itself: an election under way is
-// said as such, with when to look again, rather than as the command's
-// timeout. ok is false when the monitor's state explains nothing (it is in
+// said as such, with when to look again, before the command's error. ok is false when the monitor's state explains nothing (it is in
 // quorum: the command failed for another reason).
 func monitorsUnanswered(ms monStatus) (health, reason string, ok bool) {
 	total := len(ms.MonMap.Mons)
@@ -99,7 +98,7 @@ func monitorsUnanswered(ms monStatus) (health, reason string, ok bool) {
 	case "electing":
 		return api.HealthWarning, fmt.Sprintf("the Ceph monitors are electing a leader (the monitor %s is electing, %d of %d monitors needed): storage waits until they agree, usually within seconds after a monitor's node stops; look again shortly", ms.Name, need, total), true
 	case "probing":
-		return api.HealthError, fmt.Sprintf("the Ceph monitors have no quorum: the monitor %s is looking for the others and needs %d of the %d monitors to answer; start the nodes whose monitors are down, or, if they are lost for good, run `cloudctl cluster recover` on this node", ms.Name, need, total), true
+		return api.HealthError, fmt.Sprintf("this node's Ceph monitor %s is not in a quorum: it is looking for the others and needs %d of the %d monitors to answer; check the network to the other monitors' nodes and start those that are down; only if they are lost for good, run `cloudctl cluster recover` here", ms.Name, need, total), true
 	case "synchronizing":
 		return api.HealthWarning, fmt.Sprintf("the Ceph monitor %s is catching up with the others (synchronizing) before it rejoins the quorum; look again shortly", ms.Name), true
 	}
@@ -119,7 +118,7 @@ func explainMonitors(ctx context.Context, l layout, node string, st state, layer
 		return
 	}
 	if h, why, ok := monitorsUnanswered(ms); ok {
-		layer.Health, layer.Reason = h, why
+		layer.Health, layer.Reason = h, why+" ("+layer.Reason+")"
 	}
 }
 

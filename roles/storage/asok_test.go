@@ -92,12 +92,32 @@ func TestAdminSocket(t *testing.T) {
 		t.Fatalf("oversized answer: %v", err)
 	}
 
+	// A socket that takes the command and never answers: an error (the
+	// read has its own deadline), not a status that hangs.
+	ln, err := net.Listen("unix", filepath.Join(l.run(), "ceph-mon.mute.asok"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+		}
+	}()
+	if _, err := localMonStatus(context.Background(), l, "mute"); err == nil {
+		t.Fatal("a monitor that never answers answered")
+	}
+
 	// explainMonitors replaces the timeout with the election, only on a
 	// node that holds a monitor.
 	st := state{Monitors: []monitorRow{{Node: "node1"}}}
 	layer := api.Layer{Health: api.HealthError, Reason: "the Ceph monitors do not answer: ceph mon dump: context deadline exceeded"}
 	explainMonitors(context.Background(), l, "node1", st, &layer)
-	if layer.Health != api.HealthWarning || !strings.Contains(layer.Reason, "electing a leader") || !strings.Contains(layer.Reason, "2 of 3") {
+	if layer.Health != api.HealthWarning || !strings.Contains(layer.Reason, "electing a leader") || !strings.Contains(layer.Reason, "2 of 3") || !strings.Contains(layer.Reason, "(the Ceph monitors do not answer: ceph mon dump") {
 		t.Fatalf("during an election: %+v", layer)
 	}
 	layer = api.Layer{Health: api.HealthError, Reason: "x"}
@@ -118,7 +138,7 @@ func TestMonitorsUnanswered(t *testing.T) {
 		ok                  bool
 	}{
 		{"electing", api.HealthWarning, "electing a leader", true},
-		{"probing", api.HealthError, "cluster recover", true},
+		{"probing", api.HealthError, "check the network", true},
 		{"synchronizing", api.HealthWarning, "catching up", true},
 		{"leader", "", "", false},
 		{"peon", "", "", false},

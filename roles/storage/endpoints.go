@@ -45,6 +45,9 @@ func (d *Driver) addDisk(ctx context.Context, env *driver.Env, req driver.Reques
 	if err := driver.DecodeBody(req, &in); err != nil {
 		return nil, err
 	}
+	if in.Node == "" || in.Path == "" {
+		return nil, driver.Errorf(http.StatusBadRequest, "storage disk add: name the node and the disk: send {\"node\": ..., \"path\": ...}")
+	}
 	n, ok := env.Node(in.Node)
 	switch {
 	case !ok:

@@ -99,8 +99,8 @@ func (d *Driver) handleGuard(ctx context.Context, env *driver.Env, req driver.Re
 	if req.Caller == "" {
 		return nil, driver.Errorf(http.StatusForbidden, "the storage guard is asked here by cluster members only; run `cloudctl cluster remove` or `cloudctl role remove`")
 	}
-	var ch driver.Change
-	if err := driver.DecodeBody(req, &ch); err != nil {
+	ch, err := driver.DecodeChange(req)
+	if err != nil {
 		return nil, err
 	}
 	if ch.Kind != driver.RemoveNode && ch.Kind != driver.RemoveRole {
