@@ -11,7 +11,7 @@ type ComputeAccess struct {
 	Token string `json:"token,omitempty"`
 	// Address is where lxc connects: the floating address when the cluster
 	// has one, else the issuing node's cluster address.
-	Address   string    `json:"address,omitempty"`
+	Address   string    `json:"address"`
 	ExpiresAt time.Time `json:"expires_at"`
 }
 

@@ -15,7 +15,6 @@ import (
 	"github.com/cloudctl/cloudctl/roles/driver"
 )
 
-// Access is a trust token for `lxc remote add` (compute/access).
 // Endpoints implements driver.Driver.
 func (d *Driver) Endpoints() []driver.Endpoint {
 	return []driver.Endpoint{

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -189,13 +190,13 @@ func Summarize(sts []CandidateStatus) Summary {
 		case c.View.Holds && c.View.Healthy:
 			m.State = "holder"
 		case c.View.Holds:
-			m.State, m.Detail = "holder", "unhealthy: "+strings.Join(c.View.Reasons, "; ")
+			m.State, m.Detail = "holder", "unhealthy: "+strings.Join(slices.Concat(c.View.Reasons, c.View.Notes), "; ")
 		case c.View.Healthy:
 			m.State = "standby"
 		case !c.View.Active:
-			m.State, m.Detail = "stopped", strings.Join(c.View.Reasons, "; ")
+			m.State, m.Detail = "stopped", strings.Join(slices.Concat(c.View.Reasons, c.View.Notes), "; ")
 		default:
-			m.State, m.Detail = "unhealthy", strings.Join(c.View.Reasons, "; ")
+			m.State, m.Detail = "unhealthy", strings.Join(slices.Concat(c.View.Reasons, c.View.Notes), "; ")
 		}
 		if c.Reachable {
 			if c.View.Holds {
