@@ -108,7 +108,14 @@ func TestComputeCephPool(t *testing.T) {
 
 	// A member joining a cluster that has the pool.
 	t2 := time.Now()
-	join(t, n1, n3, "compute")
+	r := n3.Run("cluster", "join", "--token-file", tokenFile(t, n3, token(t, n1, n3.Name)), "--role", "compute", "--address", n3.IP)
+	if r.Code != 0 {
+		t.Fatalf("join node3: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	// The plan says it before anything starts, not the first launch.
+	if !rbd && !strings.Contains(r.Stderr, "rbd module is absent on node3") {
+		t.Fatalf("the join's plan does not warn that node3 has no rbd module:\n%s", r.Stderr)
+	}
 	waitCompute(t, c, n1, 2*time.Minute, "node3 joined with the remote pool", created("node1", "node2", "node3"))
 	t.Logf("node3 join to remote pool created there: %s", time.Since(t2).Round(time.Millisecond))
 

@@ -86,6 +86,7 @@ func TestCompute(t *testing.T) {
 				ReadySeconds float64 `json:"ready_seconds"`
 				JoinSeconds  float64 `json:"join_seconds"`
 				RSSKiB       int64   `json:"rss_kib"`
+				VMs          bool    `json:"vms"`
 				VMReason     string  `json:"vm_reason"`
 			} `json:"nodes"`
 		}
@@ -107,6 +108,22 @@ func TestCompute(t *testing.T) {
 		})
 		for _, n := range det.Nodes {
 			t.Logf("%s: LXD start to ready %.2fs, cluster bootstrap/join %.2fs, LXD RSS %d KiB; %s", n.Node, n.ReadySeconds, n.JoinSeconds, n.RSSKiB, n.VMReason)
+			// A node without VMs is marked containers-only in status,
+			// with the reason.
+			want := "containers and VMs"
+			if !n.VMs {
+				if !strings.HasPrefix(n.VMReason, "containers only: ") {
+					t.Fatalf("%s offers no VMs and says %q, not why", n.Node, n.VMReason)
+				}
+				want = n.VMReason
+			}
+			found := false
+			for _, m := range l.Members {
+				found = found || m.Node == n.Node && strings.Contains(m.Detail, want)
+			}
+			if !found {
+				t.Fatalf("status does not show %q for %s: %+v", want, n.Node, l.Members)
+			}
 		}
 		for _, n := range c.Nodes {
 			t0 := time.Now()
@@ -200,6 +217,17 @@ func TestCompute(t *testing.T) {
 		for _, n := range c.Nodes {
 			n.Kill(t)
 		}
+		// A power cut takes the containers too: they outlive cloudd and
+		// LXD (liblxc's monitors are not their children), so kill each
+		// container's processes after LXD is gone, as the power would,
+		// before it could record them as stopped.
+		for _, n := range c.Nodes {
+			killed := n.KillContainer(t, "on-"+n.Name)
+			if killed < 2 {
+				t.Fatalf("container on-%s: %d processes found to kill, want its monitor and its init at least", n.Name, killed)
+			}
+			t.Logf("container on-%s: %d processes killed", n.Name, killed)
+		}
 		t0 := time.Now()
 		for _, n := range c.Nodes {
 			n.Start(t)
@@ -208,7 +236,8 @@ func TestCompute(t *testing.T) {
 			return membersOnline(l, "node1", "node2", "node3")
 		})
 		t.Logf("all three back online %s after the cloudd restarts", time.Since(t0).Round(time.Millisecond))
-		harness.Eventually(t, time.Minute, "exec in each member's container", func() error {
+		// LXD starts again the instances that were running when it died.
+		harness.Eventually(t, 2*time.Minute, "exec in each member's container", func() error {
 			for _, n := range c.Nodes {
 				out, err := execIn(ctx, c1, "on-"+n.Name, "echo", "alive")
 				if err != nil || strings.TrimSpace(out) != "alive" {

@@ -365,6 +365,57 @@ func (nd *Node) Kill(t testing.TB) {
 	_ = os.Remove(filepath.Join(nd.StateDir, "control.socket"))
 }
 
+// KillContainer SIGKILLs an LXD container of this node as a power cut
+// would: its liblxc monitor ("[lxc monitor] LXDPATH NAME", whose LXD path
+// lies under the node's state directory) and every process below it (the
+// container's init is the monitor's child). Containers outlive a Kill of
+// their node: the monitors are not cloudd's or LXD's children. It returns
+// how many processes it killed, and waits until they are gone.
+func (nd *Node) KillContainer(t testing.TB, name string) int {
+	t.Helper()
+	all := procs()
+	children := map[int][]int{}
+	for _, p := range all {
+		children[p.ppid] = append(children[p.ppid], p.pid)
+	}
+	var victims []int
+	for _, p := range all {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(p.pid) + "/cmdline")
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(strings.ReplaceAll(string(b), "\x00", " "))
+		if len(f) < 4 || f[0] != "[lxc" || f[1] != "monitor]" || f[len(f)-1] != name || !strings.HasPrefix(f[2], nd.StateDir) {
+			continue
+		}
+		stack := []int{p.pid}
+		for len(stack) > 0 {
+			pid := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			victims = append(victims, pid)
+			stack = append(stack, children[pid]...)
+		}
+	}
+	// The deepest first: the container's processes, then its monitor.
+	for i := len(victims) - 1; i >= 0; i-- {
+		_ = syscall.Kill(victims[i], syscall.SIGKILL)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for _, pid := range victims {
+		for {
+			b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+			if err != nil || strings.Contains(string(b), ") Z ") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("harness: %s: container %s's process %d still alive 30s after SIGKILL", nd.Name, name, pid)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return len(victims)
+}
+
 // procInfo is one line of /proc/PID/stat.
 type procInfo struct {
 	pid, ppid, pgid int
