@@ -19,6 +19,28 @@ import (
 // length of claim bytes when claim is not zero.
 func fakeAdminSocket(t *testing.T, path, prefix string, answer []byte, claim uint32) {
 	t.Helper()
+	serveUnix(t, path, func(c net.Conn) {
+		cmd, err := bufio.NewReader(c).ReadBytes(0)
+		if err != nil {
+			return
+		}
+		var m map[string]string
+		if json.Unmarshal(cmd[:len(cmd)-1], &m) != nil || m["prefix"] != prefix {
+			return // the client reads EOF
+		}
+		n := uint32(len(answer))
+		if claim != 0 {
+			n = claim
+		}
+		_ = binary.Write(c, binary.BigEndian, n)
+		_, _ = c.Write(answer)
+	})
+}
+
+// serveUnix listens at path until the test ends and hands each connection
+// to handle, closing it when handle returns.
+func serveUnix(t *testing.T, path string, handle func(net.Conn)) {
+	t.Helper()
 	ln, err := net.Listen("unix", path)
 	if err != nil {
 		t.Fatal(err)
@@ -30,22 +52,9 @@ func fakeAdminSocket(t *testing.T, path, prefix string, answer []byte, claim uin
 			if err != nil {
 				return
 			}
-			func() {
+			go func() {
 				defer c.Close()
-				cmd, err := bufio.NewReader(c).ReadBytes(0)
-				if err != nil {
-					return
-				}
-				var m map[string]string
-				if json.Unmarshal(cmd[:len(cmd)-1], &m) != nil || m["prefix"] != prefix {
-					return // the client reads EOF
-				}
-				n := uint32(len(answer))
-				if claim != 0 {
-					n = claim
-				}
-				_ = binary.Write(c, binary.BigEndian, n)
-				_, _ = c.Write(answer)
+				handle(c)
 			}()
 		}
 	}()
@@ -94,20 +103,9 @@ func TestAdminSocket(t *testing.T) {
 
 	// A socket that takes the command and never answers: an error (the
 	// read has its own deadline), not a status that hangs.
-	ln, err := net.Listen("unix", filepath.Join(l.run(), "ceph-mon.mute.asok"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			t.Cleanup(func() { c.Close() })
-		}
-	}()
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done) })
+	serveUnix(t, filepath.Join(l.run(), "ceph-mon.mute.asok"), func(net.Conn) { <-done })
 	if _, err := localMonStatus(context.Background(), l, "mute"); err == nil {
 		t.Fatal("a monitor that never answers answered")
 	}
